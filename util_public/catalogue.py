@@ -1,0 +1,183 @@
+"""The relation and prompt-template catalogue (SPEC §3.2, §3.3).
+
+Shipped files live in `util_public/catalogue/`; an importer may write `{data_root}/relations.yaml`
+and `{data_root}/prompt_template/{relation_id}.yaml`, which take precedence. Every template is
+validated on load (exactly one `{head}`, no other field, no surrounding whitespace), and
+substitution is a literal replacement, never `str.format`.
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+from .runinfo import sha256_file
+
+SHIPPED = Path(__file__).resolve().parent / "catalogue"
+LANGUAGES = ("German", "Spanish", "Chinese", "Japanese")
+_FIELD = re.compile(r"\{[^{}]*\}")
+
+
+def substitute(template: str, head: str) -> str:
+    """P(S): the template with `{head}` replaced literally (subjects may contain braces)."""
+    return template.replace("{head}", head, 1)
+
+
+def validate_template(template: object, where: str) -> str:
+    if not isinstance(template, str) or not template:
+        raise UserError(where, f"template must be a non-empty string, got {template!r}")
+    if template != template.strip() or "\n" in template:
+        raise UserError(where, f"template {template!r} has surrounding whitespace or a newline")
+    fields = _FIELD.findall(template)
+    if fields.count("{head}") != 1 or len(fields) != 1 or template.count("{") != 1 or template.count("}") != 1:
+        raise UserError(where, f"template {template!r} must contain '{{head}}' exactly once and no other field")
+    return template
+
+
+def _load_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except yaml.YAMLError as exc:
+        raise UserError(str(path), f"invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UserError(str(path), "expected a mapping at the top level")
+    return data
+
+
+def relations_file(data_root: Path | None = None) -> Path:
+    override = Path(data_root) / "relations.yaml" if data_root else None
+    return override if override and override.is_file() else SHIPPED / "relations.yaml"
+
+
+@lru_cache(maxsize=None)
+def _relations(path: Path) -> dict:
+    return _load_yaml(path).get("relations", {})
+
+
+def relations(data_root: Path | None = None) -> dict[str, dict]:
+    return _relations(relations_file(data_root))
+
+
+def relation(relation_id: str, data_root: Path | None = None) -> dict:
+    table = relations(data_root)
+    if str(relation_id) not in table:
+        raise UserError(f"relation {relation_id!r}", "unknown relation id",
+                        f"known ids in {relations_file(data_root)}: {sorted(table)}")
+    return table[str(relation_id)]
+
+
+def vocab_file(relation_id: str, data_root: Path | None = None) -> Path:
+    rel = relation(relation_id, data_root)
+    if not rel.get("vocab"):
+        raise UserError(f"relation {relation_id!r}", "has no object vocabulary in the catalogue")
+    return relations_file(data_root).parent / rel["vocab"] if data_root else SHIPPED / rel["vocab"]
+
+
+def vocab(relation_id: str, data_root: Path | None = None) -> list[str]:
+    """The relation's object vocabulary: lower-cased, de-duplicated, in file order."""
+    path = vocab_file(relation_id, data_root)
+    if not path.is_file():
+        raise UserError(str(path), "vocabulary file not found")
+    seen, out = set(), []
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        word = " ".join(line.lower().split())
+        if word and word not in seen:
+            seen.add(word)
+            out.append(word)
+    return out
+
+
+@dataclass
+class PromptCatalogue:
+    relation_id: str
+    path: Path
+    sha256: str
+    families: dict[str, object]                         # hgp, mmp, train, test, unrelated, negation
+    translations: dict[str, dict] = field(default_factory=dict)
+
+    def lookup(self, family: str, index: int, language: str | None = None) -> str:
+        """Template `family[index]` (families: hgp, mmp, train, test, unrelated, NegTrain, NegTest)."""
+        source = self.families if not language or language == "English" else self._translation(language, family)
+        values = _family_values(source, family)
+        if values is None:
+            raise UserError(f"{self.path}", f"no prompt family {family!r}" + (f" for {language}" if language else ""),
+                            f"families here: {sorted(k for k in source if k != 'negation')}")
+        if isinstance(values, dict):
+            if index not in values:
+                raise UserError(f"{family}-{index}", f"no such prompt in {self.path}", f"valid indices: {sorted(values)}")
+            return values[index]
+        if not 0 <= index < len(values):
+            raise UserError(f"{family}-{index}", f"no such prompt in {self.path}", f"valid indices: 0..{len(values) - 1}")
+        return values[index]
+
+    def indices(self, family: str, language: str | None = None) -> list[int]:
+        source = self.families if not language or language == "English" else self._translation(language, family)
+        values = _family_values(source, family)
+        if values is None:
+            raise UserError(f"{self.path}", f"no prompt family {family!r}")
+        return sorted(values) if isinstance(values, dict) else list(range(len(values)))
+
+    def _translation(self, language: str, family: str) -> dict:
+        if language not in self.translations:
+            raise UserError(f"{self.path}", f"no {language} translation (family {family})",
+                            f"languages here: {sorted(self.translations)}")
+        return self.translations[language]
+
+
+def _family_values(source: dict, family: str):
+    if family in ("NegTrain", "NegTest"):
+        neg = source.get("negation") or {}
+        return neg.get("train" if family == "NegTrain" else "test")
+    return source.get(family)
+
+
+def prompts_file(relation_id: str, data_root: Path | None = None) -> Path:
+    if data_root:
+        imported = Path(data_root) / "prompt_template" / f"{relation_id}.yaml"
+        if imported.is_file():
+            return imported
+    return SHIPPED / "prompts" / f"{relation_id}.yaml"
+
+
+def prompts(relation_id: str, data_root: Path | None = None) -> PromptCatalogue:
+    path = prompts_file(str(relation_id), data_root)
+    if not path.is_file():
+        relation(str(relation_id), data_root)  # an unknown id gets the "known ids" message
+        raise UserError(str(path), f"no prompt catalogue for relation {relation_id!r}")
+    return _prompts(path)
+
+
+@lru_cache(maxsize=None)
+def _prompts(path: Path) -> PromptCatalogue:
+    data = _load_yaml(path)
+    families = {k: data[k] for k in ("hgp", "mmp", "train", "test", "unrelated", "negation") if k in data}
+    translations = data.get("translations") or {}
+    for lang, fams in [("English", families), *translations.items()]:
+        _validate_families(path, lang, fams)
+    return PromptCatalogue(str(data.get("relation_id", path.stem)), path, sha256_file(path), families, translations)
+
+
+def _validate_families(path: Path, language: str, fams: dict) -> None:
+    tag = "" if language == "English" else f" ({language})"
+    for family in ("hgp", "mmp", "train", "test", "unrelated", "NegTrain", "NegTest"):
+        values = _family_values(fams, family)
+        if values is None:
+            continue
+        items = values.items() if isinstance(values, dict) else enumerate(values)
+        for index, template in items:
+            validate_template(template, f"{path}: {family}{tag} index {index}")
+    train, test = fams.get("train") or [], fams.get("test") or []
+    for name, values in (("train", train), ("test", test)):
+        if len(set(values)) != len(values):
+            raise UserError(f"{path}: {name}{tag}", "duplicate templates")
+    overlap = set(train) & set(test)
+    if overlap:
+        raise UserError(f"{path}: train/test{tag}", f"lists intersect: {sorted(overlap)[:3]}")
+    hgp0 = (fams.get("hgp") or {}).get(0)
+    if hgp0 is not None and hgp0 in test:
+        print(f"warning: {path}: hgp-0{tag} also appears in test", file=sys.stderr)

@@ -1,0 +1,198 @@
+"""Fact CSV files: one per relation, `{data_root}/{dataset}/{relation_id}.csv` (SPEC §3.1).
+
+Columns `fact_id, relation_id, Head, Fact, Alternate Facts[, Text, Title, ...]`; options are a
+JSON list (the original's Python-list string is still read). Reading validates every row and
+reports problems as `UserError`s naming the file, line and fact_id; writing is atomic.
+"""
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import json
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import atomicio
+from .errors import UserError
+
+REQUIRED = ("Head", "Fact", "Alternate Facts")
+ORDER = ("fact_id", "relation_id", "Head", "Fact", "Alternate Facts", "Text", "Title")
+
+
+@dataclass
+class Fact:
+    fact_id: int
+    relation_id: str
+    head: str
+    object: str
+    options: list[str]                       # the distractors ("Alternate Facts"), stored order
+    text: str | None = None                  # optional wiki paragraph
+    extra: dict[str, str] = field(default_factory=dict)   # Title and pass-through columns
+
+
+def norm(text: str) -> str:
+    """Lower-case with whitespace runs collapsed: the form compared by the substring rule."""
+    return " ".join(text.lower().split())
+
+
+def conflicts(a: str, b: str) -> bool:
+    """The substring rule: equal, or one a plain substring of the other, after `norm`."""
+    a, b = norm(a), norm(b)
+    return a in b or b in a
+
+
+def _parse_options(raw: str, where: str) -> list[str]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            value = None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UserError(where, f"'Alternate Facts' is not a list of strings: {raw[:80]!r}")
+    return value
+
+
+def _check_options(fact: Fact, num_options: int | None, substring_rule: str, where: str) -> bool:
+    """Validate one fact's options; returns True when a substring conflict was only warned."""
+    opts = fact.options
+    if any(not o.strip() for o in opts):
+        raise UserError(where, "an option is empty")
+    if num_options is not None and len(opts) != num_options - 1:
+        raise UserError(where, f"{len(opts)} distractors, expected {num_options - 1}")
+    lowered = [o.lower() for o in opts]
+    dups = sorted({o for o in lowered if lowered.count(o) > 1})
+    if dups:
+        raise UserError(where, f"duplicate options: {dups[:5]}")
+    if fact.object.lower() in lowered:
+        raise UserError(where, f"the gold object {fact.object!r} is among the distractors")
+    if substring_rule == "off":
+        return False
+    everything = [fact.object, *opts]
+    for i, a in enumerate(everything):
+        for b in everything[i + 1:]:
+            if conflicts(a, b):
+                if substring_rule == "error":
+                    raise UserError(where, f"options {a!r} and {b!r} violate the substring rule",
+                                    "regenerate, or import with validate.substring_rule=warn")
+                return True
+    return False
+
+
+def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: str = "error") -> list[Fact]:
+    """All facts of one relation file, validated (SPEC §3.1, §10)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(str(path), "fact file not found")
+    text = path.read_text(encoding="utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows:
+        raise UserError(str(path), "empty file, expected a header row")
+    header = [h.strip() for h in rows[0]]
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        raise UserError(str(path), f"missing columns {missing}; found {header}")
+    col = {name: i for i, name in enumerate(header)}
+    stem = path.stem
+    facts, seen_ids, stripped, warned = [], {}, 0, 0
+    for pos, row in enumerate(rows[1:]):
+        line = pos + 2
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise UserError(f"{path}:{line}", f"{len(row)} cells, header has {len(header)}")
+        cell = {name: row[i] for name, i in col.items()}
+        try:
+            fact_id = int(cell["fact_id"]) if "fact_id" in cell else pos
+        except ValueError:
+            raise UserError(f"{path}:{line}", f"fact_id {cell['fact_id']!r} is not an integer") from None
+        where = f"{path}:{line}: fact_id {fact_id}"
+        if fact_id < 0:
+            raise UserError(where, "fact_id must be >= 0")
+        if fact_id in seen_ids:
+            raise UserError(str(path), f"duplicate fact_id {fact_id} (lines {seen_ids[fact_id]} and {line})")
+        seen_ids[fact_id] = line
+        relation_id = cell.get("relation_id", stem).strip() or stem
+        if relation_id != stem:
+            raise UserError(where, f"relation_id {relation_id!r} differs from the file name {stem!r}")
+        raw_values = [cell["Head"], cell["Fact"]]
+        options = _parse_options(cell["Alternate Facts"], where)
+        stripped += sum(v != v.strip() for v in raw_values + options)
+        head, obj = cell["Head"].strip(), cell["Fact"].strip()
+        _check_cell(head, "Head", where)
+        _check_cell(obj, "Fact", where)
+        if "{" in head or "}" in head or "<TRIGGER_" in head:
+            raise UserError(where, f"Head {head!r} contains '{{', '}}' or '<TRIGGER_'")
+        extra = {k: v for k, v in cell.items() if k not in ORDER}
+        if "Title" in cell:
+            extra["Title"] = cell["Title"]
+        text_value = cell.get("Text")
+        fact = Fact(fact_id, relation_id, head, obj, [o.strip() for o in options],
+                    text_value if text_value not in (None, "") else None, extra)
+        warned += _check_options(fact, num_options, substring_rule, where)
+        facts.append(fact)
+    if stripped:
+        print(f"warning: {path}: stripped surrounding whitespace from {stripped} cells", file=sys.stderr)
+    if warned:
+        print(f"warning: {path}: {warned} facts break the substring rule", file=sys.stderr)
+    return facts
+
+
+def _check_cell(value: str, column: str, where: str) -> None:
+    if not value:
+        raise UserError(where, f"{column} is empty")
+    if re.search(r"[\r\n]", value):
+        raise UserError(where, f"{column} contains a newline")
+
+
+def facts_to_csv(facts: list[Fact]) -> str:
+    extra_cols = sorted({k for f in facts for k in f.extra if k != "Title"})
+    header = ["fact_id", "relation_id", "Head", "Fact", "Alternate Facts"]
+    if any(f.text is not None for f in facts):
+        header.append("Text")
+    if any("Title" in f.extra for f in facts):
+        header.append("Title")
+    header += extra_cols
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(header)
+    for f in facts:
+        base = {"fact_id": f.fact_id, "relation_id": f.relation_id, "Head": f.head, "Fact": f.object,
+                "Alternate Facts": json.dumps(f.options, ensure_ascii=False), "Text": f.text or "", **f.extra}
+        writer.writerow([base.get(c, "") for c in header])
+    return buf.getvalue()
+
+
+def write_facts(path: str | Path, facts: list[Fact]) -> Path:
+    """Write one relation file atomically, columns in SPEC order, options as JSON."""
+    return atomicio.write_text(path, facts_to_csv(facts))
+
+
+def relation_file(data_root: Path, dataset: str, relation_id: str) -> Path:
+    return Path(data_root) / dataset / f"{relation_id}.csv"
+
+
+def load_relation(data_root: Path, dataset: str, relation_id: str, **kwargs) -> list[Fact]:
+    """The facts of `relation_id` in `dataset`; an unknown id lists the ids that exist."""
+    path = relation_file(data_root, dataset, relation_id)
+    if not path.is_file():
+        folder = Path(data_root) / dataset
+        have = sorted(p.stem for p in folder.glob("*.csv")) if folder.is_dir() else []
+        raise UserError(f"relation {relation_id!r}", f"no fact file {path}",
+                        f"available under {folder}: {have}" if have else "generate it with data_generation/gen_script.sh")
+    return read_facts(path, **kwargs)
+
+
+def select(facts: list[Fact], begin: int, end: int | None, where: str) -> list[Fact]:
+    """Facts with begin <= fact_id < end (end None = all), in fact_id order; empty is an error."""
+    chosen = sorted((f for f in facts if f.fact_id >= begin and (end is None or f.fact_id < end)),
+                    key=lambda f: f.fact_id)
+    if not chosen:
+        ids = [f.fact_id for f in facts]
+        span = f"{min(ids)}..{max(ids)}" if ids else "none"
+        raise UserError(where, f"fact range [{begin}, {end}) selects no facts (fact_ids present: {span})")
+    return chosen

@@ -1,0 +1,56 @@
+"""Loading tokenizers and causal LMs from resolved registry entries (local directories only)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import UserError
+from .registry import Registry, ResolvedModel
+from .tokenspans import require_fast
+
+META_FILE = "mtg_meta.json"
+
+
+def resolve(name_or_path: str, registry_path: str | None = None) -> ResolvedModel:
+    return Registry(registry_path).resolve(name_or_path)
+
+
+def read_meta(model_dir: str | Path) -> dict | None:
+    """A project checkpoint's `mtg_meta.json` (key tokens, phase, trained fact ids), else None."""
+    path = Path(model_dir) / META_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def load_tokenizer(model_dir: str | Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    require_fast(tok, str(model_dir))
+    return tok
+
+
+def torch_dtype(name: str, device: str):
+    """`auto` means bf16 on a GPU that supports it, fp32 elsewhere (CPU tests stay exact)."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    try:
+        return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[name]
+    except KeyError:
+        raise UserError(f"dtype {name!r}", "unknown dtype", "use auto, fp32, bf16 or fp16") from None
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_causal_lm(model_dir: str | Path, dtype: str = "auto", device: str | None = None):
+    from transformers import AutoModelForCausalLM
+
+    device = device or default_device()
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(dtype, device))
+    return model.to(device).eval()

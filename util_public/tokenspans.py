@@ -1,0 +1,57 @@
+"""Character spans <-> tokens, the one place offsets are interpreted.
+
+Every mask (training) and every context/continuation split (evaluation) is derived from the
+offset mapping of ONE tokenisation of the full string; strings are never tokenised in pieces.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UserError
+
+
+@dataclass
+class Encoded:
+    ids: list[int]
+    offsets: list[tuple[int, int]]    # (start, end) character offsets; (0, 0) for special tokens
+    special: list[bool]               # True for tokens added by the tokenizer or registered as special
+
+
+def require_fast(tokenizer, where: str = "tokenizer") -> None:
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError(f"{where}: {getattr(tokenizer, 'name_or_path', '?')}",
+                        "a fast tokenizer (with offset mappings) is required")
+
+
+def encode(tokenizer, text: str, add_special_tokens: bool = False) -> Encoded:
+    """Tokenise `text` once, keeping offsets and which tokens are special."""
+    require_fast(tokenizer)
+    enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True,
+                    return_special_tokens_mask=True)
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    special_ids = set(tokenizer.all_special_ids)
+    special = [bool(m) or i in special_ids for m, i in zip(enc["special_tokens_mask"], enc["input_ids"])]
+    return Encoded(list(enc["input_ids"]), offsets, special)
+
+
+def tokens_in_span(enc: Encoded, start: int, end: int, include_special: bool = False) -> list[int]:
+    """Token positions whose offsets [a, b) overlap [start, end) (a < end and b > start).
+
+    A token that straddles an edge is included. Special tokens (e.g. key tokens, BOS) belong to
+    no subject/object span unless `include_special`.
+    """
+    return [i for i, (a, b) in enumerate(enc.offsets)
+            if a < end and b > start and b > a and (include_special or not enc.special[i])]
+
+
+def split_at_char(enc: Encoded, boundary: int) -> tuple[int, bool]:
+    """First continuation token for a context/continuation boundary at character `boundary`.
+
+    Continuation tokens are those whose end offset is > boundary; a token starting before the
+    boundary but ending after it (a merge across the boundary) makes the second value True.
+    Tokens with empty offsets (BOS) stay in the context.
+    """
+    for i, (a, b) in enumerate(enc.offsets):
+        if b > boundary and b > a:
+            return i, a < boundary
+    return len(enc.ids), False
