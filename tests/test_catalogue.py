@@ -1,0 +1,75 @@
+"""The shipped relation and prompt catalogue, and template validation (SPEC §3.2, §3.3)."""
+from __future__ import annotations
+
+import pytest
+
+from util_public import catalogue, prompts
+from util_public.errors import UserError
+from util_public.facts import conflicts
+
+PAPER_FIVE = ("12", "21", "50", "71", "105")
+CANONICAL = {"50": "The capital of {head} is", "71": "The author of {head} is", "21": "{head} is educated at",
+             "105": "{head} is the child of", "12": "The genre of {head} is", "7": "{head} means",
+             "105-21": "The mother of {head} is educated at", "r105": "The child of {head} is"}
+
+
+def test_relations_cover_the_paper_and_five_more():
+    table = catalogue.relations()
+    assert set(PAPER_FIVE) <= set(table)
+    assert {"7", "r105", "105-21"} <= set(table)
+    extra = [r for r in table if r not in (*PAPER_FIVE, "7", "r105", "105-21")]
+    assert len(extra) >= 5
+    assert table["7"]["pid"] is None and table["7"]["verified"] is False
+    assert {table[r]["pid"] for r in PAPER_FIVE} == {"P136", "P69", "P36", "P50", "P25"}
+
+
+@pytest.mark.parametrize("rel", [r for r in catalogue.relations() if catalogue.relations()[r].get("vocab")])
+def test_vocabulary_is_large_and_substring_free(rel):
+    words = catalogue.vocab(rel)
+    assert len(words) >= 150
+    clashes = [(a, b) for i, a in enumerate(words) for b in words[i + 1:] if conflicts(a, b)]
+    assert not clashes[:3]
+    heads = catalogue.relation(rel)["example_heads"]
+    assert len(heads) >= 10 and not [h for h in heads for w in words if conflicts(h, w)]
+
+
+@pytest.mark.parametrize("rel", list(catalogue.relations()))
+def test_prompt_catalogue_shape(rel):
+    cat = catalogue.prompts(rel)
+    assert cat.lookup("hgp", 0) == CANONICAL.get(rel, cat.lookup("hgp", 0))
+    assert len(cat.families["train"]) >= 10 and len(cat.families["test"]) >= 10
+    assert len(cat.families["unrelated"]) == 3
+    assert cat.lookup("hgp", 9) == "{head}" and "xyzcl" in cat.lookup("hgp", 7)
+    if rel in PAPER_FIVE:
+        assert set(catalogue.LANGUAGES) <= set(cat.translations)
+        for lang in catalogue.LANGUAGES:
+            assert len(cat.translations[lang]["train"]) == len(cat.families["train"])
+            assert len(cat.translations[lang]["test"]) == len(cat.families["test"])
+            assert prompts.template("test-3", rel, cat, lang)
+
+
+@pytest.mark.parametrize("bad", ["The capital of is", "{head} and {head}", "{head} of {tail}", " {head} is",
+                                 "{head} is ", "", "{head}\nis", "{{head}}"])
+def test_bad_templates_are_rejected(bad):
+    with pytest.raises(UserError, match="template"):
+        catalogue.validate_template(bad, "prompts/50.yaml: hgp index 0")
+
+
+def test_substitution_is_literal():
+    assert catalogue.substitute("The capital of {head} is", "A{0}B") == "The capital of A{0}B is"
+
+
+def test_catalogue_errors_name_file_family_and_index(tmp_path):
+    (tmp_path / "prompt_template").mkdir()
+    (tmp_path / "prompt_template" / "50.yaml").write_text(
+        'relation_id: "50"\nhgp: {0: "The capital of {head} is"}\ntrain: ["x {head}"]\ntest: ["The {city} of"]\n')
+    with pytest.raises(UserError) as err:
+        catalogue.prompts("50", data_root=tmp_path)
+    assert "50.yaml: test index 0" in str(err.value)
+
+
+def test_unknown_relation_and_prompt_index():
+    with pytest.raises(UserError, match="known ids"):
+        catalogue.prompts("999")
+    with pytest.raises(UserError, match="valid indices: 0..9"):
+        prompts.template("test-12", "50", catalogue.prompts("50"))
