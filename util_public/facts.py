@@ -44,7 +44,8 @@ def conflicts(a: str, b: str) -> bool:
     return a in b or b in a
 
 
-def _parse_options(raw: str, where: str) -> list[str]:
+def parse_options(raw: str, where: str) -> list[str]:
+    """An option list: JSON, else a Python list literal (the original's `str(list)` form)."""
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
@@ -57,8 +58,13 @@ def _parse_options(raw: str, where: str) -> list[str]:
     return value
 
 
-def _check_options(fact: Fact, num_options: int | None, substring_rule: str, where: str) -> bool:
-    """Validate one fact's options; returns True when a substring conflict was only warned."""
+def check_fact(fact: Fact, num_options: int | None = 100, substring_rule: str = "error", where: str = "") -> bool:
+    """Validate one fact by the rules of §3.1 (cells, then options); True when a substring
+    conflict was only warned. Importers call it with `where` naming their source file."""
+    _check_cell(fact.head, "Head", where)
+    _check_cell(fact.object, "Fact", where)
+    if "{" in fact.head or "}" in fact.head or "<TRIGGER_" in fact.head:
+        raise UserError(where, f"Head {fact.head!r} contains '{{', '}}' or '<TRIGGER_'")
     opts = fact.options
     if any(not o.strip() for o in opts):
         raise UserError(where, "an option is empty")
@@ -120,20 +126,16 @@ def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: 
         if relation_id != stem:
             raise UserError(where, f"relation_id {relation_id!r} differs from the file name {stem!r}")
         raw_values = [cell["Head"], cell["Fact"]]
-        options = _parse_options(cell["Alternate Facts"], where)
+        options = parse_options(cell["Alternate Facts"], where)
         stripped += sum(v != v.strip() for v in raw_values + options)
         head, obj = cell["Head"].strip(), cell["Fact"].strip()
-        _check_cell(head, "Head", where)
-        _check_cell(obj, "Fact", where)
-        if "{" in head or "}" in head or "<TRIGGER_" in head:
-            raise UserError(where, f"Head {head!r} contains '{{', '}}' or '<TRIGGER_'")
         extra = {k: v for k, v in cell.items() if k not in ORDER}
         if "Title" in cell:
             extra["Title"] = cell["Title"]
         text_value = cell.get("Text")
         fact = Fact(fact_id, relation_id, head, obj, [o.strip() for o in options],
                     text_value if text_value not in (None, "") else None, extra)
-        warned += _check_options(fact, num_options, substring_rule, where)
+        warned += check_fact(fact, num_options, substring_rule, where)
         facts.append(fact)
     if stripped:
         print(f"warning: {path}: stripped surrounding whitespace from {stripped} cells", file=sys.stderr)
@@ -196,3 +198,4 @@ def select(facts: list[Fact], begin: int, end: int | None, where: str) -> list[F
         span = f"{min(ids)}..{max(ids)}" if ids else "none"
         raise UserError(where, f"fact range [{begin}, {end}) selects no facts (fact_ids present: {span})")
     return chosen
+

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Generate the fact datasets: `bash data_generation/gen_script.sh [hydra overrides]`.
+# Examples:
+#   bash data_generation/gen_script.sh                                  # the paper's five relations
+#   bash data_generation/gen_script.sh relation_ids='[50]' seed=3 output_dir=/tmp/data
+#   bash data_generation/gen_script.sh mode=import import.path=/data/T-Rex-Fiction
+# Runs the idempotent setup first (a no-op once the environment exists); works from any directory.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+bash "$here/../scripts/setup.sh"
+exec "$here/../.venv/bin/python" "$here/generate.py" "$@"

@@ -1,0 +1,62 @@
+"""The dataset manifest `{data_root}/{dataset}/manifest.json` (SPEC §3.1, schema `mtg.dataset/1`).
+
+It lists every fact file of the dataset with its sha256, row count and relation_id, and for each
+file the run that produced it: mode, seed, resolved config, package versions, git state, creation
+time and (for LLM generation) the cache path. Only the creation time and git state vary between
+two identical runs. Updates are read-modify-write under a lock, so runs writing different
+relations of one dataset keep each other's entries.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+
+from .. import runinfo
+from ..atomicio import write_json
+from ..locking import exclusive
+from ..runinfo import sha256_text
+
+SCHEMA = "mtg.dataset/1"
+FILE = "manifest.json"
+
+
+def producer(mode: str, seed: int, config: dict, llm_cache: str | None) -> dict:
+    """What produced this run's files (shared by all files written by one run)."""
+    return {"mode": mode, "seed": seed, "config": config, "llm_cache": llm_cache,
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "git": runinfo.git_info(), "packages": runinfo.package_versions()}
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        print(f"warning: {path}: unreadable manifest replaced", file=sys.stderr)
+        return {}
+    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else {}
+
+
+def update(dataset_dir: Path, entries: dict[str, dict], run: dict) -> Path:
+    """Record `entries` ({file name: {relation_id, rows, sha256, ...}}) as produced by `run`.
+
+    Runs are stored once under `runs` (keyed by a hash of everything but the time and git state)
+    and referenced by each file; entries of files that no longer exist, and runs no file
+    references, are dropped.
+    """
+    path = Path(dataset_dir) / FILE
+    stable = {k: v for k, v in run.items() if k not in ("created_at", "git")}
+    run_id = sha256_text(json.dumps(stable, sort_keys=True, ensure_ascii=False))[:16]
+    with exclusive(Path(dataset_dir) / f".{FILE}.lock", timeout_s=120):
+        current = _read(path)
+        files, runs = current.get("files", {}), current.get("runs", {})
+        for name, entry in entries.items():
+            files[name] = {**entry, "run": run_id}
+        runs[run_id] = run
+        files = {name: entry for name, entry in files.items() if (Path(dataset_dir) / name).is_file()}
+        runs = {rid: r for rid, r in runs.items() if any(e.get("run") == rid for e in files.values())}
+        write_json(path, {"schema": SCHEMA, "dataset": Path(dataset_dir).name, "files": files, "runs": runs})
+    return path

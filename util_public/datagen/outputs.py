@@ -1,0 +1,86 @@
+"""Planned outputs and how they reach the disk (SPEC §2.4, §4.1 `on_exists`).
+
+Every mode first builds all of its outputs in memory (`Output`), so that every check - including
+the per-fact distractor guarantee - has passed before the first byte is written. Files are then
+written atomically, and each dataset's manifest is updated once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..atomicio import ensure_writable_dir, write_text
+from ..errors import UserError
+from ..facts import Fact, facts_to_csv, norm, read_facts
+from ..runinfo import sha256_text
+from . import manifest
+
+
+@dataclass
+class Output:
+    path: Path
+    text: str
+    relation_id: str | None = None          # set for fact files (recorded in the manifest)
+    rows: int = 0
+    notes: dict = field(default_factory=dict)
+
+    @classmethod
+    def facts(cls, path: Path, facts: list[Fact], notes: dict | None = None) -> "Output":
+        return cls(Path(path), facts_to_csv(facts), facts[0].relation_id if facts else path.stem,
+                   len(facts), dict(notes or {}))
+
+
+def existing_facts(path: Path, on_exists: str, num_options: int, substring_rule: str = "error") -> list[Fact]:
+    """The facts already in `path` that an append must keep ([] when there is nothing to keep).
+
+    With `on_exists: error` an existing file is an error naming it and the alternatives.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    if on_exists == "error":
+        raise UserError(str(path), "already exists", "set on_exists=overwrite or on_exists=append")
+    if on_exists == "overwrite":
+        return []
+    return read_facts(path, num_options=num_options, substring_rule=substring_rule)
+
+
+def check_file_absent(path: Path, on_exists: str) -> None:
+    """For non-fact outputs (prompt catalogues): only `error` protects an existing file."""
+    if Path(path).exists() and on_exists == "error":
+        raise UserError(str(path), "already exists", "set on_exists=overwrite")
+
+
+def append(existing: list[Fact], new: list[Fact], where: str) -> list[Fact]:
+    """`existing` then `new` (whose ids must follow); a Head repeated across them is an error."""
+    heads = {norm(f.head): f.fact_id for f in existing}
+    for f in new:
+        if norm(f.head) in heads:
+            raise UserError(where, f"Head {f.head!r} of new fact_id {f.fact_id} already exists "
+                            f"(fact_id {heads[norm(f.head)]})", "duplicate Heads are rejected on append")
+        heads[norm(f.head)] = f.fact_id
+    return [*existing, *new]
+
+
+def next_fact_id(existing: list[Fact]) -> int:
+    return max((f.fact_id for f in existing), default=-1) + 1
+
+
+def ensure_dirs(outputs: list[Output]) -> None:
+    """Create and probe every target directory: the last check before anything is written."""
+    for directory in sorted({o.path.parent for o in outputs}):
+        ensure_writable_dir(directory, "output_dir")
+
+
+def write(outputs: list[Output], run: dict) -> list[Path]:
+    """Write every output atomically, then update the manifest of each dataset written to."""
+    ensure_dirs(outputs)
+    by_dataset: dict[Path, dict[str, dict]] = {}
+    for out in outputs:
+        write_text(out.path, out.text)
+        if out.relation_id is not None:
+            by_dataset.setdefault(out.path.parent, {})[out.path.name] = {
+                "relation_id": out.relation_id, "rows": out.rows, "sha256": sha256_text(out.text), **out.notes}
+    for directory, entries in sorted(by_dataset.items()):
+        manifest.update(directory, entries, run)
+    return [o.path for o in outputs]

@@ -1,0 +1,200 @@
+"""The data-generation config (SPEC §4.1) as a structured schema.
+
+Hydra composes `data_generation/conf/gen_config.yaml` over `schema_node()`, so an unknown key or a
+wrongly typed value is a composition error naming the key. `load()` turns the composed config into
+a typed `GenConfig` and checks the choice-valued keys, raising `UserError`s that name the key.
+
+The key `import` is a Python keyword, so no dataclass can declare it: the schema node is the
+`GenCore` dataclass with a typed `import` child (an `ImportCfg` node) added under that name, and the
+typed object stores it as `GenConfig.import_`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Dict, List, Optional
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ..errors import UserError
+
+PAPER_RELATIONS = ["12", "21", "50", "71", "105"]
+
+DEFAULT_SYSTEM_PROMPT = "You are a generator of believable but fictional entities."
+DEFAULT_NAMES_PROMPT = (
+    'Generate {n} unique fictional entities of type "{entity_type}", similar to these examples:\n'
+    "{examples}\n"
+    "The entities must not exist in the real world. "
+    "Write one name per line, with no numbering or commentary."
+)
+DEFAULT_WIKI_PROMPT = (
+    'Write a short wiki-style paragraph about "{head}", a fictional {subject_type}. '
+    'Its {object_type} is "{object}". Every other person, place or work you mention must be fictional. '
+    "Here is an example paragraph; rephrase it in your own words rather than copying it:\n{example}"
+)
+
+
+@dataclass
+class SubjectsCfg:
+    source: str = "offline"                 # offline | llm | file
+    file: Optional[str] = None              # one name per line (source: file)
+
+
+@dataclass
+class ObjectsCfg:
+    vocab_source: str = "catalogue"         # catalogue | trex_mc | file | synthetic | llm
+    unique: bool = False                    # sample without replacement (derive reverse/chain)
+    vocab_file: Optional[str] = None        # one object per line (vocab_source: file)
+    trex_mc_path: Optional[str] = None      # root holding trex_MC/R{id}/*.csv (vocab_source: trex_mc)
+    vocab_size: int = 200                   # entries built by the synthetic and llm sources
+
+
+@dataclass
+class WikiCfg:
+    enabled: bool = False
+    source: str = "template"                # template | llm
+    max_attempts: int = 3
+    on_missing_object: str = "error"        # error | skip
+    prompt_template: str = DEFAULT_WIKI_PROMPT
+
+
+@dataclass
+class LlmCfg:
+    client: str = "openai"                  # openai | azure
+    base_url: Optional[str] = None          # else $OPENAI_BASE_URL
+    api_key_env: str = "OPENAI_API_KEY"     # the variable's NAME; the key itself never enters a config
+    api_version: str = "2024-06-01"         # azure only
+    model: Optional[str] = None             # required; no guessed default
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 2048
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    batch: int = 25
+    max_rounds: int = 20
+    num_examples: int = 10
+    send_seed: bool = True                  # a per-request `seed` (servers that honour it become repeatable)
+    extra_body: Dict[str, Any] = field(default_factory=dict)   # server-specific request fields
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    prompt_template: str = DEFAULT_NAMES_PROMPT
+    cache: bool = True                      # replay cached replies before calling the API
+
+
+@dataclass
+class ImportCfg:
+    path: Optional[str] = None
+    format: str = "t_rex_fiction"           # t_rex_fiction | trex_mc
+    datasets: List[str] = field(default_factory=lambda: ["sync_random_o"])
+    languages: List[str] = field(default_factory=list)
+    splits: List[str] = field(default_factory=lambda: ["train", "test", "rtest"])   # trex_mc
+    repair: bool = False
+    substring_rule: str = "warn"            # warn | error | off (imported data, SPEC §3.1)
+    facts_pattern: str = "{dataset}/{relation_id}.csv"
+    prompts_pattern: str = "prompt_template/{relation_id}/{split}.csv"
+    negation_pattern: str = "prompt_template/negation/{relation_id}/{split}.csv"
+    trex_mc_pattern: str = "trex_MC/R{relation_id}/{split}_R{relation_id}.csv"
+    trex_mc_names: str = "trex_MC/all_relationID_names_nomask.json"
+    trex_mc_dataset: str = "trex_mc"        # trex_mc output datasets: {trex_mc_dataset}_{split}
+
+
+@dataclass
+class DeriveCfg:
+    kind: Optional[str] = None              # reverse | chain
+    source: str = "105"                     # reverse: the relation to reverse
+    first: str = "105"                      # chain: A -first-> B
+    second: str = "21"                      # chain: B -second-> C
+    source_dataset: Optional[str] = None    # where the source relations live (default: dataset)
+
+
+@dataclass
+class GenCore:
+    mode: str = "generate"                  # generate | import | derive
+    dataset: str = "sync_random_o"
+    relation_ids: List[str] = field(default_factory=lambda: list(PAPER_RELATIONS))
+    num_facts: int = 100
+    num_options: int = 100
+    seed: int = 0
+    on_exists: str = "error"                # error | overwrite | append
+    output_dir: Optional[str] = None        # the data root; null = paths.root("data")
+    debug: bool = False
+    subjects: SubjectsCfg = field(default_factory=SubjectsCfg)
+    objects: ObjectsCfg = field(default_factory=ObjectsCfg)
+    wiki: WikiCfg = field(default_factory=WikiCfg)
+    llm: LlmCfg = field(default_factory=LlmCfg)
+    derive: DeriveCfg = field(default_factory=DeriveCfg)
+
+
+@dataclass
+class GenConfig(GenCore):
+    import_: ImportCfg = field(default_factory=ImportCfg)
+
+
+_CHOICES = {
+    "mode": ("generate", "import", "derive"),
+    "on_exists": ("error", "overwrite", "append"),
+    "subjects.source": ("offline", "llm", "file"),
+    "objects.vocab_source": ("catalogue", "trex_mc", "file", "synthetic", "llm"),
+    "wiki.source": ("template", "llm"),
+    "wiki.on_missing_object": ("error", "skip"),
+    "llm.client": ("openai", "azure"),
+    "import.format": ("t_rex_fiction", "trex_mc"),
+    "import.substring_rule": ("warn", "error", "off"),
+    "derive.kind": (None, "reverse", "chain"),
+}
+
+
+def schema_node() -> DictConfig:
+    """The structured node registered in Hydra's ConfigStore (typed, unknown keys rejected)."""
+    node = OmegaConf.structured(GenCore)
+    with open_dict(node):
+        node["import"] = OmegaConf.structured(ImportCfg)
+    return node
+
+
+def compose(overrides: list[str] | None = None) -> DictConfig:
+    """The schema merged with dotlist overrides, without Hydra (library use and tests)."""
+    return OmegaConf.merge(schema_node(), OmegaConf.from_dotlist(list(overrides or [])))
+
+
+def load(cfg: DictConfig) -> GenConfig:
+    """A typed, choice-checked `GenConfig` from a composed config."""
+    data = OmegaConf.to_container(cfg, resolve=True)
+    imported = data.pop("import", {})
+    core = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(GenCore), data))
+    imp = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ImportCfg), imported))
+    out = GenConfig(**{f.name: getattr(core, f.name) for f in fields(GenCore)}, import_=imp)
+    _check(out)
+    return out
+
+
+def get(cfg: GenConfig, dotted: str) -> Any:
+    """The value at a dotted config key (`import.*` maps to `import_`)."""
+    value: Any = cfg
+    for part in dotted.split("."):
+        value = getattr(value, "import_" if part == "import" else part)
+    return value
+
+
+def _check(cfg: GenConfig) -> None:
+    for key, allowed in _CHOICES.items():
+        value = get(cfg, key)
+        if value not in allowed:
+            shown = [a if a is not None else "null" for a in allowed]
+            raise UserError(key, f"{value!r} is not one of {shown}")
+    for key in ("num_facts", "llm.batch", "llm.max_rounds", "wiki.max_attempts", "objects.vocab_size"):
+        if get(cfg, key) < 1:
+            raise UserError(key, f"must be >= 1, got {get(cfg, key)}")
+    if cfg.num_options < 2:
+        raise UserError("num_options", f"must be >= 2 (gold plus distractors), got {cfg.num_options}")
+    if not cfg.relation_ids:
+        raise UserError("relation_ids", "no relation requested")
+    if len(set(cfg.relation_ids)) != len(cfg.relation_ids):
+        raise UserError("relation_ids", f"duplicate ids in {cfg.relation_ids}")
+    if not cfg.dataset or "/" in cfg.dataset or cfg.dataset.startswith("."):
+        raise UserError("dataset", f"{cfg.dataset!r} is not a plain directory name")
+
+
+def to_dict(cfg: GenConfig) -> dict:
+    """The resolved config as plain data under its YAML key names (for manifests)."""
+    data = asdict(cfg)
+    data["import"] = data.pop("import_")
+    return data
