@@ -1,0 +1,143 @@
+"""`evaluation/represent.py`: the representation analysis over several checkpoints (SPEC §6.8).
+
+Writes `{out}/{model}/summary.json` (per-layer arrays and headline values), `{out}/table.csv`
+(model, layer, metric, value), `{out}/heatmap.png` (metric x layer per model) and `{out}/pca.png`
+(2-D PCA of last-layer key states, coloured by relation).
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import numpy as np
+
+from . import atomicio, facts as factsio, modelio, paths, prompts, representation, runinfo
+from .cli import to_object
+from .errors import UserError
+from .runtime import configure_threads
+
+
+@dataclass
+class ReprCfg:
+    models: List[str] = field(default_factory=lambda: ["smollm2-135m"])
+    relations: str = "12+21+50+71+105"
+    dataset: str = "sync_random_o"
+    data_root: Optional[str] = None
+    index_begin: int = 0
+    index_end: Optional[int] = 20          # default keeps a CPU run short; null = every fact
+    families: List[str] = field(default_factory=lambda: ["hgp-0", "train-*", "test-*", "unrelated-*"])
+    position: str = "last"                 # last | key
+    batch_size: int = 32
+    dtype: str = "fp32"
+    save_vectors: bool = False
+    output_dir: Optional[str] = None       # default: {results root}/repr/{config hash}
+    num_threads: Optional[int] = None
+    debug: bool = False
+
+
+def _load(name: str, relations: list[str], dtype: str):
+    from .training import keytokens
+
+    resolved = modelio.resolve(name)
+    tokenizer = modelio.load_tokenizer(resolved.path)
+    model = modelio.load_causal_lm(resolved.path, dtype=dtype, device=modelio.default_device())
+    needed = [t for rel in relations for t in prompts.key_tokens(rel)]
+    keys = keytokens.add(tokenizer, needed, modelio.read_meta(resolved.path), resolved.path)
+    keytokens.resize_and_init(model, tokenizer, keys, resize="grow_only", init="mean")
+    return model, tokenizer, bool(keys.added)
+
+
+
+def run(cfg: ReprCfg) -> dict:
+    if cfg.position not in ("last", "key"):
+        raise UserError("position", f"{cfg.position!r} is not last or key")
+    configure_threads(cfg.num_threads)
+    relations = [r for r in cfg.relations.split("+") if r]
+    data_root = paths.root("data", cfg.data_root)
+    facts = {rel: factsio.select(factsio.load_relation(data_root, cfg.dataset, rel, substring_rule="off"),
+                                 cfg.index_begin, cfg.index_end, f"relation {rel}") for rel in relations}
+    out_dir = paths.resolve(cfg.output_dir) if cfg.output_dir else \
+        paths.root("results") / "repr" / runinfo.sha256_text(repr(cfg))[:8]
+    atomicio.ensure_writable_dir(out_dir, "output_dir")
+    summaries, rows, keys_by_model = {}, [], {}
+    for name in cfg.models:
+        model, tokenizer, untrained = _load(name, relations, cfg.dtype)
+        got = representation.collect(model, tokenizer, facts, cfg.families, cfg.position, cfg.batch_size)
+        per_layer = representation.metrics(got)
+        summaries[name] = {"schema": "mtg.repr/1", "model": name, "key_token_untrained": untrained,
+                           "relations": relations, "fact_range": [cfg.index_begin, cfg.index_end],
+                           "families": cfg.families, "position": cfg.position,
+                           "per_layer": per_layer, "headline": representation.headline(per_layer)}
+        atomicio.write_json(out_dir / name / "summary.json", summaries[name])
+        if cfg.save_vectors:
+            buf = io.BytesIO()
+            np.savez_compressed(buf, **{f"key_{r}": v for r, v in got.key.items()})
+            atomicio.write_bytes(out_dir / name / "vectors.npz", buf.getvalue())
+        rows += [(name, layer, metric, value) for metric, values in per_layer.items()
+                 for layer, value in enumerate(values)]
+        keys_by_model[name] = {r: v[:, -1] for r, v in got.key.items()}
+        del model
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["model", "layer", "metric", "value"])
+    writer.writerows(rows)
+    atomicio.write_text(out_dir / "table.csv", buf.getvalue())
+    _plots(out_dir, summaries, keys_by_model)
+    _print(summaries)
+    return summaries
+
+
+def _plots(out_dir, summaries: dict, keys_by_model: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summaries)
+    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        per_layer = summaries[name]["per_layer"]
+        metrics = list(per_layer)
+        ax.imshow(np.array([per_layer[m] for m in metrics]), aspect="auto", cmap="viridis")
+        ax.set_yticks(range(len(metrics)), metrics, fontsize=7)
+        ax.set_xlabel("layer")
+        ax.set_title(name, fontsize=8)
+    fig.tight_layout()
+    _save(fig, out_dir / "heatmap.png")
+    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        by_rel = keys_by_model[name]
+        stacked = np.concatenate(list(by_rel.values()))
+        centred = stacked - stacked.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        coords = centred @ vt[:2].T
+        start = 0
+        for rel, states in by_rel.items():
+            ax.scatter(*coords[start:start + len(states)].T, s=8, label=rel)
+            start += len(states)
+        ax.set_title(f"{name}: key states, last layer", fontsize=8)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    _save(fig, out_dir / "pca.png")
+
+
+def _save(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomicio.write_bytes(path, buf.getvalue())
+
+
+def _print(summaries: dict) -> None:
+    metrics = sorted({m for s in summaries.values() for m in s["headline"]})
+    print("model".ljust(48) + "".join(m[:18].rjust(20) for m in metrics))
+    for name, s in summaries.items():
+        print(name[:47].ljust(48) + "".join(f"{s['headline'].get(m, float('nan')):20.3f}" for m in metrics))
+
+
+def main(cfg, overrides) -> None:
+    run(to_object(cfg))
