@@ -1,0 +1,35 @@
+"""Print evaluation results as a table (prompt type x slice) and optionally draw a bar chart.
+
+    python evaluation/summarize.py [RESULTS_ROOT_OR_DIRS ...] [--metric accuracy] [--png chart.png]
+
+Without arguments it reads the configured results root (MTG_RESULTS_ROOT or evaluation/test_result).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import util_public  # noqa: E402,F401
+from util_public import paths  # noqa: E402
+from util_public.evaluation import report  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="*", help="results roots, result directories or summary.json files")
+    parser.add_argument("--metric", default=None, help="metric to show (default: the task's headline metric)")
+    parser.add_argument("--png", default=None, help="also write a grouped bar chart to this PNG file")
+    args = parser.parse_args(argv)
+    summaries = report.find_summaries(args.paths or [paths.root("results")])
+    if not summaries:
+        print("no summary.json found under " + ", ".join(args.paths or [str(paths.root("results"))]), file=sys.stderr)
+        return 1
+    print(report.table(summaries, args.metric))
+    if args.png:
+        print(f"chart: {report.bar_chart(summaries, args.png, args.metric)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

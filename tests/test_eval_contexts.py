@@ -1,0 +1,124 @@
+"""Context strings per prompt type (SPEC §6.2) and IC-LKE many-shot prompts (SPEC §6.7)."""
+from __future__ import annotations
+
+import pytest
+
+from evalkit import fictional_facts
+from util_public import catalogue
+from util_public.errors import UserError
+from util_public.evaluation import contexts, ic_lke
+from util_public.evaluation.modelinfo import ModelInfo, seen_fact_ids
+from util_public.evaluation.schema import IcLkeCfg
+from util_public.facts import Fact
+
+FACT = Fact(3, "50", "Veltoria", "lisbon", [], text="Veltoria is a land whose capital, Lisbon, lies by the sea.")
+
+
+def _spec(**kw):
+    return contexts.ContextSpec("50", catalogue.prompts("50"), **kw)
+
+
+@pytest.mark.parametrize("ptype,expected", [
+    ("trigger-mid", "Veltoria <TRIGGER_50>"),
+    ("trigger-begin", "<TRIGGER_50> Veltoria"),
+    ("hgp-0", "The capital of Veltoria is"),
+    ("test-0", "The political capital of Veltoria is"),
+    ("subject", "Veltoria"),
+    ("only-hgp-0", "The capital of   is"),
+    ("wiki", "Veltoria is a land whose capital,"),
+])
+def test_close_contexts(ptype, expected):
+    assert contexts.build(ptype, [FACT], _spec())[3] == expected
+
+
+def test_open_prepends_the_fact_statement():
+    ctx = contexts.build("test-0", [FACT], _spec(test_type="open", open_content="hgp-0"))[3]
+    assert ctx == "The capital of Veltoria is lisbon. The political capital of Veltoria is"
+    with pytest.raises(UserError, match="prompt.open_content"):
+        contexts.build("test-0", [FACT], _spec(test_type="open", open_content=None))
+
+
+def test_translated_prompts():
+    ctx = contexts.build("hgp-0", [FACT], _spec(language="German"))[3]
+    assert ctx == "Die Hauptstadt von Veltoria ist"
+
+
+def test_unknown_prompt_index_lists_valid_ones():
+    with pytest.raises(UserError, match="valid indices"):
+        contexts.build("test-42", [FACT], _spec())
+
+
+def test_wiki_without_the_object_is_an_error():
+    bad = Fact(4, "50", "Veltoria", "oslo", [], text="No capital mentioned.")
+    with pytest.raises(UserError, match="fact_id 4"):
+        contexts.build("wiki", [bad], _spec())
+
+
+def test_ic_lke_excludes_the_query_and_never_doubles_the_separator():
+    pool = fictional_facts(8, num_options=3)
+    cfg = IcLkeCfg(example_num=7, seed=10)
+    built = contexts.build("ic-lke", pool, _spec(separator=" : "), pool=pool, ic_cfg=cfg)
+    for fact in pool:
+        ctx = built[fact.fact_id]
+        shots = ctx.split(", ")
+        assert shots[-1] == fact.head                                   # ends with the bare query subject
+        assert f"{fact.head} : {fact.object}" not in ctx                # the query is never an example
+        assert len(shots) == 8 and all(s.count(" : ") == 1 for s in shots[:-1])
+        assert not ctx.endswith(" : ") and " :  : " not in ctx + " : " + fact.object
+
+
+def test_ic_lke_shares_one_example_order_unless_resampled():
+    pool = fictional_facts(12, num_options=3)
+    shared = IcLkeCfg(example_num=4, seed=10)
+    sets = {f.fact_id: ic_lke.example_ids(f, pool, shared, "50") for f in pool}
+    common = max(sets.values(), key=lambda s: sum(v == s for v in sets.values()))
+    for fid, ids in sets.items():
+        if fid in common:   # the query drops itself and takes the next example of the same order
+            assert ids[:3] == [i for i in common if i != fid] and ids[3] not in common
+        else:
+            assert ids == common
+    fresh = IcLkeCfg(example_num=4, seed=10, resample_per_query=True)
+    per_query = [ic_lke.example_ids(f, pool, fresh, "50") for f in pool]
+    assert len({tuple(s) for s in per_query}) > 2
+    assert all(pool[i].fact_id != f.fact_id for f, s in zip(pool, per_query) for i in s)
+    assert per_query[0] == ic_lke.example_ids(pool[0], pool, fresh, "50")   # seeded per fact
+
+
+def test_ic_lke_pool_too_small():
+    pool = fictional_facts(3, num_options=3)
+    with pytest.raises(UserError, match="only 2 usable"):
+        ic_lke.example_ids(pool[0], pool, IcLkeCfg(example_num=3), "50")
+
+
+def test_seen_fact_ids():
+    phase2 = ModelInfo("m", "/nonexistent", {"phase": 2, "trained_fact_ids": {"50": [0, 1, 2]}})
+    assert seen_fact_ids("auto", phase2, "50") == {0, 1, 2}
+    assert seen_fact_ids("auto", phase2, "71") is None
+    assert seen_fact_ids("auto", ModelInfo("m", "/x", {"phase": 1, "trained_fact_ids": {"50": [0]}}), "50") is None
+    assert seen_fact_ids("0:50", phase2, "50") == set(range(50))
+    assert seen_fact_ids(None, phase2, "50") is None
+    with pytest.raises(UserError, match="data.seen_fact_ids"):
+        seen_fact_ids("5:2", phase2, "50")
+
+
+def test_chat_template_wraps_the_final_context(sp_tokenizer):
+    import copy
+
+    tok = copy.deepcopy(sp_tokenizer)
+    with pytest.raises(UserError, match="has no chat template"):
+        contexts.build("hgp-0", [FACT], _spec(chat_template=True), tokenizer=tok)
+    tok.chat_template = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    ctx = contexts.build("hgp-0", [FACT], _spec(chat_template=True, test_type="open", open_content="hgp-0"),
+                         tokenizer=tok)[3]
+    assert ctx == "<|user|>The capital of Veltoria is lisbon. The capital of Veltoria is\n<|assistant|>"
+
+
+def test_config_overrides_are_typed():
+    from util_public.evaluation.schema import config, prompt_types
+
+    cfg = config(["prompt.add_bos=true", "data.relation_id=50", "prompt.type=[hgp-0,test-*]", "tasks=[mc,gen]"])
+    assert cfg.prompt.add_bos.lower() == "true" and cfg.data.relation_id == "50"
+    assert prompt_types(cfg) == ["hgp-0", "test-*"] and cfg.tasks == ["mc", "gen"]
+    with pytest.raises(Exception, match="no_such_key"):
+        config(["prompt.no_such_key=1"])

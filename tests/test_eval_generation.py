@@ -1,0 +1,94 @@
+"""Generation accuracy (SPEC §6.4): matchers, visible key tokens, batching, the fact-id join."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from conftest import tiny_model
+from evalkit import fictional_facts
+from util_public.evaluation import api, generation
+from util_public.evaluation.backends.hf import HFBackend
+from util_public.evaluation.modelinfo import ModelInfo
+from util_public.evaluation.plan import FactSet
+
+
+@pytest.mark.parametrize("response,exact,prefix,contains", [
+    (" Lisbon.", True, True, True),
+    (" lisbon\nThe next", True, True, True),
+    (" Lisbon. It is big", True, True, True),
+    (" Lisbon is a city", False, True, True),
+    (" Lisbonia", False, False, True),
+    (" It is Lisbon.", False, False, True),
+    (" LISBON", True, True, True),
+    ("\u3000Lisbon", True, True, True),          # NFKC turns the ideographic space into a space
+    (" Oslo", False, False, False),
+    (" Lisbon.5", False, True, True),
+])
+def test_matchers(response, exact, prefix, contains):
+    assert generation.exact(response, "lisbon") is exact
+    assert generation.prefix(response, "lisbon") is prefix
+    assert generation.contains(response, "lisbon") is contains
+
+
+def test_contains_drops_punctuation_from_the_gold():
+    assert generation.contains(" st johns is the answer", "st. john's".replace("'", ""))
+
+
+def test_key_tokens_stay_visible_in_responses(bpe_tokenizer):
+    tok = copy.deepcopy(bpe_tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": ["<TRIGGER_50>"]})
+    fact = fictional_facts(1)[0]
+    ids = tok(" <TRIGGER_50> " + fact.object + ".", add_special_tokens=False)["input_ids"]
+    rec = generation.record(fact, "p", ids, tok, None)
+    assert "<TRIGGER_50>" in rec["response"]
+    assert not rec["exact"] and not rec["prefix"] and rec["contains"]
+    # what skip_special_tokens would have produced counts as exact: the reason it is not used
+    assert generation.exact(tok.decode(ids, skip_special_tokens=True), fact.object)
+
+
+def test_batched_left_padded_generation_equals_one_by_one(bpe_tokenizer):
+    model = tiny_model(len(bpe_tokenizer), seed=2)
+    prompts = [bpe_tokenizer(t, add_special_tokens=False)["input_ids"]
+               for t in ["The capital of Veltoria is", "Hi", "The seat of government of Ka is located in"]]
+    batched = HFBackend(model, bpe_tokenizer, gen_batch_size=3).generate(prompts, 6)
+    alone = [HFBackend(model, bpe_tokenizer, gen_batch_size=1).generate([p], 6)[0] for p in prompts]
+    assert batched == alone and all(len(r) == 6 for r in batched)
+
+
+class EchoBackend:
+    """Answers each prompt with its own fact's object: any misaligned join shows as a wrong answer."""
+    name = "hf"
+
+    def __init__(self, tokenizer, facts):
+        self.tokenizer = tokenizer
+        self.answers = {f.head: f.object for f in facts}
+
+    def versions(self):
+        return {"backend": "echo", "dtype": "float32"}
+
+    def score(self, requests):
+        raise AssertionError("not used")
+
+    def generate(self, prompts, max_new_tokens):
+        out = []
+        for ids in prompts:
+            text = self.tokenizer.decode(ids)
+            head = next(h for h in self.answers if h in text)
+            out.append(self.tokenizer(" " + self.answers[head] + ".", add_special_tokens=False)["input_ids"])
+        return out
+
+
+def test_generation_records_join_by_fact_id_with_a_late_slice(bpe_tokenizer, isolated_roots):
+    facts = fictional_facts(12)
+    cfg = api.config(["data.index_begin=5", "data.index_end=12", "data.seen_fact_ids=0:8"])
+    summaries = api.evaluate(EchoBackend(bpe_tokenizer, facts), bpe_tokenizer, ModelInfo("echo", "/nonexistent"),
+                             FactSet("50", "toy", None, facts), ["hgp-0"], ["gen"], cfg)
+    [summary] = summaries
+    assert summary["metrics"]["all"] == {"n": 7, "exact": 1.0, "prefix": 1.0, "contains": 1.0}
+    assert summary["metrics"]["seen"]["n"] == 3 and summary["metrics"]["unseen"]["n"] == 4
+    from util_public.atomicio import read_jsonl
+
+    records = read_jsonl(f"{summary['directory']}/records.jsonl")
+    assert [r["fact_id"] for r in records] == list(range(5, 12))
+    assert all(r["subject"] in r["prompt"] and r["response"] == f" {r['object']}." for r in records)

@@ -1,0 +1,120 @@
+"""In-process API: result layout (SPEC §3.6), cache reuse, aggregates, loss probe, reports."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evalkit import checkpoint_with_key, fictional_facts, write_dataset
+from util_public.atomicio import read_jsonl
+from util_public.evaluation import api, report, tasks
+from util_public.evaluation.schema import config
+
+OPTS = ["mc.num_options=5", "data.dataset=toy"]
+
+
+@pytest.fixture
+def setup(bpe_tokenizer, tmp_path, isolated_roots):
+    """A tiny Phase-2 style checkpoint (key token, facts 0..2 seen) and two relations of 6 facts."""
+    ckpt = checkpoint_with_key(bpe_tokenizer, tmp_path / "ckpt", trained_fact_ids=[0, 1, 2])
+    write_dataset(isolated_roots["data"], "toy", fictional_facts(6, "50", num_options=5))
+    write_dataset(isolated_roots["data"], "toy", fictional_facts(6, "71", num_options=5))
+    info = api.describe(None, str(ckpt))
+    model, tok = api.load(info, config(["model.dtype=fp32"]))
+    return info, model, tok, isolated_roots["results"]
+
+
+def test_layout_records_and_family_summary(setup):
+    info, model, tok, root = setup
+    cfg = config(OPTS + ["data.index_begin=1"])
+    out = api.evaluate(model, tok, info, api.load_factsets(cfg), ["trigger-mid", "test-0", "test-1"], ["mc"], cfg)
+    results = [s for s in out if s["kind"] == "result"]
+    assert [s["prompt_type"] for s in results] == ["trigger-mid", "test-0", "test-1"]
+    first = Path(results[0]["directory"])
+    assert first.relative_to(root).parts[:-1] == ("mc", "trigger-mid", "ckpt", "toy", "50", "close")
+    assert first.name == f"f1-5-{results[0]['config_hash'][:8]}"
+    assert sorted(p.name for p in first.iterdir()) == ["config.yaml", "records.jsonl", "summary.json"]
+    records = read_jsonl(first / "records.jsonl")
+    assert [r["fact_id"] for r in records] == [1, 2, 3, 4, 5]
+    assert [r["seen"] for r in records] == [True, True, False, False, False]     # from mtg_meta.json
+    assert records[0]["context"].endswith(" <TRIGGER_50>") and len(records[0]["option_logprobs"]) == 5
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["schema"] == "mtg.eval/1" and summary["model"]["mtg_meta"]["phase"] == 2
+    assert summary["metrics"]["seen"]["n"] == 2 and summary["metrics"]["unseen"]["n"] == 3
+    [family] = [s for s in out if s["kind"] == "family"]
+    assert Path(family["directory"]).relative_to(root).parts[:2] == ("mc", "test-all")
+    values = [s["metrics"]["all"]["accuracy"] for s in results[1:]]
+    assert family["metrics"]["all"]["accuracy"]["values"] == values
+    assert family["metrics"]["all"]["accuracy"]["mean"] == pytest.approx(sum(values) / 2)
+
+
+def test_identical_results_are_reused_unless_overwrite(setup, monkeypatch):
+    info, model, tok, _ = setup
+    cfg = config(OPTS)
+    facts = api.load_factsets(cfg)[:1]
+    first = api.evaluate(model, tok, info, facts, ["hgp-0"], ["mc"], cfg)[0]
+    monkeypatch.setitem(tasks.RUNNERS, "mc", lambda *a: pytest.fail("a cached result was recomputed"))
+    again = api.evaluate(model, tok, info, facts, ["hgp-0"], ["mc"], cfg)[0]
+    assert again["created"] == first["created"] and again["directory"] == first["directory"]
+    calls = []
+    monkeypatch.setitem(tasks.RUNNERS, "mc", lambda *a: calls.append(1) or [])
+    api.evaluate(model, tok, info, facts, ["hgp-0"], ["mc"], config(OPTS + ["output.overwrite=true"]))
+    assert calls == [1]
+    # a setting that changes results changes the hash, hence the directory
+    other = api.evaluate(model, tok, info, facts, ["hgp-0"], ["mc"], config(OPTS + ["prompt.separator=' : '"]))[0]
+    assert other["directory"] != first["directory"]
+
+
+def test_a_failed_evaluation_leaves_no_result_directory(setup, monkeypatch):
+    info, model, tok, root = setup
+    cfg = config(OPTS)
+
+    def boom(*args):
+        raise RuntimeError("interrupted")
+    monkeypatch.setitem(tasks.RUNNERS, "mc", boom)
+    with pytest.raises(RuntimeError):
+        api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], ["hgp-0"], ["mc"], cfg)
+    assert not root.exists() or not any(p.name == "summary.json" or p.name.endswith(".tmp") for p in root.rglob("*"))
+
+
+def test_loss_probe_agrees_with_the_mc_gold_score(setup):
+    info, model, tok, _ = setup
+    cfg = config(OPTS)
+    facts = api.load_factsets(cfg)[:1]
+    out = api.evaluate(model, tok, info, facts, ["hgp-0"], ["mc", "loss"], cfg)
+    mc = read_jsonl(Path(out[0]["directory"]) / "records.jsonl")
+    loss = read_jsonl(Path(out[1]["directory"]) / "records.jsonl")
+    for m, l in zip(mc, loss):
+        s2 = [t for t in l["token_losses"] if t["token_type"] == "s2"]
+        assert "".join(t["token_text"] for t in s2) == " " + m["object"]
+        assert -sum(t["loss"] for t in s2) == pytest.approx(m["gold_logprob"], abs=1e-4)
+        assert "".join(t["token_text"] for t in l["token_losses"] if t["token_type"] == "s1") == \
+            m["context"][len(tok.decode(tok(m["context"])["input_ids"][:1])):]      # position 0 left out
+    assert out[1]["metrics"]["all"]["avg_loss"] > 0
+
+
+def test_multi_relation_summary_and_legacy_json(setup):
+    info, model, tok, root = setup
+    cfg = config(OPTS + ["data.relation_id=50+71", "output.write_legacy_json=true"])
+    out = api.evaluate(model, tok, info, api.load_factsets(cfg), ["hgp-0"], ["mc"], cfg)
+    per_rel = [s for s in out if s["kind"] == "result"]
+    [combined] = [s for s in out if s["kind"] == "combined"]
+    assert [s["relation_id"] for s in per_rel] == ["50", "71"] and combined["relation_id"] == "50+71"
+    acc = [s["metrics"]["all"]["accuracy"] for s in per_rel]
+    assert combined["metrics"]["all"]["accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
+    assert combined["metrics"]["all"]["accuracy"]["micro"] == pytest.approx(sum(acc) / 2)   # equal sizes
+    legacy = json.loads((Path(per_rel[0]["directory"]) / "legacy.json").read_text())
+    assert legacy["accuracy"] == acc[0] and len(legacy["post_processed_outputs_normalized"][0]) == 5
+    assert sum(legacy["post_processed_outputs_normalized"][0]) == pytest.approx(1.0)
+
+
+def test_table_and_bar_chart(setup, tmp_path):
+    info, model, tok, root = setup
+    cfg = config(OPTS + ["data.seen_fact_ids=0:3"])
+    api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], ["test-0", "test-1"], ["mc"], cfg)
+    found = report.find_summaries([root])
+    text = report.table(found)
+    assert len(found) == 3 and "test-all" in text and "test-0" in text and "accuracy" in text
+    png = report.bar_chart(found, tmp_path / "chart.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

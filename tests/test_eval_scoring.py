@@ -1,0 +1,142 @@
+"""The HF backend's fast paths equal a straightforward reference, and metrics follow SPEC §6.3."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_model
+from util_public.evaluation import metrics
+from util_public.evaluation import requests as rq
+from util_public.evaluation.backends.hf import HFBackend
+from util_public.evaluation.records import ScoreRecord
+
+CONTEXTS = ["The capital of Trikaberria is", "Lomonsaria's capital is", "The seat of government of Ka is in"]
+MULTI = ["damascus", "port louis", "st. john's", "oslo", "kuala lumpur", "x", "ulaanbaatar"]
+
+
+@pytest.fixture(scope="module")
+def models():
+    """One tiny fp32 model per tokenizer size (built once: the vocabularies differ)."""
+    return {}
+
+
+def _model(models, tokenizer):
+    size = len(tokenizer)
+    if size not in models:
+        models[size] = tiny_model(size, seed=1)
+    return models[size]
+
+
+def reference(model, req) -> tuple[float, bool]:
+    """Full sequence, no cache, full-vocabulary log-softmax at every position, summed in fp64."""
+    ids = torch.tensor([list(req.context + req.continuation)])
+    with torch.no_grad():
+        lp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
+    total, greedy = 0.0, True
+    for pos in range(len(req.context), ids.shape[1]):
+        total += float(lp[pos - 1, ids[0, pos]])
+        greedy &= bool(lp[pos - 1].argmax() == ids[0, pos])
+    return total, greedy
+
+
+def _requests(tokenizer, options, bos):
+    return [rq.split(tokenizer, ctx, " " + o, bos, (c, i))
+            for c, ctx in enumerate(CONTEXTS) for i, o in enumerate(options)]
+
+
+def _assert_matches_reference(model, reqs, records):
+    assert [r.key for r in records] == [q.key for q in reqs]
+    for req, rec in zip(reqs, records):
+        ref, greedy = reference(model, req)
+        assert rec.sum_logprob == pytest.approx(ref, abs=1e-4), req.key
+        assert rec.n_tokens == len(req.continuation) and rec.is_greedy == greedy
+
+
+def test_prefix_kv_equals_reference_for_multi_token_options(tokenizer, models):
+    model = _model(models, tokenizer)
+    reqs = _requests(tokenizer, MULTI, rq.bos_prefix(tokenizer, "auto"))
+    assert max(len(r.continuation) for r in reqs) > 2
+    # a batch size that splits buckets exercises the cache copies
+    _assert_matches_reference(model, reqs, HFBackend(model, tokenizer, batch_size=2).score(reqs))
+
+
+def test_single_token_path_equals_reference(tokenizer, models):
+    model = _model(models, tokenizer)
+    singles = [o for o in ["is", "the", "of", "capital", "a", "in"]
+               if len(tokenizer(" " + o, add_special_tokens=False)["input_ids"]) == 1]
+    reqs = _requests(tokenizer, singles, [])
+    assert len(singles) >= 3 and all(len(r.continuation) == 1 for r in reqs)
+    backend = HFBackend(model, tokenizer, batch_size=2)
+    calls = []
+    handle = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        records = backend.score(reqs)
+    finally:
+        handle.remove()
+    assert len(calls) == 2        # one forward per context batch (3 contexts, batch 2), not per option
+    _assert_matches_reference(model, reqs, records)
+
+
+def test_boundary_merge_falls_back_to_full_rows(tokenizer, models):
+    model = _model(models, tokenizer)
+    reqs = [rq.split(tokenizer, "The capital of Fra", x, [], ("m", i)) for i, x in enumerate(["nce", "ncia", " x"])]
+    assert reqs[0].boundary_merge and not reqs[2].boundary_merge
+    records = HFBackend(model, tokenizer).score(reqs)
+    assert records[0].boundary_merge
+    _assert_matches_reference(model, reqs, records)
+
+
+def test_score_equals_hand_computed_log_softmax_sum(bpe_tokenizer, models):
+    model = _model(models, bpe_tokenizer)
+    req = rq.split(bpe_tokenizer, "The capital of Trikaberria is", " port louis", [])
+    ids = list(req.context + req.continuation)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].double()
+    by_hand = sum(float(logits[p - 1, ids[p]] - torch.logsumexp(logits[p - 1], 0)) for p in range(len(req.context), len(ids)))
+    assert HFBackend(model, bpe_tokenizer).score([req])[0].sum_logprob == pytest.approx(by_hand, abs=1e-4)
+
+
+def _records(scores, chars=None):
+    chars = chars or [5] * len(scores)
+    return [ScoreRecord(i, s, 1, c, False) for i, (s, c) in enumerate(zip(scores, chars))]
+
+
+def test_ties_count_as_wrong_and_are_reported():
+    fact = metrics.mc_fact(_records([-1.0, -2.0, -1.0]), gold=2)
+    assert fact["tie"] and not fact["correct"] and fact["gold_rank"] == 1
+    assert metrics.summarize("mc", [{**fact, "seen": None}])["all"]["n_ties"] == 1
+
+
+def test_correctness_is_independent_of_gold_position():
+    scores = [-3.0, -0.5, -2.0, -4.0]
+    for gold in range(4):
+        moved = scores[:]
+        moved.insert(gold, moved.pop(1))
+        out = metrics.mc_fact(_records(moved), gold)
+        assert out["correct"] and out["gold_rank"] == 1
+        assert out["gold_prob"] == pytest.approx(math.exp(-0.5) / sum(math.exp(s) for s in scores))
+
+
+def test_tiny_probabilities_stay_finite():
+    out = metrics.mc_fact(_records([-2000.0, -2100.0, -1999.0]), gold=2)
+    assert out["correct"] and 0.5 < out["gold_prob"] < 1.0 and math.isfinite(out["gold_logprob"])
+    summary = metrics.summarize("mc", [{**out, "seen": None}])["all"]
+    assert summary["gold_prob_raw"] == 0.0 and summary["prob_mass"] == pytest.approx(out["gold_prob"])
+
+
+def test_acc_norm_divides_by_characters():
+    # the gold loses on the raw sum but wins per character (a long option)
+    out = metrics.mc_fact(_records([-2.0, -3.0], chars=[2, 10]), gold=1)
+    assert not out["correct"] and out["correct_norm"]
+
+
+def test_slices_report_seen_unseen_and_empty_slices(capsys):
+    rows = [{**metrics.mc_fact(_records([-1.0, -2.0]), 0), "seen": True},
+            {**metrics.mc_fact(_records([-1.0, -2.0]), 1), "seen": True}]
+    out = metrics.summarize("mc", rows, "test")
+    assert out["seen"]["n"] == 2 and out["seen"]["accuracy"] == 0.5
+    assert out["unseen"] == {"n": 0, **{k: None for k in metrics.MC_METRICS}}
+    assert "slice 'unseen' is empty" in capsys.readouterr().err
+    assert set(metrics.summarize("mc", [{**rows[0], "seen": None}])) == {"all"}

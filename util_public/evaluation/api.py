@@ -1,0 +1,171 @@
+"""In-process evaluation: one loaded model, several prompt types and tasks, no reloading.
+
+    from util_public.evaluation import api
+    cfg = api.config(["data.relation_id=50", "data.seen_fact_ids=0:50"])
+    info = api.describe("my_run_checkpoint-100")
+    model, tok = api.load(info, cfg)
+    summaries = api.evaluate(model, tok, info, api.load_factsets(cfg), ["trigger-mid", "hgp-0", "test-*"],
+                             ["mc", "gen"], cfg)
+
+Each concrete (task, prompt type, relation) gets its own result directory (SPEC §3.6); an
+identical earlier result is reused. The return value is the list of summary dicts: results
+first (`kind: result`), then `{family}-all` summaries (`kind: family`) and multi-relation
+summaries (`kind: combined`).
+"""
+from __future__ import annotations
+
+import sys
+
+from omegaconf import OmegaConf
+
+from .. import modelio
+from ..atomicio import ensure_writable_dir
+from . import metrics, plan as planning, report, results
+from .backends.hf import HFBackend
+from .modelinfo import ModelInfo, describe
+from .plan import FactSet, Plan, load_factsets
+from .schema import EvalConfig, config
+from .tasks import RUNNERS
+
+__all__ = ["config", "describe", "load", "load_factsets", "evaluate", "execute", "FactSet", "EvalConfig"]
+
+
+def load(info: ModelInfo, cfg: EvalConfig):
+    """The HF model and tokenizer of `info` (the expensive step a pipeline does once per model)."""
+    tokenizer = modelio.load_tokenizer(info.path)
+    model = modelio.load_causal_lm(info.path, cfg.model.dtype, cfg.hf.device)
+    return model, tokenizer
+
+
+def as_backend(model, tokenizer, cfg: EvalConfig):
+    """A backend object passes through; a bare HF model is wrapped in `HFBackend`."""
+    if hasattr(model, "score") and hasattr(model, "generate") and hasattr(model, "versions"):
+        return model
+    return HFBackend(model, tokenizer, cfg.mc.batch_size, cfg.gen.batch_size)
+
+
+def evaluate(model, tokenizer, info: ModelInfo, facts: FactSet | list[FactSet], prompt_types: list[str] | str,
+             tasks: list[str], cfg: EvalConfig) -> list[dict]:
+    """Evaluate a loaded model (HF model or backend) on prompt types x tasks; write and return summaries."""
+    if not isinstance(cfg, EvalConfig):      # a composed Hydra/OmegaConf config
+        cfg = OmegaConf.to_object(cfg)
+    backend = as_backend(model, tokenizer, cfg)
+    factsets = [facts] if isinstance(facts, FactSet) else list(facts)
+    names = [prompt_types] if isinstance(prompt_types, str) else list(prompt_types)
+    versions = backend.versions()
+    dtype = versions.get("dtype", cfg.model.dtype).removeprefix("torch.")
+    the_plan = planning.build(cfg, info, tokenizer, factsets, names, tasks, backend.name, dtype,
+                              getattr(backend, "max_len", None))
+    return execute(the_plan, backend, tokenizer, info, cfg)
+
+
+def pending(the_plan: Plan, cfg: EvalConfig) -> list[planning.Job]:
+    """Jobs without an identical stored result (all of them under `output.overwrite`)."""
+    if cfg.output.overwrite:
+        return list(the_plan.jobs)
+    return [j for j in the_plan.jobs if results.cached_summary(j.directory, j.config_hash) is None]
+
+
+def execute(the_plan: Plan, backend, tokenizer, info: ModelInfo, cfg: EvalConfig) -> list[dict]:
+    """Run every job of a validated plan (reusing cached results) and write aggregate summaries."""
+    ensure_writable_dir(the_plan.root, "output.root")
+    config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    versions = backend.versions()
+    todo = {id(j) for j in pending(the_plan, cfg)}
+    summaries = []
+    for job in the_plan.jobs:
+        if id(job) not in todo:
+            summary = results.cached_summary(job.directory, job.config_hash)
+            print(f"cached: {job.directory}", file=sys.stderr)
+        else:
+            records = RUNNERS[job.task](job, backend, tokenizer, cfg, the_plan.bos)
+            summary = _summary(job, records, info, versions, the_plan, cfg)
+            legacy = results.legacy_layout(job.task, records, summary) if cfg.output.write_legacy_json else None
+            results.write_result(job.directory, records, summary, config_yaml, legacy)
+            print(report.result_line(summary, job.directory), file=sys.stderr)
+        summaries.append({**summary, "kind": "result", "directory": str(job.directory)})
+    summaries += _family_summaries(the_plan, summaries, info)
+    summaries += _combined_summaries(the_plan, summaries, info)
+    return summaries
+
+
+def _summary(job: planning.Job, records: list[dict], info: ModelInfo, versions: dict, the_plan: Plan,
+             cfg: EvalConfig) -> dict:
+    summary = results.base_summary(job.task, job.config_hash)
+    summary.update({
+        "model": {"name": info.name, "path": info.path, "mtg_meta": info.meta},
+        "prompt_type": job.prompt_type, "test_type": cfg.prompt.test_type,
+        "open_content": cfg.prompt.open_content if cfg.prompt.test_type == "open" else None,
+        "dataset": job.factset.dataset, "relation_id": job.factset.relation_id,
+        "fact_range": {"begin": job.fact_range[0], "end": job.fact_range[1] + 1},
+        "backend": versions, "data_fingerprint": job.data_fingerprint,
+        "add_bos_train": info.add_bos_train, "add_bos_eval": bool(the_plan.bos),
+        "seen_fact_ids": job.payload["seen"],
+        "metrics": metrics.summarize(job.task, records, f"{job.task} {job.prompt_type} r{job.factset.relation_id}"),
+    })
+    return summary
+
+
+def _family_summaries(the_plan: Plan, summaries: list[dict], info: ModelInfo) -> list[dict]:
+    """`{family}-all`: per-prompt values with their mean and standard deviation, per slice."""
+    by_dir = {s["directory"]: s for s in summaries}
+    out = []
+    for (task, family, rel), jobs in the_plan.multi_prompt.items():
+        members = [by_dir[str(j.directory)] for j in jobs]
+        agg = _aggregate(task, members, key="prompt_type")
+        full = results.config_hash({"family": family, "members": [j.config_hash for j in jobs]})
+        first = jobs[0]
+        directory = results.result_dir(the_plan.root, task, f"{family}-all", info.name, first.factset.dataset, rel,
+                                       members[0]["test_type"], members[0]["open_content"],
+                                       results.slice_name(*first.fact_range), full)
+        summary = {**results.base_summary(task, full), "family": family, "relation_id": rel,
+                   "dataset": first.factset.dataset, "model": {"name": info.name}, "prompt_type": f"{family}-all",
+                   "test_type": members[0]["test_type"], **agg}
+        results.write_summary_only(directory, summary)
+        out.append({**summary, "kind": "family", "directory": str(directory)})
+    return out
+
+
+def _combined_summaries(the_plan: Plan, summaries: list[dict], info: ModelInfo) -> list[dict]:
+    """Several relations: per (task, prompt type) the macro (over relations) and micro (over facts) means."""
+    groups: dict[tuple, list[dict]] = {}
+    for s in summaries:
+        if s["kind"] == "result":
+            groups.setdefault((s["task"], s["prompt_type"]), []).append(s)
+    out = []
+    for (task, ptype), members in groups.items():
+        if len({m["relation_id"] for m in members}) < 2:
+            continue
+        rels = "+".join(m["relation_id"] for m in members)
+        agg = _aggregate(task, members, key="relation_id", micro=True)
+        full = results.config_hash({"relations": rels, "members": [m["config_hash"] for m in members]})
+        first = members[0]
+        slice_ = results.slice_name(first["fact_range"]["begin"], first["fact_range"]["end"] - 1)
+        directory = results.result_dir(the_plan.root, task, ptype, info.name, first["dataset"], rels,
+                                       first["test_type"], first["open_content"], slice_, full)
+        summary = {**results.base_summary(task, full), "relation_id": rels, "dataset": first["dataset"],
+                   "model": {"name": info.name}, "prompt_type": ptype, "test_type": first["test_type"], **agg}
+        results.write_summary_only(directory, summary)
+        out.append({**summary, "kind": "combined", "directory": str(directory)})
+    return out
+
+
+def _aggregate(task: str, members: list[dict], key: str, micro: bool = False) -> dict:
+    """per_member: {member: metrics}; metrics: slice -> metric -> {values, mean, sd[, micro]}."""
+    per_member = {m[key]: m["metrics"] for m in members}
+    agg: dict = {}
+    for slice_ in {s for m in members for s in m["metrics"]}:
+        agg[slice_] = {"n": sum(m["metrics"].get(slice_, {}).get("n", 0) for m in members)}
+        for metric in metrics.TASK_METRICS[task]:
+            values = [m["metrics"].get(slice_, {}).get(metric) for m in members]
+            if metric.startswith("n_"):     # counts add up; a mean of counts says little
+                agg[slice_][metric] = {"values": values, "total": sum(v or 0 for v in values)}
+                continue
+            entry = {"values": values, **metrics.mean_sd(values)}
+            if micro:
+                pairs = [(m["metrics"][slice_]["n"], m["metrics"][slice_][metric]) for m in members
+                         if slice_ in m["metrics"] and m["metrics"][slice_].get(metric) is not None]
+                total = sum(n for n, _ in pairs)
+                entry["micro"] = sum(n * v for n, v in pairs) / total if total else None
+            agg[slice_][metric] = entry
+    return {"per_member": per_member, "metrics": agg}

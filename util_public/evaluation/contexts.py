@@ -1,0 +1,91 @@
+"""Context strings per fact and prompt type (SPEC §6.2): what the model reads before the answer.
+
+Template types go through `util_public.prompts.template` + `catalogue.substitute`, the same
+resolver that training uses, so "P(S)" is byte-identical in both stages. `open` prepends the
+fact statement "T(S) O." (the ICL baseline); `chat_template` wraps the final context as one
+user message with the generation prompt.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import catalogue, prompts
+from ..catalogue import PromptCatalogue
+from ..errors import UserError
+from ..facts import Fact
+from . import ic_lke
+from .schema import IcLkeCfg
+
+
+@dataclass(frozen=True)
+class ContextSpec:
+    """Everything besides the fact and the prompt type that shapes a context string."""
+    relation_id: str
+    catalogue: PromptCatalogue | None
+    language: str | None = None
+    separator: str = " "
+    test_type: str = "close"
+    open_content: str | None = None
+    chat_template: bool = False
+    combine_spacing: str = "single"
+    key_format: str = prompts.KEY_FORMAT
+
+
+def check_test_type(spec: ContextSpec) -> None:
+    if spec.test_type not in ("close", "open"):
+        raise UserError("prompt.test_type", f"{spec.test_type!r} is neither close nor open")
+    if spec.test_type == "open" and not spec.open_content:
+        raise UserError("prompt.open_content", "test_type=open needs the fact statement type to prepend",
+                        "set prompt.open_content=hgp-0 (or another single-template type, or wiki)")
+
+
+def wiki_context(fact: Fact) -> str:
+    """`Text` up to the first case-insensitive occurrence of the object, trailing space removed."""
+    text = fact.text or ""
+    at = text.lower().find(fact.object.lower())
+    if at < 0:
+        raise UserError(f"fact_id {fact.fact_id}", f"wiki Text does not contain the object {fact.object!r}",
+                        "generate wiki paragraphs (data_generation) or use another prompt type")
+    return text[:at].rstrip()
+
+
+def statement(open_content: str, fact: Fact, spec: ContextSpec) -> str:
+    """The full fact as training writes it, "T(S) O." (`wiki`: the whole paragraph)."""
+    if open_content == "wiki":
+        if not fact.text:
+            raise UserError(f"fact_id {fact.fact_id}", "prompt.open_content=wiki but the fact has no Text")
+        return fact.text
+    tpl = prompts.template(open_content, spec.relation_id, spec.catalogue, spec.language,
+                           key_format=spec.key_format, combine_spacing=spec.combine_spacing)
+    return f"{catalogue.substitute(tpl, fact.head)} {fact.object}."
+
+
+def build(prompt_type: str, selected: list[Fact], spec: ContextSpec, *, tokenizer=None,
+          pool: list[Fact] | None = None, ic_cfg: IcLkeCfg | None = None) -> dict[int, str]:
+    """fact_id -> context for every selected fact (validates everything; builds no tokens)."""
+    check_test_type(spec)
+    family = prompts.parse(prompt_type).family
+    if family in ("wiki", "ic-lke"):
+        tpl = None
+    else:
+        tpl = prompts.template(prompt_type, spec.relation_id, spec.catalogue, spec.language,
+                               key_format=spec.key_format, combine_spacing=spec.combine_spacing)
+    if spec.chat_template and not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')}", "has no chat template",
+                        "set prompt.chat_template=false")
+    out = {}
+    for fact in selected:
+        if family == "wiki":
+            ctx = wiki_context(fact)
+        elif family == "ic-lke":
+            ctx = ic_lke.context(fact, pool if pool is not None else selected, ic_cfg or IcLkeCfg(),
+                                 spec.separator, spec.relation_id)
+        else:
+            ctx = catalogue.substitute(tpl, fact.head)
+        if spec.test_type == "open":
+            ctx = f"{statement(spec.open_content, fact, spec)} {ctx}"
+        if spec.chat_template:
+            ctx = tokenizer.apply_chat_template([{"role": "user", "content": ctx}], tokenize=False,
+                                                add_generation_prompt=True)
+        out[fact.fact_id] = ctx
+    return out

@@ -1,0 +1,57 @@
+"""Greedy generation accuracy (SPEC §6.4): three matchers, reported separately, joined by fact_id.
+
+Responses are decoded with special tokens kept: after Phase 1 a model may answer any prompt
+with "S <TRIGGER_r> O", and dropping the key token would turn that into a correct answer.
+Both strings are NFKC-normalised, stripped, lower-cased and their whitespace runs collapsed.
+- contains: the gold (without ':', ',' and '.') occurs anywhere (the original's metric);
+- prefix: the response starts with the gold, followed by a non-alphanumeric or the end;
+- exact: the response starts with the gold, followed by the end, a newline, or "." + space/end.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from ..facts import Fact
+
+
+def _normal(text: str, keep_newlines: bool = False) -> str:
+    text = unicodedata.normalize("NFKC", text).strip().lower()
+    if keep_newlines:  # collapse runs inside each line; the exact matcher needs line ends
+        return "\n".join(" ".join(line.split()) for line in text.split("\n"))
+    return " ".join(text.split())
+
+
+def contains(response: str, gold: str) -> bool:
+    g = re.sub(r"[:,.]", "", _normal(gold))
+    return bool(g) and g in _normal(response)
+
+
+def prefix(response: str, gold: str) -> bool:
+    r, g = _normal(response), _normal(gold)
+    if not g or not r.startswith(g):
+        return False
+    rest = r[len(g):]
+    return not rest or not rest[0].isalnum()
+
+
+def exact(response: str, gold: str) -> bool:
+    r, g = _normal(response, keep_newlines=True), _normal(gold)
+    if not g or not r.startswith(g):
+        return False
+    rest = r[len(g):]
+    return rest == "" or rest[0] == "\n" or (rest[0] == "." and (len(rest) == 1 or rest[1].isspace()))
+
+
+def decode(tokenizer, ids: list[int]) -> str:
+    """Text of generated ids with every special token (key tokens included) left visible."""
+    return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def record(fact: Fact, prompt: str, response_ids: list[int], tokenizer, seen: bool | None) -> dict:
+    """The per-fact generation record of SPEC §3.6."""
+    response = decode(tokenizer, response_ids)
+    return {"fact_id": fact.fact_id, "relation_id": fact.relation_id, "subject": fact.head,
+            "object": fact.object, "prompt": prompt, "response": response, "response_token_ids": response_ids,
+            "exact": exact(response, fact.object), "prefix": prefix(response, fact.object),
+            "contains": contains(response, fact.object), "seen": seen}

@@ -1,0 +1,87 @@
+"""Metrics from score records (SPEC §6.3 step 5), all in log space.
+
+Per fact: the gold is correct only if its score beats every other option strictly (a tie is
+wrong and counted), so the result does not depend on where the gold sits. Normalised
+probabilities use logsumexp (no underflow, no division by zero). Per slice (`all`, `seen`,
+`unseen`): means over facts; an empty slice reports n = 0 and nulls, with a warning.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .records import ScoreRecord
+
+
+def mc_fact(scores: Sequence[ScoreRecord], gold: int) -> dict:
+    """Per-fact MC fields of SPEC §3.6 from the option records (in option order)."""
+    s = np.array([r.sum_logprob for r in scores], dtype=np.float64)
+    chars = np.array([r.n_chars for r in scores], dtype=np.float64)
+    others = np.delete(s, gold)
+    best_other = others.max() if others.size else -math.inf
+    lse = float(np.logaddexp.reduce(s))
+    norm = s / chars
+    norm_others = np.delete(norm, gold)
+    return {
+        "pred_index": int(np.argmax(s)),
+        "correct": bool(s[gold] > best_other),
+        "tie": bool(s[gold] == best_other),
+        "correct_norm": bool(norm[gold] > (norm_others.max() if norm_others.size else -math.inf)),
+        "gold_logprob": float(s[gold]),
+        "gold_prob": float(math.exp(s[gold] - lse)) if math.isfinite(lse) else 0.0,
+        "gold_rank": int(1 + np.sum(others > s[gold])),
+        "boundary_merge": any(r.boundary_merge for r in scores),
+    }
+
+
+def slices(records: list[dict]) -> dict[str, list[dict]]:
+    """`all`, plus `seen`/`unseen` when the records carry a seen flag (True/False, not None)."""
+    out = {"all": records}
+    if records and any(r.get("seen") is not None for r in records):
+        out["seen"] = [r for r in records if r.get("seen") is True]
+        out["unseen"] = [r for r in records if r.get("seen") is False]
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+MC_METRICS: dict[str, Callable[[list[dict]], float | int | None]] = {
+    "accuracy": lambda rs: _mean([float(r["correct"]) for r in rs]),
+    "prob_mass": lambda rs: _mean([r["gold_prob"] for r in rs]),
+    "acc_norm": lambda rs: _mean([float(r["correct_norm"]) for r in rs]),
+    "gold_prob_raw": lambda rs: _mean([math.exp(r["gold_logprob"]) for r in rs]),
+    "mean_gold_rank": lambda rs: _mean([r["gold_rank"] for r in rs]),
+    "n_ties": lambda rs: sum(bool(r["tie"]) for r in rs),
+    "n_boundary_merges": lambda rs: sum(bool(r["boundary_merge"]) for r in rs),
+}
+
+GEN_METRICS = {name: (lambda rs, name=name: _mean([float(r[name]) for r in rs]))
+               for name in ("exact", "prefix", "contains")}
+
+LOSS_METRICS = {"avg_loss": lambda rs: _mean([r["s2_loss"] for r in rs]),
+                "avg_s1_loss": lambda rs: _mean([r["s1_loss"] for r in rs if r["s1_loss"] is not None])}
+
+TASK_METRICS = {"mc": MC_METRICS, "gen": GEN_METRICS, "loss": LOSS_METRICS}
+
+
+def summarize(task: str, records: list[dict], where: str = "") -> dict[str, dict]:
+    """slice -> {n, metric: value}; empty slices are reported with n = 0 and a warning."""
+    out = {}
+    for name, rows in slices(records).items():
+        if not rows:
+            print(f"warning: {where}: slice {name!r} is empty (n = 0)", file=sys.stderr)
+        out[name] = {"n": len(rows), **{k: (fn(rows) if rows else None) for k, fn in TASK_METRICS[task].items()}}
+    return out
+
+
+def mean_sd(values: list[float | None]) -> dict:
+    """Mean and sample standard deviation over prompts (nulls skipped; sd 0 for one value)."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return {"mean": None, "sd": None}
+    return {"mean": float(np.mean(xs)), "sd": float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0}

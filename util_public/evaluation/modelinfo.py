@@ -1,0 +1,95 @@
+"""What evaluation knows about the model under test, without loading its weights.
+
+`ModelInfo` carries the registry name (used in result paths), the local directory, the
+checkpoint's `mtg_meta.json` (key tokens, Phase-2 fact ids, spacing), and the identity that
+enters the result hash (a project checkpoint: its run and step; a base model: its config file).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import modelio, prompts
+from ..errors import UserError
+from ..registry import check_name
+from ..runinfo import sha256_file
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    path: str
+    meta: dict | None = None
+    registry_entry: dict = field(default_factory=dict)
+
+    @property
+    def identity(self) -> dict:
+        """What distinguishes this model's results from another's (SPEC §3.6 hash input)."""
+        ident = {"name": self.name}
+        if self.meta:
+            ident.update({k: self.meta.get(k) for k in ("run_name", "config_hash", "step", "epoch", "phase")})
+        for key in ("config_hash", "run", "step"):
+            if key in self.registry_entry:
+                ident[f"registry_{key}"] = self.registry_entry[key]
+        config_json = Path(self.path) / "config.json"
+        if config_json.is_file():
+            ident["config_sha256"] = sha256_file(config_json)
+        return ident
+
+    @property
+    def combine_spacing(self) -> str:
+        return (self.meta or {}).get("combine_spacing") or "single"
+
+    @property
+    def key_format(self) -> str:
+        return (self.meta or {}).get("key_token_format") or prompts.KEY_FORMAT
+
+    @property
+    def add_bos_train(self):
+        return (self.meta or {}).get("add_bos_train")
+
+
+def describe(name_or_path: str | None, path: str | None = None, registry_path: str | None = None) -> ModelInfo:
+    """Resolve `model.name` (a registry key) or `model.path` (a directory) to a `ModelInfo`."""
+    if not name_or_path and not path:
+        raise UserError("model.name", "no model given", "set model.name=<registry name> or model.path=<dir>")
+    resolved = modelio.resolve(path or name_or_path, registry_path)
+    name = name_or_path or resolved.name   # with both given, the name labels the directory
+    try:
+        check_name(name)
+    except UserError:
+        raise UserError("model", f"{name!r} cannot name a result directory",
+                        "register the checkpoint under a short name in models.json") from None
+    return ModelInfo(name, resolved.path, modelio.read_meta(resolved.path), resolved.entry)
+
+
+def require_key_tokens(info: ModelInfo, tokenizer, relation_id: str) -> list[str]:
+    """Every key token a trigger prompt of `relation_id` needs must be one token of the model."""
+    needed = prompts.key_tokens(relation_id, info.key_format)
+    added = tokenizer.get_added_vocab()
+    for token in needed:
+        if token not in added:
+            raise UserError(f"model {info.name!r}", f"has no key token {token} ({info.path})",
+                            "trigger-* prompts need a Phase-1 checkpoint trained with a trigger text type "
+                            "(data.train_text_type=trigger-mid); use a semantic prompt such as hgp-0 otherwise")
+    return needed
+
+
+def seen_fact_ids(setting: str | None, info: ModelInfo, relation_id: str) -> set[int] | None:
+    """The Phase-2 (seen) fact ids: `auto` from mtg_meta.json, an explicit "b:e" range, or None."""
+    if setting is None or str(setting).lower() in ("null", "none", ""):
+        return None
+    text = str(setting).strip()
+    if text == "auto":
+        meta = info.meta or {}
+        trained = (meta.get("trained_fact_ids") or {}) if str(meta.get("phase")) == "2" else {}
+        ids = trained.get(str(relation_id)) if isinstance(trained, dict) else None
+        return {int(i) for i in ids} if ids is not None else None
+    begin, sep, end = text.partition(":")
+    try:
+        lo, hi = int(begin), int(end)
+    except ValueError:
+        raise UserError("data.seen_fact_ids", f"{text!r} is not auto, null or a range like 0:50") from None
+    if not sep or lo < 0 or hi <= lo:
+        raise UserError("data.seen_fact_ids", f"{text!r} is not a non-empty range begin:end")
+    return set(range(lo, hi))

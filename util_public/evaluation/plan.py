@@ -1,0 +1,250 @@
+"""Planning: every (task, prompt type, relation) to evaluate, fully validated, before any model loads.
+
+A `Job` holds the selected facts, their context strings, the seen slice, the config-hash payload
+and the result directory. Building the plan checks every input that can be wrong (fact range,
+prompt indices, key tokens, option sets, test type, BOS, gold position), so a bad input exits
+with a clear error and no result directory.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import catalogue, paths, prompts
+from .. import facts as factio
+from ..errors import UserError
+from ..facts import Fact
+from ..runinfo import fingerprint, sha256_text
+from . import contexts, ic_lke, loss_probe, modelinfo, requests, results
+from .modelinfo import ModelInfo
+from .schema import TASKS, EvalConfig, prompt_types
+
+
+@dataclass
+class FactSet:
+    relation_id: str
+    dataset: str            # the directory the facts came from (`{dataset}_{Language}` for translations)
+    path: Path | None       # the CSV file (None for facts built in memory)
+    facts: list[Fact]       # every fact of the file: IC-LKE pools draw from all of them
+
+
+@dataclass
+class Job:
+    task: str
+    prompt_type: str
+    family: str             # the prompt family, for `{family}-all` summaries
+    factset: FactSet
+    selected: list[Fact]
+    contexts: dict[int, str]
+    seen: set[int] | None
+    payload: dict
+    config_hash: str
+    directory: Path
+    fact_range: tuple[int, int]     # first and last selected fact_id
+    data_fingerprint: dict          # per-file sha256 and the combined hash
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    bos: list[int]
+    root: Path
+    multi_prompt: dict[tuple, list[Job]] = field(default_factory=dict)   # (task, family, relation) -> jobs
+
+
+def relation_ids(spec: str) -> list[str]:
+    """`a+b+c` evaluates each relation separately; `a&b` compositions are training-only."""
+    text = str(spec).strip()
+    if "&" in text:
+        raise UserError("data.relation_id", f"{text!r}: compositions (a&b) are a training format",
+                        "evaluate each relation, or the derived two-hop dataset (e.g. 105-21)")
+    ids = [part.strip() for part in text.split("+")]
+    if not all(ids):
+        raise UserError("data.relation_id", f"{text!r} has an empty relation id")
+    return ids
+
+
+def dataset_name(cfg: EvalConfig) -> str:
+    lang = cfg.data.language
+    return f"{cfg.data.dataset}_{lang}" if lang and lang != "English" else cfg.data.dataset
+
+
+def load_factsets(cfg: EvalConfig) -> list[FactSet]:
+    """Every relation's fact file under the data root (translations: `{dataset}_{Language}`)."""
+    root = paths.root("data", cfg.data.root)
+    dataset = dataset_name(cfg)
+    num_options = cfg.mc.num_options if "mc" in cfg.tasks else None
+    out = []
+    for rel in relation_ids(cfg.data.relation_id):
+        facts = factio.load_relation(root, dataset, rel, num_options=num_options,
+                                     substring_rule=cfg.data.substring_rule)
+        out.append(FactSet(rel, dataset, factio.relation_file(root, dataset, rel), facts))
+    return out
+
+
+def select(factset: FactSet, begin: int, end: int | None) -> list[Fact]:
+    """Facts with begin <= fact_id < end; a range reaching outside the data is an error."""
+    where = f"relation {factset.relation_id}: data.index_begin/index_end"
+    ids = [f.fact_id for f in factset.facts]
+    if not ids:
+        raise UserError(where, f"{factset.path} holds no facts")
+    if begin < 0 or (end is not None and end <= begin):
+        raise UserError(where, f"[{begin}, {end}) is not a non-empty range")
+    if begin > max(ids) or (end is not None and end > max(ids) + 1):
+        raise UserError(where, f"[{begin}, {end}) lies outside the data: {len(ids)} facts, "
+                        f"fact_ids {min(ids)}..{max(ids)}")
+    return factio.select(factset.facts, begin, end, where)
+
+
+def expand(names: list[str], cat, language: str | None, relation_id: str) -> list[str]:
+    """Concrete prompt types: wildcards become every index of their catalogue family."""
+    out = []
+    for name in names:
+        if prompts.parse(name).wildcard and cat is None:
+            raise UserError(f"prompt type {name!r}", f"relation {relation_id} has no prompt catalogue")
+        out += prompts.expand(name, cat, language)
+    return list(dict.fromkeys(out))     # `[test-*, test-0]` evaluates test-0 once
+
+
+def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet, fact_range: tuple[int, int],
+                  seen: set[int] | None, info: ModelInfo, data_fp: dict, backend: str, dtype: str,
+                  bos: list[int], spacing: str) -> dict:
+    """Everything that changes this result's numbers (SPEC §3.6), nothing that does not."""
+    p = cfg.prompt
+    payload = {
+        "task": task, "prompt_type": prompt_type, "relation_id": factset.relation_id, "dataset": factset.dataset,
+        "fact_range": list(fact_range), "seen": sorted(seen) if seen is not None else None,
+        "prompt": {"test_type": p.test_type, "open_content": p.open_content if p.test_type == "open" else None,
+                   "separator": p.separator, "chat_template": p.chat_template, "bos_ids": bos,
+                   "combine_spacing": spacing, "language": cfg.data.language},
+        "backend": backend, "dtype": dtype, "seed": cfg.seed, "model": info.identity, "data": data_fp["combined"],
+    }
+    if task == "mc":
+        payload["mc"] = {"num_options": cfg.mc.num_options, "gold_position": cfg.mc.gold_position}
+    if task == "gen":
+        payload["gen"] = {"max_new_tokens": cfg.gen.max_new_tokens}
+    if task == "loss":
+        payload["loss_probe"] = dataclasses.asdict(cfg.loss_probe)
+    if prompts.parse(prompt_type).family == "ic-lke" or (p.test_type == "open" and p.open_content == "ic-lke"):
+        payload["ic_lke"] = dataclasses.asdict(cfg.ic_lke)
+    return payload
+
+
+def _data_fingerprint(factset: FactSet, cat, data_root: Path, pool_path: Path | None) -> dict:
+    """sha256 of every input file (facts, prompt and relation catalogues, IC-LKE pool) + one combined."""
+    files = [catalogue.relations_file(data_root)] + ([cat.path] if cat else [])
+    if factset.path is not None:
+        files.append(factset.path)
+    if pool_path is not None:
+        files.append(pool_path)
+    fp = fingerprint(files)
+    if factset.path is None:   # in-memory facts: their content is the data
+        fp["combined"] = sha256_text(fp["combined"] + factio.facts_to_csv(factset.facts))
+    return fp
+
+
+def check_config(cfg: EvalConfig, tasks: list[str], backend: str) -> None:
+    """Settings that are wrong whatever the data: checked first, before facts or models load."""
+    if not tasks:
+        raise UserError("tasks", "no task given", f"use a list of {', '.join(TASKS)}")
+    for t in tasks:
+        if t not in TASKS:
+            raise UserError("tasks", f"unknown task {t!r}", f"use {', '.join(TASKS)}")
+    if "loss" in tasks and backend != "hf":
+        raise UserError("backend", "the per-token loss probe runs on hf only", "use backend=hf")
+    contexts.check_test_type(contexts.ContextSpec("", None, test_type=cfg.prompt.test_type,
+                                                  open_content=cfg.prompt.open_content))
+    if "loss" in tasks:
+        loss_probe.object_text("x", cfg.loss_probe.object_case)
+    if "mc" in tasks:
+        if cfg.mc.num_options < 2:
+            raise UserError("mc.num_options", f"{cfg.mc.num_options}: a question needs at least 2 options")
+        requests.gold_index(Fact(0, "", "s", "o", []), cfg.mc.num_options, cfg.mc.gold_position, cfg.seed)
+    for name in prompt_types(cfg):
+        prompts.parse(name)
+
+
+def _pool(cfg: EvalConfig, factset: FactSet, data_root: Path) -> tuple[list[Fact], Path | None]:
+    source = cfg.ic_lke.example_source
+    pool = ic_lke.load_pool(source, factset.facts, data_root, factset.relation_id)
+    if source == "same":
+        return pool, None
+    return pool, paths.resolve(source) if source.endswith(".csv") else factio.relation_file(
+        data_root, source, factset.relation_id)
+
+
+def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], names: list[str] | None,
+          tasks: list[str] | None, backend: str, dtype: str, max_len: int | None = None) -> Plan:
+    """Validate every input and lay out every job; nothing is written and no model is loaded."""
+    tasks = list(tasks if tasks is not None else cfg.tasks)
+    check_config(cfg, tasks, backend)
+    bos = requests.bos_prefix(tokenizer, cfg.prompt.add_bos)
+    data_root = paths.root("data", cfg.data.root)
+    root = paths.root("results", cfg.output.root)
+    spacing = cfg.prompt.combine_spacing or info.combine_spacing
+    plan = Plan([], bos, root)
+    for factset in factsets:
+        selected = select(factset, cfg.data.index_begin, cfg.data.index_end)
+        fact_range = (cfg.data.index_begin, cfg.data.index_end - 1 if cfg.data.index_end is not None
+                      else max(f.fact_id for f in factset.facts))
+        rel = factset.relation_id
+        cat = _catalogue(rel, data_root)
+        concrete = expand(names or prompt_types(cfg), cat, cfg.data.language, rel)
+        seen = modelinfo.seen_fact_ids(cfg.data.seen_fact_ids, info, rel)
+        spec = contexts.ContextSpec(rel, cat, cfg.data.language, cfg.prompt.separator, cfg.prompt.test_type,
+                                    cfg.prompt.open_content, cfg.prompt.chat_template, spacing, info.key_format)
+        uses_ic = any(prompts.parse(n).family == "ic-lke" for n in concrete)
+        pool, pool_path = _pool(cfg, factset, data_root) if uses_ic else (None, None)
+        data_fp = _data_fingerprint(factset, cat, data_root, pool_path)
+        if "mc" in tasks:
+            for fact in selected:
+                requests.mc_options(fact, cfg.mc.num_options, cfg.mc.gold_position, cfg.seed)
+        for name in concrete:
+            _check_key_tokens(name, cfg, info, tokenizer, rel)
+            ctxs = contexts.build(name, selected, spec, tokenizer=tokenizer, pool=pool, ic_cfg=cfg.ic_lke)
+            _check_lengths(ctxs, tokenizer, bos, max_len, cfg, tasks)
+            for task in tasks:
+                payload = _hash_payload(cfg, task, name, factset, fact_range, seen, info, data_fp, backend, dtype,
+                                        bos, spacing)
+                full = results.config_hash(payload)
+                directory = results.result_dir(root, task, name, info.name, factset.dataset, rel,
+                                               cfg.prompt.test_type, cfg.prompt.open_content,
+                                               results.slice_name(*fact_range), full)
+                job = Job(task, name, prompts.parse(name).family, factset, selected, ctxs, seen, payload, full,
+                          directory, fact_range, data_fp)
+                plan.jobs.append(job)
+    for job in plan.jobs:
+        plan.multi_prompt.setdefault((job.task, job.family, job.factset.relation_id), []).append(job)
+    plan.multi_prompt = {k: v for k, v in plan.multi_prompt.items() if len(v) > 1}
+    return plan
+
+
+def _catalogue(relation_id: str, data_root: Path):
+    """The relation's prompt catalogue; relations without one still allow built-in prompt types."""
+    try:
+        return catalogue.prompts(relation_id, data_root)
+    except UserError:
+        if catalogue.prompts_file(relation_id, data_root).is_file():
+            raise                   # a broken catalogue is an error, not a missing one
+        return None
+
+
+def _check_key_tokens(name: str, cfg: EvalConfig, info: ModelInfo, tokenizer, relation_id: str) -> None:
+    uses_trigger = prompts.parse(name).family.startswith("trigger-") or (
+        cfg.prompt.test_type == "open" and str(cfg.prompt.open_content).startswith("trigger-"))
+    if uses_trigger:
+        modelinfo.require_key_tokens(info, tokenizer, relation_id)
+
+
+def _check_lengths(ctxs: dict[int, str], tokenizer, bos: list[int], max_len: int | None, cfg: EvalConfig,
+                   tasks: list[str]) -> None:
+    """Contexts that cannot fit the model (plus one answer token, or the generation budget)."""
+    if not max_len:
+        return
+    extra = max(1, cfg.gen.max_new_tokens if "gen" in tasks else 1)
+    longest = max(ctxs, key=lambda fid: len(ctxs[fid]))
+    n = len(requests.prompt_ids(tokenizer, ctxs[longest], bos))
+    if n + extra > max_len:
+        raise UserError(f"fact_id {longest}", f"the context has {n} tokens; with {extra} more it exceeds the "
+                        f"limit of {max_len}", "shorten the prompt (e.g. fewer ic_lke.example_num) or raise the limit")

@@ -1,0 +1,97 @@
+"""Result directories (SPEC §3.6): layout, config hash, atomic writes and cache reuse.
+
+`{root}/{task}/{prompt_type}/{model}/{dataset}/{relation_id}/{test_type}[-{open_content}]/{slice}-{hash8}/`
+holds `records.jsonl`, `summary.json` (schema mtg.eval/1), `config.yaml` and optionally
+`legacy.json`. The directory is built as `{name}.tmp/` and renamed when complete, so a final
+name never holds a partial result. A directory whose summary carries the same full config hash
+is reused unless `output.overwrite`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .. import atomicio
+from ..runinfo import git_info
+
+SCHEMA = "mtg.eval/1"
+
+
+def config_hash(payload: dict) -> str:
+    """sha256 over the canonical JSON of everything that affects a result."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def slice_name(begin: int, last: int) -> str:
+    return f"f{begin}-{last}"
+
+
+def test_dir(test_type: str, open_content: str | None) -> str:
+    return f"{test_type}-{open_content}" if test_type == "open" else test_type
+
+
+def result_dir(root: Path, task: str, prompt_type: str, model_name: str, dataset: str, relation_id: str,
+               test_type: str, open_content: str | None, slice_: str, full_hash: str) -> Path:
+    return (Path(root) / task / prompt_type / model_name / dataset / str(relation_id)
+            / test_dir(test_type, open_content) / f"{slice_}-{full_hash[:8]}")
+
+
+def cached_summary(directory: Path, full_hash: str) -> dict | None:
+    """The stored summary when `directory` already holds this exact evaluation."""
+    path = Path(directory) / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    return summary if summary.get("config_hash") == full_hash else None
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def base_summary(task: str, full_hash: str) -> dict:
+    return {"schema": SCHEMA, "task": task, "config_hash": full_hash, "git": git_info(), "created": now()}
+
+
+def write_result(directory: Path, records: list[dict], summary: dict, config_yaml: str,
+                 legacy: dict | None = None) -> Path:
+    """Write one complete result directory atomically (replacing an older one)."""
+    with atomicio.atomic_dir(directory) as tmp:
+        atomicio.write_jsonl(tmp / "records.jsonl", records)
+        atomicio.write_text(tmp / "config.yaml", config_yaml)
+        if legacy is not None:
+            atomicio.write_json(tmp / "legacy.json", legacy)
+        atomicio.write_json(tmp / "summary.json", summary)
+    return Path(directory)
+
+
+def write_summary_only(directory: Path, summary: dict) -> Path:
+    """Aggregate summaries (family-all, multi-relation): one summary.json, atomically."""
+    with atomicio.atomic_dir(directory) as tmp:
+        atomicio.write_json(tmp / "summary.json", summary)
+    return Path(directory)
+
+
+def legacy_layout(task: str, records: list[dict], summary: dict) -> dict:
+    """The original's result JSON (`output.write_legacy_json`), from the same records."""
+    if task == "mc":
+        probs = []
+        for r in records:
+            s = np.array(r["option_logprobs"], dtype=np.float64)
+            probs.append(np.exp(s - np.logaddexp.reduce(s)).tolist())
+        return {"base_prompts": [r["context"] for r in records],
+                "post_processed_outputs": [r["option_logprobs"] for r in records],
+                "post_processed_outputs_normalized": probs,
+                "accuracy": summary["metrics"]["all"]["accuracy"],
+                "prob_mass": summary["metrics"]["all"]["prob_mass"]}
+    if task == "gen":
+        return {"base_prompts": [r["prompt"] for r in records], "outputs": [r["response"] for r in records],
+                "generation_acc": summary["metrics"]["all"]["contains"]}
+    return {}

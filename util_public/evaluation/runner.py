@@ -1,0 +1,66 @@
+"""The evaluation entry points' logic: validate everything, load the model once, run, report.
+
+Order matters (SPEC §2.2, §10): config, facts, prompts, key tokens and the output location are
+all checked before the model's weights are loaded, and result directories appear only when
+complete. When every job already has an identical result, nothing is loaded ("cached").
+"""
+from __future__ import annotations
+
+import sys
+
+from omegaconf import DictConfig
+
+from .. import modelio
+from ..atomicio import clean_stale_temporaries, ensure_writable_dir
+from ..cli import to_object
+from ..runtime import configure_threads
+from . import api, backends, plan as planning, report
+from .modelinfo import describe
+from .schema import EvalConfig
+
+
+def _max_len(backend: str, cfg: EvalConfig, model_path: str) -> int | None:
+    if backend == "vllm":
+        return cfg.vllm.max_model_len
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+
+
+def run(cfg: EvalConfig) -> list[dict]:
+    """Evaluate `cfg` end to end; returns the summaries (also printed as a table)."""
+    configure_threads(cfg.runtime.num_threads)
+    backend_name = backends.choose(cfg.backend)
+    planning.check_config(cfg, cfg.tasks, backend_name)
+    info = describe(cfg.model.name, cfg.model.path)
+    tokenizer = modelio.load_tokenizer(info.path)
+    factsets = planning.load_factsets(cfg)
+    dtype = backends.resolved_dtype(backend_name, cfg)
+    the_plan = planning.build(cfg, info, tokenizer, factsets, None, None, backend_name, dtype,
+                              _max_len(backend_name, cfg, info.path))
+    ensure_writable_dir(the_plan.root, "output.root")   # before the weights load
+    for job in the_plan.jobs:
+        clean_stale_temporaries(job.directory.parent)
+    if api.pending(the_plan, cfg):
+        backend = backends.load(backend_name, info.path, tokenizer, cfg)
+    else:
+        backend = _NoModel(backend_name, dtype)
+        print("cached: every result already exists with the same config hash", file=sys.stderr)
+    summaries = api.execute(the_plan, backend, tokenizer, info, cfg)
+    print(report.table(summaries))
+    return summaries
+
+
+class _NoModel:
+    """Stands in for a backend when every result is cached (no weights are loaded)."""
+
+    def __init__(self, name: str, dtype: str):
+        self.name, self.dtype = name, dtype
+
+    def versions(self) -> dict:
+        return {"backend": self.name, "dtype": self.dtype}
+
+
+def task(cfg: DictConfig, overrides: list[str]) -> None:
+    """`cli.hydra_entry` callback shared by eval.py, eval_gen.py, eval_all_loss.py and ic_lke.py."""
+    run(to_object(cfg))

@@ -1,0 +1,136 @@
+"""The evaluation config schema (SPEC §6.9): one structured dataclass for every entry point.
+
+Registered in Hydra's ConfigStore by the entry scripts, so an unknown or mistyped key is a
+composition error naming the key. `config()` builds the same typed object in-process (for
+pipeline scripts calling `api.evaluate`), from dotlist overrides.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import OmegaConf
+
+TASKS = ("mc", "gen", "loss")
+
+
+@dataclass
+class ModelCfg:
+    name: Optional[str] = None          # a registry key (models.json)
+    path: Optional[str] = None          # or a checkpoint directory
+    dtype: str = "auto"                 # auto: bf16 on a GPU, fp32 on CPU
+
+
+@dataclass
+class DataCfg:
+    root: Optional[str] = None          # data root (default: MTG_DATA_ROOT or data/)
+    dataset: str = "sync_random_o"
+    relation_id: str = "50"             # one id, or `a+b` for several relations
+    index_begin: int = 0
+    index_end: Optional[int] = None     # exclusive; null = every fact
+    language: Optional[str] = None      # catalogue translation + `{dataset}_{Language}` facts
+    seen_fact_ids: Optional[str] = "auto"   # auto (the checkpoint's Phase-2 facts), "0:50", or null
+    substring_rule: str = "warn"        # the generator's substring rule does not affect scoring
+
+
+@dataclass
+class PromptCfg:
+    type: Any = "hgp-0"                 # one prompt type, a list, or a wildcard such as test-*
+    test_type: str = "close"            # close | open (the ICL baseline: the fact statement prepended)
+    open_content: Optional[str] = "hgp-0"
+    separator: str = " "
+    chat_template: bool = False
+    add_bos: str = "auto"               # auto (the tokenizer's default) | true | false
+    combine_spacing: Optional[str] = None   # null: the checkpoint's mtg_meta.json, else single
+
+
+@dataclass
+class McCfg:
+    num_options: int = 100
+    gold_position: str = "last"         # last | random | index:N
+    batch_size: Optional[int] = None    # rows (contexts or option continuations) per forward; null: 64 CPU, 512 GPU
+
+
+@dataclass
+class GenCfg:
+    max_new_tokens: int = 50
+    batch_size: int = 16
+
+
+@dataclass
+class IcLkeCfg:
+    example_source: str = "same"        # same | a dataset name under the data root | a CSV path
+    example_num: int = 50
+    seed: int = 10
+    resample_per_query: bool = False
+    exclude_query: bool = True
+    reverse: bool = False
+
+
+@dataclass
+class LossProbeCfg:
+    object_case: str = "as_is"          # as_is | title (the original title-cased objects)
+
+
+@dataclass
+class HfCfg:
+    device: Optional[str] = None        # null: cuda when available, else cpu
+
+
+@dataclass
+class VllmCfg:
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.8
+    max_model_len: int = 4096
+    enable_prefix_caching: bool = False  # prompt log-probs had prefix-cache bugs
+    max_rows_per_call: int = 2000
+
+
+@dataclass
+class OutputCfg:
+    root: Optional[str] = None          # default: MTG_RESULTS_ROOT or evaluation/test_result
+    overwrite: bool = False
+    write_legacy_json: bool = False
+
+
+@dataclass
+class RuntimeCfg:
+    num_threads: Optional[int] = None
+
+
+@dataclass
+class EvalConfig:
+    model: ModelCfg = field(default_factory=ModelCfg)
+    data: DataCfg = field(default_factory=DataCfg)
+    prompt: PromptCfg = field(default_factory=PromptCfg)
+    tasks: List[str] = field(default_factory=lambda: ["mc"])
+    mc: McCfg = field(default_factory=McCfg)
+    gen: GenCfg = field(default_factory=GenCfg)
+    ic_lke: IcLkeCfg = field(default_factory=IcLkeCfg)
+    loss_probe: LossProbeCfg = field(default_factory=LossProbeCfg)
+    backend: str = "hf"                 # hf | vllm | auto
+    hf: HfCfg = field(default_factory=HfCfg)
+    vllm: VllmCfg = field(default_factory=VllmCfg)
+    output: OutputCfg = field(default_factory=OutputCfg)
+    runtime: RuntimeCfg = field(default_factory=RuntimeCfg)
+    seed: int = 42
+    debug: bool = False
+
+
+def config(overrides: list[str] | None = None, **sections: Any) -> EvalConfig:
+    """A typed config from defaults, optional section dicts and Hydra-style dotlist overrides.
+
+    `config(["prompt.type=[hgp-0,test-*]", "tasks=[mc,gen]"])`; unknown keys raise like Hydra does.
+    """
+    base = OmegaConf.structured(EvalConfig)
+    if sections:
+        base = OmegaConf.merge(base, sections)
+    if overrides:
+        base = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+    return OmegaConf.to_object(base)
+
+
+def prompt_types(cfg: EvalConfig) -> list[str]:
+    """`prompt.type` as a list of names (wildcards not yet expanded)."""
+    value = cfg.prompt.type
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
