@@ -1,0 +1,116 @@
+"""Loss-mode labels from character spans, on both tokenizer styles (SPEC §5.4, §5.5)."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from util_public.errors import UserError
+from util_public.facts import Fact
+from util_public.training import keytokens, masking, occurrences, texts
+from util_public.training.collator import PadCollator
+from util_public.training.masking import IGNORE
+from util_public.training.selection import Group, Selection
+
+FACT = Fact(0, "50", "Veloria", "san marino", ["oslo"])
+
+
+@pytest.fixture
+def keyed(tokenizer):
+    """A private copy of the tokenizer with <TRIGGER_50> added as a special token."""
+    tok = copy.deepcopy(tokenizer)
+    keytokens.add(tok, ["<TRIGGER_50>"], None, "test")
+    return tok
+
+
+def one_text(text_type):
+    [t] = texts.build(Selection("50", [Group(("50",), [(FACT,)])], []), text_type, texts.Options())
+    return t
+
+
+def labelled_runs(tok, m: masking.Masked) -> list[str]:
+    """Decoded runs of consecutive label tokens (stripped): what the loss sees, piece by piece."""
+    runs, current = [], []
+    for tid, lab in zip(m.input_ids, m.labels):
+        if lab != IGNORE:
+            current.append(tid)
+        elif current:
+            runs.append(current)
+            current = []
+    if current:
+        runs.append(current)
+    return [tok.decode(r).strip() for r in runs]
+
+
+def do_mask(tok, t, mode, **kw):
+    return masking.mask(tok, t, mode, specials=tok.all_special_tokens, **kw)
+
+
+@pytest.mark.parametrize("text_type", ["hgp-0", "trigger-mid"])
+def test_modes_decode_to_the_intended_text(keyed, text_type):
+    t = one_text(text_type)
+    normal = do_mask(keyed, t, "normal")
+    assert normal.labels == normal.input_ids
+    assert labelled_runs(keyed, do_mask(keyed, t, "s-o")) == ["Veloria", "san marino"]
+    assert labelled_runs(keyed, do_mask(keyed, t, "o")) == ["san marino"]
+    relation = {"hgp-0": ["The capital of", "is", "."], "trigger-mid": ["<TRIGGER_50>", "."]}[text_type]
+    assert [r for r in labelled_runs(keyed, do_mask(keyed, t, "r")) if r] == relation
+
+
+def test_s_o_and_r_partition_the_sequence(keyed):
+    t = one_text("mmp-1")
+    so, r = do_mask(keyed, t, "s-o"), do_mask(keyed, t, "r")
+    for a, b, tid in zip(so.labels, r.labels, so.input_ids):
+        assert (a == IGNORE) != (b == IGNORE) and tid in (a, b)
+
+
+def test_first_versus_all_occurrences(tokenizer):
+    text = "Veloria san marino: The capital of Veloria is san marino."
+    spans = texts.FactSpans(0, "50", (text.index("Veloria", 1), text.index("Veloria", 1) + 7),
+                            (len(text) - 11, len(text) - 1), "Veloria")
+    t = texts.TrainText(0, "50", "hgp-0", "hgp-0", text, [spans])
+    assert labelled_runs(tokenizer, do_mask(tokenizer, t, "s-o")) == ["Veloria san marino"]
+    assert labelled_runs(tokenizer, do_mask(tokenizer, t, "o")) == ["san marino", "san marino"]
+    primary = labelled_runs(tokenizer, do_mask(tokenizer, t, "s-o", occurrence="primary"))
+    assert primary == ["Veloria", "san marino"]
+    assert do_mask(tokenizer, t, "s-o", occurrence="primary").labels[0] == IGNORE
+
+
+def test_occurrence_boundaries():
+    assert occurrences.find("Parisian Paris.", "Paris") == [(9, 14)]
+    assert occurrences.find("xParis Paris", "Paris") == [(7, 12)]
+    assert occurrences.find("<TRIGGER_50>Paris.", "Paris", ["<TRIGGER_50>"]) == [(12, 17)]
+    assert occurrences.find("Paris2 Paris", "Paris") == [(7, 12)]
+
+
+def test_legacy_trains_on_every_token_but_still_validates(tokenizer):
+    t = one_text("hgp-0")
+    legacy = do_mask(tokenizer, t, "o", legacy=True)
+    assert legacy.labels == legacy.input_ids
+    broken = texts.TrainText(7, "50", "wiki", "wiki", "A land far away, san marino.",
+                             [texts.FactSpans(7, "50", None, (17, 27), "Veloria")])
+    with pytest.raises(UserError, match="fact_id 7.*Veloria"):
+        do_mask(tokenizer, broken, "s-o", legacy=True)
+    assert do_mask(tokenizer, broken, "o").n_label_tokens > 0
+
+
+def test_no_label_after_position_zero_is_an_error(tokenizer):
+    t = texts.TrainText(4, "50", "x", "x", "The.", [texts.FactSpans(4, "50", None, (0, 3), "")])
+    with pytest.raises(UserError, match="fact_id 4.*position 0"):
+        do_mask(tokenizer, t, "o")
+
+
+def test_subject_only_at_position_zero_is_counted(bpe_tokenizer):
+    tok = copy.deepcopy(bpe_tokenizer)
+    keytokens.add(tok, ["<TRIGGER_50>"], None, "test")
+    short = Fact(0, "50", "Ka", "oslo", ["x"])
+    [t] = texts.build(Selection("50", [Group(("50",), [(short,)])], []), "trigger-mid", texts.Options())
+    assert do_mask(tok, t, "s-o").subject_only_at_start == 1
+
+
+def test_collator_pads_right_and_keeps_labels():
+    batch = PadCollator(pad_token_id=0)([{"input_ids": [5, 6, 7], "labels": [IGNORE, 6, IGNORE]},
+                                        {"input_ids": [8], "labels": [8]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[IGNORE, 6, IGNORE], [8, IGNORE, IGNORE]]

@@ -1,0 +1,227 @@
+"""Training stages end to end on a tiny model: two phases, memorization, labels, resume, naming."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import save_tiny_checkpoint
+from safetensors.torch import load_file
+
+from util_public import catalogue, facts, modelio
+from util_public.errors import UserError
+from util_public.registry import Registry
+from util_public.training import masking, memcheck, naming, run, texts
+from util_public.training.selection import load as load_selection
+
+HEADS = ["Veloria", "Karthenia", "Ostrevania", "Quilmarra", "Drevosk", "Zanthuria", "Pelloquay", "Morvatia",
+         "Ustrelund", "Xerophane", "Talvendor", "Brynmoria", "Aldravia", "Cindermark", "Doravel", "Eskaland",
+         "Fenmoor", "Glasweth", "Harrowfel", "Istrenne"]
+FAST = ["train.warmup_steps=2", "train.per_device_train_batch_size=2", "train.num_threads=1"]
+
+
+@pytest.fixture
+def setup(isolated_roots, sp_tokenizer, tmp_path):
+    """A registered tiny base model (SentencePiece-style tokenizer) and 20 facts of relation 50."""
+    save_tiny_checkpoint(sp_tokenizer, tmp_path / "tiny")
+    Registry().register({"tiny-base": {"path": str(tmp_path / "tiny"), "kind": "base"}})
+    vocab = catalogue.vocab("50")
+    rows = [facts.Fact(i, "50", h, vocab[(7 * i) % len(vocab)], [f"opt{j}" for j in range(3)])
+            for i, h in enumerate(HEADS)]
+    facts.write_facts(facts.relation_file(isolated_roots["data"], "sync_random_o", "50"), rows)
+    return {"facts": rows, **isolated_roots}
+
+
+def train(config: str, *overrides: str) -> int:
+    overrides = list(overrides)
+    return run.train_stage(run.compose(config, overrides), overrides)
+
+
+def manifest(path):
+    return json.loads((path / "manifest.json").read_text())
+
+
+def only_run(runs_root, prefix=""):
+    [path] = [p for p in runs_root.iterdir() if p.name.startswith(prefix) and ".aborted" not in p.name]
+    return path
+
+
+def test_two_stages_memorize_and_inherit_the_key_token(setup, tmp_path):
+    assert train("phase1", "model.base=tiny-base", "data.index_end=20", "train.learning_rate=5e-3",
+                 "train.epochs=40", "train.per_device_train_batch_size=4", "train.warmup_steps=2",
+                 "save.every_epoch=false", "train.num_threads=1") == 0
+    p1 = only_run(setup["runs"])
+    m1 = manifest(p1)
+    assert m1["status"] == "complete" and (p1 / "DONE").is_file()
+    for entry in ("config.yaml", "overrides.yaml", "data/train_texts.jsonl", "logs/train.log", "metrics.jsonl",
+                  "loss_curve.png"):
+        assert (p1 / entry).is_file(), entry
+    assert m1["steps_per_epoch"] == 5 and m1["tokens_trained"]["total"] == 40 * m1["tokens_trained"]["per_epoch"]
+    [(epoch, ckpt)] = m1["checkpoints"].items()
+    assert epoch == "40" and ckpt["step"] == 200
+    final = p1 / ckpt["path"]
+    meta = modelio.read_meta(final)
+    assert meta["key_tokens"] == {"<TRIGGER_50>": 3000} and meta["trained_fact_ids"] == {"50": list(range(20))}
+    assert Registry().resolve(ckpt["registry_name"]).path == str(final.resolve())
+
+    epochs = [r for r in map(json.loads, (p1 / "metrics.jsonl").read_text().splitlines()) if r["type"] == "epoch"]
+    assert len(epochs) == 40 and epochs[-1]["mean_loss"] < 0.2 * epochs[0]["mean_loss"]
+    base = load_file(str(tmp_path / "tiny" / "model.safetensors"))
+    trained = load_file(str(final / "model.safetensors"))
+    assert set(base) == set(trained)
+    for name, before in base.items():   # every trainable tensor moved (the embedding: its original rows)
+        assert not torch.equal(trained[name][: before.shape[0]], before), name
+
+    model, tok = modelio.load_causal_lm(final, "fp32", "cpu"), modelio.load_tokenizer(final)
+    assert memcheck.greedy_accuracy(model, tok, setup["facts"])["accuracy"] == 1.0
+
+    assert train("phase2", f"model.base_run={p1.name}", "data.index_end=10", "train.learning_rate=1e-3",
+                 *FAST) == 0
+    p2 = only_run(setup["runs"], naming.shorten(ckpt["registry_name"], 48))
+    m2 = manifest(p2)
+    assert m2["base_model"]["name"] == ckpt["registry_name"]
+    assert m2["hashed_config"]["base"] == {"name": ckpt["registry_name"], "run": p1.name,
+                                           "config_hash": m1["config_hash"], "step": 200}
+    meta2 = modelio.read_meta(p2 / m2["checkpoints"]["1"]["path"])
+    assert meta2["key_tokens"] == meta["key_tokens"] and meta2["phase"] == 2 and meta2["loss_mode"] == "o"
+    assert len(modelio.load_tokenizer(p2 / m2["checkpoints"]["1"]["path"])) == 3001
+
+
+def test_labels_reaching_forward_and_length_grouped_shuffling(setup, monkeypatch, sp_tokenizer):
+    from transformers import LlamaForCausalLM
+
+    seen = []
+    original = LlamaForCausalLM.forward
+
+    def spy(self, *args, **kwargs):
+        if self.training:
+            seen.append((kwargs["input_ids"].clone(), kwargs["attention_mask"].clone(), kwargs["labels"].clone()))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", spy)
+    common = ["model.base=tiny-base", "data.index_end=10", "data.train_text_type=hgp-0", "loss.mode=o",
+              "train.epochs=2", "train.group_by_length=true", "save.every_epoch=false", *FAST]
+    assert train("phase1", *common, "train.lm_head_at_labels=false", "save.run_name=masked") == 0
+    selection = load_selection("50", setup["data"], "sync_random_o", 0, 10)
+    expected = {tuple(m.input_ids): m.labels for m in (
+        masking.mask(sp_tokenizer, t, "o") for t in texts.build(selection, "hgp-0", texts.Options()))}
+    rows = [(ids[m.bool()].tolist(), lab, m) for ids_b, m_b, lab_b in seen for ids, m, lab in zip(ids_b, m_b, lab_b)]
+    assert len(rows) == 20
+    for ids, labels, mask in rows:
+        assert labels[mask.bool()].tolist() == expected[tuple(ids)]
+        assert (labels[~mask.bool()] == masking.IGNORE).all()
+    epoch1 = [tuple(r[0]) for r in rows[:10]]
+    epoch2 = [tuple(r[0]) for r in rows[10:]]
+    assert sorted(epoch1) == sorted(epoch2) and epoch1 != epoch2
+
+    seen.clear()
+    assert train("phase1", *common, "loss.legacy=true", "save.run_name=legacy") == 0
+    for ids_b, m_b, lab_b in seen:
+        assert torch.equal(lab_b[m_b.bool()], ids_b[m_b.bool()])
+        assert (lab_b[~m_b.bool()] == masking.IGNORE).all()
+    assert manifest(setup["runs"] / "legacy")["hashed_config"]["loss"]["legacy"] is True
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(setup, capsys):
+    common = ["model.base=tiny-base", "data.index_end=10", "train.epochs=3", "train.learning_rate=1e-3", *FAST]
+    assert train("phase1", *common, "save.run_name=A", "train.stop_after_epochs=1") == 0
+    a = setup["runs"] / "A"
+    assert manifest(a)["status"] == "running" and not (a / "DONE").exists()
+    assert sorted(p.name for p in a.glob("checkpoint-*")) == ["checkpoint-5"]
+    (a / "checkpoints.tmp" / "checkpoint-999").mkdir(parents=True)     # a killed save's leftovers
+    (a / "checkpoints.tmp" / "checkpoint-999" / "model.safetensors").write_bytes(b"partial")
+
+    assert train("phase1", *common, "save.run_name=A") == 0
+    m = manifest(a)
+    assert m["status"] == "complete" and m["invocations"][-1]["resumed_from"] == "checkpoint-5"
+    assert sorted(m["checkpoints"]) == ["1", "2", "3"] and not (a / "checkpoints.tmp").exists()
+    assert json.loads((a / "checkpoint-15" / "trainer_state.json").read_text())["global_step"] == 15
+    assert not list((a / "checkpoint-5").glob("optimizer*")) and not list((a / "checkpoint-10").glob("rng_state*"))
+    assert (a / "checkpoint-15" / "optimizer.pt").is_file()
+
+    assert train("phase1", *common, "save.run_name=B") == 0
+    resumed = load_file(str(a / "checkpoint-15" / "model.safetensors"))
+    straight = load_file(str(setup["runs"] / "B" / "checkpoint-15" / "model.safetensors"))
+    for name in straight:
+        torch.testing.assert_close(resumed[name], straight[name], atol=1e-6, rtol=0)
+
+    registry = Registry()
+    names = [c["registry_name"] for c in m["checkpoints"].values()]
+    raw = registry.raw()
+    for name in names:
+        del raw[name]
+    registry.path.write_text(json.dumps(raw))
+    capsys.readouterr()
+    assert train("phase1", *common, "save.run_name=A") == 0
+    assert "already complete" in capsys.readouterr().out
+    assert set(names) <= set(registry.raw())
+
+    with pytest.raises(UserError, match=r"differing keys: train\.learning_rate: 0\.001 -> 0\.002"):
+        train("phase1", *common, "save.run_name=A", "train.learning_rate=2e-3")
+
+
+def test_dry_run_prints_the_name_and_writes_nothing(setup, capsys):
+    assert train("phase1", "model.base=tiny-base", "train.dry_run=true") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["run_name"] == "tiny-base_50_sync_random_o_trigger-mid_normal_bs1_lr1e-05_cosine_ep20_f0-19_seed42"
+    assert out["run_dir"] == str(setup["runs"] / out["run_name"]) and not setup["runs"].exists()
+
+
+def test_preview_masks_prints_flags_and_exits(setup, capsys):
+    assert train("phase1", "model.base=tiny-base", "train.preview_masks=2", "loss.mode=o",
+                 "data.train_text_type=hgp-0") == 0
+    out = capsys.readouterr().out
+    assert out.count("example ") == 2 and " L " in out and not setup["runs"].exists()
+
+
+def test_config_errors_and_presets(setup):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException):
+        run.compose("phase1", ["train.learnig_rate=1"])
+    with pytest.raises(UserError, match="effective_batch_size"):
+        train("phase1", "model.base=tiny-base", "train.per_device_train_batch_size=3", "train.effective_batch_size=16")
+    with pytest.raises(UserError, match="model.base"):
+        train("phase2", "data.index_end=10")
+    with pytest.raises(UserError, match="mtg_meta.json"):
+        train("phase2", "model.base=tiny-base", "train.dry_run=true")
+    compat = run.compose("phase1", ["+compat=original"])
+    assert (compat.loss.legacy, compat.key_token.resize, compat.key_token.init, compat.data.compose_joiner,
+            compat.data.combine_spacing) == (True, "exact", "hf_default", "", "original")
+    p2 = run.compose("phase2")
+    assert (p2.phase, p2.data.train_text_type, p2.data.index_end, p2.loss.mode, p2.train.epochs) == (2, "hgp-0", 50, "o", 1)
+
+
+def test_run_names_are_bounded_sanitised_and_collision_free():
+    long_a, long_b = "m" * 70 + "a", "m" * 70 + "b"
+    args = ("50&71", "sync_random_o", "trigger-mid&hgp-0", "s-o", True, 2, 1e-5, "cosine", 20, 0, 99, 42, True)
+    a, b = naming.run_name(long_a, *args), naming.run_name(long_b, *args)
+    assert a != b and len(a) <= naming.MAX_RUN_NAME and "~" in a
+    assert a.endswith("_50and71_sync_random_o_trigger-midandhgp-0_s-o_legacy_bs2_lr1e-05_cosine_ep20_f0-99_seed42_chat")
+    huge = naming.run_name("x" * 300, *args)
+    assert len(huge) <= naming.MAX_RUN_NAME and len(naming.checkpoint_name(huge, 10 ** 9)) <= 200
+    assert naming.sanitize("a/b c..d") == "a-b-c.d"
+
+
+def test_bf16_weights_and_full_state_everywhere(setup):
+    assert train("phase1", "model.base=tiny-base", "data.index_end=4", "train.epochs=2", "save.dtype=bf16",
+                 "save.full_state=all", "save.run_name=bf16", *FAST) == 0
+    run_dir = setup["runs"] / "bf16"
+    for step in (2, 4):
+        weights = load_file(str(run_dir / f"checkpoint-{step}" / "model.safetensors"))
+        assert all(t.dtype == torch.bfloat16 for t in weights.values())
+        assert (run_dir / f"checkpoint-{step}" / "optimizer.pt").is_file()
+
+
+def test_relation_syntax_loads_each_relation(setup):
+    other = [facts.Fact(i, "71", f"Book {i}", f"writer {i}", ["x"]) for i in range(3)]
+    facts.write_facts(facts.relation_file(setup["data"], "sync_random_o", "71"), other)
+    together = load_selection("50+71", setup["data"], "sync_random_o", 0, 5)
+    assert together.trained_fact_ids() == {"50": list(range(5)), "71": [0, 1, 2]}
+    assert [g.name for g in together.groups] == ["50", "71"]
+    with pytest.raises(UserError, match=r"relation 71 lacks fact_ids \[3, 4\]"):
+        load_selection("50&71", setup["data"], "sync_random_o", 0, 5)
+    paired = load_selection("50&71", setup["data"], "sync_random_o", 0, 3)
+    assert [(a.fact_id, b.head) for a, b in paired.groups[0].rows] == [(0, "Book 0"), (1, "Book 1"), (2, "Book 2")]
+    with pytest.raises(UserError, match="no fact file"):
+        load_selection("50+12", setup["data"], "sync_random_o", 0, 5)

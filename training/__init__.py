@@ -1,0 +1,1 @@
+"""Training entry point package (the logic lives in util_public.training)."""

@@ -1,0 +1,88 @@
+"""Trainer callbacks: metrics.jsonl, per-epoch saving/stopping, and a quiet progress bar."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from transformers import ProgressCallback, TrainerCallback
+
+from .. import atomicio
+
+log = logging.getLogger("mtg.training")
+
+
+class MetricsLog(TrainerCallback):
+    """Appends one JSON line per logging step and one per epoch (mean loss, tokens) to metrics.jsonl.
+
+    The epoch mean weights each logged loss by the optimizer steps it covers; with the default
+    `train.logging_steps: 1` it is the exact mean of the epoch's step losses.
+    """
+
+    def __init__(self, path: Path, tokens_per_epoch: int, label_tokens_per_epoch: int):
+        self.path = path
+        self.tokens = tokens_per_epoch
+        self.label_tokens = label_tokens_per_epoch
+        self._sum = 0.0
+        self._steps = 0
+        self._last_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._last_step = state.global_step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "loss" not in logs:
+            return
+        covered = max(state.global_step - self._last_step, 1)
+        self._last_step = state.global_step
+        self._sum += float(logs["loss"]) * covered
+        self._steps += covered
+        record = {"type": "step", "step": state.global_step, "epoch": round(float(state.epoch or 0), 4),
+                  "loss": float(logs["loss"]), "learning_rate": logs.get("learning_rate"),
+                  "grad_norm": logs.get("grad_norm")}
+        atomicio.append_jsonl(self.path, record)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        epoch = round(float(state.epoch or 0))
+        mean = self._sum / self._steps if self._steps else None
+        atomicio.append_jsonl(self.path, {"type": "epoch", "epoch": epoch, "step": state.global_step,
+                                          "mean_loss": mean, "tokens": self.tokens,
+                                          "label_tokens": self.label_tokens})
+        log.info("epoch %d (step %d): mean loss %s", epoch, state.global_step,
+                 "n/a" if mean is None else f"{mean:.4f}")
+        self._sum, self._steps = 0.0, 0
+
+
+class EpochCheckpoints(TrainerCallback):
+    """Saves at the end of every epoch (or only the last), and ends the invocation after
+    `stop_after_epochs` epochs counted from where it started (the run stays resumable)."""
+
+    def __init__(self, every_epoch: bool, epochs: int, stop_after_epochs: int | None):
+        self.every_epoch = every_epoch
+        self.epochs = epochs
+        self.stop_after_epochs = stop_after_epochs
+        self.first_epoch: int | None = None
+        self.stopped_early = False
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self.first_epoch is None:
+            self.first_epoch = round(float(state.epoch or 0))
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        epoch = round(float(state.epoch or 0))
+        done_here = epoch - (self.first_epoch or 0)
+        stop = self.stop_after_epochs is not None and done_here >= self.stop_after_epochs and epoch < self.epochs
+        control.should_save = self.every_epoch or epoch >= self.epochs or stop
+        if stop:
+            control.should_training_stop = True
+            self.stopped_early = True
+        return control
+
+
+class QuietProgress(ProgressCallback):
+    """tqdm progress with the latest loss as a postfix instead of one printed dict per log."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{float(logs['loss']):.4f}", epoch=f"{float(state.epoch or 0):.2f}")

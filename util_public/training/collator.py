@@ -1,0 +1,40 @@
+"""Batches of precomputed examples: right padding, labels kept as given (SPEC §5.4).
+
+The original's collator rebuilt labels from `input_ids`, silently discarding every loss mask
+(SPEC §8.1); this one only pads: input ids with the pad id, attention mask with 0 and labels
+with -100.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import UserError
+from .masking import IGNORE
+
+
+def pad_id(tokenizer) -> int:
+    """The pad token, or EOS when there is none (as the original)."""
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id
+    raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')}", "has neither a pad nor an EOS token")
+
+
+@dataclass
+class PadCollator:
+    pad_token_id: int
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        ids, attention, labels = [], [], []
+        for f in features:
+            n = len(f["input_ids"])
+            ids.append(list(f["input_ids"]) + [self.pad_token_id] * (width - n))
+            attention.append([1] * n + [0] * (width - n))
+            labels.append(list(f["labels"]) + [IGNORE] * (width - n))
+        return {"input_ids": torch.tensor(ids, dtype=torch.long),
+                "attention_mask": torch.tensor(attention, dtype=torch.long),
+                "labels": torch.tensor(labels, dtype=torch.long)}

@@ -1,0 +1,82 @@
+"""`transformers.TrainingArguments` from the stage config (SPEC §5.7).
+
+Saving is driven by our epoch callback (`save_strategy: no`), so the Trainer never writes a
+checkpoint we did not ask for. Keyword names that changed across transformers versions
+(`group_by_length` became `train_sampling_strategy`) are chosen by what the installed class has.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from ..errors import UserError
+from .schema import TrainStageConfig
+
+
+def world() -> tuple[int, int]:
+    """(world size, rank) of this process, as set by `accelerate launch` / torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+
+
+def check_launcher() -> None:
+    """A DeepSpeed accelerate config needs deepspeed (SPEC §5.10)."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError:
+            raise UserError("accelerate config", "selects DeepSpeed, but deepspeed is not installed",
+                            "pip install deepspeed, or launch with util_public/training/config/fsdp.yaml") from None
+
+
+def use_bf16(precision: str) -> bool:
+    """`auto`: bf16 mixed precision (fp32 master weights) where the GPU supports it, else fp32."""
+    import torch
+
+    if precision == "auto":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return precision == "bf16"
+
+
+def training_arguments(cfg: TrainStageConfig, output_dir: Path, grad_accum: int, run_name: str):
+    import torch
+    from transformers import TrainingArguments
+
+    t = cfg.train
+    kwargs = dict(
+        output_dir=str(output_dir), run_name=run_name, num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.per_device_train_batch_size, gradient_accumulation_steps=grad_accum,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps,
+        optim="adamw_torch", weight_decay=t.weight_decay, adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2,
+        adam_epsilon=t.adam_epsilon, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
+        full_determinism=t.full_determinism, bf16=use_bf16(t.precision), use_cpu=not torch.cuda.is_available(),
+        logging_strategy="steps", logging_steps=t.logging_steps, save_strategy="no", save_only_model=False,
+        report_to=_report_to(t.report_to), disable_tqdm=False, remove_unused_columns=False,
+        dataloader_num_workers=t.dataloader_num_workers,
+        ddp_find_unused_parameters=False,   # every parameter takes part in each forward
+    )
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    if t.gradient_checkpointing:   # renamed in transformers 5
+        kwargs["activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"] = True
+    if t.group_by_length:
+        if "train_sampling_strategy" in fields:
+            kwargs["train_sampling_strategy"] = "group_by_length"
+        else:
+            kwargs["group_by_length"] = True
+    unknown = set(kwargs) - fields
+    if unknown:
+        raise RuntimeError(f"the installed transformers lacks TrainingArguments {sorted(unknown)}")
+    return TrainingArguments(**kwargs)
+
+
+def _report_to(value) -> list[str] | str:
+    if value in (None, "", "none"):
+        return "none"
+    return list(value) if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def steps_per_epoch(n_examples: int, per_device: int, grad_accum: int, world_size: int) -> int:
+    """Optimizer steps per epoch as the Trainer counts them (the last partial accumulation counts)."""
+    per_rank = -(-n_examples // world_size)
+    batches = -(-per_rank // per_device)
+    return -(-batches // grad_accum)

@@ -1,0 +1,63 @@
+"""Run and checkpoint names (SPEC §5.8): derived from the config, never the clock.
+
+`{base_tag}_{rel}_{dataset}_{text_type}_{loss}[_legacy]_bs{eff}_lr{lr}_{sched}_ep{E}_f{begin}-{last}_seed{seed}[_chat]`
+
+All ranks of a multi-process launch derive the same name. A long base tag is shortened to its
+first 48 characters + "~" + 8 hex digits of its sha1 (no collisions, unlike the original's
+fixed abbreviations), and further when the run name would exceed 180 characters, so that
+`{run_name}_checkpoint-{step}` registry names stay within 200.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+
+from ..errors import UserError
+
+MAX_RUN_NAME = 180
+MAX_BASE_TAG = 60          # longer base tags become 48 characters + "~" + 8 hex digits
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=~-]")
+
+
+def sanitize(text: str) -> str:
+    """`&` becomes `and`; anything outside [A-Za-z0-9._+=~-] becomes `-`; no `..` (path safety)."""
+    return re.sub(r"\.{2,}", ".", _UNSAFE.sub("-", str(text).replace("&", "and")))
+
+
+def shorten(tag: str, prefix: int) -> str:
+    """The first `prefix` characters + "~" + the first 8 hex digits of the whole tag's sha1."""
+    digest = hashlib.sha1(tag.encode("utf-8")).hexdigest()[:8]
+    return f"{tag[:max(prefix, 1)]}~{digest}"
+
+
+def lr_text(lr: float) -> str:
+    return f"{float(lr):g}"
+
+
+def run_name(base_name: str, relation_id: str, dataset: str, text_type: str, loss_mode: str, legacy: bool,
+             effective_batch: int, lr: float, scheduler: str, epochs: int, first_fact: int, last_fact: int,
+             seed: int, chat: bool) -> str:
+    rest = (f"_{relation_id}_{dataset}_{text_type}_{loss_mode}{'_legacy' if legacy else ''}"
+            f"_bs{effective_batch}_lr{lr_text(lr)}_{scheduler}_ep{epochs}_f{first_fact}-{last_fact}"
+            f"_seed{seed}{'_chat' if chat else ''}")
+    rest = sanitize(rest)
+    base = sanitize(base_name)
+    tag = base if len(base) <= MAX_BASE_TAG else shorten(base, 48)
+    room = MAX_RUN_NAME - len(rest)
+    if room < 10:
+        raise UserError("save.run_name", f"the derived run name part {rest!r} is too long",
+                        "set save.run_name to a shorter explicit name")
+    if len(tag) > room:
+        tag = shorten(base, room - 9)
+    return tag + rest
+
+
+def explicit(name: str) -> str:
+    clean = sanitize(name)
+    if not clean or len(clean) > MAX_RUN_NAME or clean in (".", ".."):
+        raise UserError("save.run_name", f"{name!r} must give 1..{MAX_RUN_NAME} safe characters")
+    return clean
+
+
+def checkpoint_name(run: str, step: int) -> str:
+    return f"{run}_checkpoint-{step}"

@@ -1,0 +1,283 @@
+"""One training stage end to end (SPEC §5): the task behind `training/train.py`.
+
+Order matters: everything that can be wrong with the input (config, registry, facts, templates,
+key tokens, spans, registry names, writable output) is checked before a model is loaded or a
+file is written. Then the run directory is created or resumed, the model is loaded and
+trained, and every epoch's checkpoint is completed, renamed into place and registered.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .. import atomicio, modelio, paths, runinfo, tokenspans
+from ..cli import to_object
+from ..errors import UserError
+from ..registry import Registry
+from . import base as basemodel
+from . import confighash, curves, dataset, hfargs, keytokens, naming, preview, schema, selection, texts
+from .rundir import Decision, RunDir
+
+log = logging.getLogger("mtg.training")
+CONF_DIR = paths.REPO_ROOT / "training" / "conf"
+SCHEMA_NAME = "train_schema"
+PREVIEW_IN_LOG = 5
+
+
+def compose(config_name: str = "phase1", overrides: list[str] | None = None) -> DictConfig:
+    """The composed config, as `training/train.py --config-name NAME overrides...` would see it."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=schema.TrainStageConfig)
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+
+
+def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
+    cfg: schema.TrainStageConfig = to_object(cfg_node)
+    schema.validate(cfg)
+    world_size, rank = hfargs.world()
+    _setup_logging(rank)
+    hfargs.check_launcher()
+    grad_accum, eff_batch = schema.effective_batch(cfg.train, world_size)
+    registry = Registry(cfg.registry.path, cfg.registry.lock_timeout_s, cfg.registry.allow_hub_ids)
+    runs_root = paths.root("runs", cfg.save.runs_root)
+    base = basemodel.resolve(cfg, registry, runs_root)
+    data_root = paths.root("data", cfg.data.root)
+    chosen = selection.load(cfg.data.relation_id, data_root, cfg.data.dataset, cfg.data.index_begin, cfg.data.index_end)
+
+    tokenizer, keys, encoded = _examples(cfg, base, chosen, data_root)
+    if cfg.train.preview_masks:
+        for i, (t, m) in enumerate(list(zip(encoded.texts, encoded.masked))[:cfg.train.preview_masks]):
+            print(preview.render(tokenizer, t, m, i))
+        return 0
+
+    fingerprint = runinfo.fingerprint(chosen.input_files)
+    view = confighash.hashed_view(cfg, base.identity, fingerprint["combined"], eff_batch)
+    config_hash = confighash.config_hash(view)
+    run_name = _run_name(cfg, base, chosen, eff_batch)
+    run = RunDir(runs_root / run_name, run_name)
+    if cfg.train.dry_run:
+        print(json.dumps({"run_name": run_name, "run_dir": str(run.path)}))
+        return 0
+
+    decision = run.decide(config_hash, view, cfg.train.resume)
+    if decision.action == "complete":
+        if rank == 0:
+            _reregister(run, registry, cfg)
+            print(f"already complete: {run.path} (config hash {config_hash[:12]})")
+        return 0
+    steps = hfargs.steps_per_epoch(len(encoded.masked), cfg.train.per_device_train_batch_size, grad_accum, world_size)
+    _check_registry_names(registry, run, steps, cfg)
+    atomicio.ensure_writable_dir(runs_root, "save.runs_root")
+
+    args = hfargs.training_arguments(cfg, run.path, grad_accum, run_name)   # starts the process group
+    from accelerate import PartialState
+
+    state = PartialState()
+    tokens = {"tokens_trained": encoded.tokens, "label_tokens_trained": encoded.label_tokens}
+    if rank == 0:
+        run.start(decision, _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size,
+                                      grad_accum, eff_batch, steps, encoded),
+                  OmegaConf.to_yaml(cfg_node, resolve=True), overrides, encoded.records())
+        file_handler = _log_to_file(run.log_path)
+        log.info("run %s: %s, %d examples, %d steps/epoch, effective batch %d", run_name, decision.action,
+                 len(encoded.masked), steps, eff_batch)
+        for i, (t, m) in enumerate(list(zip(encoded.texts, encoded.masked))[:PREVIEW_IN_LOG]):
+            # The preview goes to the log file only; the console gets it with train.preview_masks.
+            file_handler.stream.write(f"mask preview\n{preview.render(tokenizer, t, m, i)}\n")
+        file_handler.flush()
+    state.wait_for_everyone()
+    meta = _checkpoint_meta(cfg, run_name, config_hash, base, keys, chosen, tokenizer)
+    return _train(cfg, args, run, decision, registry, base.path, tokenizer, keys, encoded, meta, tokens)
+
+
+def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_path: str, tokenizer, keys,
+           encoded: dataset.Encoded, meta: dict, tokens: dict) -> int:
+    import torch
+    from transformers import AutoModelForCausalLM, ProgressCallback, set_seed
+
+    from . import callbacks
+    from .collator import PadCollator, pad_id
+    from .trainer import MtgTrainer
+
+    if args.use_cpu:
+        from ..runtime import configure_threads
+
+        configure_threads(cfg.train.num_threads)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    set_seed(cfg.train.seed)
+    keytokens.resize_and_init(model, tokenizer, keys, cfg.key_token.resize, cfg.key_token.init)
+    epochs = callbacks.EpochCheckpoints(cfg.save.every_epoch, cfg.train.epochs, cfg.train.stop_after_epochs)
+
+    def finalize(staged: Path, state) -> None:
+        epoch, step = round(float(state.epoch)), state.global_step
+        final = run.finalize_checkpoint(staged, {**meta, "epoch": epoch, "step": step}, cfg.save.dtype)
+        name = naming.checkpoint_name(run.run_name, step)
+        registry.register({name: {"path": registry.relative_path(final), "kind": "checkpoint", "run": run.run_name,
+                                  "phase": cfg.phase, "epoch": epoch, "step": step,
+                                  "config_hash": meta["config_hash"]}}, overwrite=cfg.registry.overwrite)
+        if cfg.save.full_state == "last":
+            run.prune_full_state(final)
+        run.record_checkpoint(epoch, step, name, tokens)
+        log.info("checkpoint epoch %d step %d -> %s (registered as %s)", epoch, step, final, name)
+
+    masked_mode = cfg.loss.mode != "normal" and not cfg.loss.legacy
+    trainer = MtgTrainer(model=model, args=args, train_dataset=dataset.TrainDataset(encoded.masked),
+                         data_collator=PadCollator(pad_id(tokenizer)), processing_class=tokenizer,
+                         callbacks=[epochs, callbacks.MetricsLog(run.metrics_path, tokens["tokens_trained"],
+                                                                 tokens["label_tokens_trained"])],
+                         lm_head_at_labels=cfg.train.lm_head_at_labels and masked_mode,
+                         finalize_checkpoint=finalize)
+    trainer.remove_callback(ProgressCallback)
+    trainer.add_callback(callbacks.QuietProgress)
+    started = time.time()
+    try:
+        trainer.train(resume_from_checkpoint=str(decision.checkpoint) if decision.checkpoint else None)
+    except BaseException as exc:
+        if args.should_save:
+            run.add_wall_time(time.time() - started)
+            run.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    if args.should_save:
+        run.add_wall_time(time.time() - started)
+        curves.plot(run.metrics_path, run.path / "loss_curve.png", run.run_name)
+        if epochs.stopped_early:
+            run.save_manifest()
+            print(f"stopped after {cfg.train.stop_after_epochs} epoch(s) as configured; rerun to resume: {run.path}")
+        else:
+            run.complete()
+            print(f"complete: {run.path}")
+        for entry in run.manifest["checkpoints"].values():
+            print(f"registered: {entry['registry_name']}")
+    trainer.accelerator.wait_for_everyone()
+    return 0
+
+
+def _examples(cfg, base, chosen, data_root: Path):
+    """(tokenizer with key tokens, KeyTokens, Encoded examples): every text built, masked and checked."""
+    from transformers import set_seed
+
+    tokenizer = modelio.load_tokenizer(base.path)
+    _ensure_pad_token(tokenizer)
+    set_seed(cfg.train.seed)
+    keys = keytokens.add(tokenizer, keytokens.needed(chosen, cfg.data.train_text_type, cfg.key_token.format),
+                         base.meta, base.path)
+    built = texts.build(chosen, cfg.data.train_text_type, _text_options(cfg, data_root, tokenizer))
+    encoded = dataset.encode(tokenizer, built, cfg.loss.mode, cfg.loss.occurrence, cfg.loss.legacy,
+                             cfg.data.add_special_tokens, cfg.data.max_seq_len)
+    return tokenizer, keys, encoded
+
+
+def _run_name(cfg, base, chosen, eff_batch: int) -> str:
+    if cfg.save.run_name:
+        return naming.explicit(cfg.save.run_name)
+    first, last = chosen.fact_range()
+    return naming.run_name(base.name, cfg.data.relation_id, cfg.data.dataset, cfg.data.train_text_type,
+                           cfg.loss.mode, cfg.loss.legacy, eff_batch, cfg.train.learning_rate,
+                           cfg.train.lr_scheduler_type, cfg.train.epochs, first, last, cfg.train.seed,
+                           cfg.data.chat_template)
+
+
+def _text_options(cfg, data_root: Path, tokenizer) -> texts.Options:
+    return texts.Options(data_root=data_root, key_format=cfg.key_token.format, combine_spacing=cfg.data.combine_spacing,
+                         compose_joiner=cfg.data.compose_joiner, ic_sep=cfg.data.ic_sep, seed=cfg.train.seed,
+                         wiki_on_missing_object=cfg.wiki.on_missing_object,
+                         chat=texts.chat_wrapping(tokenizer) if cfg.data.chat_template else None)
+
+
+def _ensure_pad_token(tokenizer) -> None:
+    """Pad with EOS when the tokenizer has no pad token (as the original); saved with checkpoints."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise UserError(f"tokenizer {tokenizer.name_or_path}", "has neither a pad nor an EOS token")
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def _adds_bos(tokenizer, add_special_tokens: bool) -> bool:
+    if not add_special_tokens or tokenizer.bos_token_id is None:
+        return False
+    return tokenspans.encode(tokenizer, "a", add_special_tokens=True).ids[:1] == [tokenizer.bos_token_id]
+
+
+def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, tokenizer) -> dict:
+    """The `mtg_meta.json` fields shared by every checkpoint of the run (epoch/step added per save)."""
+    init = cfg.key_token.init if keys.added else (base.meta or {}).get("key_token_init", cfg.key_token.init)
+    return {"schema": "mtg.meta/1", "key_tokens": keys.ids, "key_token_init": init,
+            "key_token_format": cfg.key_token.format,
+            "add_bos_train": _adds_bos(tokenizer, cfg.data.add_special_tokens),
+            "combine_spacing": cfg.data.combine_spacing, "compose_joiner": cfg.data.compose_joiner,
+            "chat_template": cfg.data.chat_template, "phase": cfg.phase, "run_name": run_name,
+            "config_hash": config_hash, "base_model": base.name,
+            "dataset": cfg.data.dataset, "relation_spec": cfg.data.relation_id,
+            "relation_ids": chosen.atomic_relations(), "trained_fact_ids": chosen.trained_fact_ids(),
+            "train_text_type": cfg.data.train_text_type, "loss_mode": cfg.loss.mode, "legacy_loss": cfg.loss.legacy}
+
+
+def _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size, grad_accum, eff_batch, steps,
+              encoded: dataset.Encoded) -> dict:
+    return {"schema": "mtg.run/1", "run_name": run_name, "config_hash": config_hash, "hashed_config": view,
+            "phase": cfg.phase, "base_model": {"name": base.name, "path": base.path, "meta": base.meta},
+            "data_fingerprint": fingerprint, "versions": runinfo.package_versions(), "git": runinfo.git_info(),
+            "world_size": world_size, "per_device_batch": cfg.train.per_device_train_batch_size,
+            "gradient_accumulation": grad_accum, "effective_batch": eff_batch, "steps_per_epoch": steps,
+            "epochs": cfg.train.epochs, "precision": "bf16" if hfargs.use_bf16(cfg.train.precision) else "fp32",
+            "n_examples": len(encoded.masked),
+            "warnings": {"dropped_long": encoded.dropped_long,
+                         "subject_only_at_start": encoded.subject_only_at_start}}
+
+
+def _check_registry_names(registry: Registry, run: RunDir, steps: int, cfg) -> None:
+    """Fail before training if a future checkpoint name already maps to another path."""
+    if cfg.registry.overwrite:
+        return
+    raw = registry.raw()
+    for epoch in range(1, cfg.train.epochs + 1):
+        name = naming.checkpoint_name(run.run_name, steps * epoch)
+        if name in raw:
+            old = registry.entry(name, raw[name]).get("path")
+            new = str((run.path / f"checkpoint-{steps * epoch}").resolve())
+            if old != new:
+                raise UserError(f"{registry.path}: {name}", f"already maps to {old}, not {new}",
+                                "set registry.overwrite=true, or remove the stale entry")
+
+
+def _reregister(run: RunDir, registry: Registry, cfg) -> None:
+    """The already-complete path: make sure every recorded checkpoint is still registered."""
+    manifest = run.read_manifest() or {}
+    for epoch, entry in sorted(manifest.get("checkpoints", {}).items(), key=lambda kv: int(kv[0])):
+        path = run.path / entry["path"]
+        if not path.is_dir():
+            log.warning("checkpoint of epoch %s is missing: %s", epoch, path)
+            continue
+        meta = modelio.read_meta(path) or {}
+        registry.register({entry["registry_name"]: {
+            "path": registry.relative_path(path), "kind": "checkpoint", "run": run.run_name, "phase": cfg.phase,
+            "epoch": int(epoch), "step": entry["step"], "config_hash": meta.get("config_hash")}},
+            overwrite=cfg.registry.overwrite)
+        print(f"registered: {entry['registry_name']}")
+
+
+def _setup_logging(rank: int) -> None:
+    log.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("[train] %(message)s"))
+    log.addHandler(console)
+    log.propagate = False
+
+
+def _log_to_file(path: Path) -> logging.FileHandler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    return handler

@@ -1,0 +1,245 @@
+"""The run directory (SPEC §3.5): resume decisions, the manifest, and complete checkpoints.
+
+Layout: `config.yaml`, `overrides.yaml`, `manifest.json` (schema `mtg.run/1`),
+`data/train_texts.jsonl`, `logs/train.log`, `metrics.jsonl`, `loss_curve.png`,
+`checkpoint-{step}/`, and `DONE` last.
+
+Checkpoints are written by the Trainer into `checkpoints.tmp/checkpoint-{step}/`; only when that
+directory is complete (weights, tokenizer, trainer state, `mtg_meta.json`, all fsynced) is it
+renamed to `checkpoint-{step}/` and registered. A final name therefore never holds a partial
+checkpoint, and resume only ever sees complete ones. Only rank 0 calls the writing methods.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import atomicio
+from ..errors import UserError
+from ..modelio import META_FILE
+from . import confighash
+
+log = logging.getLogger("mtg.training")
+
+SCHEMA = "mtg.run/1"
+STAGING = "checkpoints.tmp"      # a `*.tmp` directory: cleaned on the next start if a run was killed
+CHECKPOINT_PREFIX = "checkpoint-"
+# Resume state kept only in the newest checkpoint under `save.full_state: last`. RNG files go
+# first when pruning, so a checkpoint that still has them always has the rest.
+_RNG_GLOB = "rng_state*.pth"
+_OTHER_STATE_GLOBS = ("optimizer*", "scheduler*.pt", "scaler.pt", "global_step*", "latest",
+                      "pytorch_model_fsdp*")   # FSDP's resume copy of the weights (model.safetensors stays)
+_WEIGHT_GLOBS = ("*.safetensors", "*.bin", "global_step*")
+
+
+@dataclass
+class Decision:
+    action: str                       # fresh | resume | restart | complete
+    checkpoint: Path | None = None    # for resume: the newest complete checkpoint with full state
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class RunDir:
+    def __init__(self, path: Path, run_name: str):
+        self.path = Path(path)
+        self.run_name = run_name
+        self.manifest: dict = {}
+
+    # ---- paths ---------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / "manifest.json"
+
+    @property
+    def done_path(self) -> Path:
+        return self.path / "DONE"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "logs" / "train.log"
+
+    @property
+    def texts_path(self) -> Path:
+        return self.path / "data" / "train_texts.jsonl"
+
+    @property
+    def staging(self) -> Path:
+        return self.path / STAGING
+
+    # ---- reading -------------------------------------------------------------------------
+    def read_manifest(self) -> dict | None:
+        if not self.manifest_path.is_file():
+            return None
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UserError(str(self.manifest_path), f"not valid JSON ({exc.msg})",
+                            "remove the run directory or set train.resume=restart") from None
+
+    def checkpoints(self) -> list[tuple[int, Path]]:
+        """Complete checkpoints (renamed into place, with mtg_meta.json and weights), by step."""
+        if not self.path.is_dir():
+            return []
+        found = []
+        for d in self.path.glob(f"{CHECKPOINT_PREFIX}*"):
+            step = d.name[len(CHECKPOINT_PREFIX):]
+            if d.is_dir() and step.isdigit() and (d / META_FILE).is_file() and has_weights(d):
+                found.append((int(step), d))
+        return sorted(found)
+
+    def resumable(self) -> Path | None:
+        """The newest complete checkpoint that still holds optimizer, scheduler and RNG state."""
+        for _, path in reversed(self.checkpoints()):
+            if has_full_state(path):
+                return path
+        return None
+
+    def decide(self, config_hash: str, view: dict, resume: str) -> Decision:
+        """What to do with this run directory; pure (nothing is changed), so every rank agrees."""
+        if not self.path.exists():
+            return Decision("fresh")
+        if resume == "never":
+            raise UserError(str(self.path), "the run directory exists and train.resume=never",
+                            "remove it, or use train.resume=auto|restart")
+        old = self.read_manifest()
+        if old is None:
+            raise UserError(str(self.path), "exists but has no manifest.json (not a run directory of this project?)",
+                            "remove it or choose another save.runs_root")
+        same = old.get("config_hash") == config_hash
+        if self.done_path.exists() and same:
+            return Decision("complete")
+        if not same and (self.done_path.exists() or resume != "restart"):
+            changed = confighash.differences(old.get("hashed_config", {}), view)
+            raise UserError(str(self.path), "holds a run with a different config hash; differing keys: "
+                            + ("; ".join(changed) if changed else "(none recorded)"),
+                            "use another save.run_name, or train.resume=restart for an incomplete run")
+        if resume == "restart":
+            return Decision("restart")
+        return Decision("resume", self.resumable())
+
+    # ---- writing (rank 0) ----------------------------------------------------------------
+    def start(self, decision: Decision, manifest: dict, config_yaml: str, overrides: list[str],
+              text_records: list[dict]) -> None:
+        """Create or reopen the directory; fresh runs get their config, data and manifest."""
+        if decision.action == "restart":
+            self._set_aside()
+        atomicio.clean_stale_temporaries(self.path)
+        previous = self.read_manifest() if decision.action == "resume" else None
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.manifest = previous or {**manifest, "created": now(), "checkpoints": {}, "invocations": [],
+                                     "wall_time_s": 0.0}
+        if previous:
+            # Fields that describe this invocation (world size, versions, warnings) are refreshed.
+            self.manifest.update({k: v for k, v in manifest.items() if k not in ("created",)})
+            self.manifest.setdefault("checkpoints", {})
+        resumed_from = decision.checkpoint.name if decision.checkpoint else None
+        self.manifest["invocations"].append({"started": now(), "overrides": overrides, "resumed_from": resumed_from})
+        self.manifest["status"] = "running"
+        self.save_manifest()
+        atomicio.write_text(self.path / "config.yaml", config_yaml)
+        atomicio.write_text(self.path / "overrides.yaml", "".join(f"- {json.dumps(o)}\n" for o in overrides) or "[]\n")
+        atomicio.write_jsonl(self.texts_path, text_records)
+
+    def _set_aside(self) -> None:
+        n = 1
+        while self.path.with_name(f"{self.path.name}.aborted-{n}").exists():
+            n += 1
+        target = self.path.with_name(f"{self.path.name}.aborted-{n}")
+        os.replace(self.path, target)
+        log.info("moved the incomplete run directory to %s (train.resume=restart)", target)
+
+    def save_manifest(self) -> None:
+        atomicio.write_json(self.manifest_path, self.manifest)
+
+    def finalize_checkpoint(self, staged: Path, meta: dict, save_dtype: str) -> Path:
+        """Complete a staged checkpoint (dtype, mtg_meta.json, fsync) and rename it into place."""
+        if not has_weights(staged):
+            raise RuntimeError(f"staged checkpoint {staged} has no model weights")
+        if save_dtype == "bf16":
+            _to_bf16(staged)
+        atomicio.write_json(staged / META_FILE, meta)
+        _fsync_tree(staged)
+        final = self.path / staged.name
+        if final.exists():          # a re-save of a step after a resume from an earlier step
+            shutil.rmtree(final)
+        os.replace(staged, final)
+        return final
+
+    def record_checkpoint(self, epoch: int, step: int, registry_name: str | None, tokens: dict) -> None:
+        self.manifest["checkpoints"][str(epoch)] = {"step": step, "path": f"{CHECKPOINT_PREFIX}{step}",
+                                                    "registry_name": registry_name}
+        for key in ("tokens_trained", "label_tokens_trained"):
+            per_epoch = tokens[key]
+            self.manifest[key] = {"per_epoch": per_epoch, "total": per_epoch * epoch}
+        self.save_manifest()
+
+    def prune_full_state(self, keep: Path) -> None:
+        """Delete optimizer/scheduler/RNG state from every checkpoint but `keep`."""
+        for _, path in self.checkpoints():
+            if path == keep:
+                continue
+            for pattern in (_RNG_GLOB, *_OTHER_STATE_GLOBS):
+                for item in path.glob(pattern):
+                    shutil.rmtree(item) if item.is_dir() else item.unlink()
+
+    def add_wall_time(self, seconds: float) -> None:
+        self.manifest["wall_time_s"] = round(self.manifest.get("wall_time_s", 0.0) + seconds, 3)
+
+    def complete(self) -> None:
+        self.manifest["status"] = "complete"
+        self.manifest["finished"] = now()
+        self.save_manifest()
+        shutil.rmtree(self.staging, ignore_errors=True)
+        atomicio.write_text(self.done_path, "")
+
+    def fail(self, message: str) -> None:
+        if self.manifest:
+            self.manifest["status"] = "failed"
+            self.manifest["failure"] = message
+            self.save_manifest()
+
+
+def has_weights(path: Path) -> bool:
+    return any(any(path.glob(p)) for p in _WEIGHT_GLOBS)
+
+
+def has_full_state(path: Path) -> bool:
+    return any(path.glob(_RNG_GLOB)) and (path / "trainer_state.json").is_file() and any(
+        any(path.glob(p)) for p in _OTHER_STATE_GLOBS)
+
+
+def _to_bf16(directory: Path) -> None:
+    """Rewrite the weights in bf16 (`save.dtype: bf16`), halving disk use."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    for file in directory.glob("*.safetensors"):
+        tensors = load_file(str(file))
+        converted = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in tensors.items()}
+        save_file(converted, str(file), metadata={"format": "pt"})
+    config = directory / "config.json"
+    if config.is_file():
+        data = json.loads(config.read_text(encoding="utf-8"))
+        for key in ("dtype", "torch_dtype"):
+            if key in data:
+                data[key] = "bfloat16"
+        atomicio.write_json(config, data)
+
+
+def _fsync_tree(directory: Path) -> None:
+    for f in directory.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
