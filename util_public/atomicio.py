@@ -35,18 +35,23 @@ def ensure_writable_dir(path: Path, key: str = "output") -> Path:
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Replace `path` with `data` atomically. A failing disk (full, read-only, ...) leaves the old
+    file untouched and becomes a `UserError` naming the file and the reason."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            raise UserError(str(path), f"cannot write ({exc.strerror or exc})",
+                            "free disk space or choose a writable output location") from None
         raise
     return path
 
@@ -107,25 +112,67 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             if f.is_file():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+def _aside_name(path: Path) -> Path:
+    return path.with_name(path.name + ".old.tmp")
+
+
+def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Rename the complete directory `src` to `dst`, replacing an existing `dst`.
+
+    Deleting the old `dst` in place would leave a half-deleted (torn) directory if the process
+    were killed; so the old one is first renamed aside to `{dst}.old.tmp`, the new one renamed in,
+    and only then is the old one deleted. A kill between the two renames leaves the aside copy,
+    which `clean_stale_temporaries` moves back.
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        aside = _aside_name(dst)
+        if aside.exists():
+            shutil.rmtree(aside)
+        os.replace(dst, aside)
+        os.replace(src, dst)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+    return dst
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """Whether the process named by a `.x.tmp-PID` file still runs here (its write is in flight)."""
+    pid = tmp.name.rsplit(".tmp-", 1)[1]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:            # exists, owned by someone else
+        return True
+    return True
+
+
 def clean_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Remove temporaries left by killed writers (`.x.tmp-PID` files, `x.tmp/` dirs)."""
+    """Remove temporaries left by killed writers (`.x.tmp-PID` files of processes that no longer
+    run, `x.tmp/` dirs); restore a directory that `replace_dir` had set aside when the final name
+    is missing."""
     directory = Path(directory)
     removed = []
     if not directory.is_dir():
         return removed
-    for p in directory.iterdir():
-        if p.name.endswith(".tmp") and p.is_dir():
+    for p in sorted(directory.iterdir()):
+        original = directory / p.name.removesuffix(".old.tmp")
+        if p.name.endswith(".old.tmp") and p.is_dir() and not original.exists():
+            os.replace(p, original)    # killed between the renames of `replace_dir`: restore the old one
+        elif p.name.endswith(".tmp") and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
             removed.append(p)
-        elif p.name.startswith(".") and ".tmp-" in p.name and p.is_file():
+        elif p.name.startswith(".") and ".tmp-" in p.name and p.is_file() and not _writer_alive(p):
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed.append(p)

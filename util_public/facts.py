@@ -95,18 +95,17 @@ def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: 
     if not path.is_file():
         raise UserError(str(path), "fact file not found")
     text = path.read_text(encoding="utf-8-sig")
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    rows = _rows_with_lines(text)
     if not rows:
         raise UserError(str(path), "empty file, expected a header row")
-    header = [h.strip() for h in rows[0]]
+    header = [h.strip() for h in rows[0][1]]
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise UserError(str(path), f"missing columns {missing}; found {header}")
     col = {name: i for i, name in enumerate(header)}
     stem = path.stem
     facts, seen_ids, stripped, warned = [], {}, 0, 0
-    for pos, row in enumerate(rows[1:]):
-        line = pos + 2
+    for pos, (line, row) in enumerate(rows[1:]):
         if not any(cell.strip() for cell in row):
             continue
         if len(row) != len(header):
@@ -142,6 +141,16 @@ def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: 
     if warned:
         print(f"warning: {path}: {warned} facts break the substring rule", file=sys.stderr)
     return facts
+
+
+def _rows_with_lines(text: str) -> list[tuple[int, list[str]]]:
+    """CSV records with the file line each starts on (a quoted cell may span several lines)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    out, next_line = [], 1
+    for cells in reader:
+        out.append((next_line, cells))
+        next_line = reader.line_num + 1
+    return out
 
 
 def _check_cell(value: str, column: str, where: str) -> None:

@@ -48,9 +48,18 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def require_safetensors(model_dir: str | Path) -> None:
+    """Weights load only from safetensors: a pickle (`*.bin`) can run code when unpickled."""
+    if not any(Path(model_dir).glob("*.safetensors")):
+        raise UserError(str(model_dir), "no *.safetensors weights (pickled *.bin checkpoints are not loaded)",
+                        "re-save the model with save_pretrained(..., safe_serialization=True)")
+
+
 def load_causal_lm(model_dir: str | Path, dtype: str = "auto", device: str | None = None):
     from transformers import AutoModelForCausalLM
 
+    require_safetensors(model_dir)
     device = device or default_device()
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(dtype, device))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(dtype, device),
+                                                 use_safetensors=True)
     return model.to(device).eval()

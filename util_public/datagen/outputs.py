@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomicio import ensure_writable_dir, write_text
+from ..atomicio import clean_stale_temporaries, ensure_writable_dir, write_text
 from ..errors import UserError
 from ..facts import Fact, facts_to_csv, norm, read_facts
 from ..runinfo import sha256_text
@@ -70,6 +70,7 @@ def ensure_dirs(outputs: list[Output]) -> None:
     """Create and probe every target directory: the last check before anything is written."""
     for directory in sorted({o.path.parent for o in outputs}):
         ensure_writable_dir(directory, "output_dir")
+        clean_stale_temporaries(directory)     # left by a killed earlier run (SPEC §2.4)
 
 
 def write(outputs: list[Output], run: dict) -> list[Path]:

