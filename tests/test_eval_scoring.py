@@ -58,7 +58,7 @@ def test_prefix_kv_equals_reference_for_multi_token_options(tokenizer, models):
     model = _model(models, tokenizer)
     reqs = _requests(tokenizer, MULTI, rq.bos_prefix(tokenizer, "auto"))
     assert max(len(r.continuation) for r in reqs) > 2
-    # a batch size that splits buckets exercises the cache copies
+    # a batch size of 2 questions splits the 3 questions over two forwards of different widths
     _assert_matches_reference(model, reqs, HFBackend(model, tokenizer, batch_size=2).score(reqs))
 
 
@@ -70,7 +70,7 @@ def test_single_token_path_equals_reference(tokenizer, models):
     assert len(singles) >= 3 and all(len(r.continuation) == 1 for r in reqs)
     backend = HFBackend(model, tokenizer, batch_size=2)
     calls = []
-    handle = model.register_forward_hook(lambda *a: calls.append(1))
+    handle = model.get_decoder().register_forward_hook(lambda *a: calls.append(1))   # the transformer body
     try:
         records = backend.score(reqs)
     finally:
@@ -140,3 +140,14 @@ def test_slices_report_seen_unseen_and_empty_slices(capsys):
     assert out["unseen"] == {"n": 0, **{k: None for k in metrics.MC_METRICS}}
     assert "slice 'unseen' is empty" in capsys.readouterr().err
     assert set(metrics.summarize("mc", [{**rows[0], "seen": None}])) == {"all"}
+
+
+@pytest.mark.parametrize("tokens_per_forward, logit_rows, plain_head", [(1, 3, True), (10_000, 1000, False)])
+def test_tree_rows_equal_reference_at_any_batching(bpe_tokenizer, models, tokens_per_forward, logit_rows, plain_head):
+    """One question per forward or all in one (padded tree rows); logits read in chunks of 3
+    positions (pairs spanning chunk borders) or through the model's own forward."""
+    model = _model(models, bpe_tokenizer)
+    reqs = _requests(bpe_tokenizer, MULTI + ["is"], [])
+    backend = HFBackend(model, bpe_tokenizer, tokens_per_forward=tokens_per_forward)
+    backend.logit_rows, backend.plain_head = logit_rows, plain_head
+    _assert_matches_reference(model, reqs, backend.score(reqs))

@@ -47,3 +47,29 @@ def test_gradients_match():
     lossfn.at_labels(model, inputs).backward()
     for ref, p in zip(reference, model.parameters()):
         torch.testing.assert_close(p.grad, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_host_index_equals_the_boolean_mask_gather():
+    inputs = batch(500)
+    index = lossfn.supervised_index(inputs["labels"])
+    shifted = inputs["labels"][:, 1:]
+    keep = shifted != IGNORE
+    flat_hidden = torch.arange(inputs["labels"].numel()).reshape(inputs["labels"].shape)[:, :-1]
+    assert index["label_positions"].tolist() == flat_hidden[keep].tolist()
+    assert inputs["labels"].reshape(-1)[index["label_positions"] + 1].tolist() == shifted[keep].tolist()
+    columns = keep.any(0).nonzero().squeeze(1)
+    assert index["label_columns"].tolist() == columns.tolist()
+    cells = torch.arange(keep.shape[0] * len(columns)).reshape(keep.shape[0], -1)
+    assert index["label_cells"].tolist() == cells[keep[:, columns]].tolist()
+
+
+def test_collator_index_gives_the_same_loss():
+    model = tiny_model(500, tie=False).float()
+    plain = batch(500)
+    rows = [{"input_ids": r[m.bool()].tolist(), "labels": l[m.bool()].tolist()}
+            for r, l, m in zip(plain["input_ids"], plain["labels"], plain["attention_mask"])]
+    indexed = PadCollator(pad_token_id=0, label_index=True)(rows)
+    assert set(lossfn.INDEX_KEYS) <= set(indexed)
+    reference = model(**plain).loss
+    torch.testing.assert_close(lossfn.at_labels(model, indexed), reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(lossfn.at_label_columns(model, indexed), reference, atol=1e-5, rtol=0)

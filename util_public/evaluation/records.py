@@ -5,6 +5,7 @@ two backends are compared record by record.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Hashable
 
@@ -21,5 +22,5 @@ class ScoreRecord:
 
 def from_token_logprobs(request, token_logprobs, greedy_flags) -> ScoreRecord:
     """A record from one request's per-token log-probs (floats) and arg-max flags."""
-    return ScoreRecord(request.key, float(sum(float(x) for x in token_logprobs)), len(request.continuation),
+    return ScoreRecord(request.key, math.fsum(map(float, token_logprobs)), len(request.continuation),
                        request.n_chars, bool(all(greedy_flags)), request.boundary_merge)

@@ -59,14 +59,31 @@ def training_arguments(cfg: TrainStageConfig, output_dir: Path, grad_accum: int,
     if t.gradient_checkpointing:   # renamed in transformers 5
         kwargs["activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"] = True
     if t.group_by_length:
-        if "train_sampling_strategy" in fields:
-            kwargs["train_sampling_strategy"] = "group_by_length"
-        else:
-            kwargs["group_by_length"] = True
+        kwargs.update(length_grouping())
+    kwargs.update(async_transfers())
     unknown = set(kwargs) - fields
     if unknown:
         raise RuntimeError(f"the installed transformers lacks TrainingArguments {sorted(unknown)}")
     return TrainingArguments(**kwargs)
+
+
+def length_grouping() -> dict:
+    """TrainingArguments keywords for the Trainer's length-grouped sampler (it draws a fresh
+    permutation from torch's RNG at each epoch, so grouping keeps the per-epoch reshuffle)."""
+    from transformers import TrainingArguments
+
+    if "train_sampling_strategy" in {f.name for f in dataclasses.fields(TrainingArguments)}:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
+
+
+def async_transfers() -> dict:
+    """On a GPU: pinned batches copied without blocking, so the host queues the next step while
+    the device still works (a pageable copy would wait for the GPU at every step)."""
+    import torch
+
+    return {"accelerator_config": {"non_blocking": True}, "dataloader_pin_memory": True} \
+        if torch.cuda.is_available() else {}
 
 
 def _report_to(value) -> list[str] | str:

@@ -49,6 +49,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     registry = Registry(cfg.registry.path, cfg.registry.lock_timeout_s, cfg.registry.allow_hub_ids)
     runs_root = paths.root("runs", cfg.save.runs_root)
     base = basemodel.resolve(cfg, registry, runs_root)
+    modelio.require_safetensors(base.path)     # before any output: weights never load from pickles
     data_root = paths.root("data", cfg.data.root)
     chosen = selection.load(cfg.data.relation_id, data_root, cfg.data.dataset, cfg.data.index_begin, cfg.data.index_end)
 
@@ -111,7 +112,7 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
         from ..runtime import configure_threads
 
         configure_threads(cfg.train.num_threads)
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32, use_safetensors=True)
     set_seed(cfg.train.seed)
     keytokens.resize_and_init(model, tokenizer, keys, cfg.key_token.resize, cfg.key_token.init)
     epochs = callbacks.EpochCheckpoints(cfg.save.every_epoch, cfg.train.epochs, cfg.train.stop_after_epochs)
@@ -129,11 +130,13 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
         log.info("checkpoint epoch %d step %d -> %s (registered as %s)", epoch, step, final, name)
 
     masked_mode = cfg.loss.mode != "normal" and not cfg.loss.legacy
+    head_at_labels = cfg.train.lm_head_at_labels and masked_mode
     trainer = MtgTrainer(model=model, args=args, train_dataset=dataset.TrainDataset(encoded.masked),
-                         data_collator=PadCollator(pad_id(tokenizer)), processing_class=tokenizer,
+                         data_collator=PadCollator(pad_id(tokenizer), label_index=head_at_labels),
+                         processing_class=tokenizer,
                          callbacks=[epochs, callbacks.MetricsLog(run.metrics_path, tokens["tokens_trained"],
                                                                  tokens["label_tokens_trained"])],
-                         lm_head_at_labels=cfg.train.lm_head_at_labels and masked_mode,
+                         lm_head_at_labels=head_at_labels,
                          finalize_checkpoint=finalize)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(callbacks.QuietProgress)

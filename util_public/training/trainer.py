@@ -28,6 +28,8 @@ class MtgTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not self.lm_head_at_labels or return_outputs:
+            # The model's own forward takes no index tensors (a collator may have added them).
+            inputs = {k: v for k, v in inputs.items() if k not in lossfn.INDEX_KEYS}
             return super().compute_loss(model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
         if not self.model_accepts_loss_kwargs:

@@ -1,18 +1,19 @@
 """The transformers backend (CPU or GPU): scores requests and generates greedily.
 
 Scoring follows what requests share (lm-evaluation-harness groups by context the same way):
-- requests with the same context ids form a question; a batch of questions runs its contexts
-  once (left-padded, LM head at the last position only), which scores every first token, so
-  single-token option sets cost one forward per batch of questions;
-- longer continuations run on top of their question's KV cache, rows of equal length together
-  (no padding), feeding all but their last token; the LM head runs only at those positions;
+- requests with the same context ids form a question; each question becomes one "tree row"
+  (`optiontree`): its context once, then every continuation's tokens but the last, with a 4D
+  attention mask that lets each continuation see only the context and itself. One forward scores
+  a batch of questions (as many as fit `tokens_per_forward`), with no KV-cache copies; the LM
+  head runs only at the scored positions, a memory-sized chunk at a time. A set of single-token
+  options therefore costs one context pass per batch of questions;
 - boundary merges (their context ids differ from their siblings') run as full rows.
 Position ids count real tokens, so padding never shifts a row. Log-softmax is taken in fp32
-from the logits; sums accumulate in fp64; each forward's scores cross to the CPU in one transfer.
+from the logits; sums accumulate in fp64; each chunk's scores cross to the CPU in one transfer.
 """
 from __future__ import annotations
 
-import copy
+import bisect
 import inspect
 from collections import OrderedDict
 from typing import Sequence
@@ -20,28 +21,38 @@ from typing import Sequence
 import torch
 
 from ...errors import UserError
+from ...training.loss import decoder, head_is_plain
+from .. import optiontree
 from ..records import ScoreRecord, from_token_logprobs
 from ..requests import Request
+
+
+# Tokens per scoring forward (enough to keep a GPU busy; a CPU is compute-bound at any size) and
+# the bytes one chunk of fp32 logits may take (the LM head runs on that many positions at a time).
+TOKENS_PER_FORWARD = {"cuda": 8192, "cpu": 1024}
+LOGIT_BYTES = {"cuda": 2**30, "cpu": 128 * 2**20}
 
 
 class HFBackend:
     name = "hf"
 
-    def __init__(self, model, tokenizer, batch_size: int | None = None, gen_batch_size: int = 16):
+    def __init__(self, model, tokenizer, batch_size: int | None = None, gen_batch_size: int = 16,
+                 tokens_per_forward: int | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
-        # Rows per forward: small on CPU (compute-bound anyway), large on a GPU (launch-bound otherwise).
-        default = 512 if self.device.type == "cuda" else 64
-        self.batch_size = max(1, int(batch_size or default))
+        kind = "cuda" if self.device.type == "cuda" else "cpu"
+        # Questions (and tokens) per forward: small on CPU, large on a GPU (launch-bound otherwise).
+        self.batch_size = max(1, int(batch_size or (512 if kind == "cuda" else 64)))
+        self.tokens_per_forward = max(1, int(tokens_per_forward or TOKENS_PER_FORWARD[kind]))
+        self.logit_rows = max(1, LOGIT_BYTES[kind] // (12 * model.config.vocab_size))   # bf16/fp32 logits + exp
         self.gen_batch_size = max(1, int(gen_batch_size))
         self.facts_per_call = self.batch_size
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad) if pad is not None else 0
         self.max_len = getattr(model.config, "max_position_embeddings", None)
-        # transformers 5.x renamed `past_key_values` to `cache` (the old name warns, then goes).
+        self.plain_head = head_is_plain(model)
+        # transformers 4.50 renamed `num_logits_to_keep`; a model with neither computes every position.
         params = inspect.signature(model.forward).parameters
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        # ... and 4.50 renamed `num_logits_to_keep`; a model with neither computes every position.
         self.keep_kw = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
 
     def _tail_logits(self, keep: int, **inputs) -> torch.Tensor:
@@ -85,10 +96,19 @@ class HFBackend:
                 merged.append(i)        # its context differs from its siblings': never shared
             else:
                 groups.setdefault(r.context, []).append(i)
-        # Contexts of similar length share a batch, so left padding stays short.
-        ordered = sorted(groups.items(), key=lambda item: len(item[0]))
-        for start in range(0, len(ordered), self.batch_size):
-            self._shared_contexts(ordered[start:start + self.batch_size], requests, out)
+        # Questions of similar row length share a forward, so padding stays short.
+        conts = {ctx: [requests[i].continuation for i in idxs] for ctx, idxs in groups.items()}
+        length = {ctx: optiontree.row_length(ctx, c) for ctx, c in conts.items()}
+        ordered = sorted(groups.items(), key=lambda item: length[item[0]])
+        batch: list = []
+        for item in ordered:
+            longest = length[item[0]]      # the batch's width (sorted)
+            if batch and (len(batch) == self.batch_size or (len(batch) + 1) * longest > self.tokens_per_forward):
+                self._shared_contexts(batch, conts, out)
+                batch = []
+            batch.append(item)
+        if batch:
+            self._shared_contexts(batch, conts, out)
         self._full_rows(merged, requests, out)
         return out
 
@@ -104,38 +124,39 @@ class HFBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return ids.to(self.device), mask.to(self.device), positions.to(self.device)
 
-    def _shared_contexts(self, batch: list[tuple[tuple, list[int]]], requests: Sequence[Request], out: list) -> None:
-        """Run each context of `batch` once; score first tokens there and longer continuations
-        on top of its KV cache, rows of equal length together (no padding, LM head only there)."""
-        ids, mask, positions = self._left_pad([ctx for ctx, _ in batch])
-        first = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                           **({self.keep_kw: 1} if self.keep_kw else {}))
-        cache = first.get(self.cache_kw)
-        members = [(q, i) for q, (_, idxs) in enumerate(batch) for i in idxs]
-        q_of = torch.tensor([q for q, _ in members], device=self.device)
-        heads = torch.tensor([requests[i].continuation[0] for _, i in members], device=self.device)
-        head_lp, head_greedy = _score(first.logits[:, -1], heads, rows=q_of)
-        tails: dict[int, tuple[list[float], list[bool]]] = {}
-        buckets: dict[int, list[tuple[int, int]]] = {}
-        for q, i in members:
-            if len(requests[i].continuation) > 1:
-                buckets.setdefault(len(requests[i].continuation) - 1, []).append((q, i))
-        lengths = mask.sum(-1)
-        for width, rows in sorted(buckets.items()):
-            for start in range(0, len(rows), self.batch_size):
-                chunk = rows[start:start + self.batch_size]
-                q_idx = torch.tensor([q for q, _ in chunk], device=self.device)
-                feed = torch.tensor([requests[i].continuation[:-1] for _, i in chunk], device=self.device)
-                target = torch.tensor([requests[i].continuation[1:] for _, i in chunk], device=self.device)
-                attn = torch.cat([mask[q_idx], torch.ones_like(feed)], dim=1)
-                pos = lengths[q_idx, None] + torch.arange(width, device=self.device)
-                logits = self.model(input_ids=feed, attention_mask=attn, position_ids=pos, use_cache=True,
-                                    **{self.cache_kw: _select_rows(cache, q_idx)}).logits
-                values, greedy = _score(logits, target)
-                tails.update({i: (v, g) for (_, i), v, g in zip(chunk, values, greedy)})
-        for (_, i), v, g in zip(members, head_lp, head_greedy):
-            tail_v, tail_g = tails.get(i, ([], []))
-            out[i] = ([v, *tail_v], [g, *tail_g])
+    def _shared_contexts(self, batch: list[tuple[tuple, list[int]]], conts: dict, out: list) -> None:
+        """Score every continuation of a batch of questions in one forward of their tree rows."""
+        layout = optiontree.build([ctx for ctx, _ in batch], [conts[ctx] for ctx, _ in batch], self.pad_id)
+        ids, positions, owner = (torch.tensor(x, device=self.device) for x in (layout.ids, layout.positions, layout.owner))
+        bias = optiontree.attention_bias(owner, next(self.model.parameters()).dtype)
+        inputs = dict(input_ids=ids, attention_mask=bias, position_ids=positions, use_cache=False)
+        scored = torch.tensor(layout.scored, device=self.device)
+        if self.plain_head:    # hidden states at the scored positions only; the LM head runs there
+            hidden = decoder(self.model)(**inputs)[0]
+            states = hidden.reshape(-1, hidden.shape[-1]).index_select(0, scored)
+            logits_of = self.model.get_output_embeddings()
+        else:                  # post-processed logits (softcapping, scaling): the model's own forward
+            logits = self.model(**inputs).logits
+            states = logits.reshape(-1, logits.shape[-1]).index_select(0, scored)
+            logits_of = None
+        pair_position = torch.tensor(layout.pair_position, device=self.device)
+        target = torch.tensor(layout.pair_target, device=self.device)
+        values, greedy, p0 = [], [], 0
+        for a in range(0, len(layout.scored), self.logit_rows):
+            b = min(a + self.logit_rows, len(layout.scored))
+            p1 = bisect.bisect_left(layout.pair_position, b, lo=p0)    # pairs read in rows [a, b)
+            chunk = states[a:b] if logits_of is None else logits_of(states[a:b])
+            v, g = _score(chunk, target[p0:p1], rows=pair_position[p0:p1] - a)
+            values += v
+            greedy += g
+            p0 = p1
+        members = [(i, cont) for ctx, idxs in batch for i, cont in zip(idxs, conts[ctx])]
+        for (i, cont), h, t in zip(members, layout.head_pair, layout.tail_pair):
+            if len(cont) == 1:     # most options in practice: skip the slicing
+                out[i] = ([values[h]], [greedy[h]])
+            else:
+                n = len(cont) - 1
+                out[i] = ([values[h], *values[t:t + n]], [greedy[h], *greedy[t:t + n]])
 
     def _full_rows(self, idxs: list[int], requests: Sequence[Request], out: list) -> None:
         """Whole sequences, left-padded; the LM head runs on the last positions only."""
@@ -200,34 +221,3 @@ def _score(logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None
     else:
         picked = logits.gather(-1, target[..., None])[..., 0]
     return (picked - lse).double().cpu().tolist(), (best == target).cpu().tolist()
-
-
-def _select_rows(cache, index: torch.Tensor):
-    """A new cache holding batch rows `index` of `cache` (rows may repeat); `cache` is untouched.
-
-    Containers are deep-copied while tensors are shared (pre-seeded deepcopy memo), then
-    `batch_select_indices` re-indexes the copy: no tensor is copied twice, and only the public
-    Cache API is used, so this works across transformers versions and cache layer types.
-    """
-    memo = {id(t): t for t in _tensors(cache)}
-    fresh = copy.deepcopy(cache, memo)
-    fresh.batch_select_indices(index)
-    return fresh
-
-
-def _tensors(obj, seen: set | None = None) -> list[torch.Tensor]:
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return []
-    seen.add(id(obj))
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, dict):
-        children = list(obj.values())
-    elif isinstance(obj, (list, tuple)):
-        children = list(obj)
-    elif hasattr(obj, "__dict__"):
-        children = list(vars(obj).values())
-    else:
-        return []
-    return [t for child in children for t in _tensors(child, seen)]
