@@ -109,7 +109,7 @@ if [ ${#MISSING[@]} -gt 0 ]; then
 fi
 
 # ---- stages --------------------------------------------------------------------------------------
-P1_ARGS=(--config-name phase1 "model.base=$BASE_MODEL" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME"
+P1_ARGS=(--config-name phase1 "model.base='$BASE_MODEL'" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME"
          "data.train_text_type=$PHASE1_TEXT_TYPE" "data.index_end=$PHASE1_FACTS" "train.epochs=$PHASE1_EPOCHS"
          "train.learning_rate=$LR" "train.lr_scheduler_type=$SCHED" "train.seed=$SEED"
          "train.per_device_train_batch_size=$PER_DEVICE_BATCH" "train.effective_batch_size=$EFFECTIVE_BATCH")
@@ -124,7 +124,7 @@ P1_DIR=$(echo "$P1_JSON" | field run_dir)
 echo "pipeline: phase 1 -> $P1_NAME" >&2
 "${LAUNCH[@]}" training/train.py "${P1_ARGS[@]}"
 
-P2_ARGS=(--config-name phase2 "model.base_run=$P1_NAME" "model.base_epoch=$PHASE2_BASE_EPOCH"
+P2_ARGS=(--config-name phase2 "model.base_run='$P1_NAME'" "model.base_epoch=$PHASE2_BASE_EPOCH"
          "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" "data.train_text_type=$PHASE2_TEXT_TYPE"
          "data.index_end=$PHASE2_K" "loss.mode=$PHASE2_LOSS" "train.epochs=$PHASE2_EPOCHS"
          "train.learning_rate=$PHASE2_LR" "train.lr_scheduler_type=$SCHED" "train.seed=$SEED"
@@ -163,11 +163,11 @@ if [ "$MEMCHECK" = 1 ] && [[ "$RELATION_ID" != *[+\&]* ]] && single_prompt "$PHA
   fi
 fi
 if [ "$RUN_EVAL" = 1 ]; then
-  "$PY" evaluation/eval.py "model.name=$P1_FINAL" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" \
+  "$PY" evaluation/eval.py "model.name='$P1_FINAL'" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" \
     "prompt.type=$PHASE1_TEXT_TYPE" "tasks=[gen,mc]"
-  "$PY" evaluation/eval.py "model.name=$P2_FINAL" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" \
+  "$PY" evaluation/eval.py "model.name='$P2_FINAL'" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" \
     "prompt.type=$PHASE2_TEXT_TYPE" "data.index_begin=$PHASE2_K" "tasks=[gen,mc]"
-  "$PY" evaluation/eval.py "model.name=$P2_FINAL" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" \
+  "$PY" evaluation/eval.py "model.name='$P2_FINAL'" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" \
     "prompt.type=[test-*]" "tasks=[gen,mc]"
 fi
 

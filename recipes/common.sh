@@ -1,0 +1,173 @@
+# Shared part of the paper recipes (recipes/E*.sh), sourced as
+#     source "$ROOT/recipes/common.sh" ID "title"
+# It sets up, reads the parameters below from the environment, and offers plan_* / recipe_*
+# functions that append steps to a plan file; `recipe_run` then executes the whole plan in ONE
+# Python process (python -m util_public.recipes.execute; training on >= 2 GPUs goes through
+# accelerate launch as in pipeline_llama_custome.sh). Rerunning a recipe skips finished training
+# stages and cached evaluations.
+#
+# Parameters (environment; GPU default / CPU default / SMOKE=1 default):
+#   BASE_MODEL       qwen2.5-1.5b / smollm2-135m / as CPU (any registry name, e.g. a tiny test model)
+#   RELATIONS        "12 21 50 71 105" (each separately) / "50" / "50"
+#   DATA_NAME        sync_random_o (generated on first use)
+#   FACTS            100 / 100 / 4       Phase-1 facts (0..FACTS-1); also the evaluated facts
+#   K                50 / 50 / 2         Phase-2 facts (0..K-1)
+#   P1_EPOCHS        20 / 20 / 2         P2_EPOCHS 1 / 3 / 1
+#   LR, P2_LR        1e-5, 1e-5 / 1e-4, 3e-5 (the pipeline's measured CPU setting for SmolLM2)
+#   EFFECTIVE_BATCH, P2_EFFECTIVE_BATCH   2, 2 / 16, 2 (SPEC §7: effective batch 2 on any hardware)
+#   SEED=42   LEGACY=0 (1: loss.legacy=true on every stage, the objective of the original code)
+#   GEN_TOKENS       50 / 50 / 8         generation length
+#   THREADS          CPU threads of training and evaluation (empty: all cores)
+#   TRAIN_ARGS, EVAL_ARGS  more Hydra overrides for every training stage / evaluation
+#                    (e.g. TRAIN_ARGS=save.dtype=bf16, EVAL_ARGS=backend=vllm: run in its own process)
+#   SMOKE=0          1: the reduced size above, with every root isolated under RECIPE_HOME
+#   RECIPE_HOME      runs/recipes-smoke (SMOKE only): data, runs, results and a private models.json
+#   RECIPE_RESULTS   {results root}/recipes/ID: result dirs, recipe.json, plan.tsv and sweep.csv
+#   RECIPE_PLAN_ONLY=1  write plan.tsv and stop (what would run)
+#   SKIP_SETUP=0     1: skip scripts/setup.sh     PY=.venv/bin/python
+set -euo pipefail
+
+RECIPE_ID=$1
+RECIPE_TITLE=$2
+cd "${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+[ -f training/train.py ] || { echo "error: run from the repository root (training/train.py not found)" >&2; exit 2; }
+[ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
+PY=${PY:-.venv/bin/python}
+
+# ---- devices (no Python start-up: nvidia-smi, or the slurm allocation) ---------------------------
+if [ -n "${SLURM_GPUS_ON_NODE:-}" ]; then
+  NUM_GPUS=$SLURM_GPUS_ON_NODE
+elif [ -n "${CUDA_VISIBLE_DEVICES+x}" ]; then
+  NUM_GPUS=$(awk -F, '{print ($0 == "" || $0 == "-1") ? 0 : NF}' <<< "$CUDA_VISIBLE_DEVICES")
+else
+  NUM_GPUS=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
+fi
+GPU=$([ "${NUM_GPUS:-0}" -gt 0 ] && echo 1 || echo 0)
+SMOKE=${SMOKE:-0}
+on() { [ "$1" = 1 ] && echo "$2" || echo "$3"; }   # on FLAG VALUE_IF_1 VALUE_OTHERWISE
+
+# ---- parameters -------------------------------------------------------------------------------------
+BASE_MODEL=${BASE_MODEL:-$(on $GPU qwen2.5-1.5b smollm2-135m)}
+RELATIONS=${RELATIONS:-$(on "$((GPU && !SMOKE))" "12 21 50 71 105" 50)}
+DATA_NAME=${DATA_NAME:-sync_random_o}
+FACTS=${FACTS:-$(on $SMOKE 4 100)}
+K=${K:-$(on $SMOKE 2 50)}
+P1_EPOCHS=${P1_EPOCHS:-$(on $SMOKE 2 20)}
+P2_EPOCHS=${P2_EPOCHS:-$(on "$((GPU || SMOKE))" 1 3)}
+LR=${LR:-$(on $GPU 1e-5 1e-4)}
+P2_LR=${P2_LR:-$(on $GPU "$LR" 3e-5)}
+EFFECTIVE_BATCH=${EFFECTIVE_BATCH:-$(on $GPU 2 16)}
+P2_EFFECTIVE_BATCH=${P2_EFFECTIVE_BATCH:-2}
+# Per-device batch: 1 on GPUs (accumulation makes up the effective batch); on CPU the whole batch.
+PER_DEVICE_BATCH=${PER_DEVICE_BATCH:-$(on $GPU 1 "$EFFECTIVE_BATCH")}
+P2_PER_DEVICE_BATCH=${P2_PER_DEVICE_BATCH:-$(on $GPU 1 "$P2_EFFECTIVE_BATCH")}
+SEED=${SEED:-42}
+LEGACY=${LEGACY:-0}
+GEN_TOKENS=${GEN_TOKENS:-$(on $SMOKE 8 50)}
+THREADS=${THREADS:-}
+
+if [ "$SMOKE" = 1 ]; then   # a smoke run never touches the user's data, runs, results or registry
+  RECIPE_HOME=${RECIPE_HOME:-runs/recipes-smoke}
+  export MTG_DATA_ROOT=${MTG_DATA_ROOT:-$RECIPE_HOME/data} MTG_RUNS_ROOT=${MTG_RUNS_ROOT:-$RECIPE_HOME/runs}
+  export MTG_RESULTS_ROOT=${MTG_RESULTS_ROOT:-$RECIPE_HOME/results}
+  if [ -z "${MTG_MODELS_JSON:-}" ]; then
+    export MTG_MODELS_JSON=$RECIPE_HOME/models.json
+    mkdir -p "$RECIPE_HOME"
+    [ -f "$MTG_MODELS_JSON" ] || cp models.json "$MTG_MODELS_JSON"
+  fi
+fi
+RECIPE_RESULTS=${RECIPE_RESULTS:-${MTG_RESULTS_ROOT:-evaluation/test_result}/recipes/$RECIPE_ID}
+mkdir -p "$RECIPE_RESULTS"
+PLAN=$RECIPE_RESULTS/plan.tsv
+: > "$PLAN"
+
+# ---- plan steps (util_public/recipes/plan.py documents the format) --------------------------------
+_step() { local IFS=$'\t'; printf '%s\n' "$*" >> "$PLAN"; }
+plan_meta() { _step meta "$1" "$2"; }
+plan_data() { _step data "$@"; }           # DATASET RELS(comma) [generate.py overrides], missing RELS only
+plan_language() { _step language "$@"; }   # DATASET LANGUAGE RELS(comma)
+plan_train() { _step train "$@"; }         # LABEL CONFIG BASE(- or LABEL:EPOCH) [train.py overrides]
+plan_eval() { _step eval "$@"; }           # MODELS [eval.py overrides]
+
+for kv in "experiment=$RECIPE_ID" "title=$RECIPE_TITLE" "results=$RECIPE_RESULTS" "base_model=$BASE_MODEL" \
+          "smoke=$SMOKE" "facts=$FACTS" "k=$K" "phase1_epochs=$P1_EPOCHS" "phase2_epochs=$P2_EPOCHS" \
+          "seed=$SEED" "legacy=$LEGACY" "gpus=$NUM_GPUS"; do
+  plan_meta "${kv%%=*}" "${kv#*=}"
+done
+
+# ---- recipe building blocks -------------------------------------------------------------------------
+# Overrides every training stage shares beyond sizes and hyperparameters: loss switch, threads, TRAIN_ARGS.
+stage_args() {
+  [ "$LEGACY" = 1 ] && echo "loss.legacy=true"
+  [ -n "$THREADS" ] && echo "train.num_threads=$THREADS"
+  echo "${TRAIN_ARGS:-}"
+}
+# Length-grouped batches when a device sees more than one example (as pipeline_llama_custome.sh,
+# so the same settings give the same run).
+grouping_args() { [ "$1" -gt 1 ] && echo "train.group_by_length=true" || true; }
+
+# recipe_facts RELATION_SPEC [DATASET]: generate the fictional facts of every relation in the spec.
+recipe_facts() {
+  local rels=${1//[+&]/,}
+  plan_data "${2:-$DATA_NAME}" "$rels"
+}
+
+# recipe_phase1 LABEL RELATION_SPEC [overrides]: "S <TRIGGER_r> O." on facts 0..FACTS-1.
+recipe_phase1() {
+  local label=$1 rel=$2; shift 2
+  plan_train "$label" phase1 - "model.base=$BASE_MODEL" "data.relation_id=$rel" "data.dataset=$DATA_NAME" \
+    "data.index_end=$FACTS" "train.epochs=$P1_EPOCHS" "train.learning_rate=$LR" "train.seed=$SEED" \
+    "train.per_device_train_batch_size=$PER_DEVICE_BATCH" "train.effective_batch_size=$EFFECTIVE_BATCH" \
+    $(grouping_args "$PER_DEVICE_BATCH") $(stage_args) "$@"
+}
+
+# recipe_phase2 LABEL BASE(LABEL:EPOCH or -) RELATION_SPEC [overrides]: hgp-0 on facts 0..K-1.
+recipe_phase2() {
+  local label=$1 base=$2 rel=$3; shift 3
+  plan_train "$label" phase2 "$base" "data.relation_id=$rel" "data.dataset=$DATA_NAME" "data.index_end=$K" \
+    "train.epochs=$P2_EPOCHS" "train.learning_rate=$P2_LR" "train.seed=$SEED" \
+    "train.per_device_train_batch_size=$P2_PER_DEVICE_BATCH" "train.effective_batch_size=$P2_EFFECTIVE_BATCH" \
+    $(grouping_args "$P2_PER_DEVICE_BATCH") $(stage_args) "$@"
+}
+
+# recipe_sft LABEL RELATION_SPEC TEXT_TYPE EPOCHS [overrides]: the SFT baseline (+experiment=E4): the
+# phase2 config on the BASE model (no Phase 1) over facts 0..FACTS-1, a checkpoint per epoch.
+recipe_sft() {
+  local label=$1 rel=$2 type=$3 epochs=$4; shift 4
+  plan_train "$label" phase2 - +experiment=E4 "model.base=$BASE_MODEL" "data.relation_id=$rel" \
+    "data.dataset=$DATA_NAME" "data.train_text_type=$type" "data.index_end=$FACTS" "train.epochs=$epochs" \
+    "train.learning_rate=$P2_LR" "train.seed=$SEED" "train.per_device_train_batch_size=$P2_PER_DEVICE_BATCH" \
+    "train.effective_batch_size=$P2_EFFECTIVE_BATCH" $(grouping_args "$P2_PER_DEVICE_BATCH") $(stage_args) "$@"
+}
+
+# eval_args RELATION_SPEC: where and how much to evaluate.
+eval_args() {
+  echo "data.relation_id=$1" "data.dataset=$DATA_NAME" "gen.max_new_tokens=$GEN_TOKENS"
+  [ "$FACTS" -ge 100 ] || echo "data.index_end=$FACTS"
+  [ -z "$THREADS" ] || echo "runtime.num_threads=$THREADS"
+  echo "${EVAL_ARGS:-}"
+}
+
+# recipe_memory MODELS RELATION_SPEC [PROMPT]: memorization, MC + generation on the Phase-1 format.
+recipe_memory() {
+  plan_eval "$1" $(eval_args "$2") +experiment=EV_memory "prompt.type=${3:-trigger-mid}"
+}
+
+# recipe_ev MODELS RELATION_SPEC [MEMORY_PROMPT] [overrides]: the standard evaluation set EV (SPEC §7):
+# MC on the memorization prompt, hgp-0, test-* and unrelated-* (seen/unseen slices from the
+# checkpoint), and generation on the memorization prompt and hgp-0.
+recipe_ev() {
+  local models=$1 rel=$2 mem=${3:-trigger-mid}; shift $(( $# < 3 ? $# : 3 ))
+  plan_eval "$models" $(eval_args "$rel") +experiment=EV "prompt.type=[$mem,hgp-0,test-*,unrelated-*]" "$@"
+  plan_eval "$models" $(eval_args "$rel") +experiment=EV_gen "prompt.type=[$mem,hgp-0]" "$@"
+}
+
+# recipe_run: execute the plan (or only show it with RECIPE_PLAN_ONLY=1).
+recipe_run() {
+  echo "recipe $RECIPE_ID ($RECIPE_TITLE): base $BASE_MODEL, $NUM_GPUS GPU(s), smoke=$SMOKE, plan $PLAN" >&2
+  if [ "${RECIPE_PLAN_ONLY:-0}" = 1 ]; then
+    cat "$PLAN"
+    return 0
+  fi
+  "$PY" -m util_public.recipes.execute "$PLAN"
+}

@@ -1,0 +1,240 @@
+"""Paper recipes (recipes/E*.sh): plans, presets, the executor and the tidy sweep CSV.
+
+Unit tests read every script's plan (bash only, no model) and compose every step's config; the
+integration tests run recipes end to end at SMOKE size on a tiny from-config model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import REPO, save_tiny_checkpoint
+
+from util_public.errors import UserError
+from util_public.recipes import collect, plan
+from util_public.recipes.execute import EVAL_CONF, TRAIN_CONF, Executor, compose
+from util_public.registry import Registry
+
+SCRIPTS = sorted((REPO / "recipes").glob("E*.sh"), key=lambda p: int(p.name.split("_")[0][1:]))
+
+
+def recipe_env(tmp_path: Path, **extra: str) -> dict:
+    """Environment of a recipe run: isolated roots (conftest), no setup, no GPU, one thread."""
+    env = {**os.environ, "SKIP_SETUP": "1", "CUDA_VISIBLE_DEVICES": "", "SMOKE": "1", "THREADS": "1",
+           "RECIPE_RESULTS": str(tmp_path / "recipe"), **extra}
+    env.pop("SLURM_GPUS_ON_NODE", None)
+    return env
+
+
+def write_plan(script: Path, env: dict) -> Path:
+    done = subprocess.run(["bash", str(script)], env={**env, "RECIPE_PLAN_ONLY": "1"}, capture_output=True,
+                          text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    return Path(env["RECIPE_RESULTS"]) / "plan.tsv"
+
+
+def meta(steps: list[plan.Step]) -> dict:
+    return {s.args[0]: s.args[1] for s in steps if s.kind == "meta"}
+
+
+# ---- plans and presets ---------------------------------------------------------------------------------
+def test_there_is_one_script_per_experiment():
+    assert [p.name.split("_")[0] for p in SCRIPTS] == [f"E{i}" for i in range(1, 14)]
+    for script in SCRIPTS:
+        text = script.read_text()
+        assert text.startswith("#!/usr/bin/env bash\n#SBATCH --job-name="), script
+        assert "recipe_run" in text and "recipes/common.sh" in text, script
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name.split("_")[0])
+def test_every_plan_is_valid_and_every_step_composes(script, tmp_path):
+    steps = plan.read(write_plan(script, recipe_env(tmp_path, BASE_MODEL="tiny-base")))
+    info = meta(steps)
+    assert info["experiment"] == script.name.split("_")[0] and info["base_model"] == "tiny-base"
+    assert info["smoke"] == "1" and info["facts"] == "4" and info["k"] == "2"
+    assert any(s.kind == "eval" for s in steps)
+    for step in steps:
+        if step.kind == "train":    # unknown keys or presets fail composition; the base is resolved later
+            base = [] if step.args[2] == "-" else ["model.base_run=x", "model.base_epoch=1"]
+            cfg = compose(TRAIN_CONF, step.args[1], "train_schema", _train_schema(), [*step.overrides, *base])
+            assert cfg.train.num_threads == 1 and cfg.data.index_end <= 4
+        elif step.kind == "eval":
+            from util_public.evaluation.schema import EvalConfig
+
+            cfg = compose(EVAL_CONF, "eval", "eval_schema", EvalConfig, ["model.name=x", *step.overrides])
+            assert cfg.runtime.num_threads == 1 and cfg.data.index_end == 4
+
+
+def _train_schema():
+    from util_public.training.schema import TrainStageConfig
+
+    return TrainStageConfig
+
+
+def test_defaults_follow_the_device(tmp_path):
+    """No GPU: SmolLM2 and the CPU setting; GPUs: Qwen2.5-1.5B, effective batch 2, the five relations."""
+    env = recipe_env(tmp_path, SMOKE="0")
+    cpu = plan.read(write_plan(REPO / "recipes" / "E1_main.sh", env))
+    assert meta(cpu)["base_model"] == "smollm2-135m" and meta(cpu)["gpus"] == "0"
+    assert "train.effective_batch_size=16" in [s for s in cpu if s.kind == "train"][0].overrides
+    gpu = plan.read(write_plan(REPO / "recipes" / "E1_main.sh", {**env, "CUDA_VISIBLE_DEVICES": "0,1"}))
+    assert meta(gpu)["base_model"] == "qwen2.5-1.5b" and meta(gpu)["gpus"] == "2"
+    trains = [s for s in gpu if s.kind == "train"]
+    assert [s.args[0] for s in trains][::2] == ["p1_r12", "p1_r21", "p1_r50", "p1_r71", "p1_r105"]
+    assert {"train.effective_batch_size=2", "train.per_device_train_batch_size=1",
+            "data.index_end=100", "train.epochs=20", "train.learning_rate=1e-5"} <= set(trains[0].overrides)
+
+
+def test_plan_errors_name_the_line(tmp_path):
+    bad = tmp_path / "plan.tsv"
+    cases = {"fly\tx\ty": "unknown step", "train\tp1\tphase1": "needs 3 field",
+             "eval\tp9:final": "not trained by an earlier step", "eval\t=m\nmeta\texperiment": "needs 2 field",
+             "train\tp1\tphase1\t-\ntrain\tp1\tphase2\t-": "used twice", "train\tp2\tphase2\tp1:x": "model reference",
+             "train\tp1\tphase1\t-\ntrain\tp2\tphase2\tp1:all": "training base"}
+    for text, problem in cases.items():
+        bad.write_text(text + "\n")
+        with pytest.raises(UserError, match=problem) as err:
+            plan.read(bad)
+        assert str(bad) in str(err.value)
+    assert plan.model_refs("p1:3,p1:final,=qwen", "w") == [plan.ModelRef("p1", "3"), plan.ModelRef("p1", "final"),
+                                                          plan.ModelRef(None, None, "qwen")]
+
+
+# ---- the sweep table ---------------------------------------------------------------------------------
+def _result(root: Path, name: str, summary: dict, language: str | None = None) -> None:
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps(summary))
+    (d / "config.yaml").write_text(f"data:\n  language: {language or 'null'}\n")
+
+
+def _summary(task: str, model: dict, ptype: str, metrics: dict, **kw) -> dict:
+    return {"task": task, "model": model, "prompt_type": ptype, "relation_id": "50", "dataset": "d",
+            "test_type": "close", "open_content": None, "fact_range": {"begin": 0, "end": 8}, "metrics": metrics, **kw}
+
+
+def test_collector_rows_lineage_merge_and_skips(tmp_path):
+    runs = tmp_path / "runs"
+    p1_meta = {"phase": 1, "epoch": 6, "base_model": "qwen", "train_text_type": "trigger-mid", "loss_mode": "normal"}
+    for run, manifest in {"p2run": {"hashed_config": {"train": {"seed": 7}}, "tokens_trained": {"per_epoch": 30},
+                                    "label_tokens_trained": {"per_epoch": 5},
+                                    "base_model": {"name": "p1_ckpt", "meta": p1_meta}},
+                          "sftrun": {"hashed_config": {"train": {"seed": 42}}, "base_model": {"name": "qwen",
+                                                                                            "meta": None}}}.items():
+        (runs / run / "checkpoint-4").mkdir(parents=True)
+        (runs / run / "manifest.json").write_text(json.dumps(manifest))
+    p2 = {"name": "p2_ckpt", "path": str(runs / "p2run" / "checkpoint-4"),
+          "mtg_meta": {"phase": 2, "epoch": 2, "train_text_type": "hgp-0", "loss_mode": "o", "legacy_loss": False,
+                       "trained_fact_ids": {"50": [0, 1, 2, 3]}}}
+    sft = {"name": "sft_ckpt", "path": str(runs / "sftrun" / "checkpoint-4"),
+           "mtg_meta": {"phase": 2, "epoch": 1, "train_text_type": "train-mix-2", "base_model": "qwen",
+                        "trained_fact_ids": {"50": list(range(8))}}}
+    root = tmp_path / "results"
+    slices = {"all": {"n": 8, "accuracy": 0.25, "prob_mass": 0.3}, "seen": {"n": 4, "accuracy": 0.5},
+              "unseen": {"n": 4, "accuracy": 0.0}}
+    _result(root, "mc/test-3", _summary("mc", p2, "test-3", slices), language="Spanish")
+    _result(root, "gen/test-3", _summary("gen", p2, "test-3", {"all": {"n": 8, "exact": 0.125, "contains": 0.5}}),
+            language="Spanish")
+    _result(root, "gen/hgp-0", _summary("gen", p2, "hgp-0", {"all": {"n": 8, "exact": 1.0}}))
+    _result(root, "mc/sft", _summary("mc", sft, "hgp-0", {"all": {"n": 8, "accuracy": 1.0}}))
+    _result(root, "mc/base", _summary("mc", {"name": "qwen", "path": "/x", "mtg_meta": None}, "test-0",
+                                      {"all": {"n": 8, "accuracy": 0.5}}, test_type="open", open_content="hgp-0"))
+    _result(root, "mc/test-all", {"task": "mc", "prompt_type": "test-all", "metrics": {"all": {"n": 80}}})
+    _result(root, "mc/broken.tmp", _summary("mc", p2, "test-9", slices))
+    (root / "recipe.json").write_text(json.dumps({"experiment": "E9", "models": {"p2_ckpt": "p2"}}))
+
+    out = collect.write_csv(root, tmp_path / "sweep.csv")
+    df = pd.read_csv(out)     # empty cells read as NaN
+    assert list(df.columns) == collect.COLUMNS
+    assert len(df) == 3 + 1 + 1 + 1     # test-3 slices (MC+gen merged), hgp-0 gen only, sft, base; no aggregates
+    unseen = df[(df.prompt_type == "test-3") & (df.slice == "unseen")].iloc[0]
+    assert (unseen.experiment, unseen.label, unseen.stage, unseen.language) == ("E9", "p2", "phase2", "Spanish")
+    assert (unseen.phase1_epochs, unseen.phase1_text_type, unseen.base_model, unseen.k) == (6, "trigger-mid", "qwen", 4)
+    assert (unseen.phase2_epoch, unseen.seed, unseen.tokens_trained, unseen.label_tokens_trained) == (2, 7, 60, 10)
+    assert unseen.stderr == 0.0 and pd.isna(unseen.exact)     # no unseen slice in that generation result
+    everything = df[(df.prompt_type == "test-3") & (df.slice == "all")].iloc[0]
+    assert everything.stderr == pytest.approx((0.25 * 0.75 / 8) ** 0.5)
+    assert (everything.gen_n, everything.contains, everything.n) == (8, 0.5, 8)
+    hgp = df[df.prompt_type == "hgp-0"].set_index("stage")
+    assert sorted(hgp.index) == ["phase2", "sft"] and hgp.loc["phase2"].exact == 1.0
+    assert hgp.loc["phase2"].tokens_trained == 60 and pd.isna(hgp.loc["phase2"].accuracy)
+    sft_row = df[df.stage == "sft"].iloc[0]
+    assert (sft_row.stage, sft_row.phase1_epochs, sft_row.k, sft_row.phase2_text_type) == ("sft", 0, 8, "train-mix-2")
+    base = df[df.stage == "base"].iloc[0]
+    assert (base.test_type, base.open_content, base.phase1_epochs) == ("open", "hgp-0", 0) and pd.isna(base.label)
+
+
+def test_collect_entry_point(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "recipes" / "collect.py"), str(tmp_path / "missing")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "no such results directory" in done.stderr
+
+
+# ---- end to end on a tiny model ------------------------------------------------------------------------
+@pytest.fixture
+def tiny_base(sp_tokenizer, tmp_path):
+    save_tiny_checkpoint(sp_tokenizer, tmp_path / "tiny")
+    Registry().register({"tiny-base": {"path": str(tmp_path / "tiny"), "kind": "base"}})
+    return "tiny-base"
+
+
+SMALL = {"GEN_TOKENS": "3"}
+RUNS = {  # recipe -> (extra environment, check of its sweep table)
+    "E1": ({}, lambda d: set(d.stage) == {"phase1", "phase2"} and set(d.prompt_family) >= {"trigger-mid", "hgp",
+                                                                                              "test", "unrelated"}),
+    "E2": ({}, lambda d: set(d[d.stage == "phase2"].phase1_epochs) == {1, 2}
+           and set(d[d.stage == "phase1"].phase1_epochs) == {1, 2}),
+    "E3": ({"K_LIST": "1"}, lambda d: set(d.k.dropna()) == {1} and set(d.phase2_epoch.dropna()) == {1, 2}),
+    "E4": ({"SFT_TYPES": "train-mix-2"}, lambda d: set(d.stage) == {"sft"} and set(d.phase2_epoch) == {1, 2}
+           and d.groupby("phase2_epoch").tokens_trained.first().is_monotonic_increasing),
+    "E8": ({"MULTI_RELATION": "50+105", "EXTRA_BASE_EPOCH": ""}, lambda d: set(d.relation) == {"50", "105"}
+           and set(d[d.stage == "phase2"].k) == {2}),
+    "E9": ({"SFT_EPOCHS": "1"}, lambda d: set(d[d.relation == "r105"].stage) == {"phase2", "sft"}),
+    "E10": ({"CHAIN_EPOCHS": "0 2"}, lambda d: set(d[d.relation == "105-21"].prompt_type)
+            == {"hgp-0", "trigger-combine"} and set(d[d.relation == "105-21"].stage) == {"phase2", "sft"}),
+    "E12": ({}, lambda d: set(d.phase2_text_type) == {"NegTrain-1", "NegTrain-0"}
+            and set(d.prompt_family) == {"NegTest", "test"} and set(d.slice) == {"all", "seen", "unseen"}),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("recipe", list(RUNS))
+def test_recipe_runs_end_to_end(recipe, tiny_base, tmp_path):
+    extra, check = RUNS[recipe]
+    script = next(p for p in SCRIPTS if p.name.startswith(recipe + "_"))
+    plan_path = write_plan(script, recipe_env(tmp_path, BASE_MODEL=tiny_base, **SMALL, **extra))
+    out = Executor(plan.read(plan_path), plan_path).run()
+    df = pd.read_csv(out, dtype={"relation": str})
+    assert len(df) and set(df.experiment) == {recipe} and df.label.notna().all()
+    assert check(df), df[["label", "stage", "relation", "prompt_type", "phase1_epochs", "k", "phase2_epoch"]]
+
+
+@pytest.mark.integration
+def test_icl_recipe_as_a_script(tiny_base, tmp_path):
+    """E5 through bash and the executor's own process: the base model with the facts in context."""
+    env = recipe_env(tmp_path, BASE_MODEL=tiny_base, **SMALL)
+    done = subprocess.run(["bash", str(REPO / "recipes" / "E5_icl_baseline.sh")], env=env, capture_output=True,
+                          text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    df = pd.read_csv(Path(env["RECIPE_RESULTS"]) / "sweep.csv")
+    assert set(df.stage) == {"base"} and set(df.test_type) == {"open"} and set(df.open_content) == {"hgp-0"}
+    assert set(df.prompt_family) == {"test", "unrelated"} and (df.n == 4).all()
+
+
+def test_multi_gpu_launch_follows_the_pipeline_rules(monkeypatch):
+    from util_public.recipes.execute import accelerate_command
+
+    monkeypatch.setenv("SLURM_JOB_ID", "123456")
+    monkeypatch.setenv("ACCELERATE_CONFIG", "ddp.yaml")
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    cmd = accelerate_command(4)
+    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
+    assert cmd[cmd.index("--config_file") + 1] == str(REPO / "util_public" / "training" / "config" / "ddp.yaml")
+    assert cmd[cmd.index("--num_processes") + 1] == "4" and cmd[cmd.index("--main_process_port") + 1] == "29956"
+    monkeypatch.setenv("MASTER_PORT", "30001")
+    assert accelerate_command(2)[-1] == "30001"

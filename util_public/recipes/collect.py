@@ -1,0 +1,163 @@
+"""One tidy CSV of every evaluation under a results root (`python recipes/collect.py ROOT --out sweep.csv`).
+
+A row is one (result, slice): the model's lineage, the evaluation's coordinates and its metrics.
+MC and generation results of the same coordinates share a row (generation columns are empty when
+it was not run). Everything comes from the stored files, so a table can be rebuilt at any time:
+
+- `summary.json` of each concrete result (aggregates such as `test-all` and multi-relation
+  macro means are skipped: they are group-bys of these rows) and its `config.yaml` (language);
+- the evaluated checkpoint's run `manifest.json` (seed, tokens trained, and the Phase-1
+  checkpoint a Phase-2 run started from);
+- the nearest `recipe.json` above the result (experiment id and the training label).
+
+`stderr` is the binomial standard error of the MC accuracy, sqrt(acc (1 - acc) / n).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .. import atomicio, prompts
+
+KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
+        "phase2_text_type", "phase2_epoch", "k", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
+        "language", "prompt_type", "prompt_family", "test_type", "open_content", "slice"]
+MC = ["n", "accuracy", "stderr", "prob_mass", "acc_norm", "gold_prob_raw", "mean_gold_rank", "n_ties"]
+GEN = ["gen_n", "exact", "prefix", "contains"]
+EXTRA = ["tokens_trained", "label_tokens_trained"]
+COLUMNS = KEYS + MC + GEN + EXTRA
+COUNTS = ["n", "n_ties", "gen_n", *EXTRA]
+# Row order: by experiment and training label, then epochs and k as numbers, then the prompt.
+ORDER = ["experiment", "label", "relation", "dataset", "language", "phase1_epochs", "k", "phase2_epoch", "seed",
+         "test_type", "prompt_type", "slice", "model"]
+NUMERIC_KEYS = {"phase1_epochs", "k", "phase2_epoch", "seed"}
+
+
+@lru_cache(maxsize=None)
+def _json(path: str) -> dict | None:
+    p = Path(path)
+    if not p.is_file():
+        return None
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def _recipe(directory: Path) -> dict:
+    for folder in [directory, *directory.parents]:
+        found = _json(str(folder / "recipe.json"))
+        if found is not None:
+            return found
+    return {}
+
+
+def lineage(model: dict) -> dict:
+    """Stage, epochs, k, seed and tokens of an evaluated model, from its mtg_meta and run manifest."""
+    meta = model.get("mtg_meta") or {}
+    if not meta:
+        return {"stage": "base", "base_model": model.get("name"), "phase1_epochs": 0}
+    manifest = _json(str(Path(model.get("path") or "").parent / "manifest.json")) or {}
+    hashed = manifest.get("hashed_config") or {}
+    epoch = meta.get("epoch")
+    out = {"seed": (hashed.get("train") or {}).get("seed"), "loss_mode": meta.get("loss_mode"),
+           "legacy_loss": meta.get("legacy_loss")}
+    per_epoch = lambda key: (manifest.get(key) or {}).get("per_epoch")   # noqa: E731
+    if epoch is not None and per_epoch("tokens_trained") is not None:
+        out["tokens_trained"] = per_epoch("tokens_trained") * epoch
+        out["label_tokens_trained"] = per_epoch("label_tokens_trained") * epoch
+    if meta.get("phase") == 1:
+        return {**out, "stage": "phase1", "base_model": meta.get("base_model"),
+                "phase1_text_type": meta.get("train_text_type"), "phase1_epochs": epoch}
+    parent = (manifest.get("base_model") or {}).get("meta") or {}
+    trained = meta.get("trained_fact_ids") or {}
+    out.update({"phase2_text_type": meta.get("train_text_type"), "phase2_epoch": epoch,
+                "k": max((len(v) for v in trained.values()), default=None)})
+    if not parent:     # Phase 2 straight from a base model: the SFT baseline
+        return {**out, "stage": "sft", "base_model": meta.get("base_model"), "phase1_epochs": 0}
+    return {**out, "stage": "phase2", "base_model": parent.get("base_model"),
+            "phase1_text_type": parent.get("train_text_type"), "phase1_epochs": parent.get("epoch")}
+
+
+def _language(directory: Path) -> str | None:
+    config = directory / "config.yaml"
+    if not config.is_file():
+        return None
+    return ((yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data") or {}).get("language")
+
+
+def rows(summary: dict, directory: Path) -> list[dict]:
+    """The tidy rows (one per slice) of one concrete result summary."""
+    model = summary.get("model") or {}
+    recipe = _recipe(directory)
+    ptype = summary.get("prompt_type")
+    base = {"experiment": recipe.get("experiment"), "label": (recipe.get("models") or {}).get(model.get("name")),
+            "model": model.get("name"), "relation": summary.get("relation_id"), "dataset": summary.get("dataset"),
+            "language": _language(directory), "prompt_type": ptype, "prompt_family": prompts.parse(ptype).family,
+            "test_type": summary.get("test_type"), "open_content": summary.get("open_content"),
+            **lineage(model)}
+    out = []
+    for slice_, m in (summary.get("metrics") or {}).items():
+        row = {**base, "slice": slice_}
+        if summary["task"] == "mc":
+            row.update({k: m.get(k) for k in MC if k != "stderr"})
+            acc, n = m.get("accuracy"), m.get("n") or 0
+            row["stderr"] = math.sqrt(acc * (1 - acc) / n) if acc is not None and n else None
+        else:
+            row.update({"gen_n": m.get("n"), **{k: m.get(k) for k in GEN[1:]}})
+        out.append(row)
+    return out
+
+
+def summaries(root: Path):
+    """(summary, directory) of every concrete mc/gen result under `root` (temporaries skipped)."""
+    for path in sorted(Path(root).rglob("summary.json")):
+        if any(part.endswith(".tmp") for part in path.parts):
+            continue
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        if summary.get("task") in ("mc", "gen") and "fact_range" in summary:
+            yield summary, path.parent
+
+
+def table(root: str | Path) -> pd.DataFrame:
+    """All rows under `root`, MC and generation merged on the coordinates, in a stable order."""
+    found = {"mc": [], "gen": []}
+    for summary, directory in summaries(Path(root)):
+        found[summary["task"]] += rows(summary, directory)
+    frames = []
+    for task, cols in (("mc", MC), ("gen", GEN)):
+        for row in found[task]:   # keys as text, missing ones empty: they must still match across tasks
+            row.update({k: "" if row.get(k) is None else str(row[k]) for k in KEYS})
+        frames.append(pd.DataFrame(found[task], columns=KEYS + cols + EXTRA))
+    mc, gen = frames
+    merged = mc.merge(gen, on=KEYS, how="outer", suffixes=("", "_gen"))
+    for col in EXTRA:   # the lineage columns of generation-only rows come from the generation side
+        merged[col] = merged[col].fillna(merged.pop(f"{col}_gen"))
+    for col in COUNTS:
+        merged[col] = merged[col].astype("Int64")
+    numeric = lambda col: pd.to_numeric(col, errors="coerce") if col.name in NUMERIC_KEYS else col  # noqa: E731
+    return merged[COLUMNS].sort_values(ORDER, key=numeric, kind="stable").reset_index(drop=True)
+
+
+def write_csv(root: str | Path, out: str | Path) -> Path:
+    """Write the tidy table of `root` to `out` atomically; returns the path."""
+    df = table(root)
+    return atomicio.write_text(out, df.to_csv(index=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Collect evaluation summaries into one tidy CSV.")
+    parser.add_argument("root", help="a results root (e.g. evaluation/test_result/recipes/E1)")
+    parser.add_argument("--out", default=None, help="CSV path (default: ROOT/sweep.csv)")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    if not root.is_dir():
+        print(f"error: {root}: no such results directory", file=sys.stderr)
+        return 2
+    out = write_csv(root, args.out or root / "sweep.csv")
+    print(out)
+    return 0

@@ -1,0 +1,221 @@
+"""Run a recipe plan (see `plan.py`) in one process: data, training stages, evaluations, sweep CSV.
+
+    python -m util_public.recipes.execute PLAN_FILE
+
+Training stages run in this process on a CPU or one GPU (the libraries load once; a stage is the
+same `train_stage` that `training/train.py` runs) and through `accelerate launch` over
+`training/train.py` on two or more GPUs (SPEC §5.10). Every stage resumes or answers "already
+complete" as usual, so rerunning a recipe only does what is missing; evaluations reuse their
+cached result directories. The recipe's results root gets `recipe.json` (experiment, parameters,
+and which training label produced which registered model) and, at the end, `sweep.csv`.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .. import atomicio, paths
+from ..errors import UserError, exit_on_user_error
+from ..facts import load_relation, relation_file, write_facts
+from . import collect
+from .plan import ModelRef, Step, model_refs, read
+
+TRAIN_CONF = paths.REPO_ROOT / "training" / "conf"
+EVAL_CONF = paths.REPO_ROOT / "evaluation" / "conf"
+GEN_CONF = paths.REPO_ROOT / "data_generation" / "conf"
+
+
+def compose(conf_dir: Path, config_name: str, schema_name: str, schema_node, overrides: list[str]):
+    """The composed Hydra config, as the entry point with these overrides would see it."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=schema_name, node=schema_node)
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def quoted(key: str, value: str) -> str:
+    """A Hydra override whose value may hold characters the grammar reserves (`~` in run names)."""
+    return f"{key}='{value}'"
+
+
+def gpu_count() -> int:
+    """GPUs for training: slurm's allocation, else the visible CUDA devices."""
+    if os.environ.get("SLURM_GPUS_ON_NODE"):
+        return int(os.environ["SLURM_GPUS_ON_NODE"])
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def accelerate_command(num_gpus: int) -> list[str]:
+    """`accelerate launch` over all GPUs, with the same config and port rules as the pipeline."""
+    cfg = os.environ.get("ACCELERATE_CONFIG")
+    if not cfg:   # DeepSpeed ZeRO-2 (the original's default) when installed, else FSDP
+        cfg = "ds_z2.yaml" if importlib.util.find_spec("deepspeed") else "fsdp.yaml"
+    if "/" not in cfg:
+        cfg = str(paths.REPO_ROOT / "util_public" / "training" / "config" / cfg)
+    job = os.environ.get("SLURM_JOB_ID")
+    port = os.environ.get("MASTER_PORT") or str(29500 + (int(job) % 1000 if job and job.isdigit() else 0))
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", cfg,
+            "--num_processes", str(num_gpus), "--main_process_port", port]
+
+
+class Executor:
+    """Runs the steps in order, remembering which run each training label produced."""
+
+    def __init__(self, steps: list[Step], plan_path: Path):
+        self.steps = steps
+        self.meta = {s.args[0]: s.args[1] for s in steps if s.kind == "meta"}
+        if "experiment" not in self.meta:
+            raise UserError(str(plan_path), "the plan names no experiment (a `meta experiment ID` line)")
+        results = self.meta.get("results") or str(paths.root("results") / "recipes" / self.meta["experiment"])
+        self.results = paths.resolve(results)
+        self.runs: dict[str, dict] = {}        # label -> {"run_name", "run_dir", "manifest"}
+        self.models: dict[str, str] = {}       # registry name -> label
+        self.gpus = gpu_count()
+
+    # -- bookkeeping --------------------------------------------------------------------------------
+    def write_recipe_json(self) -> None:
+        atomicio.write_json(self.results / "recipe.json", {**self.meta, "models": self.models})
+
+    def run(self) -> Path:
+        atomicio.ensure_writable_dir(self.results, "recipe results")
+        self.write_recipe_json()
+        for step in (s for s in self.steps if s.kind != "meta"):
+            print(f"recipe {self.meta['experiment']}: {step.kind} {' '.join(step.args)}", file=sys.stderr)
+            getattr(self, f"_{step.kind}")(step)
+        out = collect.write_csv(self.results, self.results / "sweep.csv")
+        print(f"recipe {self.meta['experiment']}: sweep table {out}")
+        return out
+
+    # -- data ---------------------------------------------------------------------------------------
+    def _data(self, step: Step) -> None:
+        """Generate (or derive) the dataset's missing relation files; existing files are kept."""
+        dataset, rels = step.args
+        root = paths.root("data")
+        missing = [r for r in rels.split(",") if not relation_file(root, dataset, r).is_file()]
+        if not missing:
+            return
+        from ..datagen import run as gen_run, schema as gen_schema
+
+        derive = any(o.startswith("mode=") for o in step.overrides)   # a derivation names its own outputs
+        overrides = [f"dataset={dataset}", *([] if derive else [f"relation_ids=[{','.join(missing)}]"]),
+                     *step.overrides]
+        gen_run.run(gen_schema.load(compose(GEN_CONF, "gen_config", "gen_schema", gen_schema.schema_node(),
+                                            overrides)))
+
+    def _language(self, step: Step) -> None:
+        """Reuse the English facts under `{dataset}_{Language}` (only the prompts change language)."""
+        dataset, language, rels = step.args
+        root = paths.root("data")
+        for rel in rels.split(","):
+            target = relation_file(root, f"{dataset}_{language}", rel)
+            if not target.is_file():
+                write_facts(target, load_relation(root, dataset, rel, num_options=None))
+                print(f"wrote {target} (English facts; prompts in {language})", file=sys.stderr)
+
+    # -- training -----------------------------------------------------------------------------------
+    def _train(self, step: Step) -> None:
+        label, config_name, base = step.args
+        overrides = list(step.overrides)
+        if base != "-":
+            [ref] = model_refs(base, f"train {label}")
+            overrides.append(quoted("model.base_run", self.runs[ref.label]["run_name"]))
+            if ref.epoch != "final":      # without an epoch the base run's last checkpoint is used
+                overrides.append(f"model.base_epoch={ref.epoch}")
+        named = self._dry_run(config_name, overrides)
+        if self.gpus >= 2:
+            cmd = [*accelerate_command(self.gpus), str(paths.REPO_ROOT / "training" / "train.py"),
+                   "--config-name", config_name, *overrides]
+            if subprocess.run(cmd, cwd=paths.REPO_ROOT).returncode != 0:
+                raise SystemExit(f"error: training stage {label} failed: {' '.join(cmd)}")
+        else:
+            from ..training import run as train_run
+
+            train_run.train_stage(train_run.compose(config_name, overrides), overrides)
+            _release_memory()
+        manifest = json.loads((Path(named["run_dir"]) / "manifest.json").read_text(encoding="utf-8"))
+        self.runs[label] = {**named, "manifest": manifest}
+        for entry in manifest.get("checkpoints", {}).values():
+            self.models[entry["registry_name"]] = label
+        self.write_recipe_json()
+
+    @staticmethod
+    def _dry_run(config_name: str, overrides: list[str]) -> dict:
+        """{"run_name", "run_dir"} of a stage, from its dry run (validates before anything runs)."""
+        from ..training import run as train_run
+
+        args = [*overrides, "train.dry_run=true"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            train_run.train_stage(train_run.compose(config_name, args), args)
+        return json.loads(out.getvalue().strip().splitlines()[-1])
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def _eval(self, step: Step) -> None:
+        from ..evaluation import runner
+        from ..evaluation.schema import EvalConfig
+        from ..cli import to_object
+
+        for name in self.resolve(model_refs(step.args[0], f"eval {step.args[0]}")):
+            overrides = [quoted("model.name", name), quoted("output.root", str(self.results)), *step.overrides]
+            cfg = to_object(compose(EVAL_CONF, "eval", "eval_schema", EvalConfig, overrides))
+            if cfg.backend == "hf":
+                runner.run(cfg)
+                _release_memory()
+            else:   # vLLM (or auto, which may pick it) gets its own process, one engine per process (SPEC §6.5)
+                cmd = [sys.executable, str(paths.REPO_ROOT / "evaluation" / "eval.py"), *overrides]
+                if subprocess.run(cmd, cwd=paths.REPO_ROOT).returncode != 0:
+                    raise SystemExit(f"error: evaluation of {name} failed: {' '.join(cmd)}")
+
+    def resolve(self, refs: list[ModelRef]) -> list[str]:
+        """Registry names of the referenced checkpoints (epochs from the runs' manifests)."""
+        names = []
+        for ref in refs:
+            if ref.name is not None:
+                names.append(ref.name)
+                continue
+            checkpoints = self.runs[ref.label]["manifest"].get("checkpoints", {})
+            epochs = sorted(int(e) for e in checkpoints)
+            if ref.epoch == "all":
+                chosen = epochs
+            elif ref.epoch == "final":
+                chosen = epochs[-1:]
+            else:
+                chosen = [int(ref.epoch)]
+                if chosen[0] not in epochs:
+                    raise UserError(f"eval {ref.label}:{ref.epoch}", f"run {self.runs[ref.label]['run_name']} "
+                                    f"has no checkpoint for epoch {ref.epoch} (epochs: {epochs})")
+            names += [checkpoints[str(e)]["registry_name"] for e in chosen]
+        return names
+
+
+def _release_memory() -> None:
+    """Drop a finished stage's model before the next one loads (matters on a GPU)."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m util_public.recipes.execute PLAN_FILE", file=sys.stderr)
+        return 2
+    exit_on_user_error(lambda: Executor(read(argv[0]), Path(argv[0])).run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
