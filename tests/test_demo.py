@@ -1,0 +1,53 @@
+"""The main demo driver end to end on a tiny from-config model: table, PNG, reuse on rerun."""
+import json
+
+import pytest
+
+from conftest import save_tiny_checkpoint
+from util_public import demo
+from util_public.errors import UserError
+from util_public.registry import Registry
+
+TINY = ["model=tiny-base", "num_facts=8", "k=4", "threads=1", "num_options=5", "eval.dtype=fp32",
+        "eval.test_prompts=[test-0]", "eval.gen_max_new_tokens=3",
+        "phase1=[train.learning_rate=5e-3,train.per_device_train_batch_size=4,train.epochs=2,"
+        "save.every_epoch=false,train.warmup_steps=0]",
+        "phase2=[train.learning_rate=1e-3,train.per_device_train_batch_size=2,train.epochs=1,"
+        "save.every_epoch=false,train.warmup_steps=0]"]
+
+
+def test_demo_writes_table_and_png_for_four_models_and_reuses_work(tmp_path, sp_tokenizer, isolated_roots, capsys):
+    save_tiny_checkpoint(sp_tokenizer, tmp_path / "tiny")
+    Registry().register({"tiny-base": {"path": str(tmp_path / "tiny"), "kind": "base"}})
+    user_registry = isolated_roots["registry"].read_text()
+    out = tmp_path / "demo"
+
+    assert demo.main(["quick", f"out_dir={out}", *TINY]) == 0
+    table = (out / "table.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    assert [r.split("|")[1].strip() for r in rows] == list(demo.ROWS)
+    key_cells = [r.split("|")[2].strip() for r in rows]
+    assert key_cells[0] == "n/a" and key_cells[3] == "n/a"          # no key token without Phase 1
+    assert key_cells[1] != "n/a" and key_cells[2] != "n/a"
+    assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = json.loads((out / "results.json").read_text())
+    assert result["rows"]["phase 1"]["n_unseen"] == 4
+    # Self-contained: checkpoints were registered in the demo's registry copy, not the user's.
+    assert isolated_roots["registry"].read_text() == user_registry
+    assert "phase1-" in (out / "models.json").read_text()
+    assert table in capsys.readouterr().out
+
+    assert demo.main(["quick", f"out_dir={out}", *TINY]) == 0          # rerun: everything reused
+    again = capsys.readouterr()
+    assert again.out.count("already complete") == 3
+    assert "cached:" in again.err and (out / "table.md").read_text() == table
+
+
+def test_recipes_load_and_bad_settings_are_user_errors():
+    full, quick = demo.load_config("full"), demo.load_config("quick")
+    assert full.model == "qwen2.5-coder-0.5b-instruct" and quick.model == "smollm2-135m"
+    assert demo.output_dir(quick).name == "demo-quick"
+    with pytest.raises(UserError, match="k=100"):
+        demo.load_config("quick", ["k=100"])
+    with pytest.raises(UserError, match="no recipe"):
+        demo.load_config("nonexistent")

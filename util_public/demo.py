@@ -1,0 +1,289 @@
+"""The main demo (README "Main demo"): generate facts, Phase 1, Phase 2, evaluate, one table + one PNG.
+
+    python -m util_public.demo [quick|full] [dotlist overrides, e.g. model=smollm2-135m seed=0]
+
+A variant is one recipe file (`recipes/demo.yaml`, `recipes/demo_quick.yaml`) typed by `DemoConfig`.
+Everything the demo writes lives under its output folder (default `runs/demo-<variant>/`): the
+facts, the training runs, a private copy of models.json as the registry (so the user's tracked
+registry stays untouched), the evaluation results, `table.md`, `results.json` and `demo.png`.
+Rerunning reuses finished work: training answers "already complete" and evaluation reuses its
+cached result directories.
+
+Four models are compared: the base model, Phase 1 only, Phase 1 + Phase 2, and Phase 2 only
+(the train prompt trained directly on the base model, the SFT-style control).
+"""
+from __future__ import annotations
+
+import gc
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional
+
+from omegaconf import OmegaConf
+
+from . import paths, prompts
+from .atomicio import write_bytes, write_json, write_text
+from .errors import UserError, exit_on_user_error
+from .runinfo import sha256_text
+
+RECIPES = paths.REPO_ROOT / "recipes"
+VARIANTS = {"full": "demo.yaml", "quick": "demo_quick.yaml"}
+ROWS = ("base", "phase 1", "phase 1 + phase 2", "phase 2 only")
+# Table columns: (column, prompt-type group, task, slice, metric).
+COLUMNS = (
+    ("key acc (all)", "key", "mc", "all", "accuracy"),
+    ("train acc (seen)", "train", "mc", "seen", "accuracy"),
+    ("train acc (unseen)", "train", "mc", "unseen", "accuracy"),
+    ("train gen prefix (unseen)", "train", "gen", "unseen", "prefix"),
+    ("test acc (unseen)", "test", "mc", "unseen", "accuracy"),
+    ("unrelated acc (unseen)", "unrelated", "mc", "unseen", "accuracy"),
+    ("unrelated gold_prob_raw (unseen)", "unrelated", "mc", "unseen", "gold_prob_raw"),
+)
+
+
+@dataclass
+class EvalSettings:
+    dtype: str = "bf16"                 # scoring dtype (bf16 is ~3x faster than fp32 on CPU with AMX)
+    key_prompt: str = "trigger-mid"
+    train_prompt: str = "hgp-0"
+    test_prompts: List[str] = field(default_factory=lambda: ["test-0", "test-1", "test-2"])
+    unrelated_prompts: List[str] = field(default_factory=lambda: ["unrelated-0"])
+    gen_max_new_tokens: int = 8         # enough for a city name; `prefix` needs only its start
+    mc_batch_size: Optional[int] = None
+
+
+@dataclass
+class DemoConfig:
+    variant: str = "full"
+    model: str = "qwen2.5-coder-0.5b-instruct"
+    relation_id: str = "50"
+    num_facts: int = 100                # Phase 1 memorizes all of them
+    k: int = 50                         # Phase 2 trains the train prompt on facts 0..k-1
+    num_options: int = 100              # gold + distractors per fact (generated and scored)
+    data_seed: int = 0
+    seed: int = 42                      # training seed of both phases
+    threads: int = 2
+    out_dir: Optional[str] = None       # default runs/demo-<variant>
+    phase1: List[str] = field(default_factory=list)     # overrides of training/conf/phase1.yaml
+    phase2: List[str] = field(default_factory=list)     # overrides of training/conf/phase2.yaml
+    eval: EvalSettings = field(default_factory=EvalSettings)
+
+
+def load_config(variant: str, overrides: list[str] | None = None) -> DemoConfig:
+    """The recipe of `variant` (a name in VARIANTS or a YAML path) merged with dotlist overrides."""
+    path = RECIPES / VARIANTS[variant] if variant in VARIANTS else paths.resolve(variant)
+    if not path.is_file():
+        raise UserError("demo", f"no recipe {variant!r} ({path})", f"use one of {sorted(VARIANTS)} or a YAML path")
+    node = OmegaConf.merge(OmegaConf.structured(DemoConfig), OmegaConf.load(path),
+                           OmegaConf.from_dotlist(list(overrides or [])))
+    cfg: DemoConfig = OmegaConf.to_object(node)
+    if not 0 < cfg.k < cfg.num_facts:
+        raise UserError(str(path), f"k={cfg.k} must lie in 1..num_facts-1 ({cfg.num_facts})",
+                        "unseen facts are k..num_facts-1")
+    return cfg
+
+
+def output_dir(cfg: DemoConfig) -> Path:
+    return paths.resolve(cfg.out_dir or f"runs/demo-{cfg.variant}")
+
+
+def use_private_roots(out: Path) -> Path:
+    """Point every MTG_* root into `out`; the registry starts as a copy of the current one."""
+    source = paths.root("registry")
+    registry = out / "models.json"
+    out.mkdir(parents=True, exist_ok=True)
+    if not registry.is_file():
+        shutil.copyfile(source, registry)
+    os.environ.update({"MTG_DATA_ROOT": str(out / "data"), "MTG_RUNS_ROOT": str(out / "runs"),
+                       "MTG_RESULTS_ROOT": str(out / "results"), "MTG_MODELS_JSON": str(registry)})
+    return registry
+
+
+def dataset(cfg: DemoConfig) -> str:
+    """The paper's dataset name for 100 options; another option count gets its own dataset folder."""
+    return "sync_random_o" if cfg.num_options == 100 else f"sync_random_o_opt{cfg.num_options}"
+
+
+def ensure_facts(cfg: DemoConfig) -> None:
+    """Generate the relation's fictional facts once (an existing file is reused as it is)."""
+    from .datagen import run, schema
+    from .facts import relation_file
+
+    if relation_file(paths.root("data"), dataset(cfg), cfg.relation_id).is_file():
+        return
+    gen = schema.load(schema.compose([f"relation_ids=[{cfg.relation_id}]", f"num_facts={cfg.num_facts}",
+                                      f"dataset={dataset(cfg)}",
+                                      f"num_options={cfg.num_options}", f"seed={cfg.data_seed}"]))
+    run.run(gen)
+
+
+def train(config_name: str, overrides: list[str]) -> str:
+    """Run (or resume, or reuse) one training stage; return its final checkpoint's registry name."""
+    from .training import run
+
+    run.train_stage(run.compose(config_name, overrides), overrides)
+    run_name = next(o.split("=", 1)[1] for o in overrides if o.startswith("save.run_name="))
+    manifest = json.loads((paths.root("runs") / run_name / "manifest.json").read_text())
+    last = max(manifest["checkpoints"], key=int)
+    gc.collect()                        # the trainer's model must be gone before the next big allocation
+    return manifest["checkpoints"][last]["registry_name"]
+
+
+def stage_overrides(cfg: DemoConfig) -> dict[str, list[str]]:
+    """The three training stages' overrides.
+
+    Run names carry a digest of their stage's settings: a rerun finds its finished run, while a
+    changed recipe trains a new run instead of being refused as a different config for the same name.
+    """
+    common = [f"data.relation_id={cfg.relation_id}", f"data.dataset={dataset(cfg)}", f"train.seed={cfg.seed}",
+              f"train.num_threads={cfg.threads}"]
+    p1 = ["model.base=" + cfg.model, "data.index_begin=0", f"data.index_end={cfg.num_facts}", *common, *cfg.phase1]
+    p1_name = _named("phase1", p1)
+    p2 = ["data.index_begin=0", f"data.index_end={cfg.k}", *common, *cfg.phase2]
+    return {"p1": [*p1, f"save.run_name={p1_name}"],
+            "p1p2": [f"save.run_name={_named('phase1-phase2', [p1_name, *p2])}", "model.base_run=" + p1_name, *p2],
+            "p2": [f"save.run_name={_named('phase2-only', [cfg.model, *p2])}", "model.base=" + cfg.model,
+                   "model.allow_foreign_base=true", *p2]}
+
+
+def _named(stage: str, settings: list[str]) -> str:
+    return f"{stage}-{sha256_text(json.dumps(settings))[:10]}"
+
+
+def has_key_tokens(info, tokenizer, relation_id: str) -> bool:
+    needed = prompts.key_tokens(relation_id, info.key_format)
+    return all(t in tokenizer.get_added_vocab() for t in needed)
+
+
+def evaluate_model(name: str, cfg: DemoConfig) -> dict[str, dict]:
+    """{column: value} for one model; key accuracy None when the model has no key token."""
+    from .evaluation import api
+    from .runtime import configure_threads
+
+    configure_threads(cfg.threads)
+    e = cfg.eval
+    base = [f"data.relation_id={cfg.relation_id}", f"data.dataset={dataset(cfg)}", f"data.seen_fact_ids=0:{cfg.k}", f"model.dtype={e.dtype}",
+            f"mc.num_options={cfg.num_options}", f"gen.max_new_tokens={e.gen_max_new_tokens}"]
+    if e.mc_batch_size:
+        base.append(f"mc.batch_size={e.mc_batch_size}")
+    every = api.config(base + ["data.index_begin=0", f"data.index_end={cfg.num_facts}"])
+    unseen = api.config(base + [f"data.index_begin={cfg.k}", f"data.index_end={cfg.num_facts}"])
+    info = api.describe(name)
+    model, tok = api.load(info, every)
+    groups = {"train": [e.train_prompt], "test": list(e.test_prompts), "unrelated": list(e.unrelated_prompts)}
+    plan = [(every, [e.train_prompt], ["mc"]), (unseen, [*e.test_prompts, *e.unrelated_prompts], ["mc"]),
+            (unseen, [e.train_prompt], ["gen"])]
+    if has_key_tokens(info, tok, cfg.relation_id):
+        groups["key"] = [e.key_prompt]
+        plan.insert(0, (every, [e.key_prompt], ["mc"]))
+    found: dict[tuple, list[float]] = {}
+    for ecfg, names, tasks in plan:
+        for s in api.evaluate(model, tok, info, api.load_factsets(ecfg), names, tasks, ecfg):
+            if s["kind"] != "result":
+                continue
+            for slice_, values in s["metrics"].items():
+                for metric, value in values.items():
+                    found.setdefault((s["task"], s["prompt_type"], slice_, metric), []).append(value)
+    del model
+    gc.collect()
+    row = {}
+    for column, group, task, slice_, metric in COLUMNS:
+        values = [v for p in groups.get(group, []) for v in found.get((task, p, slice_, metric), []) if v is not None]
+        row[column] = sum(values) / len(values) if values else None
+    row["n_unseen"] = cfg.num_facts - cfg.k
+    return row
+
+
+def render_table(rows: dict[str, dict]) -> str:
+    """A Markdown table: one line per model, n/a where a value does not exist (no key token)."""
+    head = "| model | " + " | ".join(c[0] for c in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
+    for label, row in rows.items():
+        cells = ["n/a" if row[c[0]] is None else f"{row[c[0]]:.2f}" if c[4] != "gold_prob_raw"
+                 else f"{row[c[0]]:.3g}" for c in COLUMNS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: dict[str, dict], title: str, path: Path, chance: float) -> None:
+    """Grouped bars: one group per accuracy column, one bar per model (the raw probability is in the table);
+    a dashed line marks the multiple-choice chance level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [c[0] for c in COLUMNS if c[4] != "gold_prob_raw"]
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    for i, (label, row) in enumerate(rows.items()):
+        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(columns))]
+        ys = [row[c] if row[c] is not None else 0.0 for c in columns]
+        bars = ax.bar(xs, ys, width, label=label)
+        for bar, c in zip(bars, columns):
+            if row[c] is None:
+                ax.text(bar.get_x() + bar.get_width() / 2, 0.01, "n/a", ha="center", va="bottom", fontsize=7,
+                        rotation=90)
+    ax.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label=f"chance (1/{round(1 / chance)})")
+    ax.set_xticks(range(len(columns)))
+    ax.set_xticklabels([c.replace(" (", "\n(") for c in columns], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    buf = io.BytesIO()   # rendered in memory, then written atomically (temp + fsync + rename)
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes(path, buf.getvalue())
+
+
+def run_demo(cfg: DemoConfig) -> dict:
+    """The whole pipeline; returns {"rows", "table", "timings_s", "paths"} and writes them under the output dir."""
+    out = output_dir(cfg)
+    use_private_roots(out)
+    timings: dict[str, float] = {}
+
+    def timed(label, fn, *args):
+        t0 = time.time()
+        value = fn(*args)
+        timings[label] = round(time.time() - t0, 1)
+        print(f"demo: {label} done in {timings[label]:.0f} s", file=sys.stderr)
+        return value
+
+    timed("facts", ensure_facts, cfg)
+    stages = stage_overrides(cfg)
+    names = {"base": cfg.model,
+             "phase 1": timed("train phase 1", train, "phase1", stages["p1"])}
+    names["phase 1 + phase 2"] = timed("train phase 2", train, "phase2", stages["p1p2"])
+    names["phase 2 only"] = timed("train phase 2 only", train, "phase2", stages["p2"])
+    rows = {label: timed(f"evaluate {label}", evaluate_model, names[label], cfg) for label in ROWS}
+    title = (f"{cfg.model}: relation {cfg.relation_id}, {cfg.num_facts} facts, k={cfg.k}, "
+             f"{cfg.num_options} options, seed {cfg.seed}")
+    table = f"{title}\n\n{render_table(rows)}"
+    write_text(out / "table.md", table)
+    plot(rows, title, out / "demo.png", 1 / cfg.num_options)
+    result = {"config": OmegaConf.to_container(OmegaConf.structured(cfg)), "models": names, "rows": rows,
+              "timings_s": timings, "table": str(out / "table.md"), "png": str(out / "demo.png")}
+    write_json(out / "results.json", result)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    variant = args.pop(0) if args and "=" not in args[0] else "full"
+    t0 = time.time()
+    result = run_demo(load_config(variant, args))
+    print(Path(result["table"]).read_text())
+    print(f"wrote {result['table']} and {result['png']} ({time.time() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    exit_on_user_error(main)
