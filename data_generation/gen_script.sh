@@ -2,7 +2,7 @@
 # Generate the fact datasets: `bash data_generation/gen_script.sh [hydra overrides]`.
 # Examples:
 #   bash data_generation/gen_script.sh                                  # the paper's five relations
-#   bash data_generation/gen_script.sh relation_ids='[50]' seed=3 output_dir=/tmp/data
+#   bash data_generation/gen_script.sh relation_ids='[50]' seed=3 output_dir=data-alt
 #   bash data_generation/gen_script.sh mode=import import.path=/data/T-Rex-Fiction
 # Runs the idempotent setup first (a no-op once the environment exists); works from any directory.
 set -euo pipefail
