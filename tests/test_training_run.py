@@ -213,6 +213,17 @@ def test_bf16_weights_and_full_state_everywhere(setup):
         assert (run_dir / f"checkpoint-{step}" / "optimizer.pt").is_file()
 
 
+def test_full_state_none_drops_optimizer_state_once_complete(setup):
+    assert train("phase1", "model.base=tiny-base", "data.index_end=4", "train.epochs=2", "save.full_state=none",
+                 "train.optim=adamw_torch", "save.run_name=light", *FAST) == 0
+    run_dir = setup["runs"] / "light"
+    assert (run_dir / "DONE").is_file()
+    for step in (2, 4):
+        checkpoint = run_dir / f"checkpoint-{step}"
+        assert (checkpoint / "model.safetensors").is_file()
+        assert not (checkpoint / "optimizer.pt").exists() and not list(checkpoint.glob("rng_state*"))
+
+
 def test_relation_syntax_loads_each_relation(setup):
     other = [facts.Fact(i, "71", f"Book {i}", f"writer {i}", ["x"]) for i in range(3)]
     facts.write_facts(facts.relation_file(setup["data"], "sync_random_o", "71"), other)

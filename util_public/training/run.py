@@ -115,6 +115,12 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32, use_safetensors=True)
     set_seed(cfg.train.seed)
     keytokens.resize_and_init(model, tokenizer, keys, cfg.key_token.resize, cfg.key_token.init)
+    if cfg.train.compile:
+        # In place, so every loss path (and saving, whose parameter names stay unchanged) uses it;
+        # dynamic shapes because length-grouped batches change width every step.
+        from .loss import decoder
+
+        decoder(model).compile(dynamic=True)
     epochs = callbacks.EpochCheckpoints(cfg.save.every_epoch, cfg.train.epochs, cfg.train.stop_after_epochs)
 
     def finalize(staged: Path, state) -> None:
@@ -124,8 +130,8 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
         registry.register({name: {"path": registry.relative_path(final), "kind": "checkpoint", "run": run.run_name,
                                   "phase": cfg.phase, "epoch": epoch, "step": step,
                                   "config_hash": meta["config_hash"]}}, overwrite=cfg.registry.overwrite)
-        if cfg.save.full_state == "last":
-            run.prune_full_state(final)
+        if cfg.save.full_state in ("last", "none"):
+            run.prune_full_state(keep=final)
         run.record_checkpoint(epoch, step, name, tokens)
         log.info("checkpoint epoch %d step %d -> %s (registered as %s)", epoch, step, final, name)
 
@@ -156,6 +162,8 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
             print(f"stopped after {cfg.train.stop_after_epochs} epoch(s) as configured; rerun to resume: {run.path}")
         else:
             run.complete()
+            if cfg.save.full_state == "none":   # a complete run is never resumed: its state is dead weight
+                run.prune_full_state(keep=None)
             print(f"complete: {run.path}")
         for entry in run.manifest["checkpoints"].values():
             print(f"registered: {entry['registry_name']}")

@@ -182,8 +182,8 @@ class RunDir:
             self.manifest[key] = {"per_epoch": per_epoch, "total": per_epoch * epoch}
         self.save_manifest()
 
-    def prune_full_state(self, keep: Path) -> None:
-        """Delete optimizer/scheduler/RNG state from every checkpoint but `keep`."""
+    def prune_full_state(self, keep: Path | None) -> None:
+        """Delete optimizer/scheduler/RNG state from every checkpoint but `keep` (None: from all)."""
         for _, path in self.checkpoints():
             if path == keep:
                 continue

@@ -70,6 +70,7 @@ class TrainConfig:
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
+    optim: str = "adamw_torch_fused"           # adamw_torch_fused (one kernel: ~6x faster steps on CPU) | adamw_torch (foreach)
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 1
     effective_batch_size: Optional[int] = None  # if set: accumulation = effective / (per-device x world)
@@ -79,6 +80,7 @@ class TrainConfig:
     group_by_length: bool = False
     lm_head_at_labels: bool = True             # masked modes: LM head + CE only where labels exist
     gradient_checkpointing: bool = False
+    compile: bool = False                      # torch.compile the decoder in place (dynamic shapes): GPU runs
     full_determinism: bool = False
     report_to: Any = "none"                    # none | wandb | tensorboard | a list of them
     logging_steps: int = 1
@@ -96,7 +98,8 @@ class SaveConfig:
     run_name: Optional[str] = None             # explicit run name instead of the derived one
     every_epoch: bool = True                   # one checkpoint per epoch (false: only the final one)
     dtype: str = "model"                       # model (as trained) | bf16
-    full_state: str = "last"                   # last | all: which checkpoints keep optimizer/RNG state
+    full_state: str = "last"                   # last | all | none: which checkpoints keep optimizer/RNG state
+                                               # (none: dropped once the run is complete; resume then impossible)
 
 
 @dataclass
@@ -129,9 +132,10 @@ _CHOICES = {
     "key_token.resize": ("grow_only", "exact"),
     "key_token.init": ("mean", "hf_default"),
     "train.precision": ("auto", "fp32", "bf16"),
+    "train.optim": ("adamw_torch_fused", "adamw_torch"),
     "train.resume": ("auto", "never", "restart"),
     "save.dtype": ("model", "bf16"),
-    "save.full_state": ("last", "all"),
+    "save.full_state": ("last", "all", "none"),
 }
 _POSITIVE = ("data.max_seq_len", "train.per_device_train_batch_size", "train.gradient_accumulation_steps",
              "train.epochs", "train.logging_steps")
