@@ -151,3 +151,21 @@ def test_tree_rows_equal_reference_at_any_batching(bpe_tokenizer, models, tokens
     backend = HFBackend(model, bpe_tokenizer, tokens_per_forward=tokens_per_forward)
     backend.logit_rows, backend.plain_head = logit_rows, plain_head
     _assert_matches_reference(model, reqs, backend.score(reqs))
+
+
+def test_per_token_logprobs_agree_with_records(bpe_tokenizer, models):
+    """`token_logprobs` (the loss probe's path) and `score` (per-request sums built from array
+    segments) read the same positions: each record is the fp64 sum of its tokens, and greedy
+    when every token is, for tree rows and boundary-merge full rows alike."""
+    model = _model(models, bpe_tokenizer)
+    reqs = _requests(bpe_tokenizer, MULTI, []) + [
+        rq.split(bpe_tokenizer, "The capital of Fra", x, [], ("m", i)) for i, x in enumerate(["nce", " x y"])]
+    backend = HFBackend(model, bpe_tokenizer, tokens_per_forward=40)   # several forwards
+    backend.logit_rows = 5
+    per_token, records = backend.token_logprobs(reqs), backend.score(reqs)
+    for req, (values, flags), rec in zip(reqs, per_token, records):
+        assert len(values) == len(flags) == len(req.continuation) == rec.n_tokens
+        assert rec.sum_logprob == pytest.approx(math.fsum(values), abs=1e-9)
+        assert rec.is_greedy == all(flags)
+    assert any(len(v) > 1 for v, _ in per_token)
+    _assert_matches_reference(model, reqs, records)

@@ -25,6 +25,7 @@ class Layout:
     pair_target: list[int] = field(default_factory=list)        # per scored token: its id
     head_pair: list[int] = field(default_factory=list)          # per continuation (row-major): its first token's pair
     tail_pair: list[int] = field(default_factory=list)          # ... and where its tokens 2..n's pairs start
+    extra_tokens: list[int] = field(default_factory=list)       # ... and n - 1, the number of those pairs
 
 
 def row_length(context: Sequence[int], continuations: Sequence[Sequence[int]]) -> int:
@@ -40,12 +41,15 @@ def build(contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[Se
         ids, positions, owner = list(context), list(range(len(context))), [CONTEXT] * len(context)
         head = len(layout.scored)
         layout.scored.append(base + len(context) - 1)
-        for cont in conts:
-            layout.head_pair.append(len(layout.pair_target))
-            layout.pair_position.append(head)
-            layout.pair_target.append(cont[0])
+        first = len(layout.pair_target)     # every first token reads the last context position
+        layout.head_pair.extend(range(first, first + len(conts)))
+        layout.pair_position.extend([head] * len(conts))
+        layout.pair_target.extend(cont[0] for cont in conts)
         for k, cont in enumerate(conts):
             layout.tail_pair.append(len(layout.pair_target))
+            layout.extra_tokens.append(len(cont) - 1)
+            if len(cont) == 1:          # most options: nothing fed, nothing more to read
+                continue
             for j in range(len(cont) - 1):
                 layout.pair_position.append(len(layout.scored))
                 layout.pair_target.append(cont[j + 1])

@@ -6,12 +6,11 @@ two backends are compared record by record.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Hashable
+from typing import Hashable, NamedTuple
 
 
-@dataclass(frozen=True)
-class ScoreRecord:
+class ScoreRecord(NamedTuple):
+    """Immutable; a NamedTuple because a 100-option evaluation creates one per option (cheap to build)."""
     key: Hashable
     sum_logprob: float        # sum over continuation tokens of log p(token | prefix), fp64 accumulated
     n_tokens: int             # continuation tokens scored

@@ -14,16 +14,20 @@ from the logits; sums accumulate in fp64; each chunk's scores cross to the CPU i
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import inspect
+import math
 from collections import OrderedDict
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ...errors import UserError
 from ...training.loss import decoder, head_is_plain
 from .. import optiontree
-from ..records import ScoreRecord, from_token_logprobs
+from ..records import ScoreRecord
 from ..requests import Request
 
 
@@ -80,15 +84,17 @@ class HFBackend:
     @torch.inference_mode()
     def score(self, requests: Sequence[Request]) -> list[ScoreRecord]:
         """One record per request, in request order."""
-        for r in requests:
-            self.check_length(r.key, len(r.context) + len(r.continuation))
-        per_token = self.token_logprobs(requests)
-        return [from_token_logprobs(r, lps, greedy) for r, (lps, greedy) in zip(requests, per_token)]
+        with _gc_paused():   # ~10^5 new objects would trigger repeated full scans of the live requests
+            scores = self._run(requests, per_token=False)
+            return [ScoreRecord(r.key, s, len(r.continuation), r.n_chars, g, r.boundary_merge)
+                    for r, s, g in zip(requests, scores.sums.tolist(), scores.greedy.tolist())]
 
     @torch.inference_mode()
     def token_logprobs(self, requests: Sequence[Request]) -> list[tuple[list[float], list[bool]]]:
         """Per request: the log-prob of each continuation token and whether it was the arg-max."""
-        out: list = [None] * len(requests)
+        return self._run(requests, per_token=True).tokens
+
+    def _run(self, requests: Sequence[Request], per_token: bool) -> "_Scores":
         groups: OrderedDict[tuple, list[int]] = OrderedDict()
         merged = []
         for i, r in enumerate(requests):
@@ -96,21 +102,26 @@ class HFBackend:
                 merged.append(i)        # its context differs from its siblings': never shared
             else:
                 groups.setdefault(r.context, []).append(i)
-        # Questions of similar row length share a forward, so padding stays short.
         conts = {ctx: [requests[i].continuation for i in idxs] for ctx, idxs in groups.items()}
         length = {ctx: optiontree.row_length(ctx, c) for ctx, c in conts.items()}
+        for ctx, c in conts.items():    # a tree row is no longer than its longest full row
+            self.check_length(requests[groups[ctx][0]].key, len(ctx) + max(map(len, c)))
+        for i in merged:
+            self.check_length(requests[i].key, len(requests[i].context) + len(requests[i].continuation))
+        scores = _Scores(len(requests), per_token)
+        # Questions of similar row length share a forward, so padding stays short.
         ordered = sorted(groups.items(), key=lambda item: length[item[0]])
         batch: list = []
         for item in ordered:
             longest = length[item[0]]      # the batch's width (sorted)
             if batch and (len(batch) == self.batch_size or (len(batch) + 1) * longest > self.tokens_per_forward):
-                self._shared_contexts(batch, conts, out)
+                self._shared_contexts(batch, conts, scores)
                 batch = []
             batch.append(item)
         if batch:
-            self._shared_contexts(batch, conts, out)
-        self._full_rows(merged, requests, out)
-        return out
+            self._shared_contexts(batch, conts, scores)
+        self._full_rows(merged, requests, scores)
+        return scores
 
     def _left_pad(self, sequences: list[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """ids, attention mask and position ids of left-padded rows (positions count real tokens
@@ -124,7 +135,7 @@ class HFBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return ids.to(self.device), mask.to(self.device), positions.to(self.device)
 
-    def _shared_contexts(self, batch: list[tuple[tuple, list[int]]], conts: dict, out: list) -> None:
+    def _shared_contexts(self, batch: list[tuple[tuple, list[int]]], conts: dict, scores: "_Scores") -> None:
         """Score every continuation of a batch of questions in one forward of their tree rows."""
         layout = optiontree.build([ctx for ctx, _ in batch], [conts[ctx] for ctx, _ in batch], self.pad_id)
         ids, positions, owner = (torch.tensor(x, device=self.device) for x in (layout.ids, layout.positions, layout.owner))
@@ -147,18 +158,14 @@ class HFBackend:
             p1 = bisect.bisect_left(layout.pair_position, b, lo=p0)    # pairs read in rows [a, b)
             chunk = states[a:b] if logits_of is None else logits_of(states[a:b])
             v, g = _score(chunk, target[p0:p1], rows=pair_position[p0:p1] - a)
-            values += v
-            greedy += g
+            values.append(v)
+            greedy.append(g)
             p0 = p1
-        members = [(i, cont) for ctx, idxs in batch for i, cont in zip(idxs, conts[ctx])]
-        for (i, cont), h, t in zip(members, layout.head_pair, layout.tail_pair):
-            if len(cont) == 1:     # most options in practice: skip the slicing
-                out[i] = ([values[h]], [greedy[h]])
-            else:
-                n = len(cont) - 1
-                out[i] = ([values[h], *values[t:t + n]], [greedy[h], *greedy[t:t + n]])
+        members = np.array([i for _, idxs in batch for i in idxs], dtype=np.int64)
+        scores.put(members, np.concatenate(values), np.concatenate(greedy), np.array(layout.head_pair),
+                   np.array(layout.tail_pair), np.array(layout.extra_tokens))
 
-    def _full_rows(self, idxs: list[int], requests: Sequence[Request], out: list) -> None:
+    def _full_rows(self, idxs: list[int], requests: Sequence[Request], scores: "_Scores") -> None:
         """Whole sequences, left-padded; the LM head runs on the last positions only."""
         order = sorted(idxs, key=lambda i: len(requests[i].context) + len(requests[i].continuation))
         for start in range(0, len(order), self.batch_size):
@@ -174,7 +181,7 @@ class HFBackend:
             values, greedy = _score(logits, target.to(self.device))
             for i, r, v, g in zip(order[start:start + self.batch_size], chunk, values, greedy):
                 n = len(r.continuation)
-                out[i] = (v[keep - n:], g[keep - n:])
+                scores.put_one(i, v[keep - n:], g[keep - n:])
 
     # ---- generation ------------------------------------------------------------------------
     @torch.inference_mode()
@@ -208,8 +215,9 @@ class HFBackend:
         return ids
 
 
-def _score(logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None = None) -> tuple[list, list]:
-    """log p(target) and arg-max flags from raw logits [..., V] (fp32 log-softmax, one transfer).
+def _score(logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None = None):
+    """log p(target) (fp64 numpy) and arg-max flags (bool numpy) from raw logits [..., V], with an
+    fp32 log-softmax and one transfer.
 
     With `rows`, target k is read from `logits[rows[k]]`: many options of one context share its
     distribution, whose normaliser is computed once, not once per option.
@@ -220,4 +228,45 @@ def _score(logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None
         picked, lse, best = logits[rows, target], lse[rows], best[rows]
     else:
         picked = logits.gather(-1, target[..., None])[..., 0]
-    return (picked - lse).double().cpu().tolist(), (best == target).cpu().tolist()
+    return (picked - lse).double().cpu().numpy(), (best == target).cpu().numpy()
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector (records hold no cycles; plain refcounting frees them)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+class _Scores:
+    """Per-request results, filled batch by batch: fp64 log-prob sums and all-greedy flags as
+    arrays (no Python work per request), plus per-token lists when `per_token` (the loss probe)."""
+
+    def __init__(self, n: int, per_token: bool):
+        self.sums = np.zeros(n, dtype=np.float64)
+        self.greedy = np.zeros(n, dtype=bool)
+        self.tokens: list | None = [None] * n if per_token else None
+
+    def put(self, idx, values, flags, head, tail, extra) -> None:
+        """Request idx[k] reads its first token at pair head[k] and its next extra[k] tokens at the
+        consecutive pairs from tail[k] on (`optiontree.Layout`)."""
+        cum = np.concatenate(([0.0], np.cumsum(values)))     # a segment's sum: two reads
+        misses = np.concatenate(([0], np.cumsum(~flags)))
+        end = tail + extra
+        self.sums[idx] = values[head] + (cum[end] - cum[tail])
+        self.greedy[idx] = flags[head] & (misses[end] == misses[tail])
+        if self.tokens is not None:
+            v, g = values.tolist(), flags.tolist()
+            for i, h, t, e in zip(idx.tolist(), head.tolist(), tail.tolist(), end.tolist()):
+                self.tokens[i] = ([v[h], *v[t:e]], [g[h], *g[t:e]])
+
+    def put_one(self, i: int, values, flags) -> None:
+        self.sums[i] = math.fsum(values.tolist())
+        self.greedy[i] = bool(flags.all())
+        if self.tokens is not None:
+            self.tokens[i] = (values.tolist(), flags.tolist())
