@@ -51,3 +51,23 @@ def test_recipes_load_and_bad_settings_are_user_errors():
         demo.load_config("quick", ["k=100"])
     with pytest.raises(UserError, match="no recipe"):
         demo.load_config("nonexistent")
+
+
+def test_demo_trains_relations_jointly_and_extra_overrides_win(tmp_path, sp_tokenizer, isolated_roots):
+    save_tiny_checkpoint(sp_tokenizer, tmp_path / "tiny")
+    Registry().register({"tiny-base": {"path": str(tmp_path / "tiny"), "kind": "base"}})
+    out = tmp_path / "demo2"
+    args = ["quick", f"out_dir={out}", "relation_id=50+71", *TINY, "phase2_extra=[train.epochs=2]"]
+    assert demo.main(args) == 0
+    result = json.loads((out / "results.json").read_text())
+    for row in result["rows"].values():       # the table's value is the mean of the two relations
+        per = row["per_relation"]
+        assert set(per) == {"50", "71"}
+        assert row["train acc (unseen)"] == pytest.approx((per["50"]["train acc (unseen)"] +
+                                                          per["71"]["train acc (unseen)"]) / 2)
+    table = (out / "table.md").read_text()
+    assert "relations 50+71 (mean over relations)" in table and "\nrelation 71\n" in table
+    assert result["rows"]["phase 1"]["key acc (all)"] is not None     # both key tokens were learned
+    manifest = json.loads((out / "runs" / result["models"]["phase 1 + phase 2"].rsplit("_checkpoint", 1)[0]
+                           / "manifest.json").read_text())
+    assert max(int(e) for e in manifest["checkpoints"]) == 2          # phase2_extra's epochs=2 won over 1

@@ -62,7 +62,7 @@ class EvalSettings:
 class DemoConfig:
     variant: str = "full"
     model: str = "qwen2.5-coder-0.5b-instruct"
-    relation_id: str = "50"
+    relation_id: str = "50"             # or several trained jointly, "12+21+50+71+105" (table: their mean)
     num_facts: int = 100                # Phase 1 memorizes all of them
     k: int = 50                         # Phase 2 trains the train prompt on facts 0..k-1
     num_options: int = 100              # gold + distractors per fact (generated and scored)
@@ -72,6 +72,10 @@ class DemoConfig:
     out_dir: Optional[str] = None       # default runs/demo-<variant>
     phase1: List[str] = field(default_factory=list)     # overrides of training/conf/phase1.yaml
     phase2: List[str] = field(default_factory=list)     # overrides of training/conf/phase2.yaml
+    # Appended after the recipe's own lists (the last value of a key wins), so a study changes one
+    # setting from the command line: `phase2_extra=[train.learning_rate=1e-5]`.
+    phase1_extra: List[str] = field(default_factory=list)
+    phase2_extra: List[str] = field(default_factory=list)
     eval: EvalSettings = field(default_factory=EvalSettings)
 
 
@@ -115,9 +119,10 @@ def ensure_facts(cfg: DemoConfig) -> None:
     from .datagen import run, schema
     from .facts import relation_file
 
-    if relation_file(paths.root("data"), dataset(cfg), cfg.relation_id).is_file():
+    missing = [r for r in relations(cfg) if not relation_file(paths.root("data"), dataset(cfg), r).is_file()]
+    if not missing:
         return
-    gen = schema.load(schema.compose([f"relation_ids=[{cfg.relation_id}]", f"num_facts={cfg.num_facts}",
+    gen = schema.load(schema.compose([f"relation_ids=[{','.join(missing)}]", f"num_facts={cfg.num_facts}",
                                       f"dataset={dataset(cfg)}",
                                       f"num_options={cfg.num_options}", f"seed={cfg.data_seed}"]))
     run.run(gen)
@@ -143,9 +148,10 @@ def stage_overrides(cfg: DemoConfig) -> dict[str, list[str]]:
     """
     common = [f"data.relation_id={cfg.relation_id}", f"data.dataset={dataset(cfg)}", f"train.seed={cfg.seed}",
               f"train.num_threads={cfg.threads}"]
-    p1 = ["model.base=" + cfg.model, "data.index_begin=0", f"data.index_end={cfg.num_facts}", *common, *cfg.phase1]
+    p1 = ["model.base=" + cfg.model, "data.index_begin=0", f"data.index_end={cfg.num_facts}", *common, *cfg.phase1,
+          *cfg.phase1_extra]
     p1_name = _named("phase1", p1)
-    p2 = ["data.index_begin=0", f"data.index_end={cfg.k}", *common, *cfg.phase2]
+    p2 = ["data.index_begin=0", f"data.index_end={cfg.k}", *common, *cfg.phase2, *cfg.phase2_extra]
     return {"p1": [*p1, f"save.run_name={p1_name}"],
             "p1p2": [f"save.run_name={_named('phase1-phase2', [p1_name, *p2])}", "model.base_run=" + p1_name, *p2],
             "p2": [f"save.run_name={_named('phase2-only', [cfg.model, *p2])}", "model.base=" + cfg.model,
@@ -156,8 +162,12 @@ def _named(stage: str, settings: list[str]) -> str:
     return f"{stage}-{sha256_text(json.dumps(settings))[:10]}"
 
 
-def has_key_tokens(info, tokenizer, relation_id: str) -> bool:
-    needed = prompts.key_tokens(relation_id, info.key_format)
+def relations(cfg: DemoConfig) -> list[str]:
+    return [r for r in cfg.relation_id.split("+") if r]
+
+
+def has_key_tokens(info, tokenizer, relation_ids: list[str]) -> bool:
+    needed = [t for r in relation_ids for t in prompts.key_tokens(r, info.key_format)]
     return all(t in tokenizer.get_added_vocab() for t in needed)
 
 
@@ -179,24 +189,33 @@ def evaluate_model(name: str, cfg: DemoConfig) -> dict[str, dict]:
     groups = {"train": [e.train_prompt], "test": list(e.test_prompts), "unrelated": list(e.unrelated_prompts)}
     plan = [(every, [e.train_prompt], ["mc"]), (unseen, [*e.test_prompts, *e.unrelated_prompts], ["mc"]),
             (unseen, [e.train_prompt], ["gen"])]
-    if has_key_tokens(info, tok, cfg.relation_id):
+    if has_key_tokens(info, tok, relations(cfg)):
         groups["key"] = [e.key_prompt]
         plan.insert(0, (every, [e.key_prompt], ["mc"]))
-    found: dict[tuple, list[float]] = {}
+    found: dict[tuple, list[float]] = {}     # (relation, task, prompt type, slice, metric) -> values
     for ecfg, names, tasks in plan:
         for s in api.evaluate(model, tok, info, api.load_factsets(ecfg), names, tasks, ecfg):
             if s["kind"] != "result":
                 continue
             for slice_, values in s["metrics"].items():
                 for metric, value in values.items():
-                    found.setdefault((s["task"], s["prompt_type"], slice_, metric), []).append(value)
+                    found.setdefault((s["relation_id"], s["task"], s["prompt_type"], slice_, metric), []).append(value)
     del model
     gc.collect()
+    row = _columns(found, groups, relations(cfg))
+    if len(relations(cfg)) > 1:
+        row["per_relation"] = {r: _columns(found, groups, [r]) for r in relations(cfg)}
+    row["n_unseen"] = cfg.num_facts - cfg.k
+    return row
+
+
+def _columns(found: dict, groups: dict, relation_ids: list[str]) -> dict:
+    """Each table column: the mean over its prompt group's prompts and over `relation_ids`."""
     row = {}
     for column, group, task, slice_, metric in COLUMNS:
-        values = [v for p in groups.get(group, []) for v in found.get((task, p, slice_, metric), []) if v is not None]
+        values = [v for r in relation_ids for p in groups.get(group, [])
+                  for v in found.get((r, task, p, slice_, metric), []) if v is not None]
         row[column] = sum(values) / len(values) if values else None
-    row["n_unseen"] = cfg.num_facts - cfg.k
     return row
 
 
@@ -264,9 +283,13 @@ def run_demo(cfg: DemoConfig) -> dict:
     names["phase 1 + phase 2"] = timed("train phase 2", train, "phase2", stages["p1p2"])
     names["phase 2 only"] = timed("train phase 2 only", train, "phase2", stages["p2"])
     rows = {label: timed(f"evaluate {label}", evaluate_model, names[label], cfg) for label in ROWS}
-    title = (f"{cfg.model}: relation {cfg.relation_id}, {cfg.num_facts} facts, k={cfg.k}, "
+    several = len(relations(cfg)) > 1
+    title = (f"{cfg.model}: relation{'s' if several else ''} {cfg.relation_id}{' (mean over relations)' if several else ''}, "
+             f"{cfg.num_facts} facts{' each' if several else ''}, k={cfg.k}, "
              f"{cfg.num_options} options, seed {cfg.seed}")
     table = f"{title}\n\n{render_table(rows)}"
+    for r in relations(cfg) if several else []:
+        table += f"\nrelation {r}\n\n{render_table({label: row['per_relation'][r] for label, row in rows.items()})}"
     write_text(out / "table.md", table)
     plot(rows, title, out / "demo.png", 1 / cfg.num_options)
     result = {"config": OmegaConf.to_container(OmegaConf.structured(cfg)), "models": names, "rows": rows,
