@@ -180,3 +180,37 @@ def table(rows: list[dict], columns: list[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
     return "\n".join(lines)
+
+
+class Profile:
+    """`torch.profiler` around a block; `table()` lists the ops taking the most self time on the
+    device (CUDA) or the CPU: where a step's time goes, without a trace viewer."""
+
+    def __init__(self, device, enabled: bool = True):
+        self.cuda, self.enabled, self.prof = str(device).startswith("cuda"), enabled, None
+
+    def start(self) -> None:
+        from torch.profiler import ProfilerActivity, profile
+
+        if self.enabled:
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+            self.prof = profile(activities=activities)
+            self.prof.__enter__()
+
+    def stop(self) -> None:
+        if self.prof is not None:
+            sync("cuda" if self.cuda else "cpu")
+            self.prof.__exit__(None, None, None)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def table(self, rows: int = 15) -> str:
+        if self.prof is None:
+            return ""
+        key = "self_device_time_total" if self.cuda else "self_cpu_time_total"
+        return self.prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU half of the benchmarks as one short call (< 3 min on an H100/H200):
+# The GPU half of the benchmarks as one short call (< 5 min on an H100/H200):
 #   1. training, Qwen2.5-1.5B shape, 256 seq/step, s-o loss: ours vs grouped_full vs random batches
 #      vs the original recipe (batch 1, a few steps);
-#   2. scoring, Llama-3.1-8B shape, 100 options: multi-token and single-token, hf vs naive;
+#   2. scoring, Llama-3.1-8B shape, 100 options: multi-token and single-token, hf vs naive (profiled),
+#      and multi-token with 4x wider forwards;
 #   3. scoring, Qwen2.5-0.5B shape (the PERF.md anchor), if time is left.
 # JSON records and a log go to $OUT (the device tool's output folder) or bench/results/gpu.
 # Dry run on a CPU: DEVICE=cpu TRAIN_SHAPE=tiny SCORE_SHAPE=tiny SMALL_SHAPE=tiny bash bench/gpu_suite.sh
@@ -21,12 +22,14 @@ step() {   # step <limit_s> <name> <command...>: run with a time limit, log ever
     echo "== $name: exit ${PIPESTATUS[0]}" | tee -a "$log"
 }
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || true; } | tee -a "$log"
-step 100 train "$py" bench/train_throughput.py --device "$device" --threads 4 --shape "${TRAIN_SHAPE:-qwen2.5-1.5b}" \
-    --seqs-per-step 256 --steps 6 --warmup 2 --original-steps 15 --rounds 2 --variants ours,grouped_full,random_dynamic,original \
-    --out "$out/train_${TRAIN_SHAPE:-qwen2.5-1.5b}.json"
-step 60 score8b "$py" bench/score_throughput.py --device "$device" --threads 4 --shape "${SCORE_SHAPE:-llama-3.1-8b}" \
-    --questions 150 --single-questions 2048 --naive-questions 10 --out "$out/score_${SCORE_SHAPE:-llama-3.1-8b}.json"
-left=$(( 175 - ($(date +%s) - started) ))
+step 130 train "$py" bench/train_throughput.py --device "$device" --threads 4 --shape "${TRAIN_SHAPE:-qwen2.5-1.5b}" \
+    --seqs-per-step 256 --steps 6 --warmup 2 --original-steps 15 --rounds 2 --profile ours,grouped_full \
+    --variants ours,grouped_full,random_dynamic,original --out "$out/train_${TRAIN_SHAPE:-qwen2.5-1.5b}.json"
+step 80 score8b "$py" bench/score_throughput.py --device "$device" --threads 4 --shape "${SCORE_SHAPE:-llama-3.1-8b}" \
+    --questions 200 --single-questions 4096 --naive-questions 10 --profile --out "$out/score_${SCORE_SHAPE:-llama-3.1-8b}.json"
+step 40 score8b_wide "$py" bench/score_throughput.py --device "$device" --threads 4 --shape "${SCORE_SHAPE:-llama-3.1-8b}" \
+    --sets multi --questions 200 --naive-questions 5 --tokens-per-forward 32768 --out "$out/score_${SCORE_SHAPE:-llama-3.1-8b}_wide.json"
+left=$(( 280 - ($(date +%s) - started) ))
 if [ "$left" -gt 25 ]; then
     step "$left" score05b "$py" bench/score_throughput.py --device "$device" --threads 4 --shape "${SMALL_SHAPE:-qwen2.5-0.5b}" \
         --questions 300 --single-questions 4096 --naive-questions 20 --out "$out/score_${SMALL_SHAPE:-qwen2.5-0.5b}.json"

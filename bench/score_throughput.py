@@ -67,7 +67,7 @@ def run_path(name: str, model, device, qs: list[list], args) -> tuple[dict, list
 
     tokenizer = SimpleNamespace(pad_token_id=0, eos_token_id=0)
     if name == "hf":
-        backend = HFBackend(model, tokenizer, batch_size=args.batch_size)
+        backend = HFBackend(model, tokenizer, batch_size=args.batch_size, tokens_per_forward=args.tokens_per_forward)
         per_call = backend.facts_per_call
 
         def score(chunk):
@@ -86,6 +86,10 @@ def run_path(name: str, model, device, qs: list[list], args) -> tuple[dict, list
             values += score(qs[start:start + per_call])
         common.sync(device)
         elapsed = time.perf_counter() - started
+    if args.profile and name == "hf":
+        with common.Profile(device) as prof:
+            score(qs[:per_call])
+        print(f"profile of one hf call ({min(per_call, len(qs))} questions):\n{prof.table()}", flush=True)
     return {"path": name, "questions": len(qs), "seconds": round(elapsed, 3),
             "questions_per_s": round(len(qs) / elapsed, 2), "questions_per_call": per_call, **mem.record()}, values
 
@@ -101,9 +105,12 @@ def main() -> None:
     parser.add_argument("--prefix", type=int, default=16)
     parser.add_argument("--sets", default="multi,single")
     parser.add_argument("--dtype", default=None, help="default bfloat16 on cuda, float32 on cpu")
-    parser.add_argument("--batch-size", type=int, default=None, help="hf rows per forward (backend default)")
+    parser.add_argument("--batch-size", type=int, default=None, help="hf questions per forward (backend default)")
+    parser.add_argument("--tokens-per-forward", type=int, default=None, help="hf tree-row tokens per forward "
+                        "(backend default)")
     parser.add_argument("--naive-rows", type=int, default=None, help="naive rows per forward "
                         "(default: 5 questions on cuda, 1 on cpu)")
+    parser.add_argument("--profile", action="store_true", help="profile one hf call per set (torch.profiler op table)")
     args = parser.parse_args()
     import torch
 

@@ -8,7 +8,8 @@ the real `MtgTrainer` (HF Trainer subclass) for a fixed number of optimizer step
 - grouped_full: the same batches, full-vocabulary logits (the stock loss);
 - random_dynamic: random batches padded to their longest row, full-vocabulary logits;
 - original: the original recipe, per-device batch 1, full-vocabulary logits on all tokens.
-Real tokens/s counts non-padding tokens of the timed steps (after warm-up steps); `--rounds 2`
+Real tokens/s counts non-padding tokens of the timed steps (after warm-up steps; one more step
+follows them, profiled with `--profile`); `--rounds 2`
 repeats every variant and reports the last round, so no variant pays the process's one-time costs;
 MFU = 6·N·real_tokens/time/peak (N: matmul parameters incl. the LM head; peak 989e12 bf16 on
 H100/H200, or a measured fp32 matmul peak on CPU). Prints a table, writes a JSON record.
@@ -54,8 +55,9 @@ class Counting:
         return batch
 
 
-def step_timer(device, warmup: int):
-    """A TrainerCallback timing the optimizer steps after `warmup` (synchronising the device)."""
+def step_timer(device, warmup: int, profiler):
+    """A TrainerCallback timing the optimizer steps after `warmup` (synchronising the device);
+    `profiler` (a `common.Profile`) records the last step, after the timed ones."""
     from transformers import TrainerCallback
 
     class StepTimer(TrainerCallback):
@@ -65,16 +67,20 @@ def step_timer(device, warmup: int):
             if state.global_step == warmup:
                 common.sync(device)
                 StepTimer.start = time.perf_counter()
+            if state.global_step == state.max_steps - 1:
+                profiler.start()
 
         def on_step_end(self, args, state, control, **kw):
-            if state.global_step == state.max_steps:
+            if state.global_step == state.max_steps - 1:
                 common.sync(device)
                 StepTimer.end = time.perf_counter()
+            if state.global_step == state.max_steps:
+                profiler.stop()
 
     return StepTimer
 
 
-def run_variant(name: str, model, data: list[dict], args, device) -> dict:
+def run_variant(name: str, model, data: list[dict], args, device, profile: bool = False) -> dict:
     import torch
     from transformers import TrainingArguments
 
@@ -82,6 +88,7 @@ def run_variant(name: str, model, data: list[dict], args, device) -> dict:
     from util_public.training.collator import PadCollator
     from util_public.training.dataset import TrainDataset
     from util_public.training.masking import Masked
+    from util_public.training.schema import TrainConfig
     from util_public.training.trainer import MtgTrainer
 
     original = name == "original"
@@ -93,13 +100,17 @@ def run_variant(name: str, model, data: list[dict], args, device) -> dict:
     grouping = hfargs.length_grouping() if name in ("ours", "grouped_full") else {}
     with tempfile.TemporaryDirectory() as tmp:
         targs = TrainingArguments(
-            output_dir=tmp, per_device_train_batch_size=batch, max_steps=args.warmup + steps,
-            learning_rate=1e-5, lr_scheduler_type="constant", optim="adamw_torch", bf16=device.type == "cuda",
+            output_dir=tmp, per_device_train_batch_size=batch, max_steps=args.warmup + steps + 1,
+            # The batched variants use the trainer's optimizer (`train.optim` default); the original
+            # recipe the foreach AdamW of its time.
+            learning_rate=1e-5, lr_scheduler_type="constant", optim="adamw_torch" if original else
+            TrainConfig.optim, bf16=device.type == "cuda",
             use_cpu=device.type == "cpu", logging_strategy="no", save_strategy="no", report_to="none",
             disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0, seed=args.seed,
             **grouping, **hfargs.async_transfers())
         collate = Counting(PadCollator(0, label_index=fast))
-        timer = step_timer(device, args.warmup)
+        profiler = common.Profile(device, enabled=profile)
+        timer = step_timer(device, args.warmup, profiler)
         trainer = MtgTrainer(model=model, args=targs, train_dataset=TrainDataset([Masked(d["input_ids"], d["labels"]) for d in data]),
                              data_collator=collate, callbacks=[timer], lm_head_at_labels=fast)
         with common.PeakMemory(device) as mem:
@@ -111,6 +122,8 @@ def run_variant(name: str, model, data: list[dict], args, device) -> dict:
     timed = slice(args.warmup, args.warmup + steps)
     real, padded = sum(collate.real[timed]), sum(collate.padded[timed])
     seconds = timer.end - timer.start
+    if profile:
+        print(f"profile of one {name} step (after the timed ones):\n{profiler.table()}", flush=True)
     return {"variant": name, "seqs_per_step": batch, "timed_steps": steps, "real_tokens": real,
             "padding_fraction": round(1 - real / padded, 3), "seconds": round(seconds, 3),
             "ms_per_step": round(1000 * seconds / steps, 1), "real_tokens_per_s": round(real / seconds, 1),
@@ -139,6 +152,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--examples", type=int, default=20000, help="dataset size (the sampler groups within it)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--compile", action="store_true", help="torch.compile the decoder (as train.compile); "
+                        "give --warmup steps enough for the compile")
+    parser.add_argument("--profile", default="", help="comma-separated variants whose last-round extra step "
+                        "is profiled (torch.profiler op table)")
     parser.add_argument("--rounds", type=int, default=1, help="run all variants this many times; the table "
                         "shows the last round (the first pays one-time costs: new GEMM shapes, allocator growth)")
     args = parser.parse_args()
@@ -150,6 +167,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
     model = common.build_model(args.shape, device, torch.float32, args.seed)   # fp32 master weights
+    if args.compile:   # as `train.compile`: the decoder, in place, for every variant of this process
+        from util_public.training.loss import decoder
+
+        decoder(model).compile(dynamic=True)
     n_matmul = common.matmul_params(model)
     peak, peak_source = (common.H100_BF16_PEAK, "H100/H200 dense bf16") if device.type == "cuda" else \
         (cpu_matmul_peak(), "measured fp32 1024^3 matmul")
@@ -164,7 +185,8 @@ def main() -> None:
     for r in range(max(1, args.rounds)):
         rows = []
         for name in variants:
-            row = run_variant(name, model, data, args, device)
+            profile = r == max(1, args.rounds) - 1 and name in args.profile.split(",")
+            row = run_variant(name, model, data, args, device, profile)
             row["mfu"] = round(6 * n_matmul * row["real_tokens_per_s"] / peak, 4)
             row["round"] = r
             rows.append(row)
