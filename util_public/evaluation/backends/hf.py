@@ -10,6 +10,8 @@ Scoring follows what requests share (lm-evaluation-harness groups by context the
 - boundary merges (their context ids differ from their siblings') run as full rows.
 Position ids count real tokens, so padding never shifts a row. Log-softmax is taken in fp32
 from the logits; sums accumulate in fp64; each chunk's scores cross to the CPU in one transfer.
+Per-request sums and greedy flags are numpy segment reductions (`_Scores`), not Python loops: a
+100-option evaluation scores 10^5 requests, and Python per request limited the GPU (PERFORMANCE.md).
 """
 from __future__ import annotations
 
