@@ -44,3 +44,27 @@ def test_collect_takes_the_key_token_and_last_prompt_token(bpe_tokenizer):
     assert np.allclose(got.key["50"][0, -1], direct, atol=1e-5)
     metrics = representation.metrics(got)
     assert set(metrics) == {"dcos", "cos_key_hgp-0"} and len(metrics["dcos"]) == 3
+
+
+def test_run_over_two_relations_writes_dcos_and_plots(tmp_path, sp_tokenizer, isolated_roots):
+    """The entry point end to end on a tiny checkpoint; the facts carry 19 distractors (a 20-option
+    dataset such as the demo's): representation analysis reads only subjects and objects."""
+    from conftest import save_tiny_checkpoint
+    from util_public import facts as factsio
+    from util_public.registry import Registry
+    from util_public.representation_run import ReprCfg, run
+
+    save_tiny_checkpoint(sp_tokenizer, tmp_path / "tiny")
+    Registry().register({"tiny-base": {"path": str(tmp_path / "tiny"), "kind": "base"}})
+    for rel in ("50", "71"):
+        rows = [factsio.Fact(i, rel, f"Subj{rel}x{i}", f"Obj{rel}y{i}", [f"d{rel}n{i}k{j}" for j in range(19)])
+                for i in range(3)]
+        factsio.write_facts(factsio.relation_file(isolated_roots["data"], "opt20", rel), rows)
+    out = tmp_path / "repr"
+    summaries = run(ReprCfg(models=["tiny-base"], relations="50+71", dataset="opt20", index_end=3,
+                            families=["hgp-0", "unrelated-*"], num_threads=1, output_dir=str(out)))
+    per_layer = summaries["tiny-base"]["per_layer"]
+    assert "dcos" in per_layer and len(per_layer["dcos"]) == len(per_layer[next(iter(per_layer))])
+    assert (out / "tiny-base" / "summary.json").is_file() and (out / "table.csv").is_file()
+    for png in ("heatmap.png", "pca.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"

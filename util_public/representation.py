@@ -90,8 +90,9 @@ def delta_cos(key: dict[str, np.ndarray]) -> np.ndarray:
     sims = np.einsum("alh,blh->lab", units, units)                     # [layers+1, N, N]
     same = labels[:, None] == labels[None, :]
     off_diag = ~np.eye(len(labels), dtype=bool)
-    within = sims[:, same & off_diag].mean(axis=1)
-    across = sims[:, ~same].mean(axis=1) if (~same).any() else np.full(sims.shape[0], np.nan)
+    undefined = np.full(sims.shape[0], np.nan)     # one fact per relation / one relation: no pairs
+    within = sims[:, same & off_diag].mean(axis=1) if (same & off_diag).any() else undefined
+    across = sims[:, ~same].mean(axis=1) if (~same).any() else undefined
     return within - across
 
 

@@ -56,7 +56,9 @@ def run(cfg: ReprCfg) -> dict:
     configure_threads(cfg.num_threads)
     relations = [r for r in cfg.relations.split("+") if r]
     data_root = paths.root("data", cfg.data_root)
-    facts = {rel: factsio.select(factsio.load_relation(data_root, cfg.dataset, rel, substring_rule="off"),
+    # Only subjects and objects are read: any option count will do (e.g. the demo's 20).
+    facts = {rel: factsio.select(factsio.load_relation(data_root, cfg.dataset, rel, num_options=None,
+                                                       substring_rule="off"),
                                  cfg.index_begin, cfg.index_end, f"relation {rel}") for rel in relations}
     out_dir = paths.resolve(cfg.output_dir) if cfg.output_dir else \
         paths.root("results") / "repr" / runinfo.sha256_text(repr(cfg))[:8]
