@@ -4,7 +4,8 @@
 #      vs the original recipe (batch 1, a few steps);
 #   2. scoring, Llama-3.1-8B shape, 100 options: multi-token and single-token, hf vs naive (profiled),
 #      and multi-token with 4x wider forwards;
-#   3. scoring, Qwen2.5-0.5B shape (the PERF.md anchor), if time is left.
+#   3. scoring, Qwen2.5-0.5B shape (the PERF.md anchor), if time is left;
+#   with COMPILED=1 also the training variants with train.compile (its own process; ~4 min more).
 # JSON records and a log go to $OUT (the device tool's output folder) or bench/results/gpu.
 # Dry run on a CPU: DEVICE=cpu TRAIN_SHAPE=tiny SCORE_SHAPE=tiny SMALL_SHAPE=tiny bash bench/gpu_suite.sh
 set -u
@@ -29,7 +30,12 @@ step 80 score8b "$py" bench/score_throughput.py --device "$device" --threads 4 -
     --questions 200 --single-questions 4096 --naive-questions 10 --profile --out "$out/score_${SCORE_SHAPE:-llama-3.1-8b}.json"
 step 40 score8b_wide "$py" bench/score_throughput.py --device "$device" --threads 4 --shape "${SCORE_SHAPE:-llama-3.1-8b}" \
     --sets multi --questions 200 --naive-questions 5 --tokens-per-forward 32768 --out "$out/score_${SCORE_SHAPE:-llama-3.1-8b}_wide.json"
-left=$(( 280 - ($(date +%s) - started) ))
+if [ "${COMPILED:-0}" = 1 ]; then   # + ~4 min: the compile alone takes ~200 s on an H200
+    step 330 train_compiled "$py" bench/train_throughput.py --device "$device" --threads 4 --shape "${TRAIN_SHAPE:-qwen2.5-1.5b}" \
+        --seqs-per-step 256 --steps 6 --warmup 4 --rounds 2 --compile --profile ours --variants ours,grouped_full \
+        --out "$out/train_${TRAIN_SHAPE:-qwen2.5-1.5b}_compiled.json"
+fi
+left=$(( 280 + ${COMPILED:-0} * 330 - ($(date +%s) - started) ))
 if [ "$left" -gt 25 ]; then
     step "$left" score05b "$py" bench/score_throughput.py --device "$device" --threads 4 --shape "${SMALL_SHAPE:-qwen2.5-0.5b}" \
         --questions 300 --single-questions 4096 --naive-questions 20 --out "$out/score_${SMALL_SHAPE:-qwen2.5-0.5b}.json"
