@@ -284,8 +284,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     names["phase 2 only"] = timed("train phase 2 only", train, "phase2", stages["p2"])
     rows = {label: timed(f"evaluate {label}", evaluate_model, names[label], cfg) for label in ROWS}
     several = len(relations(cfg)) > 1
-    title = (f"{cfg.model}: relation{'s' if several else ''} {cfg.relation_id}{' (mean over relations)' if several else ''}, "
-             f"{cfg.num_facts} facts{' each' if several else ''}, k={cfg.k}, "
+    which = f"relations {cfg.relation_id} (mean over relations)" if several else f"relation {cfg.relation_id}"
+    title = (f"{cfg.model}: {which}, {cfg.num_facts} facts{' each' if several else ''}, k={cfg.k}, "
              f"{cfg.num_options} options, seed {cfg.seed}")
     table = f"{title}\n\n{render_table(rows)}"
     for r in relations(cfg) if several else []:
