@@ -163,7 +163,10 @@ def _named(stage: str, settings: list[str]) -> str:
 
 
 def relations(cfg: DemoConfig) -> list[str]:
-    return [r for r in cfg.relation_id.split("+") if r]
+    """The relation ids, parsed as the evaluation parses the same `data.relation_id`."""
+    from .evaluation.plan import relation_ids
+
+    return relation_ids(cfg.relation_id)
 
 
 def has_key_tokens(info, tokenizer, relation_ids: list[str]) -> bool:
