@@ -167,10 +167,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown variants {sorted(unknown)}; choose from {VARIANTS}")
     model = common.build_model(args.shape, device, torch.float32, args.seed)   # fp32 master weights
-    if args.compile:   # as `train.compile`: the decoder, in place, for every variant of this process
-        from util_public.training.loss import decoder
+    if args.compile:   # as `train.compile`: in place, so for every variant of this process
+        from util_public.training.loss import compile_decoder
 
-        decoder(model).compile(dynamic=True)
+        compile_decoder(model)
     n_matmul = common.matmul_params(model)
     peak, peak_source = (common.H100_BF16_PEAK, "H100/H200 dense bf16") if device.type == "cuda" else \
         (cpu_matmul_peak(), "measured fp32 1024^3 matmul")

@@ -58,6 +58,12 @@ def decoder(model):
     return inner if inner is not None and inner is not model else model.base_model
 
 
+def compile_decoder(model) -> None:
+    """`train.compile`: torch.compile the decoder in place, so every loss path uses it and saving
+    keeps the parameter names; dynamic shapes because length-grouped batches change width every step."""
+    decoder(model).compile(dynamic=True)
+
+
 # Keys the collator adds (`PadCollator(label_index=True)`); no model forward receives them
 # (`MtgTrainer.compute_loss` drops them on the stock path).
 INDEX_KEYS = ("label_positions", "label_columns", "label_cells")

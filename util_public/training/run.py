@@ -116,11 +116,9 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
     set_seed(cfg.train.seed)
     keytokens.resize_and_init(model, tokenizer, keys, cfg.key_token.resize, cfg.key_token.init)
     if cfg.train.compile:
-        # In place, so every loss path (and saving, whose parameter names stay unchanged) uses it;
-        # dynamic shapes because length-grouped batches change width every step.
-        from .loss import decoder
+        from .loss import compile_decoder
 
-        decoder(model).compile(dynamic=True)
+        compile_decoder(model)
     epochs = callbacks.EpochCheckpoints(cfg.save.every_epoch, cfg.train.epochs, cfg.train.stop_after_epochs)
 
     def finalize(staged: Path, state) -> None:
