@@ -49,9 +49,9 @@ def add_common_args(parser) -> None:
 def setup_device(args):
     import torch
 
-    from util_public.runtime import configure_threads
+    from util_public.runtime import configure_cpu
 
-    configure_threads(args.threads)
+    configure_cpu(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("error: --device cuda: no CUDA device visible")
     return torch.device(args.device)

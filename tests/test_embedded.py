@@ -44,3 +44,25 @@ def test_converts_once_then_loads_and_answers(tmp_path, monkeypatch):
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=4, do_sample=False)
     assert tok.decode(out[0, ids.input_ids.shape[1]:]).strip().startswith("Paris")
+
+
+def test_conversion_parses_each_gguf_once_and_restores_the_reader(tmp_path):
+    import gguf
+    import numpy as np
+
+    from util_public.embedded import _one_gguf_parse
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("w", np.zeros((2, 2), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    original = gguf.GGUFReader
+    with _one_gguf_parse():
+        first = gguf.GGUFReader(path)
+        assert gguf.GGUFReader(str(path)) is first           # same file, by any spelling: one parse
+        assert first.get_tensor(0).name == "w"
+    assert gguf.GGUFReader is original
+    assert gguf.GGUFReader(path) is not first

@@ -177,9 +177,9 @@ def has_key_tokens(info, tokenizer, relation_ids: list[str]) -> bool:
 def evaluate_model(name: str, cfg: DemoConfig) -> dict[str, dict]:
     """{column: value} for one model; key accuracy None when the model has no key token."""
     from .evaluation import api
-    from .runtime import configure_threads
+    from .runtime import configure_cpu
 
-    configure_threads(cfg.threads)
+    configure_cpu(cfg.threads)
     e = cfg.eval
     base = [f"data.relation_id={cfg.relation_id}", f"data.dataset={dataset(cfg)}", f"data.seen_fact_ids=0:{cfg.k}", f"model.dtype={e.dtype}",
             f"mc.num_options={cfg.num_options}", f"gen.max_new_tokens={e.gen_max_new_tokens}"]

@@ -16,7 +16,7 @@ import numpy as np
 from . import atomicio, facts as factsio, modelio, paths, prompts, representation, runinfo
 from .cli import to_object
 from .errors import UserError
-from .runtime import configure_threads
+from .runtime import configure_cpu
 
 
 @dataclass
@@ -53,7 +53,7 @@ def _load(name: str, relations: list[str], dtype: str):
 def run(cfg: ReprCfg) -> dict:
     if cfg.position not in ("last", "key"):
         raise UserError("position", f"{cfg.position!r} is not last or key")
-    configure_threads(cfg.num_threads)
+    configure_cpu(cfg.num_threads)
     relations = [r for r in cfg.relations.split("+") if r]
     data_root = paths.root("data", cfg.data_root)
     # Only subjects and objects are read: any option count will do (e.g. the demo's 20).

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from .. import modelio
 from ..atomicio import clean_stale_temporaries, ensure_writable_dir
 from ..cli import to_object
-from ..runtime import configure_threads
+from ..runtime import configure_cpu
 from . import api, backends, plan as planning, report
 from .modelinfo import describe
 from .schema import EvalConfig
@@ -29,7 +29,7 @@ def _max_len(backend: str, cfg: EvalConfig, model_path: str) -> int | None:
 
 def run(cfg: EvalConfig) -> list[dict]:
     """Evaluate `cfg` end to end; returns the summaries (also printed as a table)."""
-    configure_threads(cfg.runtime.num_threads)
+    configure_cpu(cfg.runtime.num_threads)
     backend_name = backends.choose(cfg.backend)
     planning.check_config(cfg, cfg.tasks, backend_name)
     info = describe(cfg.model.name, cfg.model.path)

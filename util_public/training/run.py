@@ -109,9 +109,9 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
     from .trainer import MtgTrainer
 
     if args.use_cpu:
-        from ..runtime import configure_threads
+        from ..runtime import configure_cpu
 
-        configure_threads(cfg.train.num_threads)
+        configure_cpu(cfg.train.num_threads)
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32, use_safetensors=True)
     set_seed(cfg.train.seed)
     keytokens.resize_and_init(model, tokenizer, keys, cfg.key_token.resize, cfg.key_token.init)

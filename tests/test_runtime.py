@@ -1,0 +1,61 @@
+"""CPU runtime settings: freed memory stays in the process (the per-step page-fault fix)."""
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from util_public import runtime
+
+# Allocates and frees 256 MiB (above glibc's largest default mmap threshold, 32 MiB) and prints how
+# much of it the process still holds afterwards, in MiB.
+_PROBE = """
+import sys
+from util_public import runtime
+if sys.argv[1] == "keep":
+    assert runtime.keep_freed_memory()
+def rss_mib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+before = rss_mib()
+block = bytearray(256 * 2**20)      # zero-filled: every page is touched
+del block
+print(round(rss_mib() - before))
+"""
+
+glibc_linux = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                                 reason="glibc's mallopt thresholds")
+
+
+def _retained_mib(mode: str) -> int:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": "."}     # no MALLOC_* variables from the caller
+    out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1], check=True)
+    return int(out.stdout.split()[-1])
+
+
+@glibc_linux
+def test_freed_blocks_stay_in_the_process_only_when_asked():
+    assert _retained_mib("default") < 16          # glibc unmaps a freed 256 MiB block at once
+    assert _retained_mib("keep") >= 250           # kept for the next step's allocation
+
+
+def test_user_malloc_settings_win(monkeypatch):
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert runtime.keep_freed_memory() is False
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+    assert runtime.keep_freed_memory() is False
+
+
+def test_configure_cpu_sets_the_thread_count():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert runtime.configure_cpu(1) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
