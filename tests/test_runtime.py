@@ -43,12 +43,19 @@ def test_freed_blocks_stay_in_the_process_only_when_asked():
     assert _retained_mib("keep") >= 250           # kept for the next step's allocation
 
 
-def test_user_malloc_settings_win(monkeypatch):
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+def test_user_thresholds_win(monkeypatch):
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
     assert runtime.keep_freed_memory() is False
-    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1:glibc.malloc.trim_threshold=131072")
+    assert runtime.keep_freed_memory() is False
+
+
+@glibc_linux
+def test_other_malloc_settings_do_not_disable_it(monkeypatch):
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
-    assert runtime.keep_freed_memory() is False
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert runtime.keep_freed_memory() is True
 
 
 def test_configure_cpu_sets_the_thread_count():

@@ -203,19 +203,58 @@ def test_run_names_are_bounded_sanitised_and_collision_free():
     assert naming.sanitize("a/b c..d") == "a-b-c.d"
 
 
-def test_bf16_weights_and_full_state_everywhere(setup):
+def test_bf16_weights_and_full_state_everywhere(setup, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    rewritten, load = [], safetensors.torch.load_file    # files the finalizer converts after the save
+
+    def recording(path, *args, **kwargs):
+        rewritten.append(path)
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "load_file", recording)
     assert train("phase1", "model.base=tiny-base", "data.index_end=4", "train.epochs=2", "save.dtype=bf16",
                  "save.full_state=all", "save.run_name=bf16", *FAST) == 0
+    monkeypatch.undo()
+    assert rewritten == []             # written in bf16 directly, not as fp32 and then converted
     run_dir = setup["runs"] / "bf16"
+    base_keys = set(load_file(str(tmp_path / "tiny" / "model.safetensors")))
     for step in (2, 4):
         weights = load_file(str(run_dir / f"checkpoint-{step}" / "model.safetensors"))
         assert all(t.dtype == torch.bfloat16 for t in weights.values())
+        assert set(weights) == base_keys   # the tied output embedding is not written a second time
+        assert json.loads((run_dir / f"checkpoint-{step}" / "config.json").read_text())["dtype"] == "bfloat16"
         assert (run_dir / f"checkpoint-{step}" / "optimizer.pt").is_file()
+    model = modelio.load_causal_lm(str(run_dir / "checkpoint-4"), dtype="fp32", device="cpu")
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
 
 
-def test_full_state_none_drops_optimizer_state_once_complete(setup):
+def test_bf16_copies_keep_tied_tensors_one_tensor():
+    from conftest import tiny_model
+
+    from util_public.training.trainer import bf16_copies
+
+    state = tiny_model(32).state_dict()
+    state["counter"] = torch.arange(3)
+    copies = bf16_copies(state)
+    assert copies["lm_head.weight"] is copies["model.embed_tokens.weight"]
+    assert copies["counter"] is state["counter"] and copies["model.norm.weight"].dtype == torch.bfloat16
+    assert torch.equal(copies["lm_head.weight"], state["lm_head.weight"].to(torch.bfloat16))
+
+
+def test_full_state_none_drops_optimizer_state_once_complete(setup, monkeypatch):
+    from transformers import Trainer
+
+    written, save_state = [], Trainer._save_optimizer_and_scheduler
+
+    def recording(self, output_dir):
+        written.append(self.state.global_step)
+        save_state(self, output_dir)
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", recording)
     assert train("phase1", "model.base=tiny-base", "data.index_end=4", "train.epochs=2", "save.full_state=none",
                  "train.optim=adamw_torch", "save.run_name=light", *FAST) == 0
+    assert written == [2]     # resumable mid-run; the last step's state would only be deleted again
     run_dir = setup["runs"] / "light"
     assert (run_dir / "DONE").is_file()
     for step in (2, 4):

@@ -9,7 +9,7 @@ the bf16 weight copies autocast makes, activations). glibc serves blocks above i
 (at most 32 MiB by default) with fresh mmaps and trims freed heap tops, so each step faults in
 gigabytes of newly zeroed pages: on 2 cores a Qwen2.5-0.5B step spent ~3 of its ~4.8 s in the
 kernel. Raising both thresholds keeps freed memory in the process for the next step (2.4 s,
-no system time). Peak memory is unchanged: the same buffers are reused.
+no system time); the peak RSS stayed the same (11.6 vs 11.7 GB), as the same buffers are reused.
 """
 from __future__ import annotations
 
@@ -34,9 +34,11 @@ def configure_cpu(num_threads: int | None) -> int:
 
 
 def keep_freed_memory() -> bool:
-    """Raise glibc's trim and mmap thresholds; False where libc is not glibc or the user tuned
-    malloc through the environment (their setting wins)."""
-    if "malloc" in os.environ.get("GLIBC_TUNABLES", "") or any(k.startswith("MALLOC_") for k in os.environ):
+    """Raise glibc's trim and mmap thresholds; False where libc is not glibc or the user set
+    either threshold in the environment (their setting wins)."""
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(name in tunables for name in ("trim_threshold", "mmap_threshold")) or any(
+            name in os.environ for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")):
         return False
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt

@@ -141,7 +141,8 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
                          callbacks=[epochs, callbacks.MetricsLog(run.metrics_path, tokens["tokens_trained"],
                                                                  tokens["label_tokens_trained"])],
                          lm_head_at_labels=head_at_labels,
-                         finalize_checkpoint=finalize)
+                         finalize_checkpoint=finalize, final_state=cfg.save.full_state != "none",
+                         save_bf16=cfg.save.dtype == "bf16")
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(callbacks.QuietProgress)
     started = time.time()

@@ -218,11 +218,17 @@ def has_full_state(path: Path) -> bool:
 
 
 def _to_bf16(directory: Path) -> None:
-    """Rewrite the weights in bf16 (`save.dtype: bf16`), halving disk use."""
+    """Make the checkpoint bf16 (`save.dtype: bf16`): the config's dtype, and the weights of any
+    file still holding other floating-point tensors (`MtgTrainer` already writes bf16 itself;
+    a launcher that saves through another path may not)."""
     import torch
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     for file in directory.glob("*.safetensors"):
+        with safe_open(str(file), "pt") as f:
+            if all(f.get_slice(k).get_dtype() not in ("F64", "F32", "F16") for k in f.keys()):
+                continue
         tensors = load_file(str(file))
         converted = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in tensors.items()}
         save_file(converted, str(file), metadata={"format": "pt"})
