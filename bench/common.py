@@ -84,7 +84,11 @@ def machine(device) -> dict:
 
     info = {"platform": platform.platform(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
             "amx_bf16": _cpu_flag("amx_bf16"), "torch_threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "versions": runinfo.package_versions(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            # None of these set: freed memory was kept (`runtime.keep_freed_memory`); set: glibc's own.
+            "malloc_env": {k: os.environ[k] for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
+                                                      "GLIBC_TUNABLES") if k in os.environ},
+            "versions": runinfo.package_versions(),
             "git": runinfo.git_info()}
     if str(device).startswith("cuda"):
         props = torch.cuda.get_device_properties(0)

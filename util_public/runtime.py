@@ -9,7 +9,9 @@ the bf16 weight copies autocast makes, activations). glibc serves blocks above i
 (at most 32 MiB by default) with fresh mmaps and trims freed heap tops, so each step faults in
 gigabytes of newly zeroed pages: on 2 cores a Qwen2.5-0.5B step spent ~3 of its ~4.8 s in the
 kernel. Raising both thresholds keeps freed memory in the process for the next step (2.4 s,
-no system time); the peak RSS stayed the same (11.6 vs 11.7 GB), as the same buffers are reused.
+no system time). The price is fragmentation: blocks freed but not reusable for a later size stay
+resident, so the peak RSS can be higher (the demo's Phase 1: 12.3 instead of 10.5 GB).
+`MALLOC_TRIM_THRESHOLD_=131072` (glibc's default) in the environment turns this off.
 """
 from __future__ import annotations
 
