@@ -78,8 +78,8 @@ def _one_gguf_parse():
     """Share one `gguf.GGUFReader` per file while converting.
 
     transformers builds a new reader for the tokenizer, for the config and for the weights, and
-    each parses all metadata again: ~15 s apiece for a 150k-token vocabulary (a third of the
-    conversion). A reader only maps the file read-only, so sharing it is safe.
+    each parses all metadata again (slow for a 150k-token vocabulary): sharing one took the Qwen
+    conversion from 51 to 40 s. A reader only maps the file read-only, so sharing it is safe.
     """
     import gguf
 
