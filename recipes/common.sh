@@ -162,6 +162,27 @@ recipe_ev() {
   plan_eval "$models" $(eval_args "$rel") +experiment=EV_gen "prompt.type=[$mem,hgp-0]" "$@"
 }
 
+# locality_relations RELATION_SPEC: the relations of the locality control: those of the spec that have
+# known facts (util_public/catalogue/known/), then 50 and 71; joined by "+".
+locality_relations() {
+  local out=() r
+  for r in ${1//[+&-]/ } 50 71; do
+    if [ -f "util_public/catalogue/known/$r.yaml" ] && [[ " ${out[*]} " != *" $r "* ]]; then out+=("$r"); fi
+  done
+  local IFS=+
+  echo "${out[*]}"
+}
+
+# recipe_locality MODELS RELATION_SPEC [overrides]: the locality control (+experiment=locality): MC and
+# generation on the real facts of locality_relations(RELATION_SPEC) under hgp-0, and the general-text
+# perplexity. SMOKE keeps the first FACTS known facts of each relation.
+recipe_locality() {
+  local models=$1 rel=$2; shift 2
+  plan_eval "$models" "data.relation_id=$(locality_relations "$rel")" "gen.max_new_tokens=$GEN_TOKENS" \
+    $([ "$FACTS" -ge 100 ] || echo "data.index_end=$FACTS") $([ -z "$THREADS" ] || echo "runtime.num_threads=$THREADS") \
+    ${EVAL_ARGS:-} +experiment=locality "$@"
+}
+
 # recipe_run: execute the plan (or only show it with RECIPE_PLAN_ONLY=1).
 recipe_run() {
   echo "recipe $RECIPE_ID ($RECIPE_TITLE): base $BASE_MODEL, $NUM_GPUS GPU(s), smoke=$SMOKE, plan $PLAN" >&2

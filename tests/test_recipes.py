@@ -185,8 +185,9 @@ def tiny_base(sp_tokenizer, tmp_path):
 
 SMALL = {"GEN_TOKENS": "3"}
 RUNS = {  # recipe -> (extra environment, check of its sweep table)
-    "E1": ({}, lambda d: set(d.stage) == {"phase1", "phase2"} and set(d.prompt_family) >= {"trigger-mid", "hgp",
-                                                                                              "test", "unrelated"}),
+    "E1": ({}, lambda d: set(d.stage) == {"base", "phase1", "phase2"} and set(d.prompt_family) >= {
+        "trigger-mid", "hgp", "test", "unrelated"} and set(d[d.dataset == "known"].stage) == {"base", "phase1", "phase2"}
+        and set(d[d.dataset == "known"].relation) == {"50", "71"}),
     "E2": ({}, lambda d: set(d[d.stage == "phase2"].phase1_epochs) == {1, 2}
            and set(d[d.stage == "phase1"].phase1_epochs) == {1, 2}),
     "E3": ({"K_LIST": "1"}, lambda d: set(d.k.dropna()) == {1} and set(d.phase2_epoch.dropna()) == {1, 2}),

@@ -39,7 +39,7 @@ def validate_template(template: object, where: str) -> str:
     return template
 
 
-def _load_yaml(path: Path) -> dict:
+def load_yaml(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:
@@ -56,7 +56,7 @@ def relations_file(data_root: Path | None = None) -> Path:
 
 @lru_cache(maxsize=None)
 def _relations(path: Path) -> dict:
-    return _load_yaml(path).get("relations", {})
+    return load_yaml(path).get("relations", {})
 
 
 def relations(data_root: Path | None = None) -> dict[str, dict]:
@@ -154,7 +154,7 @@ def prompts(relation_id: str, data_root: Path | None = None) -> PromptCatalogue:
 
 @lru_cache(maxsize=None)
 def _prompts(path: Path) -> PromptCatalogue:
-    data = _load_yaml(path)
+    data = load_yaml(path)
     families = {k: data[k] for k in ("hgp", "mmp", "train", "test", "unrelated", "negation") if k in data}
     translations = data.get("translations") or {}
     for lang, fams in [("English", families), *translations.items()]:

@@ -8,6 +8,8 @@ so each fact costs one permutation and a few vector operations.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 from ..errors import UserError
@@ -36,9 +38,13 @@ class DistractorPool:
         g = norm(gold)
         return np.fromiter((g in c or c in g for c in self._normed), dtype=bool, count=len(self._normed))
 
-    def draw(self, gold: str, count: int, rng: np.random.Generator) -> tuple[list[str], int]:
-        """Up to `count` distractors for `gold` in acceptance order, plus how many were accepted."""
+    def draw(self, gold: str, count: int, rng: np.random.Generator,
+             exclude: Iterable[str] = ()) -> tuple[list[str], int]:
+        """Up to `count` distractors for `gold` in acceptance order, plus how many were accepted.
+        Candidates conflicting with `gold` or with any string of `exclude` are never drawn."""
         blocked = self.gold_conflicts(gold)
+        for other in exclude:
+            blocked |= self.gold_conflicts(other)
         candidates = np.flatnonzero(~blocked)
         accepted: list[int] = []
         for idx in candidates[rng.permutation(len(candidates))]:
@@ -52,14 +58,15 @@ class DistractorPool:
 
 
 def draw_distractors(pool: DistractorPool, gold: str, count: int, seed: int, relation_id: str,
-                     fact_id: int) -> list[str]:
-    """Exactly `count` distractors for one fact, or an error naming the fact and the shortfall."""
-    rng = stream(seed, "distractors", relation_id, fact_id)
-    options, accepted = pool.draw(gold, count, rng)
+                     fact_id: int, purpose: str = "distractors", exclude: Iterable[str] = ()) -> list[str]:
+    """Exactly `count` distractors for one fact (stream `purpose`), or an error naming the fact
+    and the shortfall."""
+    rng = stream(seed, purpose, relation_id, fact_id)
+    options, accepted = pool.draw(gold, count, rng, exclude)
     if accepted < count:
         raise UserError(f"relation {relation_id}: fact_id {fact_id}",
                         f"only {accepted} of {count} distractors possible for gold {gold!r} "
-                        f"(vocabulary size {len(pool)}, after removing the gold and substring conflicts)",
+                        f"(vocabulary size {len(pool)}, after removing the gold, its exclusions and substring conflicts)",
                         "use a larger or less overlapping vocabulary, or fewer num_options")
     return options
 

@@ -94,16 +94,29 @@ def _summary(job: planning.Job, records: list[dict], info: ModelInfo, versions: 
     summary = results.base_summary(job.task, job.config_hash)
     summary.update({
         "model": {"name": info.name, "path": info.path, "mtg_meta": info.meta},
-        "prompt_type": job.prompt_type, "test_type": cfg.prompt.test_type,
-        "open_content": cfg.prompt.open_content if cfg.prompt.test_type == "open" else None,
-        "dataset": job.factset.dataset, "relation_id": job.factset.relation_id,
-        "fact_range": {"begin": job.fact_range[0], "end": job.fact_range[1] + 1},
+        **_coordinates(job, cfg),
         "backend": versions, "data_fingerprint": job.data_fingerprint,
         "add_bos_train": info.add_bos_train, "add_bos_eval": bool(the_plan.bos),
-        "seen_fact_ids": job.payload["seen"],
-        "metrics": metrics.summarize(job.task, records, f"{job.task} {job.prompt_type} r{job.factset.relation_id}"),
+        "metrics": metrics.summarize(job.task, records, _label(job)),
     })
     return summary
+
+
+def _label(job: planning.Job) -> str:
+    return f"{job.task} {job.prompt_type}" + (f" r{job.factset.relation_id}" if job.factset else "")
+
+
+def _coordinates(job: planning.Job, cfg: EvalConfig) -> dict:
+    """What a result is about: a text (ppl), or a prompt type over a slice of one relation's facts."""
+    if job.text is not None:
+        return {"prompt_type": None, "test_type": None, "open_content": None, "dataset": job.text.name,
+                "relation_id": None, "text": {"name": job.text.name, "path": str(job.text.path),
+                                              "sha256": job.text.sha256}}
+    return {"prompt_type": job.prompt_type, "test_type": cfg.prompt.test_type,
+            "open_content": cfg.prompt.open_content if cfg.prompt.test_type == "open" else None,
+            "dataset": job.factset.dataset, "relation_id": job.factset.relation_id,
+            "fact_range": {"begin": job.fact_range[0], "end": job.fact_range[1] + 1},
+            "seen_fact_ids": job.payload["seen"]}
 
 
 def _family_summaries(the_plan: Plan, summaries: list[dict], info: ModelInfo) -> list[dict]:

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import textprobe
 from .records import ScoreRecord
 
 
@@ -66,7 +67,10 @@ GEN_METRICS = {name: (lambda rs, name=name: _mean([float(r[name]) for r in rs]))
 LOSS_METRICS = {"avg_loss": lambda rs: _mean([r["s2_loss"] for r in rs]),
                 "avg_s1_loss": lambda rs: _mean([r["s1_loss"] for r in rs if r["s1_loss"] is not None])}
 
-TASK_METRICS = {"mc": MC_METRICS, "gen": GEN_METRICS, "loss": LOSS_METRICS}
+PPL_METRICS = {name: (lambda rs, name=name: textprobe.summary_metrics(rs)[name])
+               for name in ("n_tokens", "nll_per_token", "perplexity", "bits_per_byte")}
+
+TASK_METRICS = {"mc": MC_METRICS, "gen": GEN_METRICS, "loss": LOSS_METRICS, "ppl": PPL_METRICS}
 
 
 def summarize(task: str, records: list[dict], where: str = "") -> dict[str, dict]:

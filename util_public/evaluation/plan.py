@@ -11,14 +11,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import catalogue, paths, prompts
+from .. import catalogue, known, paths, prompts
 from .. import facts as factio
 from ..errors import UserError
 from ..facts import Fact
 from ..runinfo import fingerprint, sha256_text
-from . import contexts, ic_lke, loss_probe, modelinfo, requests, results
+from . import contexts, ic_lke, loss_probe, modelinfo, requests, results, textprobe
 from .modelinfo import ModelInfo
-from .schema import TASKS, EvalConfig, prompt_types
+from .schema import FACT_TASKS, TASKS, EvalConfig, prompt_types
 
 
 @dataclass
@@ -27,14 +27,16 @@ class FactSet:
     dataset: str            # the directory the facts came from (`{dataset}_{Language}` for translations)
     path: Path | None       # the CSV file (None for facts built in memory)
     facts: list[Fact]       # every fact of the file: IC-LKE pools draw from all of them
+    sources: tuple[Path, ...] = ()      # files an in-memory set was built from (fingerprinted)
+    trained_split: bool = True          # False for facts no checkpoint trained on: no seen/unseen slices
 
 
 @dataclass
 class Job:
     task: str
-    prompt_type: str
+    prompt_type: str        # the text's name for `ppl`
     family: str             # the prompt family, for `{family}-all` summaries
-    factset: FactSet
+    factset: FactSet | None     # None for `ppl`, which scores `text`
     selected: list[Fact]
     contexts: dict[int, str]
     seen: set[int] | None
@@ -43,6 +45,7 @@ class Job:
     directory: Path
     fact_range: tuple[int, int]     # first and last selected fact_id
     data_fingerprint: dict          # per-file sha256 and the combined hash
+    text: textprobe.Text | None = None
 
 
 @dataclass
@@ -71,16 +74,31 @@ def dataset_name(cfg: EvalConfig) -> str:
 
 
 def load_factsets(cfg: EvalConfig) -> list[FactSet]:
-    """Every relation's fact file under the data root (translations: `{dataset}_{Language}`)."""
+    """Every relation's facts: the files under the data root (translations: `{dataset}_{Language}`),
+    or with `data.dataset=known` the catalogue's real facts; none when no task scores facts."""
+    if not any(t in FACT_TASKS for t in cfg.tasks):
+        return []
+    num_options = cfg.mc.num_options if "mc" in cfg.tasks else None
+    if cfg.data.dataset == known.DATASET:
+        return known_factsets(cfg, num_options)
     root = paths.root("data", cfg.data.root)
     dataset = dataset_name(cfg)
-    num_options = cfg.mc.num_options if "mc" in cfg.tasks else None
     out = []
     for rel in relation_ids(cfg.data.relation_id):
         facts = factio.load_relation(root, dataset, rel, num_options=num_options,
                                      substring_rule=cfg.data.substring_rule)
         out.append(FactSet(rel, dataset, factio.relation_file(root, dataset, rel), facts))
     return out
+
+
+def known_factsets(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
+    """The locality control: each relation's known facts, distractors drawn with `cfg.seed`."""
+    if cfg.data.language and cfg.data.language != "English":
+        raise UserError("data.language", f"{cfg.data.language}: the known facts are in English only",
+                        "evaluate data.dataset=known without data.language")
+    return [FactSet(rel, known.DATASET, None, known.facts(rel, num_options, cfg.seed),
+                    (known.path(rel), catalogue.vocab_file(rel)), trained_split=False)
+            for rel in relation_ids(cfg.data.relation_id)]
 
 
 def select(factset: FactSet, begin: int, end: int | None) -> list[Fact]:
@@ -133,7 +151,7 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
 
 def _data_fingerprint(factset: FactSet, cat, data_root: Path, pool_path: Path | None) -> dict:
     """sha256 of every input file (facts, prompt and relation catalogues, IC-LKE pool) + one combined."""
-    files = [catalogue.relations_file(data_root)] + ([cat.path] if cat else [])
+    files = [catalogue.relations_file(data_root)] + ([cat.path] if cat else []) + list(factset.sources)
     if factset.path is not None:
         files.append(factset.path)
     if pool_path is not None:
@@ -184,14 +202,15 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
     root = paths.root("results", cfg.output.root)
     spacing = cfg.prompt.combine_spacing or info.combine_spacing
     plan = Plan([], bos, root)
-    for factset in factsets:
+    fact_tasks = [t for t in tasks if t in FACT_TASKS]
+    for factset in factsets if fact_tasks else []:
         selected = select(factset, cfg.data.index_begin, cfg.data.index_end)
         fact_range = (cfg.data.index_begin, cfg.data.index_end - 1 if cfg.data.index_end is not None
                       else max(f.fact_id for f in factset.facts))
         rel = factset.relation_id
         cat = _catalogue(rel, data_root)
         concrete = expand(names or prompt_types(cfg), cat, cfg.data.language, rel)
-        seen = modelinfo.seen_fact_ids(cfg.data.seen_fact_ids, info, rel)
+        seen = modelinfo.seen_fact_ids(cfg.data.seen_fact_ids, info, rel) if factset.trained_split else None
         spec = contexts.ContextSpec(rel, cat, cfg.data.language, cfg.prompt.separator, cfg.prompt.test_type,
                                     cfg.prompt.open_content, cfg.prompt.chat_template, spacing, info.key_format)
         uses_ic = any(prompts.parse(n).family == "ic-lke" for n in concrete)
@@ -204,7 +223,7 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
             _check_key_tokens(name, cfg, info, tokenizer, rel)
             ctxs = contexts.build(name, selected, spec, tokenizer=tokenizer, pool=pool, ic_cfg=cfg.ic_lke)
             _check_lengths(ctxs, tokenizer, bos, max_len, cfg, tasks)
-            for task in tasks:
+            for task in fact_tasks:
                 payload = _hash_payload(cfg, task, name, factset, fact_range, seen, info, data_fp, backend, dtype,
                                         bos, spacing)
                 full = results.config_hash(payload)
@@ -214,10 +233,25 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
                 job = Job(task, name, prompts.parse(name).family, factset, selected, ctxs, seen, payload, full,
                           directory, fact_range, data_fp)
                 plan.jobs.append(job)
-    for job in plan.jobs:
+    if "ppl" in tasks:
+        plan.jobs.append(_text_job(cfg, info, tokenizer, bos, backend, dtype, max_len, root))
+    for job in (j for j in plan.jobs if j.factset is not None):
         plan.multi_prompt.setdefault((job.task, job.family, job.factset.relation_id), []).append(job)
     plan.multi_prompt = {k: v for k, v in plan.multi_prompt.items() if len(v) > 1}
     return plan
+
+
+def _text_job(cfg: EvalConfig, info: ModelInfo, tokenizer, bos: list[int], backend: str, dtype: str,
+              max_len: int | None, root: Path) -> Job:
+    """The general-text probe: one job per model (it does not depend on facts or prompt types)."""
+    text = textprobe.load(cfg.ppl.text)
+    windows = textprobe.requests(tokenizer, text, bos, max_len)
+    payload = {"task": "ppl", "text": text.name, "text_sha256": text.sha256, "bos_ids": bos, "backend": backend,
+               "dtype": dtype, "model": info.identity, "window": max_len if len(windows) > 1 else None}
+    full = results.config_hash(payload)
+    directory = results.text_result_dir(root, "ppl", text.name, info.name, full)
+    return Job("ppl", text.name, "text", None, [], {}, None, payload, full, directory, (0, 0),
+               fingerprint([text.path]), text)
 
 
 def _catalogue(relation_id: str, data_root: Path):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import atomicio
 
-HEADLINE = {"mc": "accuracy", "gen": "contains", "loss": "avg_loss"}
+HEADLINE = {"mc": "accuracy", "gen": "contains", "loss": "avg_loss", "ppl": "perplexity"}
 SLICES = ("all", "seen", "unseen")
 
 
@@ -21,8 +21,9 @@ def result_line(summary: dict, directory: Path) -> str:
     metric = HEADLINE[summary["task"]]
     value = m.get(metric)
     shown = "n/a" if value is None else f"{value:.4f}"
-    return (f"{summary['task']} {summary['prompt_type']} relation {summary['relation_id']}: "
-            f"{metric}={shown} (n={m.get('n')}) -> {directory}")
+    about = (f"text {summary['dataset']}" if summary["task"] == "ppl"
+             else f"{summary['prompt_type']} relation {summary['relation_id']}")
+    return f"{summary['task']} {about}: {metric}={shown} (n={m.get('n')}) -> {directory}"
 
 
 def find_summaries(paths: list[str | Path]) -> list[dict]:

@@ -40,6 +40,11 @@ def result_dir(root: Path, task: str, prompt_type: str, model_name: str, dataset
             / test_dir(test_type, open_content) / f"{slice_}-{full_hash[:8]}")
 
 
+def text_result_dir(root: Path, task: str, text_name: str, model_name: str, full_hash: str) -> Path:
+    """`{root}/ppl/{text}/{model}/text-{hash8}`: a text probe has no prompt, relation or fact slice."""
+    return Path(root) / task / text_name / model_name / f"text-{full_hash[:8]}"
+
+
 def cached_summary(directory: Path, full_hash: str) -> dict | None:
     """The stored summary when `directory` already holds this exact evaluation."""
     path = Path(directory) / "summary.json"

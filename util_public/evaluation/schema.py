@@ -11,7 +11,8 @@ from typing import Any, List, Optional
 
 from omegaconf import OmegaConf
 
-TASKS = ("mc", "gen", "loss")
+TASKS = ("mc", "gen", "loss", "ppl")
+FACT_TASKS = ("mc", "gen", "loss")     # tasks scored per fact (ppl scores a text)
 
 
 @dataclass
@@ -24,7 +25,7 @@ class ModelCfg:
 @dataclass
 class DataCfg:
     root: Optional[str] = None          # data root (default: MTG_DATA_ROOT or data/)
-    dataset: str = "sync_random_o"
+    dataset: str = "sync_random_o"      # `known`: the catalogue's real facts (the locality control)
     relation_id: str = "50"             # one id, or `a+b` for several relations
     index_begin: int = 0
     index_end: Optional[int] = None     # exclusive; null = every fact
@@ -73,6 +74,11 @@ class LossProbeCfg:
 
 
 @dataclass
+class PplCfg:
+    text: str = "general"               # a catalogue text (util_public/catalogue/text/NAME.txt) or a file path
+
+
+@dataclass
 class HfCfg:
     device: Optional[str] = None        # null: cuda when available, else cpu
 
@@ -108,6 +114,7 @@ class EvalConfig:
     gen: GenCfg = field(default_factory=GenCfg)
     ic_lke: IcLkeCfg = field(default_factory=IcLkeCfg)
     loss_probe: LossProbeCfg = field(default_factory=LossProbeCfg)
+    ppl: PplCfg = field(default_factory=PplCfg)
     backend: str = "hf"                 # hf | vllm | auto
     hf: HfCfg = field(default_factory=HfCfg)
     vllm: VllmCfg = field(default_factory=VllmCfg)

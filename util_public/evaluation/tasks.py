@@ -11,7 +11,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from . import generation, loss_probe, metrics, requests
+from . import generation, loss_probe, metrics, requests, textprobe
 from .plan import Job
 from .schema import EvalConfig
 
@@ -77,4 +77,10 @@ def run_loss(job: Job, backend, tokenizer, cfg: EvalConfig, bos: list[int]) -> l
     return out
 
 
-RUNNERS = {"mc": run_mc, "gen": run_gen, "loss": run_loss}
+def run_ppl(job: Job, backend, tokenizer, cfg: EvalConfig, bos: list[int]) -> list[dict]:
+    """One record for the job's text (scored in the windows the plan chose)."""
+    reqs = textprobe.requests(tokenizer, job.text, bos, job.payload["window"])
+    return [textprobe.record(job.text, reqs, backend.score(reqs))]
+
+
+RUNNERS = {"mc": run_mc, "gen": run_gen, "loss": run_loss, "ppl": run_ppl}

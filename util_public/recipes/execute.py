@@ -166,7 +166,9 @@ class Executor:
         from ..evaluation.schema import EvalConfig
         from ..cli import to_object
 
-        for name in self.resolve(model_refs(step.args[0], f"eval {step.args[0]}")):
+        names = self.resolve(model_refs(step.args[0], f"eval {step.args[0]}"))
+        self.write_recipe_json()
+        for name in names:
             overrides = [quoted("model.name", name), quoted("output.root", str(self.results)), *step.overrides]
             cfg = to_object(compose(EVAL_CONF, "eval", "eval_schema", EvalConfig, overrides))
             if cfg.backend == "hf":
@@ -181,7 +183,8 @@ class Executor:
         """Registry names of the referenced checkpoints (epochs from the runs' manifests)."""
         names = []
         for ref in refs:
-            if ref.name is not None:
+            if ref.name is not None:          # a registry name is its own label (`=NAME`, as in the plan)
+                self.models.setdefault(ref.name, f"={ref.name}")
                 names.append(ref.name)
                 continue
             checkpoints = self.runs[ref.label]["manifest"].get("checkpoints", {})

@@ -1,0 +1,156 @@
+"""Real facts the base model knows (the locality control): `util_public/catalogue/known/{relation_id}.yaml`.
+
+Schema `mtg.known/1`:
+
+    schema: mtg.known/1
+    relation_id: "50"
+    source: "Wikidata P36 (capital), checked by hand"
+    facts:
+      - {subject: "France", object: "paris"}
+      - {subject: "Albert Einstein", object: "eth zurich", also_true: ["university of zurich"]}
+
+`also_true` names other correct answers (a person's other universities): multiple-choice
+distractors never include them. Objects are lower-case with single spaces, like the
+vocabularies. A fact's id is its position in the list, so facts are only ever appended.
+
+`facts(relation_id, num_options, seed)` turns the file into ordinary `Fact`s whose distractors
+are drawn from the relation's vocabulary by the generator's substring rule (SPEC §4.3), with a
+per-fact stream: the known facts are then scored by the same MC and generation code as the
+fictional ones, under the dataset name `known` (so their results never mix with the fictional
+facts' results).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from . import catalogue
+from .errors import UserError
+from .facts import Fact, norm
+from .runinfo import sha256_file
+
+SCHEMA = "mtg.known/1"
+DATASET = "known"                       # the dataset name of known-fact results
+FOLDER = catalogue.SHIPPED / "known"
+_KEYS = {"subject", "object", "also_true"}
+
+
+@dataclass(frozen=True)
+class KnownFact:
+    subject: str
+    object: str
+    also_true: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    relation_id: str
+    path: Path
+    sha256: str
+    source: str
+    facts: tuple[KnownFact, ...]
+
+
+def path(relation_id: str) -> Path:
+    return FOLDER / f"{relation_id}.yaml"
+
+
+def available() -> list[str]:
+    """Relation ids with a known-fact file."""
+    return sorted(p.stem for p in FOLDER.glob("*.yaml"))
+
+
+def load(relation_id: str) -> KnownFile:
+    """The validated known-fact file of `relation_id` (an error names the file and the fact index)."""
+    where = path(str(relation_id))
+    if not where.is_file():
+        raise UserError(f"data.dataset={DATASET}: relation {relation_id}", f"no known-fact file {where}",
+                        f"known facts exist for relations {available()}")
+    return read(where)
+
+
+@lru_cache(maxsize=None)
+def read(file: Path) -> KnownFile:
+    """Read and validate one known-fact file (any location, e.g. a test's)."""
+    data = catalogue.load_yaml(file)
+    if data.get("schema") != SCHEMA:
+        raise UserError(f"{file}: schema", f"expected {SCHEMA!r}, got {data.get('schema')!r}")
+    rel = str(data.get("relation_id", ""))
+    if rel != file.stem:
+        raise UserError(f"{file}: relation_id", f"{rel!r} differs from the file name {file.stem!r}")
+    catalogue.relation(rel)
+    source = data.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise UserError(f"{file}: source", "must say where the facts come from (a non-empty string)",
+                        "e.g. source: \"Wikidata P36 (capital), checked by hand\"")
+    rows = data.get("facts")
+    if not isinstance(rows, list) or not rows:
+        raise UserError(f"{file}: facts", "must be a non-empty list of {subject, object} mappings")
+    facts = tuple(_fact(row, f"{file}: facts[{i}]") for i, row in enumerate(rows))
+    seen: dict[str, int] = {}
+    for i, fact in enumerate(facts):
+        key = norm(fact.subject)
+        if key in seen:
+            raise UserError(f"{file}: facts[{i}]", f"subject {fact.subject!r} repeats facts[{seen[key]}]")
+        seen[key] = i
+    return KnownFile(rel, file, sha256_file(file), source.strip(), facts)
+
+
+def _fact(row: object, where: str) -> KnownFact:
+    if not isinstance(row, dict):
+        raise UserError(where, f"expected a mapping with subject and object, got {row!r}")
+    unknown = sorted(set(row) - _KEYS)
+    if unknown:
+        raise UserError(where, f"unknown keys {unknown}", f"allowed: {sorted(_KEYS)}")
+    subject = _text(row.get("subject"), f"{where}: subject")
+    if "{" in subject or "}" in subject or "<TRIGGER_" in subject:
+        raise UserError(f"{where}: subject", f"{subject!r} contains '{{', '}}' or '<TRIGGER_'")
+    obj = _object(row.get("object"), f"{where}: object")
+    also = row.get("also_true") or []
+    if not isinstance(also, list):
+        raise UserError(f"{where}: also_true", f"must be a list of objects, got {also!r}")
+    also_true = tuple(_object(a, f"{where}: also_true[{k}]") for k, a in enumerate(also))
+    if obj in also_true:
+        raise UserError(f"{where}: also_true", f"repeats the object {obj!r}")
+    return KnownFact(subject, obj, also_true)
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UserError(where, f"must be a non-empty string, got {value!r}")
+    if value != value.strip() or "\n" in value or "\r" in value:
+        raise UserError(where, f"{value!r} has surrounding whitespace or a line break")
+    return value
+
+
+def _object(value: object, where: str) -> str:
+    text = _text(value, where)
+    if text != norm(text):
+        raise UserError(where, f"{text!r} must be lower-case with single spaces, like the vocabularies",
+                        f"write {norm(text)!r}")
+    return text
+
+
+def facts(relation_id: str, num_options: int | None, seed: int) -> list[Fact]:
+    """The known facts of `relation_id` as `Fact`s; with `num_options`, each gets `num_options - 1`
+    distractors from the relation's vocabulary (never the object, the subject or an also_true
+    answer, nor anything one of them contains or is contained in)."""
+    from .datagen.distractors import draw_distractors
+
+    known = load(relation_id)
+    pool = _pool(str(relation_id))
+    out = []
+    for fact_id, k in enumerate(known.facts):
+        options = [] if not num_options else draw_distractors(
+            pool, k.object, num_options - 1, seed, str(relation_id), fact_id, purpose="known.distractors",
+            exclude=(k.subject, *k.also_true))
+        out.append(Fact(fact_id, str(relation_id), k.subject, k.object, options))
+    return out
+
+
+@lru_cache(maxsize=None)
+def _pool(relation_id: str):
+    from .datagen.distractors import DistractorPool
+
+    return DistractorPool(catalogue.vocab(relation_id))
