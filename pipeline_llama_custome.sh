@@ -95,6 +95,15 @@ else
   LAUNCH=("$PY")
 fi
 
+# ---- registry: say where checkpoints get registered (the tracked models.json unless redirected) ----
+REGISTRY=${MTG_MODELS_JSON:-models.json}
+if [ "$REGISTRY" = models.json ]; then
+  echo "pipeline: checkpoints will be registered in the repository's tracked models.json" \
+       "(set MTG_MODELS_JSON=runs/models.json to keep it unchanged)" >&2
+else
+  echo "pipeline: checkpoints will be registered in $REGISTRY" >&2
+fi
+
 # ---- data ----------------------------------------------------------------------------------------
 DATA_ROOT=${MTG_DATA_ROOT:-data}
 IFS='+&' read -r -a RELATIONS <<< "$RELATION_ID"
@@ -151,7 +160,11 @@ single_prompt() {  # memcheck needs one template per fact (not mixtures, wiki or
 if [ "$MEMCHECK" = 1 ] && [[ "$RELATION_ID" != *[+\&]* ]] && single_prompt "$PHASE1_TEXT_TYPE"; then
   echo "pipeline: greedy key-prompt accuracy of $P1_FINAL (facts 0..$((PHASE1_FACTS - 1)))" >&2
   "$PY" -m util_public.training.memcheck "$P1_FINAL" --relation "$RELATION_ID" --dataset "$DATA_NAME" \
-    --end "$PHASE1_FACTS" --prompt "$PHASE1_TEXT_TYPE" --min-accuracy "$MIN_P1_ACCURACY"
+    --end "$PHASE1_FACTS" --prompt "$PHASE1_TEXT_TYPE" --min-accuracy "$MIN_P1_ACCURACY" || {
+    echo "pipeline: phase 1 did not reach MIN_P1_ACCURACY=$MIN_P1_ACCURACY (line above); train longer" \
+         "(PHASE1_EPOCHS, LR), lower the threshold (MIN_P1_ACCURACY=0.9) or skip the check (MEMCHECK=0)" >&2
+    exit 1
+  }
   if single_prompt "$PHASE2_TEXT_TYPE"; then
     for slice in "0 $PHASE2_K seen" "$PHASE2_K $PHASE1_FACTS unseen"; do
       read -r b e name <<< "$slice"
@@ -171,7 +184,7 @@ if [ "$RUN_EVAL" = 1 ]; then
     "prompt.type=[test-*]" "tasks=[gen,mc]"
 fi
 
-echo "pipeline: registered checkpoints" >&2
+echo "pipeline: registered checkpoints (in $REGISTRY)" >&2
 for dir in "$P1_DIR" "$P2_DIR"; do
   "$PY" -c "import json,sys; [print(v['registry_name']) for k, v in sorted(json.load(open(sys.argv[1]+'/manifest.json'))['checkpoints'].items(), key=lambda kv: int(kv[0]))]" "$dir"
 done

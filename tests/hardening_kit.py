@@ -43,13 +43,43 @@ class Roots:
 
 
 def snapshot(*dirs: Path) -> dict[str, str]:
-    """sha256 of every file below `dirs` (symlinks not followed): what a failed run must not change."""
+    """sha256 of every file and the name of every folder below `dirs` (symlinks not followed):
+    what a failed run must not change (an empty folder left behind counts as a change)."""
     out = {}
     for d in dirs:
         for p in sorted(Path(d).rglob("*")):
-            if p.is_file() and not p.is_symlink():
+            if p.is_symlink():
+                out[str(p)] = "link"
+            elif p.is_file():
                 out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+            elif p.is_dir():
+                out[str(p)] = "folder"
     return out
+
+
+def _registry_writer(path: str, worker: int, count: int, start) -> None:
+    from util_public.registry import Registry
+
+    start.wait(30)
+    reg = Registry(path)
+    for i in range(count):
+        reg.register({f"w{worker}-{i}": {"path": f"runs/w{worker}/{i}", "kind": "checkpoint"}})
+
+
+def run_registry_writers(targets: list[str], count: int, timeout_s: float = 180) -> None:
+    """One process per registry path in `targets` (forked, started together), each registering
+    `count` entries `w{worker}-{i}`; every one must exit 0."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    start = ctx.Event()
+    writers = [ctx.Process(target=_registry_writer, args=(t, w, count, start)) for w, t in enumerate(targets)]
+    for p in writers:
+        p.start()
+    start.set()
+    for p in writers:
+        p.join(timeout_s)
+        assert p.exitcode == 0
 
 
 def drive(cases_file: str, results_file: str) -> None:

@@ -36,7 +36,7 @@ def test_converts_once_then_loads_and_answers(tmp_path, monkeypatch):
     again = reg.resolve("smollm2-135m")
     assert again.path == first.path and weights.stat().st_mtime_ns == stamp
     assert time.monotonic() - start < 2.0  # no reconversion
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [".smollm2-135m.lock", "smollm2-135m"]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["smollm2-135m"]
 
     tok = load_tokenizer(first.path)
     model = load_causal_lm(first.path, dtype="fp32", device="cpu")

@@ -84,8 +84,8 @@ def test_killed_fact_generator_leaves_old_or_new_csv(kill, generated, tmp_path):
     expected = generated[1] if kill == "before" else generated[2]
     assert (dataset / "50.csv").read_bytes() == expected
     assert len(facts.read_facts(dataset / "50.csv")) == 150
-    leftovers = [p.name for p in dataset.iterdir() if ".tmp-" in p.name and p.name.startswith(".50.csv")]
-    assert leftovers == ([f".50.csv.tmp-{leftovers[0].rsplit('-', 1)[1]}"] if kill == "before" else [])
+    leftovers = [p.name for p in dataset.iterdir() if atomicio.is_staging(p.name)]
+    assert len(leftovers) == (kill == "before") and all(n.startswith(".50.csv.tmp-") for n in leftovers)
     # The next run cleans the dead writer's temporary and completes.
     _generate(tmp_path, 2)
     assert (dataset / "50.csv").read_bytes() == generated[2]

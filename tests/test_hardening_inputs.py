@@ -209,6 +209,13 @@ def _pickled(ctx: Ctx) -> Path:
     return target
 
 
+def _registry_dir(ctx: Ctx) -> None:
+    """MTG_MODELS_JSON names a folder; the base model is given as a directory path."""
+    shutil.copytree(ctx.plain, ctx.base / "tiny")
+    ctx.registry.unlink()
+    ctx.registry.mkdir()
+
+
 def _text_then_newline(rows: list[list[str]]) -> None:
     rows[1][-1] = "A paragraph\nover two lines."      # a legal multi-line cell shifts later line numbers
     rows[3][HEADER.index("Head")] = "Two\nlines"
@@ -293,6 +300,10 @@ CASES = [
          ("{data}/toy/50.csv", "duplicate fact_id 1", "lines 3 and 6"), via="entry"),
     Case("train-csv-relation-mismatch", "train", tr(mutate=cell(2, "relation_id", "71")),
          ("{data}/toy/50.csv:4: fact_id 2", "relation_id '71'")),
+    Case("train-registry-unwritable", "train", tr(), ("registry: {registry}", "Read-only file system"),
+         patch=raise_on_fsync(errno.EROFS)),
+    Case("train-registry-is-a-directory", "train", lambda c: then(tr(f"model.base={c.base}/tiny"), _registry_dir)(c),
+         ("{registry}", "is a directory"), via="entry"),
     Case("train-run-dir-not-ours", "train",
          then(tr("save.run_name=taken"), lambda c: (c.runs / "taken").mkdir(parents=True)),
          ("{runs}/taken", "no manifest.json")),

@@ -8,19 +8,13 @@ import re
 import time
 
 import pytest
+from hardening_kit import run_registry_writers
 
 from util_public import atomicio
 from util_public.errors import UserError
 from util_public.registry import Registry
 
 WRITERS, PER_WRITER = 8, 50
-
-
-def _writer(path: str, worker: int, start) -> None:
-    start.wait(30)
-    reg = Registry(path)
-    for i in range(PER_WRITER):
-        reg.register({f"w{worker}-{i}": {"path": f"runs/w{worker}/{i}", "kind": "checkpoint"}})
 
 
 def _reader(path: str, stop, out) -> None:
@@ -43,16 +37,10 @@ def test_concurrent_writers_with_a_reader_never_see_invalid_json(tmp_path):
     path = tmp_path / "models.json"
     path.write_text(json.dumps({"base": "somewhere"}))
     ctx = mp.get_context("fork")
-    start, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
+    stop, out = ctx.Event(), ctx.Queue()
     reader = ctx.Process(target=_reader, args=(str(path), stop, out))
-    writers = [ctx.Process(target=_writer, args=(str(path), w, start)) for w in range(WRITERS)]
     reader.start()
-    for p in writers:
-        p.start()
-    start.set()
-    for p in writers:
-        p.join(180)
-        assert p.exitcode == 0
+    run_registry_writers([str(path)] * WRITERS, PER_WRITER)
     stop.set()
     parses, failures, drops = out.get(timeout=30)
     reader.join(30)
@@ -60,7 +48,7 @@ def test_concurrent_writers_with_a_reader_never_see_invalid_json(tmp_path):
     assert len(data) == 1 + WRITERS * PER_WRITER
     assert all(data[f"w{w}-{i}"]["path"] == f"runs/w{w}/{i}" for w in range(WRITERS) for i in range(PER_WRITER))
     assert failures == 0 and drops == 0 and parses > 50, (parses, failures, drops)
-    assert sorted(os.listdir(tmp_path)) == ["models.json", "models.json.lock"]
+    assert sorted(os.listdir(tmp_path)) == ["models.json"]
 
 
 def _hold_lock(path: str, held, release) -> None:
@@ -101,4 +89,4 @@ def test_a_full_disk_leaves_the_registry_unchanged(tmp_path, monkeypatch):
         Registry(path).register({"b": {"path": "y"}})
     monkeypatch.undo()
     assert path.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["models.json", "models.json.lock"]
+    assert sorted(os.listdir(tmp_path)) == ["models.json"]

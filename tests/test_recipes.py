@@ -145,7 +145,7 @@ def test_collector_rows_lineage_merge_and_skips(tmp_path):
     _result(root, "mc/base", _summary("mc", {"name": "qwen", "path": "/x", "mtg_meta": None}, "test-0",
                                       {"all": {"n": 8, "accuracy": 0.5}}, test_type="open", open_content="hgp-0"))
     _result(root, "mc/test-all", {"task": "mc", "prompt_type": "test-all", "metrics": {"all": {"n": 80}}})
-    _result(root, "mc/broken.tmp", _summary("mc", p2, "test-9", slices))
+    _result(root, "mc/.broken.tmp-999999999-0a1b2c3d", _summary("mc", p2, "test-9", slices))
     (root / "recipe.json").write_text(json.dumps({"experiment": "E9", "models": {"p2_ckpt": "p2"}}))
 
     out = collect.write_csv(root, tmp_path / "sweep.csv")

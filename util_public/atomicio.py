@@ -1,31 +1,58 @@
 """Atomic file and directory writes: a final name never holds partial content.
 
-Files go to `.{name}.tmp-{pid}` in the same directory, are fsynced and renamed with
-`os.replace`; directories are built as `{name}.tmp/` and renamed when complete.
-Append-only JSONL logs are the one exception; their readers skip a torn last line.
+Every staging name is unique to its writer: files go to `.{name}.tmp-{pid}-{random}` in the same
+directory, are fsynced and renamed with `os.replace`; directories are built as
+`.{name}.tmp-{pid}-{random}/` and renamed when complete. A path that is a symbolic link is
+written through to its target (the link stays). Cleanup after a killed writer removes only
+staging names whose process is gone. Append-only JSONL logs are the one exception to atomic
+writes; their readers skip a torn last line.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import UserError
 
+# `.{final}.tmp-{pid}[-{random}]` (a file or directory being built) or `.{final}.old-{pid}-{random}`
+# (a replaced directory set aside until the new one is in place).
+_STAGING = re.compile(r"^\.(?P<final>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-[0-9a-f]+)?$")
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+def _staging_name(path: Path, kind: str = "tmp") -> Path:
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
-def ensure_writable_dir(path: Path, key: str = "output") -> Path:
-    """Create `path` if needed and prove it writable, before any heavy work starts."""
+def is_staging(name: str) -> bool:
+    """Whether a file or directory name is a writer's temporary (never a final output)."""
+    return bool(_STAGING.match(name))
+
+
+def _target(path: str | os.PathLike) -> Path:
+    """The file to replace: a symbolic link's target (so the link and other links to it stay)."""
     path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def check_writable_dir(path: str | os.PathLike, key: str = "output") -> Path:
+    """Prove, before any heavy work starts, that `path` can be created and written to.
+
+    Nothing is left behind: the probe is a file in the nearest existing folder, removed again,
+    and missing folders are created only when an output is actually written."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-probe-{os.getpid()}"
+        if not existing.is_dir():
+            raise NotADirectoryError(0, f"{existing} is not a directory")
+        probe = existing / f".write-probe-{os.getpid()}-{secrets.token_hex(4)}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
@@ -34,26 +61,99 @@ def ensure_writable_dir(path: Path, key: str = "output") -> Path:
     return path
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Replace `path` with `data` atomically. A failing disk (full, read-only, ...) leaves the old
-    file untouched and becomes a `UserError` naming the file and the reason."""
-    path = Path(path)
-    tmp = _tmp_name(path)
+def check_writable_file(path: str | os.PathLike, key: str = "output") -> Path:
+    """Prove that the file `path` can be replaced (written beside it, fsynced, removed again)."""
+    target = _target(path)
+    if target.is_dir():
+        raise UserError(f"{key}: {path}", "is a directory, expected a file", "point it at a file")
+    created: list[Path] = []
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        created = make_parents(target)
+        _stage(target, b"").unlink()
+    except OSError as exc:
+        raise UserError(f"{key}: {path}", f"cannot be written ({exc.strerror or exc})",
+                        "make it writable or choose another location") from None
+    finally:
+        remove_empty(created)
+    return Path(path)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _write_error(path: Path, exc: OSError) -> UserError:
+    return UserError(str(path), f"cannot write ({exc.strerror or exc})",
+                     "free disk space or choose a writable output location")
+
+
+def make_parents(path: Path) -> list[Path]:
+    """Create the missing folders above `path`; returns them, outermost first."""
+    missing = []
+    parent = Path(path).parent
+    while not parent.exists() and parent.parent != parent:
+        missing.append(parent)
+        parent = parent.parent
+    missing.reverse()
+    for folder in missing:
+        folder.mkdir(exist_ok=True)
+    return missing
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Undo `make_parents` after a failure: remove those folders that are still empty."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _stage(path: Path, data: bytes) -> Path:
+    """`data` in a fresh, fsynced staging file beside `path` (removed again if that fails)."""
+    tmp = _staging_name(path)
+    try:
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
+    except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(exc, OSError):
-            raise UserError(str(path), f"cannot write ({exc.strerror or exc})",
-                            "free disk space or choose a writable output location") from None
         raise
-    return path
+    return tmp
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Replace `path` with `data` atomically. A failing disk (full, read-only, ...) leaves the old
+    file untouched and becomes a `UserError` naming the file and the reason."""
+    return write_many([(path, data)])[0]
+
+
+def write_many(items: list[tuple[str | os.PathLike, bytes]]) -> list[Path]:
+    """Replace several files together: every one is staged (written and fsynced) before the first
+    is renamed, so a full disk leaves all of them as they were, and no folder created for them
+    remains. Renames need no space."""
+    staged: list[tuple[Path, Path]] = []
+    created: list[Path] = []
+    current = Path(items[0][0]) if items else Path(".")
+    try:
+        for path, data in items:
+            current = Path(path)
+            target = _target(path)
+            created += make_parents(target)
+            staged.append((_stage(target, data), target))
+        for tmp, target in staged:
+            current = target
+            os.replace(tmp, target)
+    except BaseException as exc:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        remove_empty(created)
+        if isinstance(exc, OSError):
+            raise _write_error(current, exc) from None
+        raise
+    return [Path(p) for p, _ in items]
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -100,41 +200,37 @@ def read_jsonl(path: str | os.PathLike) -> list[Any]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield `{path}.tmp/` to fill; rename it to `path` only when the block succeeds."""
+    """Yield a fresh staging directory to fill; it becomes `path` only when the block succeeds.
+
+    Concurrent writers of one `path` never share a staging directory (pid + random in its name);
+    the last complete one wins, and a reader sees one writer's complete directory, never a mix."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = _staging_name(path)
+    created = make_parents(tmp)
+    tmp.mkdir()
     try:
         yield tmp
         for f in tmp.rglob("*"):
             if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
+                _fsync_file(f)
         replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        remove_empty(created)
         raise
-
-
-def _aside_name(path: Path) -> Path:
-    return path.with_name(path.name + ".old.tmp")
 
 
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Rename the complete directory `src` to `dst`, replacing an existing `dst`.
 
     Deleting the old `dst` in place would leave a half-deleted (torn) directory if the process
-    were killed; so the old one is first renamed aside to `{dst}.old.tmp`, the new one renamed in,
-    and only then is the old one deleted. A kill between the two renames leaves the aside copy,
-    which `clean_stale_temporaries` moves back.
+    were killed; so the old one is first renamed aside to `.{dst}.old-{pid}-{random}`, the new one
+    renamed in, and only then is the old one deleted. A kill between the two renames leaves the
+    aside copy, which `clean_stale_temporaries` moves back.
     """
     src, dst = Path(src), Path(dst)
     if dst.exists():
-        aside = _aside_name(dst)
-        if aside.exists():
-            shutil.rmtree(aside)
+        aside = _staging_name(dst, "old")
         os.replace(dst, aside)
         os.replace(src, dst)
         shutil.rmtree(aside, ignore_errors=True)
@@ -143,13 +239,13 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return dst
 
 
-def _writer_alive(tmp: Path) -> bool:
-    """Whether the process named by a `.x.tmp-PID` file still runs here (its write is in flight)."""
-    pid = tmp.name.rsplit(".tmp-", 1)[1]
-    if not pid.isdigit() or int(pid) == os.getpid():
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs on this machine (this process counts as gone: a
+    temporary of our own pid was left by an earlier process that had the same pid)."""
+    if pid == os.getpid():
         return False
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:            # exists, owned by someone else
@@ -158,22 +254,22 @@ def _writer_alive(tmp: Path) -> bool:
 
 
 def clean_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Remove temporaries left by killed writers (`.x.tmp-PID` files of processes that no longer
-    run, `x.tmp/` dirs); restore a directory that `replace_dir` had set aside when the final name
-    is missing."""
+    """Remove the staging files and directories of writers that no longer run; a directory that
+    `replace_dir` had set aside is moved back when its final name is missing. Temporaries of
+    running writers are left alone."""
     directory = Path(directory)
-    removed = []
+    removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for p in sorted(directory.iterdir()):
-        original = directory / p.name.removesuffix(".old.tmp")
-        if p.name.endswith(".old.tmp") and p.is_dir() and not original.exists():
-            os.replace(p, original)    # killed between the renames of `replace_dir`: restore the old one
-        elif p.name.endswith(".tmp") and p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
+        match = _STAGING.match(p.name)
+        if not match or _process_alive(int(match["pid"])):
+            continue
+        final = directory / match["final"]
+        if match["kind"] == "old" and p.is_dir() and not final.exists():
+            os.replace(p, final)    # killed between the renames of `replace_dir`: restore the old one
+            continue
+        with contextlib.suppress(OSError):
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
             removed.append(p)
-        elif p.name.startswith(".") and ".tmp-" in p.name and p.is_file() and not _writer_alive(p):
-            with contextlib.suppress(OSError):
-                p.unlink()
-                removed.append(p)
     return removed

@@ -6,7 +6,9 @@ an object `{"path": ..., "kind": ...}`. Relative paths resolve against the regis
 safetensors checkpoint in the model cache (see `embedded.py`).
 
 Writes take an exclusive `flock` on `models.json.lock`, re-read the file, merge only the
-caller's keys and replace the file atomically, so parallel slurm jobs never lose an entry.
+caller's keys and replace the file atomically, so parallel slurm jobs never lose an entry. A
+`models.json` that is a symbolic link is the file it points to: the lock, the writes and the
+folder that relative paths resolve against are the target's, so every link shares one registry.
 
 CLI: `python util_public/registry.py list|check|prune-missing [--registry PATH]`.
 """
@@ -21,13 +23,12 @@ if __name__ == "__main__" and not __package__:  # run as a file: make the packag
 
 import datetime as _dt
 import difflib
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomicio, locking, paths
+from . import atomicio, locking, paths, textio
 from .errors import UserError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._+=~-]{1,200}$")
@@ -54,40 +55,38 @@ class Registry:
     def __init__(self, path: str | os.PathLike | None = None, lock_timeout_s: float = 600.0,
                  allow_hub_ids: bool = True):
         self.path = paths.root("registry", str(path) if path else None)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.file = Path(os.path.realpath(self.path))     # a symlinked registry is its target
+        self.lock_path = self.file.with_name(self.file.name + ".lock")
         self.lock_timeout_s = lock_timeout_s
         self.allow_hub_ids = allow_hub_ids
 
     # ---- reading -------------------------------------------------------------------------
     def raw(self) -> dict:
-        if not self.path.exists():
+        if not self.path.exists() and not self.path.is_symlink():
             return {}
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8-sig"))
-        except json.JSONDecodeError as exc:
-            raise UserError(str(self.path), f"not valid JSON (line {exc.lineno}: {exc.msg})",
-                            "fix or restore the registry file") from None
-        if not isinstance(data, dict):
-            raise UserError(str(self.path), "must be a JSON object mapping names to entries")
-        return data
+        return textio.read_json(self.path, dict, "fix or restore the registry file")
 
     def entry(self, name: str, raw_value: object) -> dict:
         """The object form of one raw entry, with `path` made absolute where it is local."""
+        where = f"{self.path}: {name}"
         if isinstance(raw_value, str):
             entry = {"path": raw_value}
         elif isinstance(raw_value, list) and len(raw_value) == 2 and all(isinstance(v, str) for v in raw_value):
             entry = {"path": os.path.join(raw_value[1], raw_value[0])}
         elif isinstance(raw_value, dict):
             entry = dict(raw_value)
+            for key in ("path", "hub_id", "kind", "cache_dir"):
+                if key in entry:
+                    textio.require(entry[key], str, f"{where}: {key}")
         else:
-            raise UserError(f"{self.path}: {name}", "entry must be a path, [folder, parent] or an object")
+            raise UserError(where, "entry must be a path, [folder, parent] or an object")
         if entry.get("kind") == "embedded":
             entry["path"] = str(paths.root("model_cache") / check_name(entry.get("cache_dir", name)))
         elif "path" not in entry and "hub_id" not in entry:
             raise UserError(f"{self.path}: {name}", "entry has neither 'path' nor 'hub_id'")
         elif "path" in entry and not (HUB_ID_RE.match(entry["path"]) and not os.path.isabs(entry["path"])
-                                      and not (self.path.parent / entry["path"]).exists()):
-            entry["path"] = str((self.path.parent / os.path.expanduser(entry["path"])).resolve())
+                                      and not (self.file.parent / entry["path"]).exists()):
+            entry["path"] = str((self.file.parent / os.path.expanduser(entry["path"])).resolve())
         return entry
 
     def entries(self) -> dict[str, dict]:
@@ -123,6 +122,14 @@ class Registry:
     def locked(self):
         return locking.exclusive(self.lock_path, self.lock_timeout_s)
 
+    def check_writable(self) -> None:
+        """Before work that will register (a training run): the registry parses, is a file, and a
+        write beside it succeeds, all under the lock, so an unwritable registry stops the run
+        before it starts instead of after its first checkpoint."""
+        with self.locked():
+            self.raw()
+            atomicio.check_writable_file(self.file, "registry")
+
     def register(self, new_entries: dict[str, dict], overwrite: bool = False) -> None:
         """Merge `new_entries` (name -> object entry) under the lock; idempotent for equal paths."""
         for name in new_entries:
@@ -137,13 +144,13 @@ class Registry:
                         raise UserError(f"{self.path}: {name}", f"already maps to {old}, not {new}",
                                         "set registry.overwrite=true to repoint it")
                 raw[name] = {"registered": _now(), **entry}
-            atomicio.write_json(self.path, raw)
+            atomicio.write_json(self.file, raw)
 
     def relative_path(self, target: str | os.PathLike) -> str:
         """`target` relative to the registry folder when it lies below it (portable entries)."""
         target = Path(target).resolve()
         try:
-            return str(target.relative_to(self.path.parent.resolve()))
+            return str(target.relative_to(self.file.parent))
         except ValueError:
             return str(target)
 
@@ -153,7 +160,7 @@ class Registry:
             gone = [n for n, v in raw.items() if _is_missing(self.entry(n, v))]
             for name in gone:
                 del raw[name]
-            atomicio.write_json(self.path, raw)
+            atomicio.write_json(self.file, raw)
         return gone
 
 

@@ -62,7 +62,7 @@ def run(cfg: ReprCfg) -> dict:
                                  cfg.index_begin, cfg.index_end, f"relation {rel}") for rel in relations}
     out_dir = paths.resolve(cfg.output_dir) if cfg.output_dir else \
         paths.root("results") / "repr" / runinfo.sha256_text(repr(cfg))[:8]
-    atomicio.ensure_writable_dir(out_dir, "output_dir")
+    atomicio.check_writable_dir(out_dir, "output_dir")
     summaries, rows, keys_by_model = {}, [], {}
     for name in cfg.models:
         model, tokenizer, untrained = _load(name, relations, cfg.dtype)

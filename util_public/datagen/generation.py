@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import catalogue, paths
-from ..atomicio import ensure_writable_dir
+from ..atomicio import check_writable_dir
 from ..errors import UserError
 from ..facts import Fact, norm, relation_file
 from ..seeding import stream
@@ -66,7 +66,7 @@ class Generator:
                 llm.check_template(c.wiki.prompt_template, "wiki.prompt_template", llm.WIKI_FIELDS, ["head", "object"])
             connection = llm.connect(c.llm, http_client=self._http_client)
             # The cache lives in the dataset directory, so it must be writable before any request.
-            ensure_writable_dir(self.dataset_dir, "output_dir")
+            check_writable_dir(self.dataset_dir, "output_dir")
             self.chat = llm.Chat(connection, c.llm, llm.ReplayCache(self.cache_path(), c.llm.cache))
         return jobs
 

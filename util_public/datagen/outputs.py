@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomicio import clean_stale_temporaries, ensure_writable_dir, write_text
+from ..atomicio import clean_stale_temporaries, check_writable_dir, write_text
 from ..errors import UserError
 from ..facts import Fact, facts_to_csv, norm, read_facts
 from ..runinfo import sha256_text
@@ -69,7 +69,7 @@ def next_fact_id(existing: list[Fact]) -> int:
 def ensure_dirs(outputs: list[Output]) -> None:
     """Create and probe every target directory: the last check before anything is written."""
     for directory in sorted({o.path.parent for o in outputs}):
-        ensure_writable_dir(directory, "output_dir")
+        check_writable_dir(directory, "output_dir")
         clean_stale_temporaries(directory)     # left by a killed earlier run (SPEC §2.4)
 
 

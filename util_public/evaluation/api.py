@@ -19,7 +19,7 @@ import sys
 from omegaconf import OmegaConf
 
 from .. import modelio
-from ..atomicio import ensure_writable_dir
+from ..atomicio import check_writable_dir
 from . import metrics, plan as planning, report, results
 from .backends.hf import HFBackend
 from .modelinfo import ModelInfo, describe
@@ -68,7 +68,7 @@ def pending(the_plan: Plan, cfg: EvalConfig) -> list[planning.Job]:
 
 def execute(the_plan: Plan, backend, tokenizer, info: ModelInfo, cfg: EvalConfig) -> list[dict]:
     """Run every job of a validated plan (reusing cached results) and write aggregate summaries."""
-    ensure_writable_dir(the_plan.root, "output.root")
+    check_writable_dir(the_plan.root, "output.root")
     config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
     versions = backend.versions()
     todo = {id(j) for j in pending(the_plan, cfg)}

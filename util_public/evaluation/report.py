@@ -33,7 +33,7 @@ def find_summaries(paths: list[str | Path]) -> list[dict]:
         root = Path(root)
         files = [root] if root.is_file() else sorted(root.rglob("summary.json"))
         for f in files:
-            if any(part.endswith(".tmp") for part in f.parts):
+            if any(atomicio.is_staging(part) for part in f.parts):
                 continue
             summary = json.loads(f.read_text(encoding="utf-8"))
             summary.setdefault("directory", str(f.parent))

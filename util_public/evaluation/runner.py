@@ -11,7 +11,7 @@ import sys
 from omegaconf import DictConfig
 
 from .. import modelio
-from ..atomicio import clean_stale_temporaries, ensure_writable_dir
+from ..atomicio import clean_stale_temporaries, check_writable_dir
 from ..cli import to_object
 from ..runtime import configure_cpu
 from . import api, backends, plan as planning, report
@@ -38,7 +38,7 @@ def run(cfg: EvalConfig) -> list[dict]:
     dtype = backends.resolved_dtype(backend_name, cfg)
     the_plan = planning.build(cfg, info, tokenizer, factsets, None, None, backend_name, dtype,
                               _max_len(backend_name, cfg, info.path))
-    ensure_writable_dir(the_plan.root, "output.root")   # before the weights load
+    check_writable_dir(the_plan.root, "output.root")   # before the weights load
     for job in the_plan.jobs:
         clean_stale_temporaries(job.directory.parent)
     if api.pending(the_plan, cfg):

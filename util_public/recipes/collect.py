@@ -116,7 +116,7 @@ def rows(summary: dict, directory: Path) -> list[dict]:
 def summaries(root: Path):
     """(summary, directory) of every concrete mc/gen result under `root` (temporaries skipped)."""
     for path in sorted(Path(root).rglob("summary.json")):
-        if any(part.endswith(".tmp") for part in path.parts):
+        if any(atomicio.is_staging(part) for part in path.parts):
             continue
         summary = json.loads(path.read_text(encoding="utf-8"))
         if summary.get("task") in ("mc", "gen") and "fact_range" in summary:

@@ -88,7 +88,7 @@ class Executor:
         atomicio.write_json(self.results / "recipe.json", {**self.meta, "models": self.models})
 
     def run(self) -> Path:
-        atomicio.ensure_writable_dir(self.results, "recipe results")
+        atomicio.check_writable_dir(self.results, "recipe results")
         self.write_recipe_json()
         for step in (s for s in self.steps if s.kind != "meta"):
             print(f"recipe {self.meta['experiment']}: {step.kind} {' '.join(step.args)}", file=sys.stderr)

@@ -1,13 +1,13 @@
 """The model a stage starts from: a registry name, or a run's checkpoint at a chosen epoch."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import modelio
 from ..errors import UserError
 from ..registry import Registry
+from .rundir import read_manifest
 from .schema import TrainStageConfig
 
 
@@ -25,7 +25,7 @@ def checkpoint_of_run(runs_root: Path, run: str, epoch: int | None) -> str:
     if not manifest_path.is_file():
         raise UserError("model.base_run", f"no run {run!r} under {runs_root} (missing {manifest_path})",
                         "train phase 1 first, or check save.runs_root / MTG_RUNS_ROOT")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest = read_manifest(manifest_path)
     checkpoints = manifest.get("checkpoints") or {}
     if epoch is None:
         if manifest.get("status") != "complete":

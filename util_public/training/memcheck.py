@@ -19,6 +19,7 @@ if __name__ == "__main__" and not __package__:
 
 import argparse
 import json
+import sys
 
 from .. import catalogue, facts as factio, modelio, paths, prompts
 from ..facts import Fact
@@ -87,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
                       "accuracy": result["accuracy"], "n": result["n"], "wrong_examples": result["wrong"][:5]},
                      ensure_ascii=False))
     if args.min_accuracy is not None and result["accuracy"] < args.min_accuracy:
+        print(f"error: {args.model}: greedy {args.prompt} accuracy {result['accuracy']:.3f} on {result['n']} facts "
+              f"is below --min-accuracy {args.min_accuracy}; the model has not memorized the facts "
+              f"(wrong answers are listed above)", file=sys.stderr)
         return 1
     return 0
 

@@ -2,11 +2,13 @@
 
 Order matters: everything that can be wrong with the input (config, registry, facts, templates,
 key tokens, spans, registry names, writable output) is checked before a model is loaded or a
-file is written. Then the run directory is created or resumed, the model is loaded and
-trained, and every epoch's checkpoint is completed, renamed into place and registered.
+file is written. Then, holding the run directory's lock, the run is created or resumed, its
+checkpoint books are reconciled (`bookkeeping.py`), the model is loaded and trained, and every
+epoch's checkpoint is moved into place, registered and recorded.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -20,7 +22,7 @@ from ..cli import to_object
 from ..errors import UserError
 from ..registry import Registry
 from . import base as basemodel
-from . import confighash, curves, dataset, hfargs, keytokens, naming, preview, schema, selection, texts
+from . import bookkeeping, confighash, curves, dataset, hfargs, keytokens, naming, preview, schema, selection, texts
 from .rundir import Decision, RunDir
 
 log = logging.getLogger("mtg.training")
@@ -67,40 +69,42 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     if cfg.train.dry_run:
         print(json.dumps({"run_name": run_name, "run_dir": str(run.path)}))
         return 0
-
-    decision = run.decide(config_hash, view, cfg.train.resume)
-    if decision.action == "complete":
-        if rank == 0:
-            _reregister(run, registry, cfg)
-            print(f"already complete: {run.path} (config hash {config_hash[:12]})")
-        return 0
+    atomicio.check_writable_dir(runs_root, "save.runs_root")
+    books = bookkeeping.CheckpointBooks(run, registry, cfg.registry.overwrite)
     steps = hfargs.steps_per_epoch(len(encoded.masked), cfg.train.per_device_train_batch_size, grad_accum, world_size)
-    _check_registry_names(registry, run, steps, cfg)
-    atomicio.ensure_writable_dir(runs_root, "save.runs_root")
-
-    args = hfargs.training_arguments(cfg, run.path, grad_accum, run_name)   # starts the process group
-    from accelerate import PartialState
-
-    state = PartialState()
-    tokens = {"tokens_trained": encoded.tokens, "label_tokens_trained": encoded.label_tokens}
     if rank == 0:
-        run.start(decision, _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size,
-                                      grad_accum, eff_batch, steps, encoded),
-                  OmegaConf.to_yaml(cfg_node, resolve=True), overrides, encoded.records())
-        file_handler = _log_to_file(run.log_path)
-        log.info("run %s: %s, %d examples, %d steps/epoch, effective batch %d", run_name, decision.action,
-                 len(encoded.masked), steps, eff_batch)
-        for i, (t, m) in enumerate(list(zip(encoded.texts, encoded.masked))[:PREVIEW_IN_LOG]):
-            # The preview goes to the log file only; the console gets it with train.preview_masks.
-            file_handler.stream.write(f"mask preview\n{preview.render(tokenizer, t, m, i)}\n")
-        file_handler.flush()
-    state.wait_for_everyone()
-    meta = _checkpoint_meta(cfg, run_name, config_hash, base, keys, chosen, tokenizer)
-    return _train(cfg, args, run, decision, registry, base.path, tokenizer, keys, encoded, meta, tokens)
+        books.preflight([steps * epoch for epoch in range(1, cfg.train.epochs + 1)])
+    with run.lock() if rank == 0 else contextlib.nullcontext():
+        decision = run.decide(config_hash, view, cfg.train.resume)
+        if decision.action == "complete":
+            if rank == 0:
+                _print_registered(books.reconcile())
+                print(f"already complete: {run.path} (config hash {config_hash[:12]})")
+            return 0
+
+        args = hfargs.training_arguments(cfg, run.path, grad_accum, run_name)   # starts the process group
+        from accelerate import PartialState
+
+        state = PartialState()
+        if rank == 0:
+            run.start(decision, _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size,
+                                          grad_accum, eff_batch, steps, encoded),
+                      OmegaConf.to_yaml(cfg_node, resolve=True), overrides, encoded.records())
+            books.reconcile()      # checkpoints a killed invocation moved into place but did not book
+            file_handler = _log_to_file(run.log_path)
+            log.info("run %s: %s, %d examples, %d steps/epoch, effective batch %d", run_name, decision.action,
+                     len(encoded.masked), steps, eff_batch)
+            for i, (t, m) in enumerate(list(zip(encoded.texts, encoded.masked))[:PREVIEW_IN_LOG]):
+                # The preview goes to the log file only; the console gets it with train.preview_masks.
+                file_handler.stream.write(f"mask preview\n{preview.render(tokenizer, t, m, i)}\n")
+            file_handler.flush()
+        state.wait_for_everyone()
+        meta = _checkpoint_meta(cfg, run_name, config_hash, base, keys, chosen, tokenizer)
+        return _train(cfg, args, run, decision, books, base.path, tokenizer, keys, encoded, meta)
 
 
-def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_path: str, tokenizer, keys,
-           encoded: dataset.Encoded, meta: dict, tokens: dict) -> int:
+def _train(cfg, args, run: RunDir, decision: Decision, books: bookkeeping.CheckpointBooks, base_path: str,
+           tokenizer, keys, encoded: dataset.Encoded, meta: dict) -> int:
     import torch
     from transformers import AutoModelForCausalLM, ProgressCallback, set_seed
 
@@ -123,23 +127,19 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
 
     def finalize(staged: Path, state) -> None:
         epoch, step = round(float(state.epoch)), state.global_step
-        final = run.finalize_checkpoint(staged, {**meta, "epoch": epoch, "step": step}, cfg.save.dtype)
-        name = naming.checkpoint_name(run.run_name, step)
-        registry.register({name: {"path": registry.relative_path(final), "kind": "checkpoint", "run": run.run_name,
-                                  "phase": cfg.phase, "epoch": epoch, "step": step,
-                                  "config_hash": meta["config_hash"]}}, overwrite=cfg.registry.overwrite)
+        checkpoint = books.commit(staged, {**meta, "epoch": epoch, "step": step}, cfg.save.dtype)
         if cfg.save.full_state in ("last", "none"):
-            run.prune_full_state(keep=final)
-        run.record_checkpoint(epoch, step, name, tokens)
-        log.info("checkpoint epoch %d step %d -> %s (registered as %s)", epoch, step, final, name)
+            run.prune_full_state(keep=checkpoint.directory)
+        log.info("checkpoint epoch %d step %d -> %s (registered as %s)", epoch, step, checkpoint.directory,
+                 checkpoint.name)
 
     masked_mode = cfg.loss.mode != "normal" and not cfg.loss.legacy
     head_at_labels = cfg.train.lm_head_at_labels and masked_mode
     trainer = MtgTrainer(model=model, args=args, train_dataset=dataset.TrainDataset(encoded.masked),
                          data_collator=PadCollator(pad_id(tokenizer), label_index=head_at_labels),
                          processing_class=tokenizer,
-                         callbacks=[epochs, callbacks.MetricsLog(run.metrics_path, tokens["tokens_trained"],
-                                                                 tokens["label_tokens_trained"])],
+                         callbacks=[epochs, callbacks.MetricsLog(run.metrics_path, encoded.tokens,
+                                                                 encoded.label_tokens)],
                          lm_head_at_labels=head_at_labels,
                          finalize_checkpoint=finalize, final_state=cfg.save.full_state != "none",
                          save_bf16=cfg.save.dtype == "bf16")
@@ -156,6 +156,8 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
     if args.should_save:
         run.add_wall_time(time.time() - started)
         curves.plot(run.metrics_path, run.path / "loss_curve.png", run.run_name)
+        in_place = books.reconcile()
+        _require_balanced(books)
         if epochs.stopped_early:
             run.save_manifest()
             print(f"stopped after {cfg.train.stop_after_epochs} epoch(s) as configured; rerun to resume: {run.path}")
@@ -164,8 +166,7 @@ def _train(cfg, args, run: RunDir, decision: Decision, registry: Registry, base_
             if cfg.save.full_state == "none":   # a complete run is never resumed: its state is dead weight
                 run.prune_full_state(keep=None)
             print(f"complete: {run.path}")
-        for entry in run.manifest["checkpoints"].values():
-            print(f"registered: {entry['registry_name']}")
+        _print_registered(in_place)
     trainer.accelerator.wait_for_everyone()
     return 0
 
@@ -239,39 +240,23 @@ def _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size, g
             "gradient_accumulation": grad_accum, "effective_batch": eff_batch, "steps_per_epoch": steps,
             "epochs": cfg.train.epochs, "precision": "bf16" if hfargs.use_bf16(cfg.train.precision) else "fp32",
             "n_examples": len(encoded.masked),
+            "tokens_trained": {"per_epoch": encoded.tokens, "total": 0},
+            "label_tokens_trained": {"per_epoch": encoded.label_tokens, "total": 0},
             "warnings": {"dropped_long": encoded.dropped_long,
                          "subject_only_at_start": encoded.subject_only_at_start}}
 
 
-def _check_registry_names(registry: Registry, run: RunDir, steps: int, cfg) -> None:
-    """Fail before training if a future checkpoint name already maps to another path."""
-    if cfg.registry.overwrite:
-        return
-    raw = registry.raw()
-    for epoch in range(1, cfg.train.epochs + 1):
-        name = naming.checkpoint_name(run.run_name, steps * epoch)
-        if name in raw:
-            old = registry.entry(name, raw[name]).get("path")
-            new = str((run.path / f"checkpoint-{steps * epoch}").resolve())
-            if old != new:
-                raise UserError(f"{registry.path}: {name}", f"already maps to {old}, not {new}",
-                                "set registry.overwrite=true, or remove the stale entry")
+def _require_balanced(books: bookkeeping.CheckpointBooks) -> None:
+    """A run is never complete while a checkpoint it made is unregistered or unrecorded."""
+    missing = books.outstanding()
+    if missing:
+        raise RuntimeError("checkpoints not registered and recorded after reconciling: "
+                           + ", ".join(c.name for c in missing))
 
 
-def _reregister(run: RunDir, registry: Registry, cfg) -> None:
-    """The already-complete path: make sure every recorded checkpoint is still registered."""
-    manifest = run.read_manifest() or {}
-    for epoch, entry in sorted(manifest.get("checkpoints", {}).items(), key=lambda kv: int(kv[0])):
-        path = run.path / entry["path"]
-        if not path.is_dir():
-            log.warning("checkpoint of epoch %s is missing: %s", epoch, path)
-            continue
-        meta = modelio.read_meta(path) or {}
-        registry.register({entry["registry_name"]: {
-            "path": registry.relative_path(path), "kind": "checkpoint", "run": run.run_name, "phase": cfg.phase,
-            "epoch": int(epoch), "step": entry["step"], "config_hash": meta.get("config_hash")}},
-            overwrite=cfg.registry.overwrite)
-        print(f"registered: {entry['registry_name']}")
+def _print_registered(checkpoints: list[bookkeeping.Checkpoint]) -> None:
+    for checkpoint in checkpoints:
+        print(f"registered: {checkpoint.name}")
 
 
 def _setup_logging(rank: int) -> None:

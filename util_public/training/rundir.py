@@ -6,8 +6,10 @@ Layout: `config.yaml`, `overrides.yaml`, `manifest.json` (schema `mtg.run/1`),
 
 Checkpoints are written by the Trainer into `checkpoints.tmp/checkpoint-{step}/`; only when that
 directory is complete (weights, tokenizer, trainer state, `mtg_meta.json`, all fsynced) is it
-renamed to `checkpoint-{step}/` and registered. A final name therefore never holds a partial
-checkpoint, and resume only ever sees complete ones. Only rank 0 calls the writing methods.
+renamed to `checkpoint-{step}/`; registering and recording it follow (`bookkeeping.py`). A final
+name therefore never holds a partial checkpoint, and resume only ever sees complete ones. Only
+rank 0 calls the writing methods, and only while it holds the run's lock (`lock()`): a second
+process writing the same run directory stops with "already running".
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import atomicio
+from .. import atomicio, locking, textio
 from ..errors import UserError
 from ..modelio import META_FILE
 from . import confighash
@@ -27,7 +29,7 @@ from . import confighash
 log = logging.getLogger("mtg.training")
 
 SCHEMA = "mtg.run/1"
-STAGING = "checkpoints.tmp"      # a `*.tmp` directory: cleaned on the next start if a run was killed
+STAGING = "checkpoints.tmp"      # the Trainer's staging folder; removed on the next start under the run lock
 CHECKPOINT_PREFIX = "checkpoint-"
 # Resume state kept only in the newest checkpoint under `save.full_state: last`. RNG files go
 # first when pruning, so a checkpoint that still has them always has the rest.
@@ -78,15 +80,17 @@ class RunDir:
     def staging(self) -> Path:
         return self.path / STAGING
 
+    def lock(self):
+        """Held by the one process that writes this run directory (a sibling lock file, so that
+        it survives `train.resume=restart` moving the directory aside)."""
+        return locking.sole_writer(self.path.with_name(f".{self.path.name}.lock"), self.path)
+
     # ---- reading -------------------------------------------------------------------------
     def read_manifest(self) -> dict | None:
+        """The manifest, its fields' JSON types checked (None when there is none)."""
         if not self.manifest_path.is_file():
             return None
-        try:
-            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise UserError(str(self.manifest_path), f"not valid JSON ({exc.msg})",
-                            "remove the run directory or set train.resume=restart") from None
+        return read_manifest(self.manifest_path)
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints (renamed into place, with mtg_meta.json and weights), by step."""
@@ -135,6 +139,7 @@ class RunDir:
         """Create or reopen the directory; fresh runs get their config, data and manifest."""
         if decision.action == "restart":
             self._set_aside()
+        shutil.rmtree(self.staging, ignore_errors=True)      # a killed save's leftovers (we hold the lock)
         atomicio.clean_stale_temporaries(self.path)
         previous = self.read_manifest() if decision.action == "resume" else None
         self.path.mkdir(parents=True, exist_ok=True)
@@ -147,6 +152,7 @@ class RunDir:
         resumed_from = decision.checkpoint.name if decision.checkpoint else None
         self.manifest["invocations"].append({"started": now(), "overrides": overrides, "resumed_from": resumed_from})
         self.manifest["status"] = "running"
+        self._count_tokens()
         self.save_manifest()
         atomicio.write_text(self.path / "config.yaml", config_yaml)
         atomicio.write_text(self.path / "overrides.yaml", "".join(f"- {json.dumps(o)}\n" for o in overrides) or "[]\n")
@@ -174,13 +180,20 @@ class RunDir:
         # A re-save of a step after a resume from an earlier step replaces the old directory.
         return atomicio.replace_dir(staged, self.path / staged.name)
 
-    def record_checkpoint(self, epoch: int, step: int, registry_name: str | None, tokens: dict) -> None:
-        self.manifest["checkpoints"][str(epoch)] = {"step": step, "path": f"{CHECKPOINT_PREFIX}{step}",
-                                                    "registry_name": registry_name}
-        for key in ("tokens_trained", "label_tokens_trained"):
-            per_epoch = tokens[key]
-            self.manifest[key] = {"per_epoch": per_epoch, "total": per_epoch * epoch}
+    def record_checkpoints(self, checkpoints: list[tuple[int, int, str]]) -> None:
+        """Map each (epoch, step, registry name) in the manifest, in one manifest write."""
+        recorded = self.manifest.setdefault("checkpoints", {})
+        for epoch, step, registry_name in checkpoints:
+            recorded[str(epoch)] = {"step": step, "path": f"{CHECKPOINT_PREFIX}{step}", "registry_name": registry_name}
+        self._count_tokens()
         self.save_manifest()
+
+    def _count_tokens(self) -> None:
+        """Token totals: the per-epoch counts times the newest recorded epoch."""
+        epochs = max((int(e) for e in self.manifest.get("checkpoints") or {}), default=0)
+        for key in ("tokens_trained", "label_tokens_trained"):
+            if isinstance(self.manifest.get(key), dict):
+                self.manifest[key]["total"] = self.manifest[key]["per_epoch"] * epochs
 
     def prune_full_state(self, keep: Path | None) -> None:
         """Delete optimizer/scheduler/RNG state from every checkpoint but `keep` (None: from all)."""
@@ -206,6 +219,25 @@ class RunDir:
             self.manifest["status"] = "failed"
             self.manifest["failure"] = message
             self.save_manifest()
+
+
+_MANIFEST_FIELDS = {"run_name": str, "config_hash": str, "status": str, "hashed_config": dict, "checkpoints": dict}
+_CHECKPOINT_FIELDS = {"step": int, "path": str, "registry_name": (str, type(None))}
+
+
+def read_manifest(path: Path) -> dict:
+    """A run manifest (`mtg.run/1`) with the JSON types of the fields other stages rely on checked."""
+    manifest = textio.read_json(path, dict, "remove the run directory, or set train.resume=restart")
+    for key, kind in _MANIFEST_FIELDS.items():
+        if key in manifest:
+            textio.require(manifest[key], kind, f"{path}: {key}")
+    for epoch, entry in (manifest.get("checkpoints") or {}).items():
+        textio.require(entry, dict, f"{path}: checkpoints.{epoch}")
+        if not epoch.isdigit():
+            raise UserError(f"{path}: checkpoints.{epoch}", "epoch keys must be integers")
+        for key, kind in _CHECKPOINT_FIELDS.items():
+            textio.require(entry.get(key), kind, f"{path}: checkpoints.{epoch}.{key}")
+    return manifest
 
 
 def has_weights(path: Path) -> bool:
@@ -234,7 +266,7 @@ def _to_bf16(directory: Path) -> None:
         save_file(converted, str(file), metadata={"format": "pt"})
     config = directory / "config.json"
     if config.is_file():
-        data = json.loads(config.read_text(encoding="utf-8"))
+        data = textio.read_json(config)
         for key in ("dtype", "torch_dtype"):
             if key in data:
                 data[key] = "bfloat16"

@@ -1,0 +1,81 @@
+"""Reading the files the project consumes: UTF-8 text (a BOM accepted), JSON and YAML of a
+checked shape. Every failure is a `UserError` naming the file, never a traceback.
+
+Fact CSVs, prompt catalogues, vocabularies, the registry, run manifests, checkpoint metadata,
+result summaries and dataset manifests are all read through here, so a Latin-1 or UTF-16 file,
+a directory where a file belongs, a cut-off JSON file or a value of the wrong JSON type is
+reported the same way everywhere: `error: <file>[:line]: <problem>; <hint>` and exit code 2.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
+               bool: "true or false", type(None): "null"}
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """The content of a UTF-8 text file (a UTF-8 BOM is dropped)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise UserError(str(path), "is a directory, expected a file") from None
+    except FileNotFoundError:
+        raise UserError(str(path), "file not found") from None
+    except OSError as exc:
+        raise UserError(str(path), f"cannot read ({exc.strerror or exc})") from None
+    if data.startswith(_UTF16_BOMS):
+        raise UserError(str(path), "is UTF-16 encoded, expected UTF-8", "save the file as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}", f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})",
+                        "save the file as UTF-8, e.g. iconv -f latin1 -t utf-8") from None
+
+
+def json_type(value: Any) -> str:
+    """How a value's JSON type reads in a message ("an object", "a string", ...)."""
+    return "true or false" if isinstance(value, bool) else _JSON_TYPES.get(type(value), type(value).__name__)
+
+
+def require(value: Any, types: type | tuple[type, ...], where: str) -> Any:
+    """`value` when it has one of `types`; else a `UserError` naming `where` and both types.
+    (A JSON true/false is never accepted as a number.)"""
+    types = types if isinstance(types, tuple) else (types,)
+    if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        wanted = " or ".join(_JSON_TYPES.get(t, t.__name__) for t in types)
+        raise UserError(where, f"must be {wanted}, found {json_type(value)} {json.dumps(value)[:60]}")
+    return value
+
+
+def read_json(path: str | os.PathLike, expect: type | tuple[type, ...] = dict, hint: str | None = None) -> Any:
+    """A JSON file whose top-level value has type `expect`."""
+    text = read_text(path)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(str(path), f"not valid JSON (line {exc.lineno}: {exc.msg})",
+                        hint or "restore or regenerate the file") from None
+    return require(value, expect, str(path))
+
+
+def read_yaml(path: str | os.PathLike, expect: type | tuple[type, ...] = dict) -> Any:
+    """A YAML file whose top-level value has type `expect`."""
+    import yaml
+
+    text = read_text(path)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}{line}", f"not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    return require(value, expect, str(path))

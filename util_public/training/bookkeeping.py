@@ -1,0 +1,122 @@
+"""Checkpoint bookkeeping: a checkpoint counts once it is in place, registered and recorded.
+
+Three steps make a checkpoint usable, and no file system can do them as one:
+1. **move**: the complete staged directory is renamed to `{run}/checkpoint-{step}/` (its
+   `mtg_meta.json` already names its epoch, step, phase and config hash);
+2. **register**: `{run_name}_checkpoint-{step}` is merged into `models.json`;
+3. **record**: the run manifest maps the epoch to that step and registry name.
+
+A process can die between any two of them. The directory in place is therefore the commitment,
+and the other two are derived from it: `reconcile()` registers and records every checkpoint in
+place that lacks either, and the training stage calls it on every (re)start, on the
+"already complete" path, and before it may write `DONE`. `preflight()` proves before training
+that the registry can be written and that no future checkpoint name maps elsewhere.
+
+API (rank 0 only): `CheckpointBooks(run, registry, overwrite)`, `.preflight(steps)`,
+`.commit(staged, meta, save_dtype)`, `.reconcile()`, `.outstanding()`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import modelio
+from ..errors import UserError
+from ..registry import Registry
+from . import naming
+from .rundir import RunDir
+
+log = logging.getLogger("mtg.training")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One checkpoint directory in place, as its `mtg_meta.json` describes it."""
+    directory: Path
+    epoch: int
+    step: int
+    phase: int
+    config_hash: str | None
+    name: str                      # its registry name
+
+
+class CheckpointBooks:
+    def __init__(self, run: RunDir, registry: Registry, overwrite: bool = False):
+        self.run = run
+        self.registry = registry
+        self.overwrite = overwrite
+
+    # ---- the three steps ---------------------------------------------------------------------
+    def commit(self, staged: Path, meta: dict, save_dtype: str) -> Checkpoint:
+        """Move a complete staged checkpoint into place, register it, record it (in this order)."""
+        final = self.run.finalize_checkpoint(staged, meta, save_dtype)
+        checkpoint = self._describe(final)
+        self._register([checkpoint])
+        self.run.record_checkpoints([(checkpoint.epoch, checkpoint.step, checkpoint.name)])
+        return checkpoint
+
+    def reconcile(self) -> list[Checkpoint]:
+        """Register and record every checkpoint in place that a killed process left unregistered
+        or unrecorded; returns all checkpoints in place, by step."""
+        if not self.run.manifest:
+            self.run.manifest = self.run.read_manifest() or {}
+        in_place = [self._describe(path) for _, path in self.run.checkpoints()]
+        unregistered = [c for c in in_place if not self._registered(c)]
+        if unregistered:
+            self._register(unregistered)
+            log.info("registered %d checkpoint(s) a previous invocation left unregistered: %s",
+                     len(unregistered), ", ".join(c.name for c in unregistered))
+        unrecorded = [c for c in in_place if not self._recorded(c)]
+        if unrecorded:
+            self.run.record_checkpoints([(c.epoch, c.step, c.name) for c in unrecorded])
+            log.info("recorded %d checkpoint(s) missing from the manifest: %s",
+                     len(unrecorded), ", ".join(c.name for c in unrecorded))
+        return in_place
+
+    def outstanding(self) -> list[Checkpoint]:
+        """Checkpoints in place that are not both registered and recorded (empty: books balance)."""
+        return [c for c in (self._describe(p) for _, p in self.run.checkpoints())
+                if not (self._registered(c) and self._recorded(c))]
+
+    def preflight(self, steps: list[int]) -> None:
+        """Before training: the registry is writable (probed under its lock), and no checkpoint
+        name this run will register already maps to another path."""
+        self.registry.check_writable()
+        if self.overwrite:
+            return
+        raw = self.registry.raw()
+        for step in steps:
+            name = naming.checkpoint_name(self.run.run_name, step)
+            if name in raw:
+                old = self.registry.entry(name, raw[name]).get("path")
+                new = str((self.run.path / f"checkpoint-{step}").resolve())
+                if old != new:
+                    raise UserError(f"{self.registry.path}: {name}", f"already maps to {old}, not {new}",
+                                    "set registry.overwrite=true, or remove the stale entry")
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _describe(self, directory: Path) -> Checkpoint:
+        meta = modelio.read_meta(directory) or {}
+        step = int(directory.name.removeprefix("checkpoint-"))
+        epoch = meta.get("epoch")
+        if not isinstance(epoch, int) or isinstance(epoch, bool):
+            raise UserError(str(directory / modelio.META_FILE), f"epoch must be an integer, found {epoch!r}",
+                            "remove the damaged checkpoint and rerun to retrain it")
+        return Checkpoint(directory, epoch, step, int(meta.get("phase") or 1), meta.get("config_hash"),
+                          naming.checkpoint_name(self.run.run_name, step))
+
+    def _entry(self, c: Checkpoint) -> dict:
+        return {"path": self.registry.relative_path(c.directory), "kind": "checkpoint", "run": self.run.run_name,
+                "phase": c.phase, "epoch": c.epoch, "step": c.step, "config_hash": c.config_hash}
+
+    def _register(self, checkpoints: list[Checkpoint]) -> None:
+        self.registry.register({c.name: self._entry(c) for c in checkpoints}, overwrite=self.overwrite)
+
+    def _registered(self, c: Checkpoint) -> bool:
+        raw = self.registry.raw()
+        return c.name in raw and self.registry.entry(c.name, raw[c.name]).get("path") == str(c.directory.resolve())
+
+    def _recorded(self, c: Checkpoint) -> bool:
+        entry = (self.run.manifest.get("checkpoints") or {}).get(str(c.epoch)) or {}
+        return entry.get("step") == c.step and entry.get("registry_name") == c.name
