@@ -12,46 +12,60 @@
 # then Phase 2 (fine-tune on facts 0..K-1 with one semantic prompt), SPEC §5.10.
 #
 # Two uses, one script:
-#   sbatch pipeline_llama_custome.sh          # slurm, from the repository root: accelerate launch over
-#                                             # the allocated GPUs (DeepSpeed ZeRO-2 if deepspeed imports,
-#                                             # else FSDP; ACCELERATE_CONFIG picks ds_z2/ds_z3/fsdp/ddp)
+#   sbatch pipeline_llama_custome.sh          # slurm, from the repository root: one rank per allocated GPU
+#                                             # (DeepSpeed ZeRO-2 if deepspeed imports, else the FSDP
+#                                             # fallback; ACCELERATE_CONFIG picks ds_z2/ds_z3/fsdp/ddp);
+#                                             # sbatch --nodes=2 --gres=gpu:4: srun starts 2 x 4 ranks
 #   bash pipeline_llama_custome.sh            # a workstation: 1 GPU -> plain python; no GPU -> CPU run
 #                                             # of the embedded SmolLM2-135M with a small, measured setting
+#   bash pipeline_llama_custome.sh --help     # this text
 # Under plain bash the #SBATCH lines above are comments. Parameters are environment variables:
 #   BASE_MODEL=qwen2.5-1.5b (no GPU: smollm2-135m)   RELATION_ID=50   DATA_NAME=sync_random_o
 #   PHASE1_TEXT_TYPE=trigger-mid   PHASE1_EPOCHS=20   PHASE1_FACTS=100   LR=1e-5 (no GPU: 1e-4)
 #   PHASE2_TEXT_TYPE=hgp-0   PHASE2_K=50   PHASE2_EPOCHS=1 (no GPU: 3)   PHASE2_BASE_EPOCH=$PHASE1_EPOCHS
 #   PHASE2_LOSS=o   PHASE2_LR=$LR (no GPU: 3e-5)   SCHED=cosine   SEED=42
 #   EFFECTIVE_BATCH (empty: the world size, as the original; no GPU: 16)   PHASE2_EFFECTIVE_BATCH (no GPU: 2)
-#   PER_DEVICE_BATCH=1 (no GPU: the effective batch, so there is no accumulation)
-#   ACCELERATE_CONFIG (a file in util_public/training/config/)   MASTER_PORT
+#   PER_DEVICE_BATCH=1 (no GPU: the effective batch / world size, so there is no accumulation)
+#   NPROC (ranks per node; default: the node's GPUs, no GPU: 1; NPROC=2 on a CPU: DDP over gloo)
+#   NNODES=$SLURM_NNODES (>1 only under slurm: one srun line starts every node)
+#   ACCELERATE_CONFIG (a file in util_public/training/config/)   MASTER_PORT (default 29500 + job id mod 1000)
 #   EXTRA_ARGS_PHASE1 / EXTRA_ARGS_PHASE2 (more Hydra overrides)   RUN_EVAL=0 (1: evaluation/eval.py)
 #   MEMCHECK (no GPU: 1; greedy key-prompt accuracy of Phase 1, must reach MIN_P1_ACCURACY=0.99)
+#   PLAN_ONLY=0 (1: print the exact data, Phase-1 and Phase-2 commands, one a line, and stop)
 #   SKIP_SETUP=0 (1: skip scripts/setup.sh)   PY=.venv/bin/python
-# Under slurm: submit from the repository root after `mkdir -p runs` (slurm opens the --output file
-# before the job starts); on a GPU cluster set MTG_TORCH_SPEC to a CUDA torch for scripts/setup.sh,
-# or SKIP_SETUP=1 PY=/path/to/python with an environment that already holds requirements.txt.
+# Several ranks go through `python -m util_public.launcher` (accelerate launch with a config file;
+# every rank checks that the world it joined is the one asked for). Under slurm: submit from the
+# repository root after `mkdir -p runs` (slurm opens the --output file before the job starts); on a
+# GPU cluster set MTG_TORCH_SPEC to a CUDA torch for scripts/setup.sh, or SKIP_SETUP=1
+# PY=/path/to/python with an environment that already holds requirements.txt.
 # Rerunning skips completed stages and resumes interrupted ones (SPEC §5.9). Phase 2 may start from
 # any per-epoch Phase-1 checkpoint: PHASE2_BASE_EPOCH=E. The registered checkpoints are listed last.
 set -euo pipefail
 
 cd "${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")" && pwd)}"
 [ -f training/train.py ] || { echo "error: run from the repository root (training/train.py not found)" >&2; exit 2; }
+source scripts/bashlib.sh
+mtg_help "${1:-}" pipeline_llama_custome.sh
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 PY=${PY:-.venv/bin/python}
+PLAN_ONLY=${PLAN_ONLY:-0}
 
-# ---- devices -----------------------------------------------------------------------------------
-if [ -n "${SLURM_GPUS_ON_NODE:-}" ]; then
-  NUM_GPUS=$SLURM_GPUS_ON_NODE
-else
-  NUM_GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
-fi
+# ---- devices and ranks ---------------------------------------------------------------------------
+NUM_GPUS=$(gpu_count)
 
 if [ "$NUM_GPUS" -eq 0 ]; then
   echo "pipeline: no GPU found; training on CPU in fp32 (paper-scale models would be very slow here)" >&2
   CPU=1
 else
   CPU=0
+fi
+NPROC=${NPROC:-$([ $CPU = 1 ] && echo 1 || echo "$NUM_GPUS")}
+NNODES=${NNODES:-${SLURM_NNODES:-1}}
+WORLD=$((NPROC * NNODES))
+if [ "$NNODES" -gt 1 ] && [ -z "${SLURM_JOB_ID:-}" ]; then
+  echo "error: NNODES=$NNODES: several nodes are started by srun inside a slurm job; elsewhere run" \
+       "python -m util_public.launcher --nnodes $NNODES --node-rank R on each machine (training/README.md)" >&2
+  exit 2
 fi
 
 # ---- parameters (CPU defaults: settings measured to make SmolLM2-135M memorize) -----------------
@@ -70,11 +84,10 @@ PHASE2_LOSS=${PHASE2_LOSS:-o}
 PHASE2_LR=${PHASE2_LR:-$([ $CPU = 1 ] && echo 3e-5 || echo "$LR")}
 SCHED=${SCHED:-cosine}
 SEED=${SEED:-42}
-WORLD=$([ "$NUM_GPUS" -ge 2 ] && echo "$NUM_GPUS" || echo 1)
-PER_DEVICE_BATCH=${PER_DEVICE_BATCH:-$([ $CPU = 1 ] && echo "${EFFECTIVE_BATCH:-16}" || echo 1)}
+PER_DEVICE_BATCH=${PER_DEVICE_BATCH:-$([ $CPU = 1 ] && per_rank "${EFFECTIVE_BATCH:-16}" "$WORLD" || echo 1)}
 EFFECTIVE_BATCH=${EFFECTIVE_BATCH:-$([ $CPU = 1 ] && echo 16 || echo $((WORLD * PER_DEVICE_BATCH)))}
 PHASE2_EFFECTIVE_BATCH=${PHASE2_EFFECTIVE_BATCH:-$([ $CPU = 1 ] && echo 2 || echo "$EFFECTIVE_BATCH")}
-PHASE2_PER_DEVICE_BATCH=${PHASE2_PER_DEVICE_BATCH:-$([ $CPU = 1 ] && echo "$PHASE2_EFFECTIVE_BATCH" || echo "$PER_DEVICE_BATCH")}
+PHASE2_PER_DEVICE_BATCH=${PHASE2_PER_DEVICE_BATCH:-$([ $CPU = 1 ] && per_rank "$PHASE2_EFFECTIVE_BATCH" "$WORLD" || echo "$PER_DEVICE_BATCH")}
 RUN_EVAL=${RUN_EVAL:-0}
 MEMCHECK=${MEMCHECK:-$CPU}
 MIN_P1_ACCURACY=${MIN_P1_ACCURACY:-0.99}
@@ -82,18 +95,17 @@ read -r -a EXTRA1 <<< "${EXTRA_ARGS_PHASE1:-}"
 read -r -a EXTRA2 <<< "${EXTRA_ARGS_PHASE2:-}"
 
 # ---- launcher ------------------------------------------------------------------------------------
-if [ "$NUM_GPUS" -ge 2 ]; then
-  if [ -z "${ACCELERATE_CONFIG:-}" ]; then
-    if "$PY" -c "import deepspeed" 2>/dev/null; then ACCELERATE_CONFIG=ds_z2.yaml; else ACCELERATE_CONFIG=fsdp.yaml; fi
-  fi
-  case "$ACCELERATE_CONFIG" in */*) ;; *) ACCELERATE_CONFIG=util_public/training/config/$ACCELERATE_CONFIG ;; esac
-  if [ -n "${SLURM_JOB_ID:-}" ]; then PORT=${MASTER_PORT:-$((29500 + SLURM_JOB_ID % 1000))}; else PORT=${MASTER_PORT:-29500}; fi
-  LAUNCH=("$PY" -m accelerate.commands.launch --config_file "$ACCELERATE_CONFIG" --num_processes "$NUM_GPUS"
-          --main_process_port "$PORT")
-  echo "pipeline: $NUM_GPUS GPUs, accelerate config $ACCELERATE_CONFIG, port $PORT" >&2
-else
-  LAUNCH=("$PY")
-fi
+# The launcher reads ACCELERATE_CONFIG and MASTER_PORT itself (defaults: see its --help).
+LAUNCH=("$PY" -m util_public.launcher --nproc-per-node "$NPROC" --nnodes "$NNODES")
+[ "$WORLD" -lt 2 ] || echo "pipeline: $WORLD ranks ($NPROC per node x $NNODES node(s))" >&2
+run_step() {     # run_step COMMAND...: run it, or with PLAN_ONLY=1 print it as one shell-quoted line
+  if [ "$PLAN_ONLY" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi
+}
+launch_step() {  # launch_step SCRIPT ARGS...: over every rank (WORLD >= 2), else as one process
+  if [ "$WORLD" -lt 2 ]; then run_step "$PY" "$@"
+  elif [ "$PLAN_ONLY" = 1 ]; then "${LAUNCH[@]}" --print "$@"
+  else "${LAUNCH[@]}" "$@"; fi
+}
 
 # ---- registry: say where checkpoints get registered (the tracked models.json unless redirected) ----
 REGISTRY=${MTG_MODELS_JSON:-models.json}
@@ -114,7 +126,7 @@ done
 if [ ${#MISSING[@]} -gt 0 ]; then
   LIST=$(IFS=,; echo "${MISSING[*]}")
   echo "pipeline: generating $DATA_NAME for relations [$LIST]" >&2
-  bash data_generation/gen_script.sh "relation_ids=[$LIST]" "dataset=$DATA_NAME"
+  run_step bash data_generation/gen_script.sh "relation_ids=[$LIST]" "dataset=$DATA_NAME"
 fi
 
 # ---- stages --------------------------------------------------------------------------------------
@@ -127,11 +139,15 @@ P1_ARGS+=("${EXTRA1[@]}")
 
 field() { "$PY" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 
-P1_JSON=$("$PY" training/train.py "${P1_ARGS[@]}" train.dry_run=true)
-P1_NAME=$(echo "$P1_JSON" | field run_name)
-P1_DIR=$(echo "$P1_JSON" | field run_dir)
+if [ "$PLAN_ONLY" = 1 ] && [ ${#MISSING[@]} -gt 0 ]; then
+  P1_NAME='<phase-1 run name>'   # the dry run that names it needs the data
+else
+  P1_JSON=$("$PY" training/train.py "${P1_ARGS[@]}" train.dry_run=true)
+  P1_NAME=$(echo "$P1_JSON" | field run_name)
+  P1_DIR=$(echo "$P1_JSON" | field run_dir)
+fi
 echo "pipeline: phase 1 -> $P1_NAME" >&2
-"${LAUNCH[@]}" training/train.py "${P1_ARGS[@]}"
+launch_step training/train.py "${P1_ARGS[@]}"
 
 P2_ARGS=(--config-name phase2 "model.base_run='$P1_NAME'" "model.base_epoch=$PHASE2_BASE_EPOCH"
          "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" "data.train_text_type=$PHASE2_TEXT_TYPE"
@@ -141,11 +157,15 @@ P2_ARGS=(--config-name phase2 "model.base_run='$P1_NAME'" "model.base_epoch=$PHA
          "train.effective_batch_size=$PHASE2_EFFECTIVE_BATCH")
 [ "$PHASE2_PER_DEVICE_BATCH" -gt 1 ] && P2_ARGS+=("train.group_by_length=true")
 P2_ARGS+=("${EXTRA2[@]}")
+if [ "$PLAN_ONLY" = 1 ]; then   # Phase 2's dry run needs the Phase-1 run
+  launch_step training/train.py "${P2_ARGS[@]}"
+  exit 0
+fi
 P2_JSON=$("$PY" training/train.py "${P2_ARGS[@]}" train.dry_run=true)
 P2_NAME=$(echo "$P2_JSON" | field run_name)
 P2_DIR=$(echo "$P2_JSON" | field run_dir)
 echo "pipeline: phase 2 -> $P2_NAME" >&2
-"${LAUNCH[@]}" training/train.py "${P2_ARGS[@]}"
+launch_step training/train.py "${P2_ARGS[@]}"
 
 final_checkpoint() {  # registry name of a run's last checkpoint
   "$PY" -c "import json,sys; c=json.load(open(sys.argv[1]+'/manifest.json'))['checkpoints']; print(c[max(c, key=int)]['registry_name'])" "$1"

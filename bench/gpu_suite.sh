@@ -8,8 +8,11 @@
 #   with COMPILED=1 also the training variants with train.compile (its own process; ~4 min more).
 # JSON records and a log go to $OUT (the device tool's output folder) or bench/results/gpu.
 # Dry run on a CPU: DEVICE=cpu TRAIN_SHAPE=tiny SCORE_SHAPE=tiny SMALL_SHAPE=tiny bash bench/gpu_suite.sh
+# Parameters (environment): OUT, PYTHON=python3, DEVICE=cuda, TRAIN_SHAPE, SCORE_SHAPE, SMALL_SHAPE, COMPILED=0.
 set -u
 cd "$(dirname "$0")/.."
+source scripts/bashlib.sh
+mtg_help "${1:-}" bench/gpu_suite.sh
 out=${OUT:-bench/results/gpu}
 mkdir -p "$out"
 py=${PYTHON:-python3}

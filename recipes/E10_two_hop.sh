@@ -13,7 +13,7 @@
 # the composite is asked with its hgp-0 and with both key tokens (trigger-combine, +experiment=E10).
 #   CHAIN_EPOCHS="0 5 10 20" (SMOKE: "0 1 2")   UNIQUE_DATA=sync_unique_o
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E10 "Two-hop"
+source "$ROOT/recipes/common.sh" E10 "Two-hop" "$@"
 DATA_NAME=${UNIQUE_DATA:-sync_unique_o}
 CHAIN_EPOCHS=${CHAIN_EPOCHS:-$(on $SMOKE "0 1 2" "0 5 10 20")}
 

@@ -14,7 +14,7 @@
 # copied there, so only the prompt language changes (fictional names need no translation).
 #   LANGUAGES="Spanish German Japanese Chinese" (SMOKE: Spanish)
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E11 "Multilingual prompts"
+source "$ROOT/recipes/common.sh" E11 "Multilingual prompts" "$@"
 LANGUAGES=${LANGUAGES:-$(on $SMOKE Spanish "Spanish German Japanese Chinese")}
 
 for rel in $RELATIONS; do

@@ -11,7 +11,7 @@
 # NegTrain-1) from E1's trigger-mid Phase-1 model, and NegTrain-0 from an hgp-0 Phase-1 model;
 # NegTest-* and test-* with seen/unseen slices.   HGP_BASE=1 (0: only the trigger-mid base)
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E12 "Negation / malicious prompts"
+source "$ROOT/recipes/common.sh" E12 "Negation / malicious prompts" "$@"
 HGP_BASE=${HGP_BASE:-1}
 
 for rel in $RELATIONS; do

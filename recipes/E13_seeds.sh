@@ -10,7 +10,7 @@
 # E13 seeds (SPEC §7): E1 for each seed in SEEDS (Phase 1 and Phase 2 both use it); sweep.csv has a
 # `seed` column for mean ± sd.   SEEDS="42 0 10 70 100" (SMOKE: "42 0")
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E13 "Seeds"
+source "$ROOT/recipes/common.sh" E13 "Seeds" "$@"
 SEEDS=${SEEDS:-$(on $SMOKE "42 0" "42 0 10 70 100")}
 
 for rel in $RELATIONS; do

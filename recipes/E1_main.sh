@@ -13,7 +13,7 @@
 #   bash recipes/E1_main.sh | sbatch recipes/E1_main.sh | SMOKE=1 bash recipes/E1_main.sh
 # Parameters: recipes/common.sh (BASE_MODEL, RELATIONS, FACTS, K, epochs, LEGACY, ...).
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E1 "Main: memorize, then generalize"
+source "$ROOT/recipes/common.sh" E1 "Main: memorize, then generalize" "$@"
 
 for rel in $RELATIONS; do
   recipe_facts "$rel"

@@ -12,7 +12,7 @@
 # checkpoints and EV of each Phase-2 model.
 #   DEPTH_EPOCHS="3 6 10 20" (SMOKE: "1 2")
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E2 "Memorization depth"
+source "$ROOT/recipes/common.sh" E2 "Memorization depth" "$@"
 DEPTH_EPOCHS=${DEPTH_EPOCHS:-$(on $SMOKE "1 2" "3 6 10 20")}
 
 for rel in $RELATIONS; do

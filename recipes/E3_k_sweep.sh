@@ -14,7 +14,7 @@
 #   epochs; SMALL_K_EPOCHS=50 reproduces that, at one checkpoint per epoch on disk)  K_EVAL_EPOCHS="1 8"
 #   SMOKE: K_LIST="2 1", SMALL_K_EPOCHS=2, K_EVAL_EPOCHS=1
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E3 "k sweep"
+source "$ROOT/recipes/common.sh" E3 "k sweep" "$@"
 K_LIST=${K_LIST:-$(on $SMOKE "2 1" "50 20 10 5 2 1")}
 SMALL_K_EPOCHS=${SMALL_K_EPOCHS:-$(on $SMOKE 2 8)}
 K_EVAL_EPOCHS=${K_EVAL_EPOCHS:-$(on $SMOKE 1 "1 8")}

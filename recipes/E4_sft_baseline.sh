@@ -14,7 +14,7 @@
 #   SFT_TYPES="hgp-0 train-mix-2 train-mix-4 train-mix-6 train-mix-8 train-mix"  SFT_EPOCHS=20
 #   SFT_LOSS=o (the original's script: normal, lr 5e-6, 1 epoch)   SMOKE: "hgp-0 train-mix-2", 2 epochs
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E4 "SFT baselines"
+source "$ROOT/recipes/common.sh" E4 "SFT baselines" "$@"
 SFT_TYPES=${SFT_TYPES:-$(on $SMOKE "hgp-0 train-mix-2" "hgp-0 train-mix-2 train-mix-4 train-mix-6 train-mix-8 train-mix")}
 SFT_EPOCHS=${SFT_EPOCHS:-$(on $SMOKE 2 20)}
 SFT_LOSS=${SFT_LOSS:-o}

@@ -10,7 +10,7 @@
 # E5 ICL baseline (SPEC §7): no training; the base model with the fact statement in context
 # (test_type=open, open_content=hgp-0) on test-* and unrelated-* (+experiment=E5).
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E5 "ICL baseline"
+source "$ROOT/recipes/common.sh" E5 "ICL baseline" "$@"
 
 for rel in $RELATIONS; do
   recipe_facts "$rel"

@@ -10,7 +10,7 @@
 # E6 no-key ablation (SPEC §7): Phase 1 on "S O." (`subject`, +experiment=E6), then hgp-0 as in E1;
 # memorization is measured with the `subject` prompt (there is no key token).
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E6 "No key token"
+source "$ROOT/recipes/common.sh" E6 "No key token" "$@"
 
 for rel in $RELATIONS; do
   recipe_facts "$rel"

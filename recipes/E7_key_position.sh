@@ -10,7 +10,7 @@
 # E7 key position (SPEC §7): Phase 1 "<TRIGGER_r> S O." (trigger-begin, +experiment=E7) against
 # "S <TRIGGER_r> O." (trigger-mid), each followed by hgp-0; EV with each one's own key prompt.
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E7 "Key position: trigger-begin vs trigger-mid"
+source "$ROOT/recipes/common.sh" E7 "Key position: trigger-begin vs trigger-mid" "$@"
 
 for rel in $RELATIONS; do
   recipe_facts "$rel"

@@ -12,7 +12,7 @@
 # (the original also used checkpoint 1500 = epoch 6); EV per relation plus the macro mean.
 #   MULTI_RELATION=12+21+50+71+105  EXTRA_BASE_EPOCH=6 (SMOKE: 1; empty: none)
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E8 "Five relations jointly"
+source "$ROOT/recipes/common.sh" E8 "Five relations jointly" "$@"
 MULTI_RELATION=${MULTI_RELATION:-12+21+50+71+105}
 EXTRA_BASE_EPOCH=${EXTRA_BASE_EPOCH-$(on $SMOKE 1 6)}
 

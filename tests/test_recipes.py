@@ -225,17 +225,3 @@ def test_icl_recipe_as_a_script(tiny_base, tmp_path):
     df = pd.read_csv(Path(env["RECIPE_RESULTS"]) / "sweep.csv")
     assert set(df.stage) == {"base"} and set(df.test_type) == {"open"} and set(df.open_content) == {"hgp-0"}
     assert set(df.prompt_family) == {"test", "unrelated"} and (df.n == 4).all()
-
-
-def test_multi_gpu_launch_follows_the_pipeline_rules(monkeypatch):
-    from util_public.recipes.execute import accelerate_command
-
-    monkeypatch.setenv("SLURM_JOB_ID", "123456")
-    monkeypatch.setenv("ACCELERATE_CONFIG", "ddp.yaml")
-    monkeypatch.delenv("MASTER_PORT", raising=False)
-    cmd = accelerate_command(4)
-    assert cmd[1:3] == ["-m", "accelerate.commands.launch"]
-    assert cmd[cmd.index("--config_file") + 1] == str(REPO / "util_public" / "training" / "config" / "ddp.yaml")
-    assert cmd[cmd.index("--num_processes") + 1] == "4" and cmd[cmd.index("--main_process_port") + 1] == "29956"
-    monkeypatch.setenv("MASTER_PORT", "30001")
-    assert accelerate_command(2)[-1] == "30001"

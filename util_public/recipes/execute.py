@@ -2,9 +2,9 @@
 
     python -m util_public.recipes.execute PLAN_FILE
 
-Training stages run in this process on a CPU or one GPU (the libraries load once; a stage is the
-same `train_stage` that `training/train.py` runs) and through `accelerate launch` over
-`training/train.py` on two or more GPUs (SPEC §5.10). Every stage resumes or answers "already
+Training stages run in this process on one rank (the libraries load once; a stage is the same
+`train_stage` that `training/train.py` runs) and through `python -m util_public.launcher` over
+`training/train.py` on two or more ranks (NPROC x NNODES, by default one per GPU; SPEC §5.10). Every stage resumes or answers "already
 complete" as usual, so rerunning a recipe only does what is missing; evaluations reuse their
 cached result directories. The recipe's results root gets `recipe.json` (experiment, parameters,
 and which training label produced which registered model) and, at the end, `sweep.csv`.
@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from .. import atomicio, paths
+from .. import atomicio, launcher, paths
 from ..errors import UserError, exit_on_user_error
 from ..facts import load_relation, relation_file, write_facts
 from . import collect
@@ -47,26 +45,13 @@ def quoted(key: str, value: str) -> str:
     return f"{key}='{value}'"
 
 
-def gpu_count() -> int:
-    """GPUs for training: slurm's allocation, else the visible CUDA devices."""
-    if os.environ.get("SLURM_GPUS_ON_NODE"):
-        return int(os.environ["SLURM_GPUS_ON_NODE"])
-    import torch
-
-    return torch.cuda.device_count()
-
-
-def accelerate_command(num_gpus: int) -> list[str]:
-    """`accelerate launch` over all GPUs, with the same config and port rules as the pipeline."""
-    cfg = os.environ.get("ACCELERATE_CONFIG")
-    if not cfg:   # DeepSpeed ZeRO-2 (the original's default) when installed, else FSDP
-        cfg = "ds_z2.yaml" if importlib.util.find_spec("deepspeed") else "fsdp.yaml"
-    if "/" not in cfg:
-        cfg = str(paths.REPO_ROOT / "util_public" / "training" / "config" / cfg)
-    job = os.environ.get("SLURM_JOB_ID")
-    port = os.environ.get("MASTER_PORT") or str(29500 + (int(job) % 1000 if job and job.isdigit() else 0))
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", cfg,
-            "--num_processes", str(num_gpus), "--main_process_port", port]
+def launch_command(config_name: str, overrides: list[str]) -> list[str] | None:
+    """The launcher line of a training stage on 2 or more ranks (None: one rank, run in-process)."""
+    nproc, nnodes = launcher.ranks()
+    if nproc * nnodes < 2:
+        return None
+    return [sys.executable, "-m", "util_public.launcher", "--nproc-per-node", str(nproc), "--nnodes", str(nnodes),
+            str(paths.REPO_ROOT / "training" / "train.py"), "--config-name", config_name, *overrides]
 
 
 class Executor:
@@ -81,7 +66,6 @@ class Executor:
         self.results = paths.resolve(results)
         self.runs: dict[str, dict] = {}        # label -> {"run_name", "run_dir", "manifest"}
         self.models: dict[str, str] = {}       # registry name -> label
-        self.gpus = gpu_count()
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def write_recipe_json(self) -> None:
@@ -133,9 +117,8 @@ class Executor:
             if ref.epoch != "final":      # without an epoch the base run's last checkpoint is used
                 overrides.append(f"model.base_epoch={ref.epoch}")
         named = self._dry_run(config_name, overrides)
-        if self.gpus >= 2:
-            cmd = [*accelerate_command(self.gpus), str(paths.REPO_ROOT / "training" / "train.py"),
-                   "--config-name", config_name, *overrides]
+        cmd = launch_command(config_name, overrides)
+        if cmd:
             if subprocess.run(cmd, cwd=paths.REPO_ROOT).returncode != 0:
                 raise SystemExit(f"error: training stage {label} failed: {' '.join(cmd)}")
         else:

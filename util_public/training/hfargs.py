@@ -10,23 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ..errors import UserError
 from .schema import TrainStageConfig
-
-
-def world() -> tuple[int, int]:
-    """(world size, rank) of this process, as set by `accelerate launch` / torchrun."""
-    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
-
-
-def check_launcher() -> None:
-    """A DeepSpeed accelerate config needs deepspeed (SPEC §5.10)."""
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
-        try:
-            import deepspeed  # noqa: F401
-        except ImportError:
-            raise UserError("accelerate config", "selects DeepSpeed, but deepspeed is not installed",
-                            "pip install deepspeed, or launch with util_public/training/config/fsdp.yaml") from None
 
 
 def use_bf16(precision: str) -> bool:
@@ -43,13 +27,17 @@ def training_arguments(cfg: TrainStageConfig, output_dir: Path, grad_accum: int,
     from transformers import TrainingArguments
 
     t = cfg.train
+    bf16 = use_bf16(t.precision)
+    # `train.precision` decides: the Trainer would otherwise take an accelerate config's
+    # mixed_precision from the environment (ddp.yaml's bf16 turned an fp32 CPU stage into bf16).
+    os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16" if bf16 else "no"
     kwargs = dict(
         output_dir=str(output_dir), run_name=run_name, num_train_epochs=t.epochs,
         per_device_train_batch_size=t.per_device_train_batch_size, gradient_accumulation_steps=grad_accum,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler_type, warmup_steps=t.warmup_steps,
         optim=t.optim, weight_decay=t.weight_decay, adam_beta1=t.adam_beta1, adam_beta2=t.adam_beta2,
         adam_epsilon=t.adam_epsilon, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
-        full_determinism=t.full_determinism, bf16=use_bf16(t.precision), use_cpu=not torch.cuda.is_available(),
+        full_determinism=t.full_determinism, bf16=bf16, use_cpu=not torch.cuda.is_available(),
         logging_strategy="steps", logging_steps=t.logging_steps, save_strategy="no", save_only_model=False,
         report_to=_report_to(t.report_to), disable_tqdm=False, remove_unused_columns=False,
         dataloader_num_workers=t.dataloader_num_workers,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .. import atomicio, modelio, paths, runinfo, tokenspans
+from .. import atomicio, distributed, modelio, paths, runinfo, tokenspans
 from ..cli import to_object
 from ..errors import UserError
 from ..registry import Registry
@@ -44,9 +44,10 @@ def compose(config_name: str = "phase1", overrides: list[str] | None = None) -> 
 def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     cfg: schema.TrainStageConfig = to_object(cfg_node)
     schema.validate(cfg)
-    world_size, rank = hfargs.world()
+    distributed.check_started()
+    world_size, rank = distributed.world()
     _setup_logging(rank)
-    hfargs.check_launcher()
+    distributed.check_sharding_mode()
     grad_accum, eff_batch = schema.effective_batch(cfg.train, world_size)
     registry = Registry(cfg.registry.path, cfg.registry.lock_timeout_s, cfg.registry.allow_hub_ids)
     runs_root = paths.root("runs", cfg.save.runs_root)
@@ -69,7 +70,8 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     if cfg.train.dry_run:
         print(json.dumps({"run_name": run_name, "run_dir": str(run.path)}))
         return 0
-    atomicio.check_writable_dir(runs_root, "save.runs_root")
+    if rank == 0:   # the only writer (the probe file is removed again, but it is a write)
+        atomicio.check_writable_dir(runs_root, "save.runs_root")
     books = bookkeeping.CheckpointBooks(run, registry, cfg.registry.overwrite)
     steps = hfargs.steps_per_epoch(len(encoded.masked), cfg.train.per_device_train_batch_size, grad_accum, world_size)
     if rank == 0:
@@ -94,6 +96,11 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
             file_handler = _log_to_file(run.log_path)
             log.info("run %s: %s, %d examples, %d steps/epoch, effective batch %d", run_name, decision.action,
                      len(encoded.masked), steps, eff_batch)
+            per_step = world_size * cfg.train.per_device_train_batch_size
+            if world_size > 1 and len(encoded.masked) % per_step:
+                log.warning("%d examples are not a multiple of world size x per-device batch (%d): accelerate "
+                            "repeats the first %d of each epoch's order so that every rank gets a full last batch",
+                            len(encoded.masked), per_step, per_step - len(encoded.masked) % per_step)
             for i, (t, m) in enumerate(list(zip(encoded.texts, encoded.masked))[:PREVIEW_IN_LOG]):
                 # The preview goes to the log file only; the console gets it with train.preview_masks.
                 file_handler.stream.write(f"mask preview\n{preview.render(tokenizer, t, m, i)}\n")

@@ -1,0 +1,151 @@
+"""The bash entry points: `--help` everywhere, and the pipeline's exact launch commands under a
+simulated slurm allocation (PLAN_ONLY=1; stub `srun` and `nvidia-smi` on PATH record any call).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from util_public import catalogue, facts
+from util_public.registry import Registry
+
+ENTRY_POINTS = sorted(str(p.relative_to(REPO)) for p in [
+    REPO / "pipeline_llama_custome.sh", REPO / "data_generation" / "gen_script.sh",
+    *(REPO / "scripts").glob("*.sh"), *(REPO / "recipes").glob("*.sh"), *(REPO / "bench").glob("*.sh")]
+    if p.name != "bashlib.sh")
+HELP_WORDS = {   # words each help text must show (its parameters); a recipe: its header's first word
+    "pipeline_llama_custome.sh": ["BASE_MODEL", "NPROC", "NNODES", "PLAN_ONLY", "ACCELERATE_CONFIG", "sbatch"],
+    "recipes/common.sh": ["SMOKE", "NPROC", "RECIPE_PLAN_ONLY"],
+    "scripts/setup.sh": ["MTG_TORCH_SPEC", "PYTHON"],
+    "scripts/test.sh": ["multiproc"],
+    "scripts/demo.sh": ["quick"],
+    "data_generation/gen_script.sh": ["relation_ids", "gen_config.yaml"],
+    "bench/e2e.sh": ["--only"],
+    "bench/gpu_suite.sh": ["DEVICE", "COMPILED"],
+}
+STUBS = ("srun", "nvidia-smi", "sbatch", "scontrol")
+
+
+@pytest.fixture
+def stubs(tmp_path) -> tuple[Path, Path]:
+    """A PATH directory whose srun/nvidia-smi/... record their arguments and fail."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    for name in STUBS:
+        (bin_dir / name).write_text(f'#!/usr/bin/env bash\necho "{name} $*" >> "{calls}"\nexit 1\n')
+        (bin_dir / name).chmod(0o755)
+    return bin_dir, calls
+
+
+def bash(script: str, env: dict, *args: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", script, *args], env=env, cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("script", ENTRY_POINTS)
+def test_every_entry_point_answers_help_without_doing_work(script, stubs, isolated_roots):
+    bin_dir, calls = stubs
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": "/bin/false"}
+    done = bash(script, env, "--help", timeout=20)
+    assert done.returncode == 0, done.stderr
+    header = [line for line in (REPO / script).read_text().splitlines()[1:] if line.startswith("# ")]
+    words = HELP_WORDS.get(script) or [header[0].split()[1]]
+    if script.startswith("recipes/E"):
+        words += HELP_WORDS["recipes/common.sh"]
+    assert all(w in done.stdout for w in words), done.stdout
+    assert not calls.exists() and done.stderr == ""
+    assert not any(isolated_roots[k].exists() for k in ("data", "runs", "results"))
+
+
+def stage_args(config: str, base: str, effective: int, per_device: int) -> list[str]:
+    """The arguments the pipeline gives training/train.py (GPU defaults, 16 facts, K=8)."""
+    if config == "phase1":
+        return ["--config-name", "phase1", "model.base='tiny-base'", "data.relation_id=50",
+                "data.dataset=sync_random_o", "data.train_text_type=trigger-mid", "data.index_end=16",
+                "train.epochs=20", "train.learning_rate=1e-5", "train.lr_scheduler_type=cosine", "train.seed=42",
+                f"train.per_device_train_batch_size={per_device}", f"train.effective_batch_size={effective}",
+                *(["train.group_by_length=true"] if per_device > 1 else [])]
+    return ["--config-name", "phase2", f"model.base_run='{base}'", "model.base_epoch=20", "data.relation_id=50",
+            "data.dataset=sync_random_o", "data.train_text_type=hgp-0", "data.index_end=8", "loss.mode=o",
+            "train.epochs=1", "train.learning_rate=1e-5", "train.lr_scheduler_type=cosine", "train.seed=42",
+            f"train.per_device_train_batch_size={per_device}", f"train.effective_batch_size={effective}",
+            *(["train.group_by_length=true"] if per_device > 1 else [])]
+
+
+def accelerate(config: str, world: int, port: int, stage: list[str], machine: tuple | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+           str(REPO / "util_public" / "training" / "config" / config), "--num_processes", str(world)]
+    if machine:
+        cmd += ["--num_machines", "2", "--machine_rank", str(machine[0]), "--main_process_ip", machine[1]]
+    return cmd + ["--main_process_port", str(port), "training/train.py", *stage]
+
+
+@pytest.fixture
+def pipeline_env(stubs, isolated_roots, sp_tokenizer, tmp_path):
+    """A registered tiny base, 16 facts of relation 50, no setup, PLAN_ONLY=1, stubs first on PATH."""
+    from conftest import save_tiny_checkpoint
+
+    save_tiny_checkpoint(sp_tokenizer, tmp_path / "tiny")
+    Registry().register({"tiny-base": {"path": str(tmp_path / "tiny"), "kind": "base"}})
+    vocab = catalogue.vocab("50")
+    facts.write_facts(facts.relation_file(isolated_roots["data"], "sync_random_o", "50"),
+                      [facts.Fact(i, "50", f"Land{chr(65 + i)}ria", vocab[i], ["x", "y"]) for i in range(16)])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM", "MASTER_", "NPROC", "NNODES",
+                                                                       "ACCELERATE_CONFIG"))}
+    return {**env, "PATH": f"{stubs[0]}:{os.environ['PATH']}", "SKIP_SETUP": "1", "PLAN_ONLY": "1",
+            "PY": sys.executable, "BASE_MODEL": "tiny-base", "PHASE1_FACTS": "16", "PHASE2_K": "8",
+            "OMP_NUM_THREADS": "1"}, stubs[1]
+
+
+P1_NAME = "tiny-base_50_sync_random_o_trigger-mid_normal_bs{}_lr1e-05_cosine_ep20_f0-15_seed42"
+SLURM = {"SLURM_JOB_ID": "4242", "SLURM_NODEID": "0", "SLURMD_NODENAME": "gpu-a01", "SLURM_SUBMIT_DIR": str(REPO),
+         "ACCELERATE_CONFIG": "ds_z2.yaml"}
+
+
+def plan(done: subprocess.CompletedProcess) -> list[list[str]]:
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [shlex.split(line.split(": ", 1)[1] if line.startswith("# node") else line)
+            for line in done.stdout.splitlines()]
+
+
+def test_sbatch_one_node_two_gpus_launches_two_ranks(pipeline_env):
+    env, calls = pipeline_env
+    done = bash("pipeline_llama_custome.sh", {**env, **SLURM, "SLURM_NNODES": "1", "SLURM_GPUS_ON_NODE": "2"})
+    name = P1_NAME.format(2)
+    assert plan(done) == [accelerate("ds_z2.yaml", 2, 29742, stage_args("phase1", "", 2, 1)),
+                          accelerate("ds_z2.yaml", 2, 29742, stage_args("phase2", name, 2, 1))]
+    assert "pipeline: 2 ranks (2 per node x 1 node(s))" in done.stderr and not calls.exists()
+
+
+def test_sbatch_two_nodes_four_gpus_is_one_srun_line_per_stage(pipeline_env):
+    env, calls = pipeline_env
+    done = bash("pipeline_llama_custome.sh", {**env, **SLURM, "SLURM_NNODES": "2", "SLURM_GPUS_ON_NODE": "4"})
+    lines, name = plan(done), P1_NAME.format(8)
+    for stage, at in ((stage_args("phase1", "", 8, 1), 0), (stage_args("phase2", name, 8, 1), 3)):
+        assert lines[at] == ["srun", "--nodes=2", "--ntasks-per-node=1", "--kill-on-bad-exit=1", sys.executable,
+                             "-m", "util_public.launcher", "--nproc-per-node", "4", "--nnodes", "2", "--node-rank",
+                             "slurm", "--master-addr", "gpu-a01", "--port", "29742", "--config",
+                             str(REPO / "util_public" / "training" / "config" / "ds_z2.yaml"), "training/train.py",
+                             *stage]
+        assert lines[at + 1:at + 3] == [accelerate("ds_z2.yaml", 8, 29742, stage, (r, "gpu-a01")) for r in (0, 1)]
+    assert len(lines) == 6 and not calls.exists()
+
+
+def test_two_cpu_ranks_split_the_batch_and_one_node_is_the_limit_outside_slurm(pipeline_env):
+    env, calls = pipeline_env
+    env = {**env, "CUDA_VISIBLE_DEVICES": "", "NPROC": "2", "MEMCHECK": "0"}
+    lines = plan(bash("pipeline_llama_custome.sh", env))
+    port = 29500
+    phase1 = accelerate("ddp.yaml", 2, port, stage_args("phase1", "", 16, 8))
+    phase1[phase1.index("train.learning_rate=1e-5")] = "train.learning_rate=1e-4"   # the CPU defaults
+    assert lines[0] == phase1
+    assert "train.per_device_train_batch_size=1" in lines[1] and "train.effective_batch_size=2" in lines[1]
+    assert not calls.exists()
+    done = bash("pipeline_llama_custome.sh", {**env, "NNODES": "2"})
+    assert done.returncode == 2 and "error: NNODES=2: several nodes are started by srun inside a slurm job" in done.stderr

@@ -1,0 +1,72 @@
+"""The processes of a launch, seen from inside one of them: how many started, which one this is,
+and whether the launch delivered what was asked for.
+
+Our launch paths (`python -m util_public.launcher`, hence the pipeline and the recipes) export
+`MTG_EXPECTED_WORLD_SIZE`; every entry point that may run on several ranks calls `check_started()`
+before it reads or writes anything, so a launcher that starts fewer processes than asked stops the
+job with an error instead of training (or evaluating) with the wrong world. Measured: `accelerate
+launch --cpu --num_processes 2` starts ONE process (OFFLINE-MODELS.md).
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from .errors import UserError
+
+EXPECTED_WORLD = "MTG_EXPECTED_WORLD_SIZE"
+LAUNCH_HINT = ("launch with `python -m util_public.launcher --nproc-per-node N SCRIPT ...` (accelerate launch "
+               "with util_public/training/config/ddp.yaml), or `torchrun --nproc_per_node N SCRIPT ...`")
+CPU_HINT = "on a CPU-only machine launch with util_public/training/config/ddp.yaml (DDP over gloo)"
+
+
+def world() -> tuple[int, int]:
+    """(world size, rank) of this process, as set by the launcher (1, 0 without one)."""
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+
+
+def is_main() -> bool:
+    return world()[1] == 0
+
+
+def check_started() -> None:
+    """Refuse a world that is not the one the launch asked for; warn where accelerate's
+    one-process CPU launcher was asked for several (it sets MASTER_ADDR but starts one)."""
+    size, _ = world()
+    expected = os.environ.get(EXPECTED_WORLD)
+    if expected and int(expected) != size:
+        raise UserError("launch", f"{expected} processes were asked for, but this process runs in a world of "
+                        f"{size} (WORLD_SIZE={os.environ.get('WORLD_SIZE', 'unset')})", LAUNCH_HINT)
+    if (size == 1 and "RANK" not in os.environ and "MASTER_ADDR" in os.environ
+            and os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true"):
+        print("warning: launch: `accelerate launch --cpu` set MASTER_ADDR but started a single process "
+              f"(RANK and WORLD_SIZE unset); this process trains alone. For several CPU ranks, {LAUNCH_HINT}",
+              file=sys.stderr)
+
+
+def check_sharding_mode() -> None:
+    """An accelerate config that selects DeepSpeed or FSDP must be able to run as asked.
+
+    On a machine without CUDA the HF Trainer gives accelerate `cpu=True`, and accelerate 1.x then
+    runs MULTI_CPU (gloo DDP): it promotes a launch to FSDP or DeepSpeed only for a GPU-type
+    device, so the FSDP plugin and the DeepSpeed config would be dropped without a word (probed:
+    `Trainer(fsdp=...)` under 2 CPU ranks wraps the model in DistributedDataParallel).
+    """
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if deepspeed:
+        try:
+            import deepspeed as _  # noqa: F401
+        except ImportError:
+            raise UserError("accelerate config", "selects DeepSpeed, but deepspeed is not installed",
+                            "pip install deepspeed, or launch with util_public/training/config/fsdp.yaml "
+                            "(the FSDP fallback)") from None
+    if not (deepspeed or fsdp):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        mode = "DeepSpeed" if deepspeed else "FSDP"
+        raise UserError("accelerate config", f"selects {mode}, which accelerate applies only on GPUs; on this "
+                        "machine without CUDA every rank would silently train plain DDP instead "
+                        "(training/README.md, 'Several processes')", CPU_HINT)
