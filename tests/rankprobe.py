@@ -5,8 +5,8 @@
 Records, in OUT_DIR/rank{RANK}.json (outside every project root): each filesystem write this
 process made through Python (audit events: opening for writing, mkdir, rename/replace, remove,
 rmdir, rmtree) or through the two native writers (`torch.save`, safetensors' `save_file`), and the
-rows of input ids every training forward saw, with the world size this rank joined and the one its
-launcher asked for. With PROBE_KILL_RANK=r and
+rows of input ids every training forward saw, the number of model forwards (any mode), and the
+world size this rank joined with the one its launcher asked for. With PROBE_KILL_RANK=r and
 PROBE_KILL_AT_STEP=n, rank r kills itself with SIGKILL at its n-th training step.
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ rank = int(os.environ.get("RANK", "0"))
 out_dir = Path(sys.argv[1])
 writes: list[list[str]] = []
 rows: list[list[int]] = []
+forwards = [0]
 
 
 def audit(event: str, args: tuple) -> None:
@@ -39,8 +40,9 @@ def audit(event: str, args: tuple) -> None:
 
 
 def save() -> None:
-    (out_dir / f"rank{rank}.json").write_text(json.dumps({"writes": writes, "rows": rows, "world": os.environ.get(
-        "WORLD_SIZE"), "expected_world": os.environ.get("MTG_EXPECTED_WORLD_SIZE")}))
+    record = {"writes": writes, "rows": rows, "forwards": forwards[0], "world": os.environ.get("WORLD_SIZE"),
+              "expected_world": os.environ.get("MTG_EXPECTED_WORLD_SIZE")}
+    (out_dir / f"rank{rank}.json").write_text(json.dumps(record))
 
 
 def record_native_writes() -> None:
@@ -65,6 +67,7 @@ def record_forward_rows() -> None:
     original = LlamaForCausalLM.forward
 
     def forward(self, *args, **kwargs):
+        forwards[0] += 1
         if self.training and kwargs.get("input_ids") is not None:
             mask = kwargs["attention_mask"].bool()
             rows.extend(ids[m].tolist() for ids, m in zip(kwargs["input_ids"], mask))

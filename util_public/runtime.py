@@ -25,12 +25,12 @@ _KEEP = 2**31 - 1       # the largest value mallopt accepts (an int)
 
 
 def configure_cpu(num_threads: int | None) -> int:
-    """Keep freed memory for reuse and set torch's intra-op threads (`num_threads`, or all
-    cores when None/0); returns the thread count."""
+    """Keep freed memory for reuse and set torch's intra-op threads (`num_threads`, or when None/0
+    the cores shared among this machine's ranks, LOCAL_WORLD_SIZE); returns the thread count."""
     import torch
 
     keep_freed_memory()
-    n = num_threads or os.cpu_count() or 1
+    n = num_threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
     torch.set_num_threads(n)
     return n
 

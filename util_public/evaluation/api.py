@@ -18,14 +18,13 @@ import sys
 
 from omegaconf import OmegaConf
 
-from .. import modelio
+from .. import distributed, modelio
 from ..atomicio import check_writable_dir
-from . import metrics, plan as planning, report, results
+from . import metrics, plan as planning, report, results, shards
 from .backends.hf import HFBackend
 from .modelinfo import ModelInfo, describe
 from .plan import FactSet, Plan, load_factsets
 from .schema import EvalConfig, config
-from .tasks import RUNNERS
 
 __all__ = ["config", "describe", "load", "load_factsets", "evaluate", "execute", "FactSet", "EvalConfig"]
 
@@ -67,22 +66,32 @@ def pending(the_plan: Plan, cfg: EvalConfig) -> list[planning.Job]:
 
 
 def execute(the_plan: Plan, backend, tokenizer, info: ModelInfo, cfg: EvalConfig) -> list[dict]:
-    """Run every job of a validated plan (reusing cached results) and write aggregate summaries."""
-    check_writable_dir(the_plan.root, "output.root")
+    """Run every job of a validated plan (reusing cached results) and write aggregate summaries.
+    Under a launch of several ranks the pending jobs' pieces are split across them (`shards.py`);
+    rank 0 writes every result and returns the summaries, the other ranks write nothing and get []."""
+    main = distributed.is_main()
+    if main:
+        check_writable_dir(the_plan.root, "output.root")
     config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
     versions = backend.versions()
-    todo = {id(j) for j in pending(the_plan, cfg)}
+    fresh: dict[int, dict] = {}
+
+    def finish(job: planning.Job, records: list[dict]) -> None:
+        summary = _summary(job, records, info, versions, the_plan, cfg)
+        legacy = results.legacy_layout(job.task, records, summary) if cfg.output.write_legacy_json else None
+        results.write_result(job.directory, records, summary, config_yaml, legacy)
+        print(report.result_line(summary, job.directory), file=sys.stderr)
+        fresh[id(job)] = summary
+
+    shards.run(pending(the_plan, cfg), backend, tokenizer, cfg, the_plan.bos, finish if main else None)
+    if not main:
+        return []
     summaries = []
     for job in the_plan.jobs:
-        if id(job) not in todo:
+        summary = fresh.get(id(job))
+        if summary is None:
             summary = results.cached_summary(job.directory, job.config_hash)
             print(f"cached: {job.directory}", file=sys.stderr)
-        else:
-            records = RUNNERS[job.task](job, backend, tokenizer, cfg, the_plan.bos)
-            summary = _summary(job, records, info, versions, the_plan, cfg)
-            legacy = results.legacy_layout(job.task, records, summary) if cfg.output.write_legacy_json else None
-            results.write_result(job.directory, records, summary, config_yaml, legacy)
-            print(report.result_line(summary, job.directory), file=sys.stderr)
         summaries.append({**summary, "kind": "result", "directory": str(job.directory)})
     summaries += _family_summaries(the_plan, summaries, info)
     summaries += _combined_summaries(the_plan, summaries, info)

@@ -3,6 +3,8 @@
 Order matters (SPEC §2.2, §10): config, facts, prompts, key tokens and the output location are
 all checked before the model's weights are loaded, and result directories appear only when
 complete. When every job already has an identical result, nothing is loaded ("cached").
+Under `python -m util_public.launcher ... evaluation/eval.py` (several ranks, backend hf) every
+rank loads the model and scores its share of the questions; rank 0 writes (`shards.py`).
 """
 from __future__ import annotations
 
@@ -10,9 +12,10 @@ import sys
 
 from omegaconf import DictConfig
 
-from .. import modelio
+from .. import distributed, modelio
 from ..atomicio import clean_stale_temporaries, check_writable_dir
 from ..cli import to_object
+from ..errors import UserError
 from ..runtime import configure_cpu
 from . import api, backends, plan as planning, report
 from .modelinfo import describe
@@ -29,26 +32,45 @@ def _max_len(backend: str, cfg: EvalConfig, model_path: str) -> int | None:
 
 def run(cfg: EvalConfig) -> list[dict]:
     """Evaluate `cfg` end to end; returns the summaries (also printed as a table)."""
+    distributed.check_started()
     configure_cpu(cfg.runtime.num_threads)
     backend_name = backends.choose(cfg.backend)
     planning.check_config(cfg, cfg.tasks, backend_name)
+    device = _ranks(backend_name)
     info = describe(cfg.model.name, cfg.model.path)
     tokenizer = modelio.load_tokenizer(info.path)
     factsets = planning.load_factsets(cfg)
     dtype = backends.resolved_dtype(backend_name, cfg)
     the_plan = planning.build(cfg, info, tokenizer, factsets, None, None, backend_name, dtype,
                               _max_len(backend_name, cfg, info.path))
-    check_writable_dir(the_plan.root, "output.root")   # before the weights load
-    for job in the_plan.jobs:
-        clean_stale_temporaries(job.directory.parent)
+    if distributed.is_main():   # the only writer
+        check_writable_dir(the_plan.root, "output.root")   # before the weights load
+        for job in the_plan.jobs:
+            clean_stale_temporaries(job.directory.parent)
     if api.pending(the_plan, cfg):
-        backend = backends.load(backend_name, info.path, tokenizer, cfg)
+        backend = backends.load(backend_name, info.path, tokenizer, cfg, device)
     else:
         backend = _NoModel(backend_name, dtype)
         print("cached: every result already exists with the same config hash", file=sys.stderr)
     summaries = api.execute(the_plan, backend, tokenizer, info, cfg)
-    print(report.table(summaries))
+    if distributed.is_main():
+        print(report.table(summaries))
     return summaries
+
+
+def _ranks(backend_name: str) -> str | None:
+    """On several ranks: join the process group (accelerate; gloo on CPU) and return this rank's
+    device; on one: None (the configured device)."""
+    if distributed.world()[0] == 1:
+        return None
+    if backend_name != "hf":
+        raise UserError("backend", f"{backend_name} evaluates in one process (its own tensor parallelism: "
+                        "vllm.tensor_parallel_size); several ranks split questions with backend=hf",
+                        "set backend=hf, or run eval.py without the launcher")
+    import torch
+    from accelerate import PartialState
+
+    return str(PartialState(cpu=not torch.cuda.is_available()).device)
 
 
 class _NoModel:

@@ -36,8 +36,9 @@ def choose(name: str) -> str:
     raise UserError("backend", f"{name!r} is not hf, vllm or auto")
 
 
-def load(name: str, model_path: str, tokenizer, cfg):
-    """Load the model into the chosen backend (`cfg`: the EvalConfig)."""
+def load(name: str, model_path: str, tokenizer, cfg, device: str | None = None):
+    """Load the model into the chosen backend (`cfg`: the EvalConfig; `device`: this rank's, over
+    `hf.device`, under a launch of several ranks)."""
     from ... import modelio
 
     if name == "vllm":
@@ -46,7 +47,7 @@ def load(name: str, model_path: str, tokenizer, cfg):
         return VllmBackend(model_path, tokenizer, cfg)
     from .hf import HFBackend
 
-    model = modelio.load_causal_lm(model_path, cfg.model.dtype, cfg.hf.device)
+    model = modelio.load_causal_lm(model_path, cfg.model.dtype, device or cfg.hf.device)
     return HFBackend(model, tokenizer, cfg.mc.batch_size, cfg.gen.batch_size)
 
 
