@@ -204,3 +204,15 @@ def test_accelerates_one_process_cpu_launcher_is_named_in_a_warning(monkeypatch,
     distributed.check_started()
     assert "warning: launch: `accelerate launch --cpu` set MASTER_ADDR but started a single process" in \
         capsys.readouterr().err
+
+
+def test_train_precision_overrides_an_accelerate_configs_mixed_precision(monkeypatch, tmp_path):
+    """`accelerate launch --config_file ddp.yaml` exports ACCELERATE_MIXED_PRECISION=bf16; an fp32
+    stage must stay fp32 (the manifest says what ran)."""
+    from util_public.cli import to_object
+    from util_public.training import hfargs
+
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")
+    cfg = to_object(train_run.compose("phase1", ["train.precision=fp32"]))
+    args = hfargs.training_arguments(cfg, tmp_path, 1, "x")
+    assert args.mixed_precision == "no" and not args.bf16

@@ -11,7 +11,7 @@ get MTG_EXPECTED_WORLD_SIZE and check it when they start; when a rank dies, torc
 stops the others and this launcher exits non-zero with one line saying how to resume.
 
 Defaults come from the environment: `--nproc-per-node` from NPROC, else SLURM_GPUS_ON_NODE, else
-the visible CUDA devices, else 1; `--nnodes` from NNODES, else SLURM_NNODES, else 1; `--config`
+the visible CUDA devices (CUDA_VISIBLE_DEVICES, else torch), else 1; `--nnodes` from NNODES, else SLURM_NNODES, else 1; `--config`
 from ACCELERATE_CONFIG, else
 ds_z2.yaml on GPUs when deepspeed imports, fsdp.yaml on GPUs without it (the FSDP fallback) and
 ddp.yaml without GPUs; `--port` from MASTER_PORT, else 29500 + (SLURM_JOB_ID mod 1000);
@@ -55,8 +55,12 @@ class Launch:
 
 
 def gpus_per_node() -> int:
+    """As scripts/bashlib.sh's gpu_count: slurm's allocation, else CUDA_VISIBLE_DEVICES, else torch."""
     if os.environ.get("SLURM_GPUS_ON_NODE"):
         return int(os.environ["SLURM_GPUS_ON_NODE"])
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return 0 if visible.strip() in ("", "-1") else len(visible.split(","))
     import torch
 
     return torch.cuda.device_count()
