@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, save_tiny_checkpoint
 
+from util_public import prompts
 from util_public.errors import UserError
 from util_public.recipes import collect, plan
 from util_public.recipes.execute import EVAL_CONF, TRAIN_CONF, Executor, compose
@@ -44,7 +45,8 @@ def meta(steps: list[plan.Step]) -> dict:
 
 # ---- plans and presets ---------------------------------------------------------------------------------
 def test_there_is_one_script_per_experiment():
-    assert [p.name.split("_")[0] for p in SCRIPTS] == [f"E{i}" for i in range(1, 14)]
+    # E1-E13 are the paper's experiments (SPEC §7); E16 is this project's dose-response study
+    assert [p.name.split("_")[0] for p in SCRIPTS] == [f"E{i}" for i in (*range(1, 14), 16)]
     for script in SCRIPTS:
         text = script.read_text()
         assert text.startswith("#!/usr/bin/env bash\n#SBATCH --job-name="), script
@@ -121,7 +123,8 @@ def _summary(task: str, model: dict, ptype: str, metrics: dict, **kw) -> dict:
 def test_collector_rows_lineage_merge_and_skips(tmp_path):
     runs = tmp_path / "runs"
     p1_meta = {"phase": 1, "epoch": 6, "base_model": "qwen", "train_text_type": "trigger-mid", "loss_mode": "normal"}
-    for run, manifest in {"p2run": {"hashed_config": {"train": {"seed": 7}}, "tokens_trained": {"per_epoch": 30},
+    for run, manifest in {"p2run": {"hashed_config": {"train": {"seed": 7, "learning_rate": 3e-5}},
+                                    "tokens_trained": {"per_epoch": 30},
                                     "label_tokens_trained": {"per_epoch": 5},
                                     "base_model": {"name": "p1_ckpt", "meta": p1_meta}},
                           "sftrun": {"hashed_config": {"train": {"seed": 42}}, "base_model": {"name": "qwen",
@@ -129,7 +132,8 @@ def test_collector_rows_lineage_merge_and_skips(tmp_path):
         (runs / run / "checkpoint-4").mkdir(parents=True)
         (runs / run / "manifest.json").write_text(json.dumps(manifest))
     p2 = {"name": "p2_ckpt", "path": str(runs / "p2run" / "checkpoint-4"),
-          "mtg_meta": {"phase": 2, "epoch": 2, "train_text_type": "hgp-0", "loss_mode": "o", "legacy_loss": False,
+          "mtg_meta": {"phase": 2, "epoch": 2, "step": 4, "train_text_type": "hgp-0", "loss_mode": "o",
+                       "legacy_loss": False,
                        "trained_fact_ids": {"50": [0, 1, 2, 3]}}}
     sft = {"name": "sft_ckpt", "path": str(runs / "sftrun" / "checkpoint-4"),
            "mtg_meta": {"phase": 2, "epoch": 1, "train_text_type": "train-mix-2", "base_model": "qwen",
@@ -156,6 +160,7 @@ def test_collector_rows_lineage_merge_and_skips(tmp_path):
     assert (unseen.experiment, unseen.label, unseen.stage, unseen.language) == ("E9", "p2", "phase2", "Spanish")
     assert (unseen.phase1_epochs, unseen.phase1_text_type, unseen.base_model, unseen.k) == (6, "trigger-mid", "qwen", 4)
     assert (unseen.phase2_epoch, unseen.seed, unseen.tokens_trained, unseen.label_tokens_trained) == (2, 7, 60, 10)
+    assert (unseen.step, unseen.learning_rate) == (4, 3e-5)
     assert unseen.stderr == 0.0 and pd.isna(unseen.exact)     # no unseen slice in that generation result
     everything = df[(df.prompt_type == "test-3") & (df.slice == "all")].iloc[0]
     assert everything.stderr == pytest.approx((0.25 * 0.75 / 8) ** 0.5)
@@ -167,6 +172,25 @@ def test_collector_rows_lineage_merge_and_skips(tmp_path):
     assert (sft_row.stage, sft_row.phase1_epochs, sft_row.k, sft_row.phase2_text_type) == ("sft", 0, 8, "train-mix-2")
     base = df[df.stage == "base"].iloc[0]
     assert (base.test_type, base.open_content, base.phase1_epochs) == ("open", "hgp-0", 0) and pd.isna(base.label)
+
+
+def test_dose_points_average_families_and_start_from_phase_one(tmp_path):
+    from util_public.recipes import plots
+
+    row = lambda stage, step, lr, ptype, acc, contains: {   # noqa: E731
+        "stage": stage, "step": step, "learning_rate": lr, "prompt_type": ptype, "slice": "unseen",
+        "prompt_family": prompts.parse(ptype).family, "n": 50, "accuracy": acc, "gen_n": 50, "contains": contains}
+    df = pd.DataFrame([row("phase1", 30, None, "hgp-0", 0.4, 0.0), row("phase1", 30, None, "unrelated-0", 0.3, 0.1),
+                       row("phase2", 1, 1e-5, "hgp-0", 0.9, 0.8), row("phase2", 1, 1e-5, "unrelated-0", 0.6, 0.2),
+                       row("phase2", 1, 1e-5, "unrelated-1", 0.8, 0.4), row("phase2", 2, 3e-5, "hgp-0", 1.0, 0.9),
+                       {**row("phase2", 2, 3e-5, "hgp-0", 0.0, 0.0), "slice": "seen"}])
+    points = plots.dose_points(df).set_index(["learning_rate", "steps", "family", "metric"]).value
+    assert points[(1e-5, 0, "hgp", "accuracy")] == 0.4 and points[(3e-5, 0, "unrelated", "contains")] == 0.1
+    assert points[(1e-5, 1, "unrelated", "accuracy")] == pytest.approx(0.7)       # mean of the family's prompts
+    assert points[(1e-5, 1, "unrelated", "contains")] == pytest.approx(0.3)
+    assert points[(3e-5, 2, "hgp", "accuracy")] == 1.0                              # seen slices never count
+    out = plots.plot_dose(df, tmp_path / "dose.png", "t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_collect_entry_point(tmp_path):
@@ -198,6 +222,9 @@ RUNS = {  # recipe -> (extra environment, check of its sweep table)
     "E9": ({"SFT_EPOCHS": "1"}, lambda d: set(d[d.relation == "r105"].stage) == {"phase2", "sft"}),
     "E10": ({"CHAIN_EPOCHS": "0 2"}, lambda d: set(d[d.relation == "105-21"].prompt_type)
             == {"hgp-0", "trigger-combine"} and set(d[d.relation == "105-21"].stage) == {"phase2", "sft"}),
+    "E16": ({"DOSE_PROMPTS": "hgp-0,test-0,unrelated-0"}, lambda d: set(d[d.stage == "phase2"].step) == {1, 4} and set(d.learning_rate.dropna()) == {1e-4}
+            and set(d.prompt_family) == {"hgp", "test", "unrelated"} and set(d[d.slice == "unseen"].stage)
+            == {"phase1", "phase2"} and (d[d.slice == "unseen"].n == 2).all()),
     "E12": ({}, lambda d: set(d.phase2_text_type) == {"NegTrain-1", "NegTrain-0"}
             and set(d.prompt_family) == {"NegTest", "test"} and set(d.slice) == {"all", "seen", "unseen"}),
 }

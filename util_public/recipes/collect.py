@@ -27,17 +27,17 @@ import yaml
 from .. import atomicio, prompts
 
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
-        "phase2_text_type", "phase2_epoch", "k", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
+        "phase2_text_type", "phase2_epoch", "k", "step", "learning_rate", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
         "language", "prompt_type", "prompt_family", "test_type", "open_content", "slice"]
 MC = ["n", "accuracy", "stderr", "prob_mass", "acc_norm", "gold_prob_raw", "mean_gold_rank", "n_ties"]
 GEN = ["gen_n", "exact", "prefix", "contains"]
 EXTRA = ["tokens_trained", "label_tokens_trained"]
 COLUMNS = KEYS + MC + GEN + EXTRA
 COUNTS = ["n", "n_ties", "gen_n", *EXTRA]
-# Row order: by experiment and training label, then epochs and k as numbers, then the prompt.
-ORDER = ["experiment", "label", "relation", "dataset", "language", "phase1_epochs", "k", "phase2_epoch", "seed",
-         "test_type", "prompt_type", "slice", "model"]
-NUMERIC_KEYS = {"phase1_epochs", "k", "phase2_epoch", "seed"}
+# Row order: by experiment and training label, then epochs, k and steps as numbers, then the prompt.
+ORDER = ["experiment", "label", "relation", "dataset", "language", "phase1_epochs", "k", "phase2_epoch", "step",
+         "seed", "test_type", "prompt_type", "slice", "model"]
+NUMERIC_KEYS = {"phase1_epochs", "k", "step", "phase2_epoch", "seed"}
 
 
 @lru_cache(maxsize=None)
@@ -64,8 +64,9 @@ def lineage(model: dict) -> dict:
     manifest = _json(str(Path(model.get("path") or "").parent / "manifest.json")) or {}
     hashed = manifest.get("hashed_config") or {}
     epoch = meta.get("epoch")
-    out = {"seed": (hashed.get("train") or {}).get("seed"), "loss_mode": meta.get("loss_mode"),
-           "legacy_loss": meta.get("legacy_loss")}
+    train = hashed.get("train") or {}
+    out = {"seed": train.get("seed"), "learning_rate": train.get("learning_rate"), "step": meta.get("step"),
+           "loss_mode": meta.get("loss_mode"), "legacy_loss": meta.get("legacy_loss")}
     per_epoch = lambda key: (manifest.get(key) or {}).get("per_epoch")   # noqa: E731
     if epoch is not None and per_epoch("tokens_trained") is not None:
         out["tokens_trained"] = per_epoch("tokens_trained") * epoch

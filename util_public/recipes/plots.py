@@ -1,0 +1,112 @@
+"""Figures over a recipe's tidy sweep table (`sweep.csv`, util_public/recipes/collect.py).
+
+    python -m util_public.recipes.plots dose SWEEP_CSV [--out PNG]
+
+`dose` (recipe E16): generalization and specificity on the unseen facts against the number of
+Phase-2 optimizer steps (0 = the Phase-1 model), one column of panels per learning rate; the top
+row is multiple-choice accuracy, the bottom row greedy generation (`contains`), each with binomial
+standard errors. Under the unrelated prompts `contains` is the rate at which the memorized object
+is emitted for a question about something else: a specific model keeps it low.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from .. import atomicio
+
+# (legend label, prompt family): a family's evaluated prompts are averaged into one curve
+CURVES = (("train prompt (hgp-0)", "hgp"), ("held-out paraphrase (test-*)", "test"),
+          ("unrelated (unrelated-*)", "unrelated"))
+ROWS = (("accuracy", "multiple-choice accuracy"), ("contains", "generation: object in the output"))
+
+
+def dose_points(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (learning rate, steps, family, metric) on the unseen slice: the mean rate and its n.
+
+    The Phase-1 model (stage `phase1`) is the zero-step point of every learning rate."""
+    unseen = df[(df.slice == "unseen") & df.stage.isin(["phase1", "phase2"])].copy()
+    unseen["steps"] = unseen.step.where(unseen.stage == "phase2", 0).astype(int)
+    rates = sorted(unseen.loc[unseen.stage == "phase2", "learning_rate"].dropna().unique())
+    phase1 = unseen[unseen.stage == "phase1"]
+    parts = [unseen[unseen.stage == "phase2"]] + [phase1.assign(learning_rate=lr) for lr in rates]
+    both = pd.concat(parts, ignore_index=True)
+    out = []
+    for metric, n_col in (("accuracy", "n"), ("contains", "gen_n")):
+        grouped = both.dropna(subset=[metric]).groupby(["learning_rate", "steps", "prompt_family"])
+        for (lr, steps, family), g in grouped:
+            out.append({"learning_rate": lr, "steps": steps, "family": family, "metric": metric,
+                        "value": g[metric].mean(), "n": int(g[n_col].iloc[0])})
+    return pd.DataFrame(out)
+
+
+def plot_dose(df: pd.DataFrame, path: Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = dose_points(df)
+    rates = sorted(points.learning_rate.unique())
+    steps = sorted(points.steps.unique())
+    fig, axes = plt.subplots(len(ROWS), len(rates), figsize=(4.2 * len(rates) + 1.5, 6.2), sharex=True,
+                             sharey=True, squeeze=False)
+    for col, lr in enumerate(rates):
+        for row, (metric, ylabel) in enumerate(ROWS):
+            ax = axes[row][col]
+            for label, family in CURVES:
+                sel = points[(points.learning_rate == lr) & (points.metric == metric) & (points.family == family)]
+                sel = sel.sort_values("steps")
+                if sel.empty:
+                    continue
+                xs = [steps.index(s) for s in sel.steps]
+                err = [math.sqrt(v * (1 - v) / n) if n else 0 for v, n in zip(sel.value, sel.n)]
+                ax.errorbar(xs, sel.value, yerr=err, marker="o", capsize=3, label=label)
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"Phase-2 learning rate {lr:g}", fontsize=10)
+            if row == len(ROWS) - 1:
+                ax.set_xticks(range(len(steps)), [str(s) for s in steps])
+                ax.set_xlabel("Phase-2 optimizer steps (0 = Phase 1 only)")
+            if col == 0:
+                ax.set_ylabel(ylabel + "\n(unseen facts)", fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(CURVES), fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.95 if title else 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return atomicio.write_bytes(path, buf.getvalue())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Figures over a recipe's sweep.csv.")
+    parser.add_argument("kind", choices=["dose"])
+    parser.add_argument("sweep", help="a sweep.csv written by util_public.recipes.collect")
+    parser.add_argument("--out", default=None, help="PNG path (default: next to the CSV, dose.png)")
+    parser.add_argument("--title", default="")
+    args = parser.parse_args(argv)
+    sweep = Path(args.sweep)
+    if not sweep.is_file():
+        print(f"error: {sweep}: no such sweep table; run the recipe (or recipes/collect.py) first", file=sys.stderr)
+        return 2
+    df = pd.read_csv(sweep, dtype={"relation": str})
+    if df[df.stage == "phase2"].step.isna().all():
+        print(f"error: {sweep}: no Phase-2 rows with a step column; recollect with recipes/collect.py",
+              file=sys.stderr)
+        return 2
+    out = plot_dose(df, Path(args.out) if args.out else sweep.with_name("dose.png"), args.title)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
