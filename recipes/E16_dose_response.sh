@@ -11,7 +11,8 @@
 # each (per-device batch x epochs) of DOSES and each learning rate of DOSE_LRS; every Phase-2 model
 # is evaluated on the unseen facts K..FACTS-1: MC and greedy generation under the train prompt,
 # one held-out paraphrase and the unrelated prompts (generation "contains" there is the rate at
-# which the memorized object is emitted for a question about something else).
+# which the memorized object is emitted for a question about something else), and the locality
+# control (real facts, general-text perplexity) on the base, Phase-1 and every Phase-2 model.
 #   DOSES="50x1 25x1 17x1 10x1 10x3" (with K=50: 1, 2, 3, 5 and 15 optimizer steps)
 #   DOSE_LRS="1e-5 3e-5"   DOSE_PROMPTS="hgp-0,test-0,unrelated-*"
 #   P1_MODEL=<registry name>: start from an existing Phase-1 checkpoint (e.g. the demo's) instead of
@@ -37,13 +38,16 @@ for rel in $RELATIONS; do
       "prompt.type=[$DOSE_PROMPTS]"
   }
   dose_eval "$p1"                    # zero Phase-2 steps
+  models="=$BASE_MODEL,$p1"
   for lr in $DOSE_LRS; do
     for dose in $DOSES; do
       batch=${dose%x*} epochs=${dose#*x} label="p2_r${rel}_lr${lr}_b${dose}"
       recipe_phase2 "$label" "$base" "$rel" "${from[@]}" "train.learning_rate=$lr" "train.epochs=$epochs" \
         "train.per_device_train_batch_size=$batch" "train.effective_batch_size=$batch" "train.warmup_steps=0"
       dose_eval "$label:final"
+      models="$models,$label:final"
     done
   done
+  recipe_locality "$models" "$rel"
 done
 recipe_run

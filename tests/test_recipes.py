@@ -177,18 +177,26 @@ def test_collector_rows_lineage_merge_and_skips(tmp_path):
 def test_dose_points_average_families_and_start_from_phase_one(tmp_path):
     from util_public.recipes import plots
 
-    row = lambda stage, step, lr, ptype, acc, contains: {   # noqa: E731
-        "stage": stage, "step": step, "learning_rate": lr, "prompt_type": ptype, "slice": "unseen",
-        "prompt_family": prompts.parse(ptype).family, "n": 50, "accuracy": acc, "gen_n": 50, "contains": contains}
+    def row(stage, step, lr, ptype, acc, contains, dataset="d", relation="50", slice_="unseen"):
+        return {"stage": stage, "step": step, "learning_rate": lr, "prompt_type": ptype, "slice": slice_,
+                "dataset": dataset, "relation": relation, "prompt_family": prompts.parse(ptype).family, "n": 50,
+                "accuracy": acc, "gen_n": 50, "contains": contains}
+
+    known = {"dataset": "known", "slice_": "all"}
     df = pd.DataFrame([row("phase1", 30, None, "hgp-0", 0.4, 0.0), row("phase1", 30, None, "unrelated-0", 0.3, 0.1),
                        row("phase2", 1, 1e-5, "hgp-0", 0.9, 0.8), row("phase2", 1, 1e-5, "unrelated-0", 0.6, 0.2),
                        row("phase2", 1, 1e-5, "unrelated-1", 0.8, 0.4), row("phase2", 2, 3e-5, "hgp-0", 1.0, 0.9),
-                       {**row("phase2", 2, 3e-5, "hgp-0", 0.0, 0.0), "slice": "seen"}])
+                       row("phase2", 2, 3e-5, "hgp-0", 0.0, 0.0, slice_="seen"),
+                       row("base", None, None, "hgp-0", 0.8, 0.7, **known),
+                       row("phase2", 1, 1e-5, "hgp-0", 0.5, 0.25, **known),
+                       row("phase2", 1, 1e-5, "hgp-0", 0.1, 0.0, dataset="known", relation="71", slice_="all")])
     points = plots.dose_points(df).set_index(["learning_rate", "steps", "family", "metric"]).value
     assert points[(1e-5, 0, "hgp", "accuracy")] == 0.4 and points[(3e-5, 0, "unrelated", "contains")] == 0.1
     assert points[(1e-5, 1, "unrelated", "accuracy")] == pytest.approx(0.7)       # mean of the family's prompts
     assert points[(1e-5, 1, "unrelated", "contains")] == pytest.approx(0.3)
     assert points[(3e-5, 2, "hgp", "accuracy")] == 1.0                              # seen slices never count
+    assert points[(1e-5, 1, "locality", "contains")] == 0.25                        # the trained relation's only
+    assert plots.base_locality(df) == {"accuracy": 0.8, "contains": 0.7}
     out = plots.plot_dose(df, tmp_path / "dose.png", "t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -224,7 +232,8 @@ RUNS = {  # recipe -> (extra environment, check of its sweep table)
             == {"hgp-0", "trigger-combine"} and set(d[d.relation == "105-21"].stage) == {"phase2", "sft"}),
     "E16": ({"DOSE_PROMPTS": "hgp-0,test-0,unrelated-0"}, lambda d: set(d[d.stage == "phase2"].step) == {1, 4} and set(d.learning_rate.dropna()) == {1e-4}
             and set(d.prompt_family) == {"hgp", "test", "unrelated"} and set(d[d.slice == "unseen"].stage)
-            == {"phase1", "phase2"} and (d[d.slice == "unseen"].n == 2).all()),
+            == {"phase1", "phase2"} and (d[d.slice == "unseen"].n == 2).all()
+            and set(d[d.dataset == "known"].stage) == {"base", "phase1", "phase2"}),
     "E12": ({}, lambda d: set(d.phase2_text_type) == {"NegTrain-1", "NegTrain-0"}
             and set(d.prompt_family) == {"NegTest", "test"} and set(d.slice) == {"all", "seen", "unseen"}),
 }

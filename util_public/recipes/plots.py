@@ -6,7 +6,9 @@
 Phase-2 optimizer steps (0 = the Phase-1 model), one column of panels per learning rate; the top
 row is multiple-choice accuracy, the bottom row greedy generation (`contains`), each with binomial
 standard errors. Under the unrelated prompts `contains` is the rate at which the memorized object
-is emitted for a question about something else: a specific model keeps it low.
+is emitted for a question about something else: a specific model keeps it low. The locality
+control (the trained relation's real facts, `dataset=known`) is drawn beside them, with the base
+model's value as a dashed line.
 """
 from __future__ import annotations
 
@@ -22,15 +24,25 @@ from .. import atomicio
 
 # (legend label, prompt family): a family's evaluated prompts are averaged into one curve
 CURVES = (("train prompt (hgp-0)", "hgp"), ("held-out paraphrase (test-*)", "test"),
-          ("unrelated (unrelated-*)", "unrelated"))
+          ("unrelated (unrelated-*)", "unrelated"), ("real facts (locality)", "locality"))
 ROWS = (("accuracy", "multiple-choice accuracy"), ("contains", "generation: object in the output"))
+LOCALITY_DATASET = "known"
+
+
+def _locality_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The known-fact rows of the relations the fictional facts were evaluated on, as family `locality`."""
+    fictional = set(df.loc[df.dataset != LOCALITY_DATASET, "relation"].astype(str))
+    known = df[(df.dataset == LOCALITY_DATASET) & df.relation.astype(str).isin(fictional) & (df.slice == "all")]
+    return known.assign(prompt_family="locality")
 
 
 def dose_points(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per (learning rate, steps, family, metric) on the unseen slice: the mean rate and its n.
+    """One row per (learning rate, steps, family, metric): the mean rate and its n.
 
-    The Phase-1 model (stage `phase1`) is the zero-step point of every learning rate."""
-    unseen = df[(df.slice == "unseen") & df.stage.isin(["phase1", "phase2"])].copy()
+    Fictional facts count on the unseen slice only; the locality family is the trained relation's
+    real facts. The Phase-1 model (stage `phase1`) is the zero-step point of every learning rate."""
+    rows = pd.concat([df[(df.slice == "unseen") & (df.dataset != LOCALITY_DATASET)], _locality_rows(df)])
+    unseen = rows[rows.stage.isin(["phase1", "phase2"])].copy()
     unseen["steps"] = unseen.step.where(unseen.stage == "phase2", 0).astype(int)
     rates = sorted(unseen.loc[unseen.stage == "phase2", "learning_rate"].dropna().unique())
     phase1 = unseen[unseen.stage == "phase1"]
@@ -45,6 +57,13 @@ def dose_points(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def base_locality(df: pd.DataFrame) -> dict[str, float]:
+    """metric -> the base model's locality value (the level training should keep)."""
+    locality = _locality_rows(df)
+    base = locality[locality.stage == "base"]
+    return {m: base[m].mean() for m in ("accuracy", "contains") if base[m].notna().any()}
+
+
 def plot_dose(df: pd.DataFrame, path: Path, title: str = "") -> Path:
     import matplotlib
 
@@ -52,6 +71,7 @@ def plot_dose(df: pd.DataFrame, path: Path, title: str = "") -> Path:
     import matplotlib.pyplot as plt
 
     points = dose_points(df)
+    base = base_locality(df)
     rates = sorted(points.learning_rate.unique())
     steps = sorted(points.steps.unique())
     fig, axes = plt.subplots(len(ROWS), len(rates), figsize=(4.2 * len(rates) + 1.5, 6.2), sharex=True,
@@ -67,6 +87,8 @@ def plot_dose(df: pd.DataFrame, path: Path, title: str = "") -> Path:
                 xs = [steps.index(s) for s in sel.steps]
                 err = [math.sqrt(v * (1 - v) / n) if n else 0 for v, n in zip(sel.value, sel.n)]
                 ax.errorbar(xs, sel.value, yerr=err, marker="o", capsize=3, label=label)
+            if metric in base:
+                ax.axhline(base[metric], color="grey", linestyle="--", linewidth=1, label="base model (locality)")
             ax.set_ylim(-0.02, 1.02)
             ax.grid(alpha=0.3)
             if row == 0:
@@ -75,9 +97,9 @@ def plot_dose(df: pd.DataFrame, path: Path, title: str = "") -> Path:
                 ax.set_xticks(range(len(steps)), [str(s) for s in steps])
                 ax.set_xlabel("Phase-2 optimizer steps (0 = Phase 1 only)")
             if col == 0:
-                ax.set_ylabel(ylabel + "\n(unseen facts)", fontsize=9)
+                ax.set_ylabel(ylabel, fontsize=9)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(CURVES), fontsize=9, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95 if title else 1))
