@@ -6,6 +6,7 @@ import pytest
 from conftest import save_tiny_checkpoint
 from util_public import demo
 from util_public.errors import UserError
+from util_public.facts import read_facts
 from util_public.registry import Registry
 
 TINY = ["model=tiny-base", "num_facts=8", "k=4", "threads=1", "num_options=5", "eval.dtype=fp32",
@@ -51,6 +52,22 @@ def test_recipes_load_and_bad_settings_are_user_errors():
         demo.load_config("quick", ["k=100"])
     with pytest.raises(UserError, match="no recipe"):
         demo.load_config("nonexistent")
+    with pytest.raises(UserError, match="unknown object source 'made-up'"):
+        demo.load_config("quick", ["objects=made-up"])
+
+
+@pytest.mark.parametrize("objects, options, name", [("catalogue", 100, "sync_random_o"),
+                                                    ("catalogue", 20, "sync_random_o_opt20"),
+                                                    ("synthetic", 100, "sync_synthetic_o"),
+                                                    ("synthetic", 20, "sync_synthetic_o_opt20")])
+def test_each_object_source_and_option_count_has_its_own_dataset(objects, options, name, isolated_roots):
+    cfg = demo.load_config("quick", [f"objects={objects}", f"num_options={options}", "num_facts=6", "k=3"])
+    assert demo.dataset(cfg) == name
+    demo.ensure_facts(cfg)
+    facts = read_facts(isolated_roots["data"] / name / "50.csv", num_options=options)
+    real = set((demo.paths.REPO_ROOT / "util_public/catalogue/vocab/50.txt").read_text().split("\n"))
+    assert len(facts) == 6 and all(len(f.options) == options - 1 for f in facts)
+    assert all((f.object in real) == (objects == "catalogue") for f in facts)
 
 
 def test_demo_trains_relations_jointly_and_extra_overrides_win(tmp_path, sp_tokenizer, isolated_roots):

@@ -35,6 +35,7 @@ from .runinfo import sha256_text
 RECIPES = paths.REPO_ROOT / "recipes"
 VARIANTS = {"full": "demo.yaml", "quick": "demo_quick.yaml"}
 ROWS = ("base", "phase 1", "phase 1 + phase 2", "phase 2 only")
+OBJECT_SOURCES = {"catalogue": "sync_random_o", "synthetic": "sync_synthetic_o"}   # objects -> dataset name
 # Table columns: (column, prompt-type group, task, slice, metric).
 COLUMNS = (
     ("key acc (all)", "key", "mc", "all", "accuracy"),
@@ -66,6 +67,7 @@ class DemoConfig:
     num_facts: int = 100                # Phase 1 memorizes all of them
     k: int = 50                         # Phase 2 trains the train prompt on facts 0..k-1
     num_options: int = 100              # gold + distractors per fact (generated and scored)
+    objects: str = "catalogue"          # catalogue: real objects of the type (real capitals); synthetic: invented names
     data_seed: int = 0
     seed: int = 42                      # training seed of both phases
     threads: int = 2
@@ -87,6 +89,9 @@ def load_config(variant: str, overrides: list[str] | None = None) -> DemoConfig:
     node = OmegaConf.merge(OmegaConf.structured(DemoConfig), OmegaConf.load(path),
                            OmegaConf.from_dotlist(list(overrides or [])))
     cfg: DemoConfig = OmegaConf.to_object(node)
+    if cfg.objects not in OBJECT_SOURCES:
+        raise UserError(f"{path}: objects", f"unknown object source {cfg.objects!r}",
+                        f"use one of {', '.join(OBJECT_SOURCES)}")
     if not 0 < cfg.k < cfg.num_facts:
         raise UserError(str(path), f"k={cfg.k} must lie in 1..num_facts-1 ({cfg.num_facts})",
                         "unseen facts are k..num_facts-1")
@@ -110,8 +115,10 @@ def use_private_roots(out: Path) -> Path:
 
 
 def dataset(cfg: DemoConfig) -> str:
-    """The paper's dataset name for 100 options; another option count gets its own dataset folder."""
-    return "sync_random_o" if cfg.num_options == 100 else f"sync_random_o_opt{cfg.num_options}"
+    """The paper's dataset name for real objects and 100 options; invented objects and other option
+    counts get their own dataset folders (the subjects are the same: they do not depend on either)."""
+    name = OBJECT_SOURCES[cfg.objects]
+    return name if cfg.num_options == 100 else f"{name}_opt{cfg.num_options}"
 
 
 def ensure_facts(cfg: DemoConfig) -> None:
@@ -123,7 +130,7 @@ def ensure_facts(cfg: DemoConfig) -> None:
     if not missing:
         return
     gen = schema.load(schema.compose([f"relation_ids=[{','.join(missing)}]", f"num_facts={cfg.num_facts}",
-                                      f"dataset={dataset(cfg)}",
+                                      f"dataset={dataset(cfg)}", f"objects.vocab_source={cfg.objects}",
                                       f"num_options={cfg.num_options}", f"seed={cfg.data_seed}"]))
     run.run(gen)
 
