@@ -20,6 +20,8 @@
 #   THREADS          CPU threads of training and evaluation (empty: all cores)
 #   TRAIN_ARGS, EVAL_ARGS  more Hydra overrides for every training stage / evaluation
 #                    (e.g. TRAIN_ARGS=save.dtype=bf16, EVAL_ARGS=backend=vllm: run in its own process)
+#   P1_ARGS, P2_ARGS more overrides for the Phase-1 / Phase-2 stages only, after TRAIN_ARGS
+#                    (e.g. P2_ARGS=train.warmup_steps=0 for a Phase 2 of one or two optimizer steps)
 #   SMOKE=0          1: the reduced size above, with every root isolated under RECIPE_HOME
 #   RECIPE_HOME      runs/recipes-smoke (SMOKE only): data, runs, results and a private models.json
 #   RECIPE_RESULTS   {results root}/recipes/ID: result dirs, recipe.json, plan.tsv and sweep.csv
@@ -123,7 +125,7 @@ recipe_phase1() {
   plan_train "$label" phase1 - "model.base=$BASE_MODEL" "data.relation_id=$rel" "data.dataset=$DATA_NAME" \
     "data.index_end=$FACTS" "train.epochs=$P1_EPOCHS" "train.learning_rate=$LR" "train.seed=$SEED" \
     "train.per_device_train_batch_size=$PER_DEVICE_BATCH" "train.effective_batch_size=$EFFECTIVE_BATCH" \
-    $(grouping_args "$PER_DEVICE_BATCH") $(stage_args) "$@"
+    $(grouping_args "$PER_DEVICE_BATCH") $(stage_args) ${P1_ARGS:-} "$@"
 }
 
 # recipe_phase2 LABEL BASE(LABEL:EPOCH or -) RELATION_SPEC [overrides]: hgp-0 on facts 0..K-1.
@@ -132,7 +134,7 @@ recipe_phase2() {
   plan_train "$label" phase2 "$base" "data.relation_id=$rel" "data.dataset=$DATA_NAME" "data.index_end=$K" \
     "train.epochs=$P2_EPOCHS" "train.learning_rate=$P2_LR" "train.seed=$SEED" \
     "train.per_device_train_batch_size=$P2_PER_DEVICE_BATCH" "train.effective_batch_size=$P2_EFFECTIVE_BATCH" \
-    $(grouping_args "$P2_PER_DEVICE_BATCH") $(stage_args) "$@"
+    $(grouping_args "$P2_PER_DEVICE_BATCH") $(stage_args) ${P2_ARGS:-} "$@"
 }
 
 # recipe_sft LABEL RELATION_SPEC TEXT_TYPE EPOCHS [overrides]: the SFT baseline (+experiment=E4): the

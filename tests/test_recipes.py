@@ -92,6 +92,13 @@ def test_defaults_follow_the_device(tmp_path):
             "data.index_end=100", "train.epochs=20", "train.learning_rate=1e-5"} <= set(trains[0].overrides)
 
 
+def test_stage_arguments_reach_their_stage_only(tmp_path):
+    env = recipe_env(tmp_path, TRAIN_ARGS="save.dtype=bf16", P1_ARGS="loss.mode=o", P2_ARGS="train.warmup_steps=0")
+    p1, p2 = [s for s in plan.read(write_plan(REPO / "recipes" / "E1_main.sh", env)) if s.kind == "train"]
+    assert p1.overrides[-2:] == ["save.dtype=bf16", "loss.mode=o"] and "train.warmup_steps=0" not in p1.overrides
+    assert p2.overrides[-2:] == ["save.dtype=bf16", "train.warmup_steps=0"] and "loss.mode=o" not in p2.overrides
+
+
 def test_plan_errors_name_the_line(tmp_path):
     bad = tmp_path / "plan.tsv"
     cases = {"fly\tx\ty": "unknown step", "train\tp1\tphase1": "needs 3 field",
