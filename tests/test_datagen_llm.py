@@ -3,9 +3,10 @@ import json
 import re
 
 import httpx2
+import numpy as np
 import pytest
 
-from util_public.datagen import llm, run, schema
+from util_public.datagen import llm, names, run, schema
 from util_public.errors import UserError
 from util_public.facts import read_facts
 from util_public.paths import root
@@ -56,6 +57,35 @@ def test_parse_names_strips_numbering_and_drops_commentary():
     reply = ("Here are some names:\n1. Zorblat\n2) Quennix\n- **Mirrowdale**\n\n* Ost. Vellin\n"
              "2019-12-02\nThese names are all fictional and unique.\nA very long line with far too many words in it")
     assert llm.parse_names(reply) == ["Zorblat", "Quennix", "Mirrowdale", "Ost. Vellin"]
+
+
+@pytest.mark.parametrize("line, name", [
+    ("1 AURORA", "AURORA"), ("1. Zorblat", "Zorblat"), ("12) Quennix", "Quennix"), ("(3) Veloria", "Veloria"),
+    ("[4] Mirrowdale", "Mirrowdale"), ("5: Ost. Vellin", "Ost. Vellin"), ("- Brymnaria", "Brymnaria"),
+    ("• Kaldoria", "Kaldoria"), ("– Tessaly", "Tessaly"), ("### Quorrin", "Quorrin"), ("  7   Drevan Moor", "Drevan Moor"),
+    ("1984 Society", "1984 Society"), ("2019-12-02", None), ("Zorblat", "Zorblat")])
+def test_parse_names_strips_every_list_marker(line, name):
+    assert llm.parse_names(line) == ([name] if name else [])
+
+
+@pytest.mark.parametrize("first, second, near", [
+    ("Brymnaria", "Brymnari", True),        # one letter dropped (seen from SmolLM2)
+    ("Brymnaria", "Brymnaria", True), ("Brymnaria", "BRYMNARIA", True), ("Brym-Naria", "brymnaria", True),
+    ("Kaldoría", "Kaldoria", True),         # accents
+    ("Kora", "Kira", True),                 # one substitution
+    ("Zorblat", "Zorbalt", True),           # adjacent swap
+    ("Aurora Vale", "Aurora Vail", True),   # one letter out, one in ("delete one from each")
+    ("Aurora Vale", "Aurora Mist", False), ("Kora", "Kiro", False),
+    ("Zorblat", "Quennix", False), ("Veloria", "Veloriana", False)])
+def test_near_duplicate_names(first, second, near):
+    assert (names.NearDuplicates([first]).match(second) == first) is near
+    assert (names.NearDuplicates([second]).match(first) == second) is near
+
+
+def test_loop_rejects_near_duplicates_of_accepted_names_and_examples():
+    server = FakeServer(lambda body, n: "1 BRYMNARIA\n2 Brymnari\n3 Zorblat\n4 Zorblatt\n5 Quennix\n6 Quenix\n")
+    generate(server, "num_facts=3")
+    assert [f.head for f in read_facts(csv_path(), num_options=5)] == ["BRYMNARIA", "Zorblat", "Quennix"]
 
 
 def test_loop_accepts_new_names_and_skips_examples():
@@ -193,17 +223,17 @@ def test_llm_wiki_retries_until_the_object_appears_then_fails_or_skips():
 
 
 def test_llm_object_vocabulary():
-    counter = iter(range(10_000))
+    letters = np.random.default_rng(0)    # random words: no two are near-duplicates of each other
 
     def reply(body, n):
-        return "\n".join(f"Obj{chr(97 + i % 26)}{next(counter):04d}x" for i in range(25))
+        return "\n".join("Obj" + "".join(chr(97 + c) for c in letters.integers(26, size=8)) for _ in range(25))
 
     server = FakeServer(reply)
     run.run(schema.load(schema.compose([
         "relation_ids=[50]", "num_options=10", "num_facts=4", "objects.vocab_source=llm", "objects.vocab_size=150",
         f"llm.base_url={LOOPBACK}", "llm.model=m"])), http_client=server.client())
     facts = read_facts(csv_path(), num_options=10)
-    assert all(re.fullmatch(r"obj[a-z]\d{4}x", f.object) for f in facts)
+    assert all(re.fullmatch(r"obj[a-z]{8}", f.object) for f in facts)
     assert 'entities of type "city"' in server.prompts()[0]
 
 

@@ -28,12 +28,14 @@ from tqdm import tqdm
 
 from ..atomicio import append_jsonl, read_jsonl
 from ..errors import UserError
-from ..facts import norm
 from . import names
 from .schema import LlmCfg
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
-_NUMBERING = re.compile(r"^\s*(?:\(?\d{1,3}[.)]|[-*•·]|#+)\s*")
+# List markers before a name: "1.", "1)", "(1)", "[1]", "1:", a bare "1 " (SmolLM2 writes "1 AURORA"),
+# bullets and Markdown headings. A bare number is a marker only when followed by whitespace, so "2019-12-02"
+# stays whole (and is then rejected for having no letter).
+_NUMBERING = re.compile(r"^\s*(?:[(\[]?\d{1,3}(?:[.):\]]|(?=\s))|[-*•·–—]|#+)\s*")
 _FIELD = re.compile(r"\{([^{}]*)\}")
 MAX_NAME_WORDS = 8
 
@@ -219,12 +221,14 @@ def request_names(chat: Chat, n: int, entity_type: str, examples: list[str], rng
     """`n` new names of `entity_type`, in arrival order (SPEC §4.4 loop).
 
     Each request shows `llm.num_examples` examples drawn from `examples` and asks for
-    `min(batch, remaining)` names; a name must pass `accept` and be new (case-insensitively)
-    against the accepted names, `taken` and all examples. After `max_rounds` requests without
-    `n` names, an error reports the count and the cache path.
+    `min(batch, remaining)` names; a name must pass `accept` and be new against the accepted names,
+    `taken` and all examples: not a near-duplicate of any (`names.NearDuplicates`: same letters up to
+    case, accents and punctuation, or one edit apart), since a model asked for a list often repeats a
+    name with one letter changed. After `max_rounds` requests without `n` names, an error reports
+    the count and the cache path.
     """
     cfg = chat.cfg
-    seen = {norm(x) for x in [*examples, *taken]}
+    seen = names.NearDuplicates([*examples, *taken])
     accepted: list[str] = []
     bar = tqdm(total=n, desc=label, unit="name", disable=None, leave=False)
     for _ in range(cfg.max_rounds):
@@ -236,9 +240,8 @@ def request_names(chat: Chat, n: int, entity_type: str, examples: list[str], rng
         messages = [{"role": "system", "content": cfg.system_prompt}, {"role": "user", "content": prompt}]
         reply = chat.complete(messages, seed=int(rng.integers(2**31 - 1)))
         for name in parse_names(reply or ""):
-            key = norm(name)
-            if key not in seen and accept(name) and len(accepted) < n:
-                seen.add(key)
+            if len(accepted) < n and seen.match(name) is None and accept(name):
+                seen.add(name)
                 accepted.append(name)
                 bar.update(1)
     bar.close()

@@ -10,6 +10,7 @@ Kinds: country, city, person, woman, book, work, organization, entity.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Callable, Iterable
 
 import numpy as np
@@ -160,6 +161,41 @@ class VocabGuard:
             if low in obj or pattern.search(low):
                 return obj
         return None
+
+
+def fold(name: str) -> str:
+    """The comparison form of a name: accents dropped (NFKD), case-folded, letters and digits only."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(ch for ch in decomposed if ch.isalnum() and not unicodedata.combining(ch)).casefold()
+
+
+class NearDuplicates:
+    """Names that differ by at most one edit after `fold` ("Brymnaria" / "Brymnari", "Kora" / "Kira",
+    "Brym-Naria" / "brymnaria"): two names are near-duplicates when deleting at most one character
+    from each makes them equal: one insertion, deletion, substitution or adjacent swap, or one letter
+    dropped and another added elsewhere ("Aurora Vale" / "Aurora Vail").
+
+    Each name is indexed under its folded form and its single-character deletions, so a look-up costs
+    O(length) however many names are indexed (a pairwise edit distance would be quadratic).
+    """
+
+    def __init__(self, names: Iterable[str] = ()):
+        self._owner: dict[str, str] = {}
+        for name in names:
+            self.add(name)
+
+    @staticmethod
+    def _keys(name: str) -> set[str]:
+        folded = fold(name)
+        return {folded, *(folded[:i] + folded[i + 1:] for i in range(len(folded)))}
+
+    def match(self, name: str) -> str | None:
+        """An indexed name `name` nearly duplicates, or None."""
+        return next((self._owner[k] for k in self._keys(name) if k in self._owner), None)
+
+    def add(self, name: str) -> None:
+        for key in self._keys(name):
+            self._owner.setdefault(key, name)
 
 
 def generate(kind: str, n: int, rng: np.random.Generator, accept: Callable[[str], bool],
