@@ -25,6 +25,24 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs CUDA (skipped on CPU machines)")
 
 
+@pytest.fixture(scope="session")
+def vllm_served(tmp_path_factory):
+    """The session's one real vLLM server (tests/vllmkit.py)."""
+    import vllmkit
+
+    with vllmkit.serve(tmp_path_factory.mktemp("vllm")) as served:
+        yield served
+
+
+def pytest_terminal_summary(terminalreporter):
+    """A skipped real-vLLM test must not pass unnoticed: a banner after the summary."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "vllm" in getattr(r, "keywords", {})]
+    if skipped:
+        terminalreporter.section("vLLM NOT TESTED", sep="!", red=True, bold=True)
+        terminalreporter.line(f"{len(skipped)} real-vLLM tests were SKIPPED (MTG_SKIP_VLLM=1); unset it, after "
+                              "`bash scripts/setup_vllm.sh`, to run them", red=True, bold=True)
+
+
 @pytest.fixture(autouse=True)
 def isolated_roots(tmp_path_factory, monkeypatch):
     """Per-test data, runs, results and registry; the converted-model cache stays shared."""

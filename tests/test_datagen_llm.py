@@ -63,7 +63,8 @@ def test_parse_names_strips_numbering_and_drops_commentary():
     ("1 AURORA", "AURORA"), ("1. Zorblat", "Zorblat"), ("12) Quennix", "Quennix"), ("(3) Veloria", "Veloria"),
     ("[4] Mirrowdale", "Mirrowdale"), ("5: Ost. Vellin", "Ost. Vellin"), ("- Brymnaria", "Brymnaria"),
     ("• Kaldoria", "Kaldoria"), ("– Tessaly", "Tessaly"), ("### Quorrin", "Quorrin"), ("  7   Drevan Moor", "Drevan Moor"),
-    ("1984 Society", "1984 Society"), ("2019-12-02", None), ("Zorblat", "Zorblat")])
+    ("1984 Society", "1984 Society"), ("2019-12-02", None), ("Zorblat", "Zorblat"),
+    ("**3. ZANOTHY**", "ZANOTHY"), ("- 1) Kaldoria", "Kaldoria"), ('"2. Veloria"', "Veloria")])
 def test_parse_names_strips_every_list_marker(line, name):
     assert llm.parse_names(line) == ([name] if name else [])
 
@@ -86,6 +87,13 @@ def test_loop_rejects_near_duplicates_of_accepted_names_and_examples():
     server = FakeServer(lambda body, n: "1 BRYMNARIA\n2 Brymnari\n3 Zorblat\n4 Zorblatt\n5 Quennix\n6 Quenix\n")
     generate(server, "num_facts=3")
     assert [f.head for f in read_facts(csv_path(), num_options=5)] == ["BRYMNARIA", "Zorblat", "Quennix"]
+
+
+def test_llm_subjects_near_a_real_entity_of_the_catalogue_are_refused():
+    server = FakeServer(lambda body, n: "1. Norway\n2. Polland\n3. Ada Lovelace\n4. Israel wine\n5. Zorblat\n"
+                                        "6. Science Fiction Guild\n")
+    generate(server, "num_facts=2")
+    assert [f.head for f in read_facts(csv_path(), num_options=5)] == ["Zorblat", "Science Fiction Guild"]
 
 
 def test_loop_accepts_new_names_and_skips_examples():
@@ -116,6 +124,15 @@ def test_too_few_names_after_max_rounds_is_an_error_without_output():
     assert "1/4 valid country names after llm.max_rounds=3" in err.value.message
     assert "llm_cache.jsonl" in err.value.message
     assert not csv_path().exists()
+
+
+def test_a_failed_request_leaves_no_folder_behind():
+    server = FakeServer(lambda body, n: httpx2.Response(404, json={"error": {"message": "no model m"}}))
+    existed = root("data").exists()
+    with pytest.raises(UserError) as err:
+        generate(server, "num_facts=2")
+    assert "HTTP 404" in err.value.message
+    assert not csv_path().parent.exists() and root("data").exists() == existed
 
 
 def test_malformed_replies_count_as_lost_rounds():

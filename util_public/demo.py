@@ -57,6 +57,7 @@ class EvalSettings:
     unrelated_prompts: List[str] = field(default_factory=lambda: ["unrelated-0"])
     gen_max_new_tokens: int = 8         # enough for a city name; `prefix` needs only its start
     mc_batch_size: Optional[int] = None
+    backend: str = "hf"                 # hf | vllm (a vLLM server per model: bash scripts/setup_vllm.sh)
 
 
 @dataclass
@@ -189,7 +190,7 @@ def evaluate_model(name: str, cfg: DemoConfig) -> dict[str, dict]:
     configure_cpu(cfg.threads)
     e = cfg.eval
     base = [f"data.relation_id={cfg.relation_id}", f"data.dataset={dataset(cfg)}", f"data.seen_fact_ids=0:{cfg.k}", f"model.dtype={e.dtype}",
-            f"mc.num_options={cfg.num_options}", f"gen.max_new_tokens={e.gen_max_new_tokens}"]
+            f"backend={e.backend}", f"mc.num_options={cfg.num_options}", f"gen.max_new_tokens={e.gen_max_new_tokens}"]
     if e.mc_batch_size:
         base.append(f"mc.batch_size={e.mc_batch_size}")
     every = api.config(base + ["data.index_begin=0", f"data.index_end={cfg.num_facts}"])

@@ -117,9 +117,21 @@ class Generator:
             return self._file_subjects(guard, n, taken)
         examples = (importer.trex_mc_heads(paths.resolve(c.objects.trex_mc_path), rel, c.import_)
                     if c.objects.trex_mc_path else list(meta.get("example_heads") or []))
+        # Subjects must be fictional, and a model asked for made-up countries still answers "Norway" or
+        # "Israel wine": a name near one of the catalogue's real named entities, or containing one, is refused.
+        real = self.real_entities()
+        near, inside = names.NearDuplicates(real), names.VocabGuard(real)
         return llm.request_names(self.chat, n, meta.get("subject_type") or "entity", examples,
-                                 stream(c.seed, "llm-subjects", rel), accept, taken=taken,
-                                 label=f"subjects {rel}")
+                                 stream(c.seed, "llm-subjects", rel),
+                                 lambda name: accept(name) and near.match(name) is None and inside.clash(name) is None,
+                                 taken=taken, label=f"subjects {rel}")
+
+    def real_entities(self) -> list[str]:
+        """The catalogue's real named entities: the object vocabularies of places, people and
+        organisations (not genres, classes or occupations, whose words fictional titles may use)."""
+        return [word for rid, rel in catalogue.relations(self.data_root).items()
+                if rel.get("vocab") and names.kind_for_type(rel.get("object_type") or "") != "entity"
+                for word in catalogue.vocab(rid, self.data_root)]
 
     def _file_subjects(self, guard: names.VocabGuard, n: int, taken: list[str]) -> list[str]:
         path = paths.resolve(self.cfg.subjects.file)

@@ -195,7 +195,8 @@ def _reply_text(response: Any) -> str | None:
 
 
 def parse_names(reply: str) -> list[str]:
-    """Candidate names from a reply: one per line, numbering, bullets and quotes removed.
+    """Candidate names from a reply: one per line, numbering, bullets, quotes and emphasis removed,
+    in any nesting ("**3. Name**", "- 1) Name").
 
     Lines that fail the offline shape rules, have more than 8 words, or read as commentary (a
     sentence of four or more words ending in ., !, ? or :) are dropped. A name is never cut at an
@@ -203,7 +204,9 @@ def parse_names(reply: str) -> list[str]:
     """
     out = []
     for raw in reply.splitlines():
-        line = _NUMBERING.sub("", raw.strip()).strip().strip("\"'`*_").strip()
+        line, previous = raw.strip(), None
+        while line != previous:
+            previous, line = line, _NUMBERING.sub("", line.strip("\"'`*_ \t")).strip()
         if not line or names.shape_problem(line, MAX_NAME_WORDS):
             continue
         if line[-1] in ".!?:" and len(line.split()) >= 4:

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 from .. import distributed, modelio
 from ..atomicio import check_writable_dir
-from . import metrics, plan as planning, report, results, shards
+from . import backends, metrics, plan as planning, report, results, shards
 from .backends.hf import HFBackend
 from .modelinfo import ModelInfo, describe
 from .plan import FactSet, Plan, load_factsets
@@ -30,8 +30,11 @@ __all__ = ["config", "describe", "load", "load_factsets", "evaluate", "execute",
 
 
 def load(info: ModelInfo, cfg: EvalConfig):
-    """The HF model and tokenizer of `info` (the expensive step a pipeline does once per model)."""
+    """The model and tokenizer of `info` (the expensive step a pipeline does once per model): an HF
+    model, or with `backend=vllm` a vLLM backend whose server stops when it is closed or collected."""
     tokenizer = modelio.load_tokenizer(info.path)
+    if backends.choose(cfg.backend) == "vllm":
+        return backends.load("vllm", info.path, tokenizer, cfg), tokenizer
     model = modelio.load_causal_lm(info.path, cfg.model.dtype, cfg.hf.device)
     return model, tokenizer
 

@@ -85,11 +85,17 @@ class HfCfg:
 
 @dataclass
 class VllmCfg:
+    base_url: Optional[str] = None      # a running vLLM server (http://host:port/v1) of the same checkpoint;
+                                        # null: start one for this evaluation (util_public/vllm_server.py)
     tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.8
+    gpu_memory_utilization: float = 0.8     # GPU only
+    cpu_kvcache_gib: int = 1            # CPU only: VLLM_CPU_KVCACHE_SPACE, RAM for the KV cache
     max_model_len: int = 4096
+    enforce_eager: Optional[bool] = None    # null: eager on CPU (compiling took ~100 s), compiled on a GPU
     enable_prefix_caching: bool = False  # prompt log-probs had prefix-cache bugs
-    max_rows_per_call: int = 2000
+    max_rows_per_call: int = 2000       # prompts per HTTP request
+    start_timeout_s: float = 900        # until the server answers (engine start: ~40 s on 2 CPU cores)
+    request_timeout_s: float = 3600
 
 
 @dataclass

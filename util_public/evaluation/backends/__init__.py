@@ -1,33 +1,33 @@
 """Backends: how requests are scored and prompts generated (`hf` or `vllm`, SPEC §6.5).
 
 Both take `requests.Request`s (token ids from the project's own tokenisation) and return
-`records.ScoreRecord`s, so results compare record by record. vLLM is imported only when chosen.
+`records.ScoreRecord`s, so results compare record by record. vLLM is never imported here: it runs
+in a server process of its own environment (`util_public/vllm_env.py`, `vllm_server.py`).
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 from ...errors import UserError
 
-VLLM_HINT = "use backend=hf"
-
 
 def vllm_available() -> bool:
-    if importlib.util.find_spec("vllm") is None:
-        return False
+    """A vLLM environment exists and a GPU is visible (on CPU, hf scores faster: docs/PERFORMANCE.md)."""
     import torch
 
-    return torch.cuda.is_available()
+    from ... import vllm_env
+
+    return torch.cuda.is_available() and vllm_env.find() is not None
 
 
 def choose(name: str) -> str:
-    """The backend to use: `auto` takes vllm when it imports and CUDA exists, else hf."""
+    """The backend to use: `auto` takes vllm when its environment exists and a GPU is visible, else hf."""
+    from ... import vllm_env
+
     if name == "hf":
         return "hf"
     if name == "vllm":
-        if not vllm_available():
-            raise UserError("backend", "backend=vllm needs vLLM and a CUDA GPU", VLLM_HINT)
+        vllm_env.require("backend=vllm")
         return "vllm"
     if name == "auto":
         chosen = "vllm" if vllm_available() else "hf"
@@ -56,6 +56,10 @@ def resolved_dtype(name: str, cfg) -> str:
     from ... import modelio
 
     if name == "vllm":
-        return cfg.model.dtype
+        from ... import vllm_env, vllm_server
+
+        if cfg.vllm.base_url:
+            return vllm_server.DTYPES.get(cfg.model.dtype, cfg.model.dtype)
+        return vllm_server.engine_dtype(cfg.model.dtype, vllm_env.require().cpu)
     device = cfg.hf.device or modelio.default_device()
     return str(modelio.torch_dtype(cfg.model.dtype, device)).removeprefix("torch.")

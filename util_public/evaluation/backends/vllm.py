@@ -1,94 +1,138 @@
-"""The vLLM backend (GPU only): the same requests and records as `hf`, token ids in, never text.
+"""The vLLM backend: the same requests and records as `hf`, token ids in, never text.
 
-- Rows: `TokensPrompt(context + continuation)` with `SamplingParams(max_tokens=1, temperature=0,
-  prompt_logprobs=1)`; position p's entry is looked up by the actual token id at p (the dict's
-  first key is the top-1 token, not necessarily ours). A missing id is an error.
-- Single-token options sharing a context, where the installed vLLM has `logprob_token_ids`: one
-  prompt per context asking for exactly those ids (prompt log-probs bypass the prefix cache and
-  recompute the whole prompt, so this is the cheap path; PERF.md).
-- Generation: `temperature=0`, `max_tokens`; EOS cut like hf.
-vLLM is imported here only, when this backend is constructed; it must run in its own process
-(one engine per process: GPU memory is not reliably freed between engines).
+The engine is a vLLM OpenAI-compatible server (`vllm_server`): one this backend starts for the
+model (its own process group, stopped on close), or a running one at `vllm.base_url` that must
+serve the same checkpoint. Every call is `/v1/completions` with token-id prompts, so the server
+never tokenises; what differs from `hf` is the engine alone.
+- Rows: prompt = context + continuation with `prompt_logprobs: 0`: each position's entry holds the
+  log-prob and rank of the actual token there (rank 1: the arg-max).
+- Single-token options sharing a context: one prompt per context with `logprob_token_ids` (at most
+  128 ids) and `max_tokens: 1`; the generated token is the greedy one. Prompt log-probs recompute
+  the whole prompt (they bypass the prefix cache), so this is the cheap path (PERF.md).
+- Generation: `temperature: 0`, `max_tokens`, the same EOS ids as hf, answered as token ids.
+Several HTTP requests are in flight at once, so the engine's batch stays full between them.
 """
 from __future__ import annotations
 
+import json
+import math
+import urllib.error
+import urllib.request
+import weakref
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Sequence
 
+from ... import vllm_env, vllm_server
 from ...errors import UserError
 from ..records import ScoreRecord, from_token_logprobs
 from ..requests import Request
-from . import VLLM_HINT
 
-_DTYPES = {"auto": "auto", "fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
-           "fp16": "float16", "float16": "float16"}
+MAX_TARGET_IDS = 128      # vLLM's limit on `logprob_token_ids` per request
+IN_FLIGHT = 4             # HTTP requests sent concurrently
+# Sent with every request: a server applies the model's generation_config.json defaults (a repetition
+# penalty, say) to whatever a request leaves out, and hf's greedy decoding uses none of them.
+GREEDY = {"temperature": 0.0, "repetition_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}
 
 
 class VllmBackend:
     name = "vllm"
-    facts_per_call = 4096      # the engine schedules its own batches; give it plenty
+    facts_per_call = 1024     # the server schedules its own batches; give it plenty
 
     def __init__(self, model_path: str, tokenizer, cfg):
-        try:
-            import torch
-            import vllm
-            from vllm import LLM, SamplingParams
-        except ImportError:
-            raise UserError("backend", "backend=vllm needs vLLM and a CUDA GPU", VLLM_HINT) from None
-        if not torch.cuda.is_available():
-            raise UserError("backend", "backend=vllm needs vLLM and a CUDA GPU", VLLM_HINT)
-        if cfg.model.dtype not in _DTYPES:
-            raise UserError(f"model.dtype={cfg.model.dtype}", "unknown dtype", "use auto, fp32, bf16 or fp16")
-        self._vllm, self._SamplingParams = vllm, SamplingParams
+        v = cfg.vllm
         self.tokenizer = tokenizer
-        self.max_len = cfg.vllm.max_model_len
-        self.rows_per_call = max(1, cfg.vllm.max_rows_per_call)
-        self.llm = LLM(model=model_path, tokenizer=model_path, dtype=_DTYPES[cfg.model.dtype],
-                       tensor_parallel_size=cfg.vllm.tensor_parallel_size,
-                       gpu_memory_utilization=cfg.vllm.gpu_memory_utilization, max_model_len=cfg.vllm.max_model_len,
-                       enable_prefix_caching=cfg.vllm.enable_prefix_caching, seed=cfg.seed)
-        fields = getattr(SamplingParams, "__struct_fields__", None) or getattr(SamplingParams, "__annotations__", {})
-        self.has_token_ids = "logprob_token_ids" in fields
+        self.rows_per_call = max(1, v.max_rows_per_call)
+        self.timeout_s = v.request_timeout_s
         self.stop = stop_ids(model_path, tokenizer)
+        self.server = None
+        if v.base_url:
+            self.url, self.device = v.base_url.rstrip("/"), f"server {v.base_url}"
+            self.dtype = vllm_server.DTYPES.get(cfg.model.dtype, cfg.model.dtype)   # as the server was told
+        else:
+            env = vllm_env.require()
+            self.dtype = vllm_server.engine_dtype(cfg.model.dtype, env.cpu)
+            self.server = vllm_server.start(vllm_server.Settings(
+                model_path, "mtg-eval", cfg.model.dtype, v.max_model_len, cfg.seed, v.tensor_parallel_size,
+                v.gpu_memory_utilization, v.cpu_kvcache_gib, v.enforce_eager, v.enable_prefix_caching,
+                cfg.runtime.num_threads), v.start_timeout_s)
+            self._stop_server = weakref.finalize(self, self.server.close)
+            self.url, self.device = self.server.base_url, "cpu" if env.cpu else "cuda"
+        self.model, self.max_len, served_root = self._served_model()
+        if Path(served_root).resolve() != Path(model_path).resolve():
+            raise UserError("vllm.base_url", f"the server at {self.url} serves {served_root}, not {model_path}",
+                            "start it with --model set to that checkpoint, or drop vllm.base_url")
+        self.version = vllm_server.get_json(self.url.removesuffix("/v1") + "/version").get("version")
+
+    def close(self) -> None:
+        if self.server is not None:
+            self._stop_server()
 
     def versions(self) -> dict:
-        import torch
+        return {"backend": "vllm", "vllm": self.version, "device": self.device, "dtype": self.dtype}
 
-        return {"backend": "vllm", "vllm": self._vllm.__version__, "torch": torch.__version__, "device": "cuda"}
+    def _served_model(self) -> tuple[str, int | None, str]:
+        try:
+            entry = vllm_server.get_json(f"{self.url}/models")["data"][0]
+        except (OSError, ValueError, KeyError, IndexError) as exc:
+            raise UserError("vllm.base_url", f"no model list from {self.url}/models ({exc})",
+                            "check that a vLLM server runs there") from None
+        return entry["id"], entry.get("max_model_len"), entry.get("root") or entry["id"]
 
     def check_length(self, key, n_tokens: int) -> None:
-        if n_tokens > self.max_len:
+        if self.max_len and n_tokens > self.max_len:
             raise UserError(f"request {key}", f"{n_tokens} tokens exceed vllm.max_model_len={self.max_len}",
                             "raise vllm.max_model_len or shorten the prompt")
 
-    def _run(self, prompts: list[list[int]], params) -> list:
-        from vllm.inputs import TokensPrompt
+    # ---- HTTP --------------------------------------------------------------------------------
+    def _post(self, body: dict) -> list[dict]:
+        """The choices of one /v1/completions call, in prompt order."""
+        data = json.dumps({"model": self.model, **GREEDY, **body}).encode()
+        request = urllib.request.Request(f"{self.url}/completions", data=data,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
+                choices = json.load(reply)["choices"]
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"vLLM server {self.url}: HTTP {exc.code}: {exc.read()[:500]!r}") from None
+        except OSError as exc:
+            raise RuntimeError(f"vLLM server {self.url}: {exc}") from None
+        return sorted(choices, key=lambda c: c["index"])
 
-        outputs = []
-        for start in range(0, len(prompts), self.rows_per_call):
-            chunk = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts[start:start + self.rows_per_call]]
-            outputs.extend(self.llm.generate(chunk, params, use_tqdm=False))
-        return outputs
+    def _post_all(self, bodies: list[dict]) -> list[list[dict]]:
+        if len(bodies) <= 1:
+            return [self._post(b) for b in bodies]
+        with ThreadPoolExecutor(IN_FLIGHT) as pool:
+            return list(pool.map(self._post, bodies))
 
+    def _rows(self, prompts: list[list[int]], **params) -> list[dict]:
+        """One choice per prompt, `rows_per_call` prompts per HTTP request."""
+        bodies = [{"prompt": prompts[i:i + self.rows_per_call], **params}
+                  for i in range(0, len(prompts), self.rows_per_call)]
+        return [choice for choices in self._post_all(bodies) for choice in choices]
+
+    # ---- scoring -----------------------------------------------------------------------------
     def score(self, requests: Sequence[Request]) -> list[ScoreRecord]:
-        for r in requests:
-            self.check_length(r.key, len(r.context) + len(r.continuation))
+        for r in requests:      # the server needs room for the one token it generates
+            self.check_length(r.key, len(r.context) + len(r.continuation) + 1)
         per_token = self.token_logprobs(requests)
         return [from_token_logprobs(r, lps, greedy) for r, (lps, greedy) in zip(requests, per_token)]
 
     def token_logprobs(self, requests: Sequence[Request]) -> list[tuple[list[float], list[bool]]]:
         out: list = [None] * len(requests)
-        rows = list(range(len(requests)))
-        if self.has_token_ids:
-            rows = self._single_token(requests, out)
-        params = self._SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1)
-        results = self._run([list(requests[i].context + requests[i].continuation) for i in rows], params)
-        for i, res in zip(rows, results):
-            out[i] = self._from_prompt_logprobs(requests[i], res.prompt_logprobs)
+        rows = self._single_token(requests, out)
+        choices = self._rows([list(requests[i].context + requests[i].continuation) for i in rows],
+                             max_tokens=1, prompt_logprobs=0)
+        for i, choice in zip(rows, choices):
+            out[i] = _from_prompt_logprobs(requests[i], choice["prompt_logprobs"])
         return out
 
     def _single_token(self, requests: Sequence[Request], out: list) -> list[int]:
-        """Answer single-token groups from one prompt each; returns the indices left for rows."""
+        """Answer single-token options from one prompt per context; returns the indices left for rows.
+
+        Contexts are packed into HTTP requests while the union of their target ids stays within
+        `MAX_TARGET_IDS` (a request names one id list for all its prompts)."""
         groups: OrderedDict[tuple, list[int]] = OrderedDict()
         rest = []
         for i, r in enumerate(requests):
@@ -96,41 +140,59 @@ class VllmBackend:
                 groups.setdefault(r.context, []).append(i)
             else:
                 rest.append(i)
+        parts = []      # (context, member indices) with at most MAX_TARGET_IDS distinct targets each
         for ctx, idxs in groups.items():
             targets = sorted({requests[i].continuation[0] for i in idxs})
-            params = self._SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=targets)
-            step = self._run([list(ctx)], params)[0].outputs[0].logprobs[0]
-            for i in idxs:
-                entry = step.get(requests[i].continuation[0])
-                if entry is None:   # an engine that ignored the ids: score this one as a row
-                    rest.append(i)
-                else:
-                    out[i] = ([float(entry.logprob)], [getattr(entry, "rank", None) == 1])
+            for k in range(0, len(targets), MAX_TARGET_IDS):
+                chunk = set(targets[k:k + MAX_TARGET_IDS])
+                parts.append((ctx, [i for i in idxs if requests[i].continuation[0] in chunk], chunk))
+        bodies, members, union, batch = [], [], set(), []
+        for part in parts + [None]:
+            if part is None or len(union | part[2]) > MAX_TARGET_IDS or len(batch) == self.rows_per_call:
+                if batch:
+                    bodies.append({"prompt": [list(ctx) for ctx, _, _ in batch], "max_tokens": 1, "logprobs": 0,
+                                   "logprob_token_ids": sorted(union), "return_tokens_as_token_ids": True})
+                    members.append(batch)
+                union, batch = set(), []
+            if part is not None:
+                union |= part[2]
+                batch.append(part)
+        for batch, choices in zip(members, self._post_all(bodies)):
+            for (_, idxs, _), choice in zip(batch, choices):
+                logprobs = choice["logprobs"]
+                chosen = logprobs["tokens"][0]
+                top = logprobs["top_logprobs"][0]
+                for i in idxs:
+                    name = f"token_id:{requests[i].continuation[0]}"
+                    out[i] = ([float(top[name])], [chosen == name])
         return sorted(rest)
 
-    @staticmethod
-    def _from_prompt_logprobs(request: Request, prompt_logprobs) -> tuple[list[float], list[bool]]:
-        ids = request.context + request.continuation
-        values, greedy = [], []
-        for pos in range(len(request.context), len(ids)):
-            entry = (prompt_logprobs[pos] or {}).get(ids[pos])
-            if entry is None:
-                raise RuntimeError(f"vLLM returned no log-prob for token {ids[pos]} at position {pos} "
-                                   f"of request {request.key}")
-            values.append(float(entry.logprob))
-            greedy.append(getattr(entry, "rank", None) == 1)
-        return values, greedy
-
+    # ---- generation --------------------------------------------------------------------------
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
         for i, p in enumerate(prompts):
             self.check_length(f"prompt {i}", len(p) + max_new_tokens)
-        params = self._SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        choices = self._rows([list(p) for p in prompts], max_tokens=max_new_tokens,
+                             stop_token_ids=sorted(self.stop), return_token_ids=True)
         results = []
-        for res in self._run([list(p) for p in prompts], params):
-            ids = list(res.outputs[0].token_ids)
+        for choice in choices:
+            ids = list(choice["token_ids"])
             cut = next((k for k, t in enumerate(ids) if t in self.stop), len(ids))
             results.append(ids[:cut])
         return results
+
+
+def _from_prompt_logprobs(request: Request, prompt_logprobs: list) -> tuple[list[float], list[bool]]:
+    """The continuation's per-token log-probs and arg-max flags from one prompt's entries."""
+    ids = request.context + request.continuation
+    values, greedy = [], []
+    for pos in range(len(request.context), len(ids)):
+        entry = (prompt_logprobs[pos] or {}).get(str(ids[pos]))
+        if entry is None:
+            raise RuntimeError(f"vLLM returned no log-prob for token {ids[pos]} at position {pos} "
+                               f"of request {request.key}")
+        values.append(float(entry["logprob"]) if entry["logprob"] is not None else -math.inf)
+        greedy.append(entry.get("rank") == 1)
+    return values, greedy
 
 
 def stop_ids(model_path: str, tokenizer) -> set[int]:

@@ -1,0 +1,135 @@
+"""backend=vllm against a real vLLM server (SPEC §6.5): the same token ids in, the same records out as hf.
+
+The session's server (tests/vllmkit.py) serves SmolLM2 with an added key token in fp32; hf runs the
+same checkpoint in fp32 in this process. Tolerances are those of the measured parity
+(evaluation/README.md): 1e-3 per scored token; generation identical.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from evalkit import fictional_facts, write_dataset
+from vllmkit import KEY
+
+from util_public import modelio
+from util_public.errors import UserError
+from util_public.evaluation import api, requests as rq
+from util_public.evaluation.backends import vllm as vllm_backend
+from util_public.evaluation.backends.hf import HFBackend
+
+pytestmark = pytest.mark.vllm
+
+
+@pytest.fixture(scope="module")
+def hf(vllm_served):
+    tok = modelio.load_tokenizer(vllm_served.path)
+    return HFBackend(modelio.load_causal_lm(vllm_served.path, "fp32", "cpu"), tok), tok
+
+
+def _cfg(served, *extra):
+    return api.config(["backend=vllm", "model.dtype=fp32", f"vllm.base_url={served.base_url}", *extra])
+
+
+def _mc_requests(tok) -> list[rq.Request]:
+    """Key-prompt and natural-prompt questions (options of one and of several tokens) and a request whose
+    first continuation token straddles the context boundary."""
+    out = []
+    for fact in fictional_facts(3, num_options=10):
+        for context in (f"{fact.head} {KEY}", f"{fact.head} is located in the city of"):
+            out += rq.mc_requests(tok, fact, context, [fact.object, *fact.options], " ", [])
+    return out + [rq.split(tok, "The capital of France is Pa", "ris", [], "merge")]
+
+
+def test_scores_and_generations_match_hf(vllm_served, hf):
+    backend_hf, tok = hf
+    backend = vllm_backend.VllmBackend(str(vllm_served.path), tok, _cfg(vllm_served))
+    reqs = _mc_requests(tok)
+    assert any(len(r.continuation) == 1 for r in reqs) and any(len(r.continuation) > 1 for r in reqs)
+    assert reqs[-1].boundary_merge
+    got, want = backend.score(reqs), backend_hf.score(reqs)
+    for g, w in zip(got, want):
+        assert g.key == w.key and g.n_tokens == w.n_tokens
+        assert abs(g.sum_logprob - w.sum_logprob) <= 1e-3 * g.n_tokens, g.key
+    assert sum(g.is_greedy == w.is_greedy for g, w in zip(got, want)) >= 0.95 * len(got)
+    prompts = [rq.prompt_ids(tok, f"{f.head} {KEY}", []) for f in fictional_facts(4)]
+    assert backend.generate(prompts, 8) == backend_hf.generate(prompts, 8)
+    assert backend.versions()["backend"] == "vllm" and backend.versions()["dtype"] == "float32"
+
+
+def _records(results: Path, task: str) -> dict[str, list[dict]]:
+    out = {}
+    for path in sorted(results.glob(f"{task}/*/*/*/*/*/*/records.jsonl")):
+        out[path.parts[-7]] = [json.loads(line) for line in path.read_text().splitlines()]
+    return out
+
+
+def test_eval_entry_points_on_vllm_equal_hf(vllm_served, hf, tmp_path, isolated_roots):
+    """eval.py (mc + gen) and eval_gen.py with backend=vllm, on the key-token checkpoint, against hf."""
+    write_dataset(isolated_roots["data"], "toy", fictional_facts(4, num_options=8))
+    common = [f"model.path={vllm_served.path}", "data.dataset=toy", "data.seen_fact_ids=null", "mc.num_options=8",
+              "gen.max_new_tokens=6", "model.dtype=fp32", "prompt.type=[trigger-mid,hgp-0]"]
+    served = ["backend=vllm", f"vllm.base_url={vllm_served.base_url}"]
+    env = {**os.environ, "MTG_RESULTS_ROOT": str(tmp_path / "vllm")}
+    for script, tasks in (("eval.py", "tasks=[mc,gen]"), ("eval_gen.py", "tasks=[gen]")):
+        if script == "eval_gen.py":
+            env["MTG_RESULTS_ROOT"] = str(tmp_path / "vllm_gen")
+        proc = subprocess.run([sys.executable, str(REPO / "evaluation" / script), *common, *served, tasks],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    cfg = api.config([*common, "backend=hf", f"output.root={tmp_path / 'hf'}"])
+    api.evaluate(hf[0], hf[1], api.describe(None, str(vllm_served.path)), api.load_factsets(cfg),
+                 ["trigger-mid", "hgp-0"], ["mc", "gen"], cfg)
+    mc_v, mc_h = _records(tmp_path / "vllm", "mc"), _records(tmp_path / "hf", "mc")
+    assert sorted(mc_v) == sorted(mc_h) == ["hgp-0", "trigger-mid"]
+    for ptype in mc_h:
+        for a, b in zip(mc_v[ptype], mc_h[ptype]):
+            assert a["fact_id"] == b["fact_id"] and a["pred_index"] == b["pred_index"]
+            assert max(abs(x - y) for x, y in zip(a["option_logprobs"], b["option_logprobs"])) <= 1e-3 * max(
+                a["option_n_tokens"])
+    gen_h = _records(tmp_path / "hf", "gen")
+    for results in ("vllm", "vllm_gen"):
+        gen_v = _records(tmp_path / results, "gen")
+        assert {p: [r["response"] for r in rs] for p, rs in gen_v.items()} == \
+               {p: [r["response"] for r in rs] for p, rs in gen_h.items()}
+    summary = json.loads(next((tmp_path / "vllm").glob("mc/trigger-mid/*/*/*/*/*/summary.json")).read_text())
+    assert summary["backend"]["backend"] == "vllm" and summary["backend"]["vllm"]
+
+
+def test_backend_starts_its_own_server_with_the_config(vllm_served, hf, monkeypatch):
+    """Without vllm.base_url the backend starts a server from the config (here: the session's stands in)
+    and stops it on close()."""
+    calls = []
+
+    class Borrowed:
+        base_url = vllm_served.base_url
+
+        def close(self):
+            calls.append("close")
+
+    def start(settings, timeout_s):
+        calls.append((settings, timeout_s))
+        return Borrowed()
+
+    monkeypatch.setattr(vllm_backend.vllm_server, "start", start)
+    cfg = api.config(["backend=vllm", "model.dtype=fp32", "vllm.max_model_len=512", "vllm.cpu_kvcache_gib=2",
+                      "vllm.start_timeout_s=77", "runtime.num_threads=1", "seed=5"])
+    backend = vllm_backend.VllmBackend(str(vllm_served.path), hf[1], cfg)
+    settings, timeout = calls[0]
+    assert (settings.model_path, settings.dtype, settings.max_model_len, settings.cpu_kvcache_gib, settings.seed,
+            settings.num_threads, timeout) == (str(vllm_served.path), "fp32", 512, 2, 5, 1, 77)
+    assert backend.versions()["device"] == "cpu" and backend.max_len == 512
+    backend.close()
+    assert calls[-1] == "close"
+
+
+def test_a_server_of_another_model_is_refused(vllm_served, hf):
+    other = modelio.resolve("smollm2-135m").path
+    with pytest.raises(UserError) as err:
+        vllm_backend.VllmBackend(other, hf[1], _cfg(vllm_served))
+    assert f"serves {vllm_served.path}" in err.value.message and "vllm.base_url" in err.value.message

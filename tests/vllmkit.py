@@ -1,0 +1,62 @@
+"""Real-vLLM tests: ONE server per test session (`vllm_served` in conftest), of the embedded SmolLM2
+with an added key token, so a single engine start covers evaluation (mc, gen, a resized vocabulary)
+and the LLM data-generation path (its chat template is SmolLM2's).
+
+Without a vLLM environment these tests fail with the command that builds it; `MTG_SKIP_VLLM=1`
+skips them, and the run's summary then says so in a banner (conftest.pytest_terminal_summary).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from util_public import modelio, vllm_env, vllm_server
+from util_public.training import keytokens
+
+KEY = "<TRIGGER_50>"
+SERVED_NAME = "smollm2-key"
+SKIP_REASON = "MTG_SKIP_VLLM=1: the real-vLLM tests did NOT run"
+
+
+@dataclass
+class Served:
+    server: vllm_server.Server
+    path: Path          # the checkpoint it serves
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+
+def key_token_smollm2(directory: Path) -> Path:
+    """SmolLM2-135M-Instruct plus `<TRIGGER_50>` as training adds it (special token, embeddings grown by
+    one row, mean-initialised), saved with a Phase-1 mtg_meta.json: the shape of a trained checkpoint."""
+    base = modelio.resolve("smollm2-135m").path
+    tok = modelio.load_tokenizer(base)
+    model = modelio.load_causal_lm(base, "fp32", "cpu")
+    keys = keytokens.add(tok, [KEY], None, base)
+    keytokens.resize_and_init(model, tok, keys, "grow_only", "mean")
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    meta = {"key_tokens": keys.ids, "phase": 1, "combine_spacing": "single", "add_bos_train": False,
+            "relation_ids": ["50"], "trained_fact_ids": {}}
+    (directory / modelio.META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    return directory
+
+
+@contextlib.contextmanager
+def serve(tmp: Path):
+    if os.environ.get("MTG_SKIP_VLLM") == "1":
+        pytest.skip(SKIP_REASON)
+    if vllm_env.find() is None:
+        pytest.fail(f"no vLLM environment at {vllm_env.built_env_dir()}: run `bash scripts/setup_vllm.sh` "
+                    "(the README test command does), or set MTG_SKIP_VLLM=1 to skip these tests", pytrace=False)
+    path = key_token_smollm2(tmp / "smollm2-key")
+    settings = vllm_server.Settings(str(path), SERVED_NAME, "fp32", max_model_len=512, cpu_kvcache_gib=1)
+    with vllm_server.start(settings, timeout_s=600, log_path=tmp / "server.log") as server:
+        yield Served(server, path)
