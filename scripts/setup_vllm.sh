@@ -9,8 +9,11 @@
 #
 #   bash scripts/setup_vllm.sh           build when missing (prints time and size), else return at once
 #   bash scripts/setup_vllm.sh --path    print the environment's folder and exit
+#   bash scripts/setup_vllm.sh --help    this text
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bashlib.sh
+mtg_help "${1:-}" scripts/setup_vllm.sh
 PY=${PYTHON:-python3}
 
 build() {   # $1: the folder, $2: the pip spec

