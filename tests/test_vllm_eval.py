@@ -48,7 +48,8 @@ def _mc_requests(tok) -> list[rq.Request]:
 
 def test_scores_and_generations_match_hf(vllm_served, hf):
     backend_hf, tok = hf
-    backend = vllm_backend.VllmBackend(str(vllm_served.path), tok, _cfg(vllm_served))
+    # Small HTTP requests: several in flight at once, answers put back in request order.
+    backend = vllm_backend.VllmBackend(str(vllm_served.path), tok, _cfg(vllm_served, "vllm.max_rows_per_call=7"))
     reqs = _mc_requests(tok)
     assert any(len(r.continuation) == 1 for r in reqs) and any(len(r.continuation) > 1 for r in reqs)
     assert reqs[-1].boundary_merge

@@ -93,7 +93,7 @@ class VllmCfg:
     max_model_len: int = 4096
     enforce_eager: Optional[bool] = None    # null: eager on CPU (compiling took ~100 s), compiled on a GPU
     enable_prefix_caching: bool = False  # prompt log-probs had prefix-cache bugs
-    max_rows_per_call: int = 2000       # prompts per HTTP request
+    max_rows_per_call: int = 512        # prompts per HTTP request (a vLLM server takes at most 1024)
     start_timeout_s: float = 900        # until the server answers (engine start: ~40 s on 2 CPU cores)
     request_timeout_s: float = 3600
 
