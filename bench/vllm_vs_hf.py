@@ -20,6 +20,7 @@ import argparse
 import gc
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -136,7 +137,22 @@ def main() -> None:
     tok = modelio.load_tokenizer(info.path)
     machine = common.machine(device)
     print(f"machine: {machine['cpu']} x{machine['cpu_count']}, gpu={machine.get('gpu')}, threads {args.threads}")
+    try:
+        hf, vl, speed, version = measure(args, base, work, info, tok, device, prompts)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)      # the two result trees: compared, then dropped
+    rows = [parity(hf, vl, p) for p in prompts]
+    print(common.table(speed, ["backend", "start_s", "mc_s", "mc_questions_per_s", "gen_s", "gen_facts_per_s",
+                               "peak_gib"]))
+    print(common.table([{k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+                       list(rows[0])))
+    common.write_record("vllm_vs_hf", {"bench": "vllm_vs_hf", "model": info.name, "path": info.path,
+                                       "settings": vars(args), "machine": machine, "vllm": version,
+                                       "speed": speed, "parity": rows}, args.out)
 
+
+def measure(args, base: list[str], work: str, info, tok, device, prompts: list[str]):
+    """The job on hf, then on vllm: both jobs (records, seconds), the speed rows, vLLM's versions."""
     cfg = api.config([*base, "backend=hf", f"output.root={work}/hf"])
     t0 = time.perf_counter()
     model = modelio.load_causal_lm(info.path, args.dtype, args.device)
@@ -163,14 +179,7 @@ def main() -> None:
               "peak_gib": hf_mem.record()["peak_gib"]},
              {"backend": "vllm", "start_s": round(vllm_start, 1), **_rates(vl, questions),
               "peak_gib": round(vllm_mem.peak / 2**30, 3)}]
-    rows = [parity(hf, vl, p) for p in prompts]
-    print(common.table(speed, ["backend", "start_s", "mc_s", "mc_questions_per_s", "gen_s", "gen_facts_per_s",
-                               "peak_gib"]))
-    print(common.table([{k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-                       list(rows[0])))
-    common.write_record("vllm_vs_hf", {"bench": "vllm_vs_hf", "model": info.name, "path": info.path,
-                                       "settings": vars(args), "machine": machine, "vllm": version,
-                                       "speed": speed, "parity": rows}, args.out)
+    return hf, vl, speed, version
 
 
 def _rates(job: dict, questions: int) -> dict:
