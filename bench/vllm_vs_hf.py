@@ -90,20 +90,26 @@ def run_job(backend, tok, info, cfg, prompts: list[str], gen_tokens: int) -> dic
 
 def parity(hf: dict, vl: dict, prompt: str) -> dict:
     a_mc, b_mc = hf["records"][("mc", prompt)], vl["records"][("mc", prompt)]
-    diffs, per_token, agree, gold, n_opts = [], [], 0, [], 0
+    diffs, per_token, relative, agree, gold, n_opts, worst = [], [], [], 0, [], 0, None
     for a, b in zip(a_mc, b_mc):
         assert a["fact_id"] == b["fact_id"] and a["options"] == b["options"]
-        for x, y, n in zip(a["option_logprobs"], b["option_logprobs"], a["option_n_tokens"]):
+        for i, (x, y, n) in enumerate(zip(a["option_logprobs"], b["option_logprobs"], a["option_n_tokens"])):
             diffs.append(abs(x - y))
             per_token.append(abs(x - y) / n)
+            relative.append(abs(x - y) / max(1.0, abs(x)))
+            if worst is None or abs(x - y) > worst["abs_d"]:
+                worst = {"fact_id": a["fact_id"], "option": a["options"][i], "n_tokens": n, "hf": x, "vllm": y,
+                         "abs_d": abs(x - y)}
         n_opts += len(a["option_logprobs"])
         agree += a["pred_index"] == b["pred_index"]
         gold.append(abs(a["gold_prob"] - b["gold_prob"]))
     mass = lambda rs: sum(r["gold_prob"] for r in rs) / len(rs)  # noqa: E731 - the prob_mass metric
     row = {"prompt": prompt, "facts": len(a_mc), "options": n_opts, "max_abs_dlogprob": max(diffs),
            "mean_abs_dlogprob": sum(diffs) / len(diffs), "max_abs_dlogprob_per_token": max(per_token),
+           "max_rel_dlogprob": max(relative),
            "argmax_agreement": agree / len(a_mc), "max_abs_dgold_prob": max(gold),
            "abs_dprob_mass": abs(mass(a_mc) - mass(b_mc))}
+    row["worst_option"] = worst
     if ("gen", prompt) in hf["records"]:
         a_gen, b_gen = hf["records"][("gen", prompt)], vl["records"][("gen", prompt)]
         row["identical_generations"] = sum(a["response_token_ids"] == b["response_token_ids"]
@@ -144,8 +150,11 @@ def main() -> None:
     rows = [parity(hf, vl, p) for p in prompts]
     print(common.table(speed, ["backend", "start_s", "mc_s", "mc_questions_per_s", "gen_s", "gen_facts_per_s",
                                "peak_gib"]))
+    columns = [k for k in rows[0] if k != "worst_option"]
     print(common.table([{k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
-                       list(rows[0])))
+                       columns))
+    for r in rows:
+        print(f"{r['prompt']}: largest difference {r['worst_option']}")
     common.write_record("vllm_vs_hf", {"bench": "vllm_vs_hf", "model": info.name, "path": info.path,
                                        "settings": vars(args), "machine": machine, "vllm": version,
                                        "speed": speed, "parity": rows}, args.out)
