@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from hardening_kit import run_registry_writers
@@ -57,7 +58,7 @@ def test_a_second_writer_of_a_run_directory_is_refused(tmp_path):
             with RunDir(tmp_path / "runs" / "busy", "busy").lock():
                 pass
         assert str(err.value).startswith(f"error: {tmp_path / 'runs' / 'busy'}: already running")
-    assert os.listdir(tmp_path / "runs") == []          # the lock file goes with its holder
+    assert not (tmp_path / "runs").exists()      # the lock file goes with its holder, and the folder made for it
     with run.lock():                                    # and the directory is free again
         pass
 
@@ -76,3 +77,81 @@ def test_staging_names_are_unique_and_a_live_writers_staging_dir_survives_cleanu
     atomicio.clean_stale_temporaries(tmp_path)
     assert live.exists() and not dead.exists() and not aside.exists()
     assert (final / "summary.json").read_text() == "{}"
+
+
+# ---- evaluation result directories ------------------------------------------------------------------
+def test_a_second_evaluation_of_a_held_result_stops_before_loading_weights(isolated_roots, sp_tokenizer,
+                                                                          tmp_path, monkeypatch):
+    from evalkit import checkpoint_with_key, fictional_facts, write_dataset
+
+    from util_public import modelio
+    from util_public.evaluation import api, backends, plan, results, runner, schema
+
+    write_dataset(isolated_roots["data"], "toy", fictional_facts(4, num_options=5))
+    ckpt = checkpoint_with_key(sp_tokenizer, tmp_path / "ckpt")
+    cfg = schema.config([f"model.path={ckpt}", "data.dataset=toy", "mc.num_options=5", "tasks=[mc,gen]",
+                         "gen.max_new_tokens=2"])
+    the_plan = plan.build(cfg, api.describe(None, str(ckpt)), modelio.load_tokenizer(ckpt), plan.load_factsets(cfg),
+                          None, None, "hf", "float32")
+    held = the_plan.jobs[1].directory
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("weights loaded although another process holds a result")
+
+    monkeypatch.setattr(backends, "load", no_weights)
+    with results.writer_lock(held):
+        with pytest.raises(UserError, match=rf"^error: {held}: already running in another process"):
+            runner.run(cfg)
+    assert not isolated_roots["results"].exists()      # the other jobs' locks and folders are gone too
+
+
+_TAGGED = 200
+
+
+def _rewrite(directory: str, tag: str, rounds: int, start) -> None:
+    from util_public.evaluation import results
+
+    start.wait(30)
+    for i in range(rounds):
+        records = [{"fact_id": k, "tag": f"{tag}{i}"} for k in range(_TAGGED)]
+        results.write_result(Path(directory), records, {"tag": f"{tag}{i}"}, "cfg: 1\n")
+
+
+def _read_in(dir_fd: int, name: str) -> str:
+    with open(name, encoding="utf-8", opener=lambda p, f: os.open(p, f, dir_fd=dir_fd)) as fh:
+        return fh.read()
+
+
+def test_concurrent_writers_of_one_result_never_mix_their_files(tmp_path):
+    """Two unlocked writers replace one result directory 25 times each while a reader opens the
+    directory and reads summary and records through that one handle: both files always come from
+    the same writer's round (unique staging directories; before, both staged in `{dir}.tmp`)."""
+    import multiprocessing as mp
+
+    directory = tmp_path / "mc" / "f0-9-abcdef12"
+    ctx = mp.get_context("fork")
+    start = ctx.Event()
+    writers = [ctx.Process(target=_rewrite, args=(str(directory), tag, 25, start)) for tag in "ab"]
+    for p in writers:
+        p.start()
+    start.set()
+    reads = mixed = 0
+    while any(p.is_alive() for p in writers) or reads == 0:
+        try:
+            dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            continue
+        try:
+            summary = json.loads(_read_in(dir_fd, "summary.json"))["tag"]
+            tags = {json.loads(line)["tag"] for line in _read_in(dir_fd, "records.jsonl").splitlines()}
+        except FileNotFoundError:     # the directory was replaced and removed while we held it
+            continue
+        finally:
+            os.close(dir_fd)
+        reads += 1
+        mixed += tags != {summary}
+    for p in writers:
+        p.join(60)
+        assert p.exitcode == 0
+    assert reads > 0 and mixed == 0, (reads, mixed)
+    assert sorted(p.name for p in directory.parent.iterdir()) == [directory.name]

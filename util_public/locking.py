@@ -19,16 +19,24 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from .atomicio import make_parents, remove_empty
 from .errors import UserError
 
 
-def _open(lock_path: Path) -> int:
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise UserError(str(lock_path), f"cannot create the lock file ({exc.strerror or exc})",
-                        "choose a writable location") from None
+def _open(lock_path: Path, created: list[Path]) -> int:
+    """Open (create) the lock file; folders created for it are appended to `created`. A folder
+    that another holder removed (empty) between its creation and the open is made again."""
+    attempts = 0
+    while True:
+        try:
+            created += make_parents(lock_path)
+            return os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            attempts += 1
+            if isinstance(exc, FileNotFoundError) and attempts < 3:
+                continue
+            raise UserError(str(lock_path), f"cannot create the lock file ({exc.strerror or exc})",
+                            "choose a writable location") from None
 
 
 def _holder(lock_path: Path) -> str:
@@ -52,7 +60,8 @@ def exclusive(lock_path: str | os.PathLike, timeout_s: float = 600.0, busy: str 
     Not acquired within `timeout_s`: a `UserError` naming the lock and its holder; with `busy`,
     the error names `busy` (what the lock protects) as already being written."""
     lock_path = Path(lock_path)
-    fd, acquired = _open(lock_path), False
+    created: list[Path] = []
+    fd, acquired = _open(lock_path, created), False
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -63,7 +72,7 @@ def exclusive(lock_path: str | os.PathLike, timeout_s: float = 600.0, busy: str 
                     break
                 os.close(fd)                  # locked a file its holder had just removed: retry
                 fd = -1
-                fd = _open(lock_path)
+                fd = _open(lock_path, created)
                 continue
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
@@ -88,6 +97,7 @@ def exclusive(lock_path: str | os.PathLike, timeout_s: float = 600.0, busy: str 
             with contextlib.suppress(OSError):
                 fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+        remove_empty(created)                 # folders made only for the lock (a failed run's)
 
 
 def sole_writer(lock_path: str | os.PathLike, what: str | os.PathLike):

@@ -14,19 +14,21 @@ summaries (`kind: combined`).
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+from typing import Iterator
 
 from omegaconf import OmegaConf
 
 from .. import distributed, modelio
-from ..atomicio import check_writable_dir
+from ..atomicio import check_writable_dir, clean_stale_temporaries
 from . import backends, metrics, plan as planning, report, results, shards
 from .backends.hf import HFBackend
 from .modelinfo import ModelInfo, describe
 from .plan import FactSet, Plan, load_factsets
 from .schema import EvalConfig, config
 
-__all__ = ["config", "describe", "load", "load_factsets", "evaluate", "execute", "FactSet", "EvalConfig"]
+__all__ = ["config", "describe", "load", "load_factsets", "evaluate", "execute", "writing", "FactSet", "EvalConfig"]
 
 
 def load(info: ModelInfo, cfg: EvalConfig):
@@ -58,7 +60,23 @@ def evaluate(model, tokenizer, info: ModelInfo, facts: FactSet | list[FactSet], 
     dtype = versions.get("dtype", cfg.model.dtype).removeprefix("torch.")
     the_plan = planning.build(cfg, info, tokenizer, factsets, names, tasks, backend.name, dtype,
                               getattr(backend, "max_len", None))
-    return execute(the_plan, backend, tokenizer, info, cfg)
+    with writing(the_plan):
+        return execute(the_plan, backend, tokenizer, info, cfg)
+
+
+@contextlib.contextmanager
+def writing(the_plan: Plan) -> Iterator[None]:
+    """Hold every job's result-directory lock ("already running" if another process holds one),
+    then clean what killed writers left beside those directories. Only the writing rank (rank 0
+    of a sharded launch) does either."""
+    with contextlib.ExitStack() as held:
+        if distributed.is_main():
+            directories = list(dict.fromkeys(job.directory for job in the_plan.jobs))
+            for directory in directories:
+                held.enter_context(results.writer_lock(directory))
+            for parent in dict.fromkeys(d.parent for d in directories):
+                clean_stale_temporaries(parent)
+        yield
 
 
 def pending(the_plan: Plan, cfg: EvalConfig) -> list[planning.Job]:

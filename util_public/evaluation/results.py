@@ -2,9 +2,10 @@
 
 `{root}/{task}/{prompt_type}/{model}/{dataset}/{relation_id}/{test_type}[-{open_content}]/{slice}-{hash8}/`
 holds `records.jsonl`, `summary.json` (schema mtg.eval/1), `config.yaml` and optionally
-`legacy.json`. The directory is built as `{name}.tmp/` and renamed when complete, so a final
-name never holds a partial result. A directory whose summary carries the same full config hash
-is reused unless `output.overwrite`.
+`legacy.json`. The directory is built in a staging directory of its own and renamed when
+complete, so a final name never holds a partial result. One process at a time computes a result
+(`writer_lock`: a second one stops with "already running"). A directory whose summary carries the
+same full config hash is reused unless `output.overwrite`.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomicio
+from .. import atomicio, locking
 from ..runinfo import git_info
 
 SCHEMA = "mtg.eval/1"
@@ -43,6 +44,12 @@ def result_dir(root: Path, task: str, prompt_type: str, model_name: str, dataset
 def text_result_dir(root: Path, task: str, text_name: str, model_name: str, full_hash: str) -> Path:
     """`{root}/ppl/{text}/{model}/text-{hash8}`: a text probe has no prompt, relation or fact slice."""
     return Path(root) / task / text_name / model_name / f"text-{full_hash[:8]}"
+
+
+def writer_lock(directory: Path):
+    """Held while a result directory is computed and written (a sibling `.{name}.lock`)."""
+    directory = Path(directory)
+    return locking.sole_writer(directory.with_name(f".{directory.name}.lock"), directory)
 
 
 def cached_summary(directory: Path, full_hash: str) -> dict | None:

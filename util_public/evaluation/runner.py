@@ -13,7 +13,7 @@ import sys
 from omegaconf import DictConfig
 
 from .. import distributed, modelio
-from ..atomicio import clean_stale_temporaries, check_writable_dir
+from ..atomicio import check_writable_dir
 from ..cli import to_object
 from ..errors import UserError
 from ..runtime import configure_cpu
@@ -43,17 +43,17 @@ def run(cfg: EvalConfig) -> list[dict]:
     dtype = backends.resolved_dtype(backend_name, cfg)
     the_plan = planning.build(cfg, info, tokenizer, factsets, None, None, backend_name, dtype,
                               _max_len(backend_name, cfg, info.path))
-    if distributed.is_main():   # the only writer
+    main = distributed.is_main()      # the only writer
+    if main:
         check_writable_dir(the_plan.root, "output.root")   # before the weights load
-        for job in the_plan.jobs:
-            clean_stale_temporaries(job.directory.parent)
-    if api.pending(the_plan, cfg):
-        backend = backends.load(backend_name, info.path, tokenizer, cfg, device)
-    else:
-        backend = _NoModel(backend_name, dtype)
-        print("cached: every result already exists with the same config hash", file=sys.stderr)
-    summaries = api.execute(the_plan, backend, tokenizer, info, cfg)
-    if distributed.is_main():
+    with api.writing(the_plan):        # "already running" before the weights load
+        if api.pending(the_plan, cfg):
+            backend = backends.load(backend_name, info.path, tokenizer, cfg, device)
+        else:
+            backend = _NoModel(backend_name, dtype)
+            print("cached: every result already exists with the same config hash", file=sys.stderr)
+        summaries = api.execute(the_plan, backend, tokenizer, info, cfg)
+    if main:
         print(report.table(summaries))
     return summaries
 
