@@ -11,7 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import util_public  # noqa: E402,F401
-from util_public import paths  # noqa: E402
+from util_public import atomicio, packages, paths  # noqa: E402
+from util_public.errors import exit_on_user_error  # noqa: E402
 from util_public.evaluation import report  # noqa: E402
 
 
@@ -21,6 +22,9 @@ def main(argv=None) -> int:
     parser.add_argument("--metric", default=None, help="metric to show (default: the task's headline metric)")
     parser.add_argument("--png", default=None, help="also write a grouped bar chart to this PNG file")
     args = parser.parse_args(argv)
+    if args.png:         # before any reading: the chart needs matplotlib and a writable file
+        packages.require("matplotlib", "--png", "pip install matplotlib")
+        atomicio.check_writable_file(args.png, "--png")
     summaries = report.find_summaries(args.paths or [paths.root("results")])
     if not summaries:
         print("no summary.json found under " + ", ".join(args.paths or [str(paths.root("results"))]), file=sys.stderr)
@@ -32,4 +36,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exit_on_user_error(main))

@@ -83,7 +83,8 @@ def run_registry_writers(targets: list[str], count: int, timeout_s: float = 180)
 
 
 def drive(cases_file: str, results_file: str) -> None:
-    """Run each case's script in this process; write {id: {"code", "stderr"}} to `results_file`."""
+    """Run each case's script in this process (in the case's `cwd` if given); write
+    {id: {"code", "stderr"}} to `results_file`."""
     cases = json.loads(Path(cases_file).read_text())
     results = {}
     for case in cases:
@@ -92,6 +93,8 @@ def drive(cases_file: str, results_file: str) -> None:
         for name in case.get("unset", []):
             os.environ.pop(name, None)
         sys.argv = [case["script"], *case["argv"]]
+        cwd = os.getcwd()
+        os.chdir(case.get("cwd", cwd))
         err = io.StringIO()
         code = 0
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -102,6 +105,7 @@ def drive(cases_file: str, results_file: str) -> None:
             except BaseException as exc:      # an escaped exception is what exit code 1 would be
                 print(f"Traceback (escaped): {type(exc).__name__}: {exc}", file=err)
                 code = 1
+        os.chdir(cwd)
         os.environ.clear()
         os.environ.update(saved_env)
         results[case["id"]] = {"code": code, "stderr": err.getvalue()}

@@ -35,6 +35,22 @@ def test_contains_drops_punctuation_from_the_gold():
     assert generation.contains(" st johns is the answer", "st. john's".replace("'", ""))
 
 
+@pytest.mark.parametrize("response,gold,expected", [
+    (" j. k. rowling.", "j. k. rowling", True),        # the gold's own '.' and ',' no longer block it
+    (" J. K. Rowling wrote it", "j. k. rowling", True),
+    (" j.k. rowling", "j. k. rowling", True),
+    (" washington, d.c.", "washington, d.c.", True),
+    (" st. louis", "st louis", True),
+    (" 12:30", "12:30", True),
+    (" j. k. rowlings", "j. k. rowling", True),          # a substring still counts (the original's rule)
+    (" k. rowling", "j. k. rowling", False),
+    (" rowling", "j. k. rowling", False),
+    (" ...", "j. k. rowling", False),
+])
+def test_contains_normalises_gold_and_response_alike(response, gold, expected):
+    assert generation.contains(response, gold) is expected
+
+
 def test_key_tokens_stay_visible_in_responses(bpe_tokenizer):
     tok = copy.deepcopy(bpe_tokenizer)
     tok.add_special_tokens({"additional_special_tokens": ["<TRIGGER_50>"]})

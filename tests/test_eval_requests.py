@@ -77,7 +77,7 @@ def test_bad_option_sets_are_errors():
         rq.mc_options(fact, 5, "last", 0)
     fact = fictional_facts(1, num_options=5)[0]
     fact.options[0] = fact.object
-    with pytest.raises(UserError, match="also a distractor"):
+    with pytest.raises(UserError, match="is among the distractors"):
         rq.mc_options(fact, 5, "last", 0)
     with pytest.raises(UserError, match="needs 9"):
         rq.mc_options(fictional_facts(1, num_options=5)[0], 10, "last", 0)

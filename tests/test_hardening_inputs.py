@@ -28,7 +28,8 @@ from util_public import atomicio, facts
 from util_public.errors import exit_on_user_error
 
 SCRIPTS = {"gen": REPO / "data_generation" / "generate.py", "train": REPO / "training" / "train.py",
-           "eval": REPO / "evaluation" / "eval.py"}
+           "eval": REPO / "evaluation" / "eval.py", "repr": REPO / "evaluation" / "represent.py",
+           "summ": REPO / "evaluation" / "summarize.py"}
 HEADER = ["fact_id", "relation_id", "Head", "Fact", "Alternate Facts"]
 
 
@@ -46,7 +47,7 @@ class Ctx:
 @dataclass
 class Case:
     id: str
-    stage: str                         # gen | train | eval
+    stage: str                         # gen | train | eval | repr | summ
     build: Callable[[Ctx], list]       # writes the inputs, returns the overrides
     expect: tuple[str, ...]            # fragments of the message ({base}, {data}, ... are formatted)
     via: str = "api"                   # api | entry
@@ -216,6 +217,96 @@ def _registry_dir(ctx: Ctx) -> None:
     ctx.registry.mkdir()
 
 
+def recode(path: Path, encoding: str, extra: str = "") -> Path:
+    """Re-save a UTF-8 text file in `encoding` (`extra`, e.g. a comment with a non-ASCII letter,
+    appended first), as an editor set to that encoding would."""
+    path.write_bytes((path.read_text(encoding="utf-8") + extra).encode(encoding))
+    return path
+
+
+def _write_json(path: Path, value) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(value if isinstance(value, str) else json.dumps(value))
+    return path
+
+
+def _summary_file(ctx: Ctx, content, encoding: str = "utf-8") -> list[str]:
+    """A results root holding one summary.json with `content` (text or JSON value): summarize's argv."""
+    path = _write_json(ctx.results / "mc" / "hgp-0" / "m" / "toy" / "50" / "close" / "f0-5-abcdef12" / "summary.json",
+                       content)
+    recode(path, encoding)
+    return [str(ctx.results)]
+
+
+def _latin1_registry(ctx: Ctx) -> None:
+    entries = {"tiny-base": {"path": str(ctx.plain)}, "Zürich": {"path": "x"}}
+    ctx.registry.write_bytes(json.dumps(entries, ensure_ascii=False).encode("latin-1"))
+
+
+def p2(*extra: str):
+    """Phase-2 overrides (no base model: each case names a base run)."""
+    def build(ctx):
+        dataset(ctx)
+        return ["data.dataset=toy", "data.index_end=6", "train.epochs=1", "train.num_threads=1", *extra]
+    return build
+
+
+def _latin1_catalogue(ctx: Ctx) -> None:
+    """The shipped prompt catalogue of 50 as an imported one, behind a comment saved in Latin-1."""
+    from util_public import catalogue
+    target = ctx.data / "prompt_template" / "50.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes("# Zürich\n".encode("latin-1") + (catalogue.SHIPPED / "prompts" / "50.yaml").read_bytes())
+
+
+def _manifest_of(ctx: Ctx, run: str, mutate) -> None:
+    """A Phase-1 run directory `run` whose manifest.json `mutate` damages."""
+    manifest = {"schema": "mtg.run/1", "run_name": run, "status": "complete", "checkpoints": {}}
+    mutate(manifest)
+    _write_json(ctx.runs / run / "manifest.json", manifest)
+
+
+def _meta_key_tokens_list(ctx: Ctx) -> list[str]:
+    """A copy of the keyed checkpoint whose mtg_meta.json lists key tokens as a list."""
+    target = ctx.base / "badmeta"
+    shutil.copytree(ctx.keyed, target)
+    meta = json.loads((target / "mtg_meta.json").read_text())
+    meta["key_tokens"] = list(meta["key_tokens"])
+    (target / "mtg_meta.json").write_text(json.dumps(meta))
+    return [f"model.path={target}"]
+
+
+def missing_package(module: str):
+    """Fault injection: `module` is not installed (importlib finds no spec for it)."""
+    def patch(monkeypatch, ctx):
+        import importlib.util
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    return patch
+
+
+def fsync_fails_after(n: int, err: int):
+    """Fault injection: the first `n` fsyncs succeed, every later one fails (e.g. the disk fills
+    while the second of two fact files is staged)."""
+    def patch(monkeypatch, ctx):
+        calls = []
+        real = atomicio.os.fsync
+
+        def fsync(fd):
+            calls.append(fd)
+            if len(calls) > n:
+                raise OSError(err, os.strerror(err))
+            return real(fd)
+        monkeypatch.setattr(atomicio.os, "fsync", fsync)
+    return patch
+
+
+def repr_args(ctx: Ctx, *extra: str) -> list[str]:
+    dataset(ctx)
+    return ["relations=50", "dataset=toy", "index_end=4", "families=[hgp-0]", f"output_dir={ctx.results}/repr",
+            *extra]
+
+
 def _text_then_newline(rows: list[list[str]]) -> None:
     rows[1][-1] = "A paragraph\nover two lines."      # a legal multi-line cell shifts later line numbers
     rows[3][HEADER.index("Head")] = "Two\nlines"
@@ -243,6 +334,9 @@ CASES = [
          gen("subjects.source=llm", "llm.model=m", "llm.base_url=https://api.example.invalid/v1"),
          ("environment variable OPENAI_API_KEY", "is not set")),
     Case("gen-llm-model-unset", "gen", gen("subjects.source=llm"), ("llm.model", "is not set")),
+    Case("gen-llm-unreachable", "gen",        # the dataset folder must not be left behind, empty
+         gen("subjects.source=llm", "llm.model=m", "llm.base_url=http://127.0.0.1:9/v1", "llm.max_retries=0"),
+         ("llm.base_url http://127.0.0.1:9/v1", "cannot connect")),
     Case("gen-config-typo", "gen", gen("objects.vocab_sourse=file"), ("vocab_sourse",), via="entry", code=None),
     Case("gen-wrong-type", "gen", gen("num_facts=many"), ("num_facts",), via="entry", code=None),
     Case("gen-bad-choice", "gen", gen("on_exists=sometimes"), ("on_exists", "sometimes")),
@@ -285,7 +379,9 @@ CASES = [
          ("hgp-42", "prompts/50.yaml", "valid indices")),
     Case("train-unknown-family", "train", tr("data.train_text_type=bogus-1"), ("'bogus-1'", "unknown prompt type")),
     Case("train-range-outside-data", "train", tr("data.index_begin=50", "data.index_end=60"),
-         ("data.relation_id 50", "fact range [50, 60) selects no facts", "0..5")),
+         ("data.relation_id 50", "fact range [50, 60) lies outside the data", "0..5")),
+    Case("train-range-past-the-data", "train", tr("data.index_end=1000"),
+         ("data.relation_id 50", "fact range [0, 1000) lies outside the data", "6 facts, fact_ids 0..5")),
     Case("train-phase2-base-without-key-token", "train", tr("train.dry_run=true"),
          ("tiny-base", "mtg_meta.json"), config="phase2", via="entry"),
     Case("train-pickle-only-base", "train",
@@ -354,8 +450,122 @@ CASES = [
 ]
 
 
+# The classes of issue 15 (encodings, JSON types, limits, unwritable paths, optional packages,
+# devices, names that become paths, hidden gold options); each id starts with its class.
+CASES += [
+    # encodings: every text file the stages read
+    Case("enc-train-latin1-facts", "train",
+         then(tr(mutate=cell(2, "Head", "Zürichia")), lambda c: recode(c.data / "toy" / "50.csv", "latin-1")),
+         ("{data}/toy/50.csv:4", "not valid UTF-8", "iconv"), via="entry"),
+    Case("enc-eval-utf16-facts", "eval", then(ev(), lambda c: recode(c.data / "toy" / "50.csv", "utf-16")),
+         ("{data}/toy/50.csv", "UTF-16")),
+    Case("enc-eval-latin1-catalogue", "eval",
+         then(ev(), _latin1_catalogue), ("{data}/prompt_template/50.yaml:1", "not valid UTF-8")),
+    Case("enc-train-latin1-registry", "train", then(tr(), _latin1_registry), ("{registry}:1", "not valid UTF-8")),
+    Case("enc-import-latin1-source", "gen",
+         then(imp(0, 0, "Ärhusia"), lambda c: recode(Path(src(c)), "latin-1")), ("{src}:2", "not valid UTF-8")),
+    Case("enc-gen-latin1-vocab", "gen",
+         lambda c: gen("objects.vocab_source=file",
+                       f"objects.vocab_file={recode(_small_vocab(c), 'latin-1', 'zürich' + chr(10))}")(c),
+         ("{base}/small.txt:4", "not valid UTF-8")),
+    Case("enc-summ-utf16-summary", "summ", lambda c: _summary_file(c, "{}", "utf-16"), ("summary.json", "UTF-16")),
+    # JSON types: registry, run manifests, checkpoint metadata, result summaries
+    Case("type-registry-path-not-string", "train", then(tr(), lambda c: registry(c, {"tiny-base": {"path": 5}})),
+         ("{registry}: tiny-base: path", "must be a string, found an integer 5"), via="entry"),
+    Case("type-registry-is-a-list", "eval", then(ev("model.path=null", "model.name=keyed"),
+                                                 lambda c: c.registry.write_text("[]")),
+         ("{registry}", "must be an object, found a list")),
+    Case("type-registry-is-a-directory", "eval", then(ev("model.path=null", "model.name=keyed"),
+                                                      lambda c: (c.registry.unlink(), c.registry.mkdir())),
+         ("{registry}", "is a directory")),
+    Case("type-manifest-checkpoints-list", "train",
+         then(p2("model.base_run=p1", "train.dry_run=true"),
+              lambda c: _manifest_of(c, "p1", lambda m: m.update(checkpoints=[]))),
+         ("{runs}/p1/manifest.json: checkpoints", "must be an object, found a list"), config="phase2"),
+    Case("type-manifest-cut-off", "train",
+         then(p2("model.base_run=p1", "train.dry_run=true"),
+              lambda c: _write_json(c.runs / "p1" / "manifest.json", '{"schema": "mtg.run/1", "checkp')),
+         ("{runs}/p1/manifest.json", "not valid JSON"), config="phase2", via="entry"),
+    Case("type-meta-key-tokens-list", "eval", lambda c: [*ev()(c), *_meta_key_tokens_list(c)],
+         ("{base}/badmeta/mtg_meta.json: key_tokens", "must be an object, found a list")),
+    Case("type-summary-cut-off", "summ", lambda c: _summary_file(c, '{"task": "mc", "metr'),
+         ("summary.json", "not valid JSON")),
+    Case("type-summary-metrics-list", "summ", lambda c: _summary_file(c, {"task": "mc", "metrics": []}),
+         ("summary.json: metrics", "must be an object, found a list")),
+    # limits: numeric values outside their range, refused before any weights load
+    Case("limit-eval-max-new-tokens", "eval", ev("tasks=[gen]", "gen.max_new_tokens=-5"),
+         ("gen.max_new_tokens", "must be >= 1, got -5"), via="entry"),
+    Case("limit-eval-mc-batch", "eval", ev("mc.batch_size=0"), ("mc.batch_size", "must be >= 1, got 0")),
+    Case("limit-eval-threads", "eval", ev("runtime.num_threads=0"), ("runtime.num_threads", "must be >= 1")),
+    Case("limit-train-beta2", "train", tr("train.adam_beta2=1.5"), ("train.adam_beta2", "must be >= 0, < 1")),
+    Case("limit-train-threads", "train", tr("train.num_threads=-2"), ("train.num_threads", "must be >= 1")),
+    Case("limit-gen-top-p", "gen", gen("llm.top_p=0"), ("llm.top_p", "must be > 0, <= 1, got 0")),
+    Case("limit-repr-batch", "repr", lambda c: repr_args(c, f"models=[{c.keyed}]", "batch_size=0"),
+         ("batch_size", "must be >= 1, got 0")),
+    # unwritable paths
+    Case("unwritable-eval-results-under-proc", "eval", ev("output.root=/proc/mtg-results"),
+         ("output.root: /proc/mtg-results", "not writable")),
+    Case("unwritable-summ-png-under-a-file", "summ",
+         lambda c: [*_summary_file(c, {"task": "mc", "metrics": {}}), "--png", f"{_blocker(c)}/chart.png"],
+         ("--png: {base}/blocker/chart.png", "cannot be written")),
+    Case("unwritable-repr-output-under-a-file", "repr",
+         lambda c: [*repr_args(c, f"models=[{c.keyed}]"), f"output_dir={_blocker(c)}/repr"],
+         ("output_dir: {base}/blocker/repr", "not writable")),
+    Case("unwritable-gen-disk-fills-at-second-file", "gen", gen("relation_ids=[50,71]"),
+         ("{data}/sync_random_o/71.csv", "No space left on device"), patch=fsync_fails_after(1, errno.ENOSPC)),
+    # optional packages: checked before any work
+    Case("package-train-tensorboard", "train", tr("train.report_to=tensorboard"),
+         ("train.report_to", "tensorboard is not installed", "train.report_to=none"), via="entry"),
+    Case("package-train-wandb", "train", tr("train.report_to=[wandb]"), ("train.report_to", "wandb is not installed")),
+    Case("package-train-unknown-reporter", "train", tr("train.report_to=tensorbored"),
+         ("train.report_to", "unknown integration 'tensorbored'", "tensorboard")),
+    Case("package-train-deepspeed", "train", tr(), ("accelerate config", "deepspeed is not installed"),
+         patch=lambda monkeypatch, ctx: monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")),
+    Case("package-gen-openai", "gen", gen("subjects.source=llm", "llm.model=m", "llm.base_url=http://127.0.0.1:9/v1"),
+         ("llm.client", "'openai'"), patch=missing_package("openai")),
+    Case("package-summ-matplotlib", "summ",
+         lambda c: [*_summary_file(c, {"task": "mc", "metrics": {}}), "--png", str(c.base / "chart.png")],
+         ("--png", "'matplotlib'"), patch=missing_package("matplotlib")),
+    # devices: refused before the weights load
+    Case("device-eval-cuda-on-cpu", "eval", ev("hf.device=cuda"), ("hf.device", "CUDA is not available"),
+         via="entry"),
+    Case("device-eval-unknown", "eval", ev("hf.device=abacus"), ("hf.device", "'abacus' is not a device")),
+    # names that become paths: one check (`paths.check_name`) wherever a join happens
+    Case("name-eval-dataset-escapes", "eval", ev("data.dataset=../../../../x"),
+         ("dataset '../../../../x'", "invalid name"), via="entry"),
+    Case("name-eval-relation-escapes", "eval", ev("data.relation_id=../x"), ("relation id '../x'", "invalid name")),
+    Case("name-train-relation-escapes", "train", tr("data.relation_id=../../outside/50"),
+         ("relation id '../../outside/50'", "invalid name"), via="entry"),
+    Case("name-train-base-run-escapes", "train", p2("model.base_run=../x", "train.dry_run=true"),
+         ("model.base_run '../x'", "invalid name"), config="phase2"),
+    Case("name-import-dataset-escapes", "gen", lambda c: [*imp()(c), "import.datasets=[../../x]"],
+         ("import.datasets '../../x'", "invalid name"), via="entry"),
+    Case("name-gen-dataset-escapes", "gen", gen("dataset=../x"), ("dataset '../x'", "invalid name")),
+    Case("repr-second-model-unknown", "repr", lambda c: repr_args(c, f"models=[{c.keyed},no-such-model]"),
+         ("model 'no-such-model'", "not in the registry")),
+    # a gold answer hidden among the options, in forms that only compare equal once normalised
+    Case("hidden-gold-nfd", "gen", imp(2, 2, '["ro\u0301me", "oslo"]', rows=[*GOOD[:2], ["Durnhal", "róme", '[]']]),
+         ("{src}:4: fact_id 2", "gold object")),
+    Case("hidden-gold-zero-width", "gen", imp(2, 2, '["ro\u200bme", "oslo"]'), ("{src}:4: fact_id 2", "gold object")),
+    Case("hidden-gold-doubled-space", "gen", imp(1, 2, '["new  lima", "oslo"]', rows=[
+        GOOD[0], ["Ostrin", "new lima", '[]'], GOOD[2]]), ("{src}:3: fact_id 1", "gold object")),
+    Case("hidden-duplicate-options-nfd", "eval",
+         ev(mutate=cell(1, "Alternate Facts", '["zu\u0308rich", "z\u00fcrich", "xq1", "xq2"]')),
+         ("{data}/toy/50.csv:3: fact_id 1", "duplicate options")),
+]
+
+
 # ---- running the table -------------------------------------------------------------------------------
 def _call_stage(case: Case, overrides: list[str]) -> None:
+    if case.stage == "repr":
+        from omegaconf import OmegaConf
+
+        from util_public.representation_run import ReprCfg, run as represent
+        represent(OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ReprCfg), OmegaConf.from_dotlist(overrides))))
+        return
+    if case.stage == "summ":
+        from evaluation import summarize
+        raise SystemExit(summarize.main(overrides))
     if case.stage == "gen":
         from util_public.datagen import run, schema
         run.main(schema.compose(overrides), overrides)
@@ -427,10 +637,15 @@ def entry_results(tmp_path_factory, models):
     return {cid: (ctx, before, outcomes[cid]) for cid, (ctx, before) in prepared.items()}
 
 
+CLASSES = ("enc", "type", "limit", "unwritable", "package", "device", "name", "hidden")
+
+
 def test_the_table_is_big_and_distinct():
-    assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
-    assert {c.stage for c in CASES} == {"gen", "train", "eval"}
-    assert sum(c.via == "entry" for c in CASES) * 3 >= len(CASES)
+    assert len(CASES) >= 100 and len({c.id for c in CASES}) == len(CASES)
+    assert {c.stage for c in CASES} == {"gen", "train", "eval", "repr", "summ"}
+    assert sum(c.via == "entry" for c in CASES) * 4 >= len(CASES)
+    for tag in CLASSES:       # every class of issue 15 has several rows
+        assert sum(c.id.startswith(tag + "-") for c in CASES) >= 2, tag
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from . import textio
 from .errors import UserError
 
 # `.{final}.tmp-{pid}[-{random}]` (a file or directory being built) or `.{final}.old-{pid}-{random}`
@@ -184,7 +185,7 @@ def append_jsonl(path: str | os.PathLike, record: Any) -> None:
 
 def read_jsonl(path: str | os.PathLike) -> list[Any]:
     """Records of a JSONL file; a truncated (unparsable) last line is ignored."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = textio.read_text(path).splitlines()
     out = []
     for i, line in enumerate(lines):
         if not line.strip():

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 
+from . import paths, textio
 from .errors import UserError
 from .runinfo import sha256_file
 
@@ -40,13 +40,7 @@ def validate_template(template: object, where: str) -> str:
 
 
 def load_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as exc:
-        raise UserError(str(path), f"invalid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise UserError(str(path), "expected a mapping at the top level")
-    return data
+    return textio.read_yaml(path, dict)
 
 
 def relations_file(data_root: Path | None = None) -> Path:
@@ -84,7 +78,7 @@ def vocab(relation_id: str, data_root: Path | None = None) -> list[str]:
     if not path.is_file():
         raise UserError(str(path), "vocabulary file not found")
     seen, out = set(), []
-    for line in path.read_text(encoding="utf-8-sig").splitlines():
+    for line in textio.read_text(path).splitlines():
         word = " ".join(line.lower().split())
         if word and word not in seen:
             seen.add(word)
@@ -137,6 +131,7 @@ def _family_values(source: dict, family: str):
 
 
 def prompts_file(relation_id: str, data_root: Path | None = None) -> Path:
+    paths.check_name(relation_id, "relation id")
     if data_root:
         imported = Path(data_root) / "prompt_template" / f"{relation_id}.yaml"
         if imported.is_file():

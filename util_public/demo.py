@@ -31,6 +31,7 @@ from . import paths, prompts
 from .atomicio import write_bytes, write_json, write_text
 from .errors import UserError, exit_on_user_error
 from .runinfo import sha256_text
+from .training.rundir import read_manifest
 
 RECIPES = paths.REPO_ROOT / "recipes"
 VARIANTS = {"full": "demo.yaml", "quick": "demo_quick.yaml"}
@@ -142,7 +143,7 @@ def train(config_name: str, overrides: list[str]) -> str:
 
     run.train_stage(run.compose(config_name, overrides), overrides)
     run_name = next(o.split("=", 1)[1] for o in overrides if o.startswith("save.run_name="))
-    manifest = json.loads((paths.root("runs") / run_name / "manifest.json").read_text())
+    manifest = read_manifest(paths.root("runs") / run_name / "manifest.json")
     last = max(manifest["checkpoints"], key=int)
     gc.collect()                        # the trainer's model must be gone before the next big allocation
     return manifest["checkpoints"][last]["registry_name"]

@@ -11,11 +11,11 @@ deviation across them. Lines are labelled by their folder name.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 from pathlib import Path
 
+from . import textio
 from .errors import UserError, exit_on_user_error
 from .evaluation.plan import relation_ids
 
@@ -34,9 +34,9 @@ CELLS = (
 
 def load(path: Path) -> dict:
     try:
-        result = json.loads(path.read_text())
+        result = textio.read_json(path)
         rows, config = result["rows"], result["config"]
-    except (OSError, ValueError, KeyError) as exc:
+    except KeyError as exc:
         raise UserError(str(path), f"not a demo results.json ({exc})", "pass files written by util_public.demo") from None
     relations = len(relation_ids(config["relation_id"]))
     return {"label": path.parent.name, "rows": rows, "n": rows["phase 1"]["n_unseen"] * relations,

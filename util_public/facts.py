@@ -7,15 +7,17 @@ reports problems as `UserError`s naming the file, line and fact_id; writing is a
 from __future__ import annotations
 
 import ast
+import collections
 import csv
 import io
 import json
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import atomicio
+from . import atomicio, paths, textio
 from .errors import UserError
 
 REQUIRED = ("Head", "Fact", "Alternate Facts")
@@ -34,14 +36,21 @@ class Fact:
 
 
 def norm(text: str) -> str:
-    """Lower-case with whitespace runs collapsed: the form compared by the substring rule."""
-    return " ".join(text.lower().split())
+    """The form in which two names are compared (duplicates, the gold among the options, the
+    substring rule): Unicode NFKC (so decomposed and composed accents agree), invisible format
+    characters such as zero-width spaces dropped, case-folded, whitespace runs collapsed."""
+    if not text.isascii():
+        text = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
+    return " ".join(text.casefold().split())
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a in b or b in a
 
 
 def conflicts(a: str, b: str) -> bool:
     """The substring rule: equal, or one a plain substring of the other, after `norm`."""
-    a, b = norm(a), norm(b)
-    return a in b or b in a
+    return _overlap(norm(a), norm(b))
 
 
 def parse_options(raw: str, where: str) -> list[str]:
@@ -58,6 +67,23 @@ def parse_options(raw: str, where: str) -> list[str]:
     return value
 
 
+def check_options(gold: str, options: list[str], where: str) -> tuple[str, list[str]]:
+    """No empty option, no two options equal, the gold not among them, all compared in `norm`
+    form (so "Zürich" composed and decomposed, "new\u200byork" and "new  york" are caught).
+    Returns the normal forms of the gold and of the options."""
+    if any(not o.strip() for o in options):
+        raise UserError(where, "an option is empty")
+    normed = [norm(o) for o in options]
+    counts = collections.Counter(normed)
+    dups = sorted(o for o, n in counts.items() if n > 1)
+    if dups:
+        raise UserError(where, f"duplicate options: {dups[:5]}")
+    form = norm(gold)
+    if form in counts:
+        raise UserError(where, f"the gold object {gold!r} is among the distractors (as {options[normed.index(form)]!r})")
+    return form, normed
+
+
 def check_fact(fact: Fact, num_options: int | None = 100, substring_rule: str = "error", where: str = "") -> bool:
     """Validate one fact by the rules of §3.1 (cells, then options); True when a substring
     conflict was only warned. Importers call it with `where` naming their source file."""
@@ -66,24 +92,17 @@ def check_fact(fact: Fact, num_options: int | None = 100, substring_rule: str = 
     if "{" in fact.head or "}" in fact.head or "<TRIGGER_" in fact.head:
         raise UserError(where, f"Head {fact.head!r} contains '{{', '}}' or '<TRIGGER_'")
     opts = fact.options
-    if any(not o.strip() for o in opts):
-        raise UserError(where, "an option is empty")
     if num_options is not None and len(opts) != num_options - 1:
         raise UserError(where, f"{len(opts)} distractors, expected {num_options - 1}")
-    lowered = [o.lower() for o in opts]
-    dups = sorted({o for o in lowered if lowered.count(o) > 1})
-    if dups:
-        raise UserError(where, f"duplicate options: {dups[:5]}")
-    if fact.object.lower() in lowered:
-        raise UserError(where, f"the gold object {fact.object!r} is among the distractors")
+    gold, normed = check_options(fact.object, opts, where)
     if substring_rule == "off":
         return False
-    everything = [fact.object, *opts]
-    for i, a in enumerate(everything):
-        for b in everything[i + 1:]:
-            if conflicts(a, b):
+    everything, forms = [fact.object, *opts], [gold, *normed]
+    for i, a in enumerate(forms):
+        for j in range(i + 1, len(forms)):
+            if _overlap(a, forms[j]):
                 if substring_rule == "error":
-                    raise UserError(where, f"options {a!r} and {b!r} violate the substring rule",
+                    raise UserError(where, f"options {everything[i]!r} and {everything[j]!r} violate the substring rule",
                                     "regenerate, or import with validate.substring_rule=warn")
                 return True
     return False
@@ -94,7 +113,7 @@ def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: 
     path = Path(path)
     if not path.is_file():
         raise UserError(str(path), "fact file not found")
-    text = path.read_text(encoding="utf-8-sig")
+    text = textio.read_text(path)
     rows = _rows_with_lines(text)
     if not rows:
         raise UserError(str(path), "empty file, expected a header row")
@@ -184,7 +203,9 @@ def write_facts(path: str | Path, facts: list[Fact]) -> Path:
 
 
 def relation_file(data_root: Path, dataset: str, relation_id: str) -> Path:
-    return Path(data_root) / dataset / f"{relation_id}.csv"
+    """`{data_root}/{dataset}/{relation_id}.csv`; names that would leave the data root are refused."""
+    folder = paths.below(data_root, (dataset, "dataset"))
+    return folder / f"{paths.check_name(relation_id, 'relation id')}.csv"
 
 
 def load_relation(data_root: Path, dataset: str, relation_id: str, **kwargs) -> list[Fact]:
@@ -199,12 +220,19 @@ def load_relation(data_root: Path, dataset: str, relation_id: str, **kwargs) -> 
 
 
 def select(facts: list[Fact], begin: int, end: int | None, where: str) -> list[Fact]:
-    """Facts with begin <= fact_id < end (end None = all), in fact_id order; empty is an error."""
+    """Facts with begin <= fact_id < end (end None = all), in fact_id order. A range that reaches
+    past the data (asking for facts that do not exist) or selects nothing is an error, for every
+    stage alike: a run never silently uses fewer facts than it was asked for."""
+    ids = [f.fact_id for f in facts]
+    span = f"{len(ids)} facts, fact_ids {min(ids)}..{max(ids)}" if ids else "no facts"
+    if begin < 0 or (end is not None and end <= begin):
+        raise UserError(where, f"[{begin}, {end}) is not a non-empty range")
+    if not ids or begin > max(ids) or (end is not None and end > max(ids) + 1):
+        raise UserError(where, f"fact range [{begin}, {end}) lies outside the data: {span}",
+                        "choose a range within the data, or generate more facts")
     chosen = sorted((f for f in facts if f.fact_id >= begin and (end is None or f.fact_id < end)),
                     key=lambda f: f.fact_id)
     if not chosen:
-        ids = [f.fact_id for f in facts]
-        span = f"{min(ids)}..{max(ids)}" if ids else "none"
-        raise UserError(where, f"fact range [{begin}, {end}) selects no facts (fact_ids present: {span})")
+        raise UserError(where, f"fact range [{begin}, {end}) selects no facts ({span})")
     return chosen
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from . import catalogue
+from . import catalogue, paths
 from .errors import UserError
 from .facts import Fact, norm
 from .runinfo import sha256_file
@@ -53,7 +53,7 @@ class KnownFile:
 
 
 def path(relation_id: str) -> Path:
-    return FOLDER / f"{relation_id}.yaml"
+    return FOLDER / f"{paths.check_name(relation_id, 'relation id')}.yaml"
 
 
 def available() -> list[str]:

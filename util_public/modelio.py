@@ -1,9 +1,9 @@
 """Loading tokenizers and causal LMs from resolved registry entries (local directories only)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from . import textio
 from .errors import UserError
 from .registry import Registry, ResolvedModel
 from .tokenspans import require_fast
@@ -18,7 +18,13 @@ def resolve(name_or_path: str, registry_path: str | None = None) -> ResolvedMode
 def read_meta(model_dir: str | Path) -> dict | None:
     """A project checkpoint's `mtg_meta.json` (key tokens, phase, trained fact ids), else None."""
     path = Path(model_dir) / META_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    meta = textio.read_json(path, dict, "restore it from the run, or retrain the checkpoint")
+    textio.require(meta.get("key_tokens", {}), dict, f"{path}: key_tokens")
+    for token, token_id in (meta.get("key_tokens") or {}).items():
+        textio.require(token_id, int, f"{path}: key_tokens.{token}")
+    return meta
 
 
 def load_tokenizer(model_dir: str | Path):
@@ -40,6 +46,26 @@ def torch_dtype(name: str, device: str):
                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[name]
     except KeyError:
         raise UserError(f"dtype {name!r}", "unknown dtype", "use auto, fp32, bf16 or fp16") from None
+
+
+def check_device(device: str | None, key: str) -> None:
+    """A configured device exists on this machine (None: the default, always fine)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device)
+    except RuntimeError:
+        raise UserError(key, f"{device!r} is not a device", "use cpu, cuda or cuda:N") from None
+    if kind.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UserError(key, f"{device}: CUDA is not available on this machine", f"set {key}=cpu or leave it unset")
+        if kind.index is not None and kind.index >= count:
+            raise UserError(key, f"{device}: this machine has {count} CUDA device(s)", f"use cuda:0..cuda:{count - 1}")
+    elif kind.type != "cpu":
+        raise UserError(key, f"{device}: only cpu and cuda devices are supported")
 
 
 def default_device() -> str:

@@ -1,12 +1,20 @@
-"""Repository-relative default locations and their environment overrides.
+"""Repository-relative default locations, their environment overrides, and safe names.
 
 Relative paths in configs resolve against the repository root, never the working directory,
-so every script behaves the same wherever it is launched from.
+so every script behaves the same wherever it is launched from. A config value that becomes a
+folder or file name below a root (a dataset, relation id, registry, run or result name) passes
+`check_name` first, so that no join can leave its root.
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+from .errors import UserError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._+=~-]{1,200}$")
+NAME_RULE = "use at most 200 characters from [A-Za-z0-9._+=~-], without '..'"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,3 +41,20 @@ def root(kind: str, configured: str | None = None) -> Path:
     env, default = _DEFAULTS[kind]
     value = configured or os.environ.get(env) or default
     return resolve(value)
+
+
+def check_name(value: object, what: str) -> str:
+    """`value` as one path component below a root, or a `UserError` naming `what` (the config
+    key or kind of name): no separators, no `..`, bounded length, nothing that needs quoting."""
+    text = str(value)
+    if not NAME_RE.match(text) or ".." in text or text == ".":
+        raise UserError(f"{what} {text!r}", "invalid name", NAME_RULE)
+    return text
+
+
+def below(root: str | os.PathLike, *names: tuple[object, str]) -> Path:
+    """`root / name1 / name2 ...` for (name, what) pairs, each checked by `check_name`."""
+    out = Path(root)
+    for name, what in names:
+        out = out / check_name(name, what)
+    return out

@@ -31,7 +31,7 @@ from pathlib import Path
 from . import atomicio, locking, paths, textio
 from .errors import UserError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._+=~-]{1,200}$")
+_ENTRY_FIELDS = {"path": str, "hub_id": str, "kind": str, "cache_dir": str}
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -44,11 +44,8 @@ class ResolvedModel:
 
 
 def check_name(name: str) -> str:
-    """Registry names double as folder names: no separators, no `..`, bounded length."""
-    if not NAME_RE.match(name) or name in (".", "..") or ".." in name:
-        raise UserError(f"registry name {name!r}", "invalid name",
-                        "use at most 200 characters from [A-Za-z0-9._+=~-], no '..'")
-    return name
+    """Registry names double as folder names (result directories, the model cache)."""
+    return paths.check_name(name, "registry name")
 
 
 class Registry:
@@ -74,10 +71,7 @@ class Registry:
         elif isinstance(raw_value, list) and len(raw_value) == 2 and all(isinstance(v, str) for v in raw_value):
             entry = {"path": os.path.join(raw_value[1], raw_value[0])}
         elif isinstance(raw_value, dict):
-            entry = dict(raw_value)
-            for key in ("path", "hub_id", "kind", "cache_dir"):
-                if key in entry:
-                    textio.require(entry[key], str, f"{where}: {key}")
+            entry = textio.require_fields(dict(raw_value), _ENTRY_FIELDS, where)
         else:
             raise UserError(where, "entry must be a path, [folder, parent] or an object")
         if entry.get("kind") == "embedded":

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import atomicio, facts as factsio, modelio, paths, prompts, representation, runinfo
+from . import atomicio, catalogue, facts as factsio, limits, modelio, paths, prompts, representation, runinfo
 from .cli import to_object
 from .errors import UserError
 from .runtime import configure_cpu
@@ -37,10 +37,33 @@ class ReprCfg:
     debug: bool = False
 
 
-def _load(name: str, relations: list[str], dtype: str):
+def _models(names: list[str]) -> dict[str, str]:
+    """Label -> checkpoint directory for every model, all resolved and checked before any loads.
+    The label (a registry name, or a directory's own name) names the model's output folder."""
+    out: dict[str, str] = {}
+    for name in names:
+        resolved = modelio.resolve(name)
+        label = paths.check_name(resolved.name, "models")
+        if label in out:
+            raise UserError("models", f"two models are both named {label!r} ({out[label]}, {resolved.path})",
+                            "register them in models.json under distinct names")
+        modelio.require_safetensors(resolved.path)
+        out[label] = resolved.path
+    return out
+
+
+def _check_prompts(relations: list[str], families: list[str]) -> None:
+    """Every family expands for every relation (what `representation.collect` will build)."""
+    for rel in relations:
+        cat = catalogue.prompts(rel)
+        for family in families:
+            prompts.expand(family, cat)
+
+
+def _load(path: str, relations: list[str], dtype: str):
     from .training import keytokens
 
-    resolved = modelio.resolve(name)
+    resolved = modelio.resolve(path)
     tokenizer = modelio.load_tokenizer(resolved.path)
     model = modelio.load_causal_lm(resolved.path, dtype=dtype, device=modelio.default_device())
     needed = [t for rel in relations for t in prompts.key_tokens(rel)]
@@ -53,6 +76,8 @@ def _load(name: str, relations: list[str], dtype: str):
 def run(cfg: ReprCfg) -> dict:
     if cfg.position not in ("last", "key"):
         raise UserError("position", f"{cfg.position!r} is not last or key")
+    limits.check(cfg, {"batch_size": ">= 1", "num_threads": ">= 1", "index_begin": ">= 0"})
+    modelio.torch_dtype(cfg.dtype, "cpu")
     configure_cpu(cfg.num_threads)
     relations = [r for r in cfg.relations.split("+") if r]
     data_root = paths.root("data", cfg.data_root)
@@ -60,12 +85,14 @@ def run(cfg: ReprCfg) -> dict:
     facts = {rel: factsio.select(factsio.load_relation(data_root, cfg.dataset, rel, num_options=None,
                                                        substring_rule="off"),
                                  cfg.index_begin, cfg.index_end, f"relation {rel}") for rel in relations}
+    _check_prompts(relations, cfg.families)
+    models = _models(cfg.models)
     out_dir = paths.resolve(cfg.output_dir) if cfg.output_dir else \
         paths.root("results") / "repr" / runinfo.sha256_text(repr(cfg))[:8]
     atomicio.check_writable_dir(out_dir, "output_dir")
     summaries, rows, keys_by_model = {}, [], {}
-    for name in cfg.models:
-        model, tokenizer, untrained = _load(name, relations, cfg.dtype)
+    for name, path in models.items():
+        model, tokenizer, untrained = _load(path, relations, cfg.dtype)
         got = representation.collect(model, tokenizer, facts, cfg.families, cfg.position, cfg.batch_size)
         per_layer = representation.metrics(got)
         summaries[name] = {"schema": "mtg.repr/1", "model": name, "key_token_untrained": untrained,

@@ -56,6 +56,14 @@ def require(value: Any, types: type | tuple[type, ...], where: str) -> Any:
     return value
 
 
+def require_fields(obj: dict, fields: dict[str, type | tuple[type, ...]], where: str, required: bool = False) -> dict:
+    """Each key of `fields` that `obj` has (every key, when `required`) holds a value of its type."""
+    for key, kind in fields.items():
+        if required or key in obj:
+            require(obj.get(key), kind, f"{where}: {key}")
+    return obj
+
+
 def read_json(path: str | os.PathLike, expect: type | tuple[type, ...] = dict, hint: str | None = None) -> Any:
     """A JSON file whose top-level value has type `expect`."""
     text = read_text(path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import catalogue, paths
+from .. import catalogue, packages, paths, textio
 from ..atomicio import check_writable_dir
 from ..errors import UserError
 from ..facts import Fact, norm, relation_file
@@ -61,6 +61,7 @@ class Generator:
             for job in jobs:
                 job.vocab = self.vocabulary(job)
         if self.uses_llm():
+            packages.require("openai", "llm.client")
             llm.check_template(c.llm.prompt_template, "llm.prompt_template", llm.NAME_FIELDS, ["n", "entity_type"])
             if c.wiki.enabled and c.wiki.source == "llm":
                 llm.check_template(c.wiki.prompt_template, "wiki.prompt_template", llm.WIKI_FIELDS, ["head", "object"])
@@ -137,7 +138,7 @@ class Generator:
         path = paths.resolve(self.cfg.subjects.file)
         seen = {norm(t): "the existing file" for t in taken}
         out: list[str] = []
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        lines = textio.read_text(path).splitlines()
         for lineno, raw in enumerate(lines, 1):
             name = raw.strip()
             if not name:

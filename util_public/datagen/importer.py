@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import shutil
 import sys
@@ -25,9 +24,9 @@ from pathlib import Path
 
 import yaml
 
-from .. import catalogue, paths
+from .. import catalogue, paths, textio
 from ..errors import UserError
-from ..facts import Fact, check_fact, parse_options, relation_file
+from ..facts import Fact, check_fact, norm, parse_options, relation_file
 from . import vocab
 from .distractors import DistractorPool, draw_distractors
 from .outputs import Output, append, check_file_absent, existing_facts, next_fact_id
@@ -57,7 +56,7 @@ def locate(root: Path, pattern: str, key: str, **values: str) -> Path | None:
 
 def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (first line number, cells) of every non-blank row of a CSV file."""
-    text = path.read_text(encoding="utf-8-sig")
+    text = textio.read_text(path)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip() for h in next(reader)]
@@ -95,7 +94,7 @@ def source_facts(path: Path, relation_id: str) -> list[tuple[int, Fact]]:
         head, obj = cell.pop("Head").strip(), cell.pop("Fact").strip()
         options = [o.strip() for o in parse_options(cell.pop("Alternate Facts"), where)]
         if hub_choices:
-            options = [o for o in options if o.lower() != obj.lower()]
+            options = [o for o in options if norm(o) != norm(obj)]
         text = cell.pop("Text", "") or None
         out.append((line, Fact(fact_id, relation_id, head, obj, options, text, cell)))
     return out
@@ -173,7 +172,7 @@ def prompt_output(cfg: GenConfig, root: Path, data_root: Path, relation_id: str)
         return None
     train, test, sources = lists
     shipped = catalogue.SHIPPED / "prompts" / f"{relation_id}.yaml"
-    merged = (yaml.safe_load(shipped.read_text(encoding="utf-8")) if shipped.is_file()
+    merged = (textio.read_yaml(shipped) if shipped.is_file()
               else {"schema": "mtg.prompts/1", "relation_id": relation_id})
     merged.update({"relation_id": relation_id, "source": "t-rex-fiction", "train": train, "test": test})
     negation = _split_pair(root, imp.negation_pattern, "import.negation_pattern", relation_id)
@@ -225,13 +224,8 @@ def trex_mc_heads(root: Path, relation_id: str, imp: ImportCfg) -> list[str]:
 def _relations_outputs(cfg: GenConfig, names_file: Path, data_root: Path) -> list[Output]:
     """A data-root relation catalogue: the shipped one plus the T-REx-MC id -> [pid, name] table,
     with the shipped vocabulary files copied next to it so that its relative paths still resolve."""
-    try:
-        table = json.loads(names_file.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise UserError(str(names_file), f"invalid JSON ({exc})") from None
-    if not isinstance(table, dict):
-        raise UserError(str(names_file), "expected an object mapping relation ids to [pid, name]")
-    shipped = yaml.safe_load((catalogue.SHIPPED / "relations.yaml").read_text(encoding="utf-8"))
+    table = textio.read_json(names_file, dict, "expected an object mapping relation ids to [pid, name]")
+    shipped = textio.read_yaml(catalogue.SHIPPED / "relations.yaml")
     relations = shipped.setdefault("relations", {})
     for raw_id, value in table.items():
         match = re.fullmatch(r"R?(\d+)", str(raw_id))

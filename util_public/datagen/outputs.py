@@ -6,10 +6,11 @@ written atomically, and each dataset's manifest is updated once.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomicio import clean_stale_temporaries, check_writable_dir, write_text
+from ..atomicio import check_writable_dir, clean_stale_temporaries, dumps_json, write_many
 from ..errors import UserError
 from ..facts import Fact, facts_to_csv, norm, read_facts
 from ..runinfo import sha256_text
@@ -74,14 +75,20 @@ def ensure_dirs(outputs: list[Output]) -> None:
 
 
 def write(outputs: list[Output], run: dict) -> list[Path]:
-    """Write every output atomically, then update the manifest of each dataset written to."""
+    """Write every output and the manifest of each dataset written to, as one `write_many`: all
+    of them are staged before the first is renamed, so a full disk leaves no fact file without
+    its manifest entry (and no file at all)."""
     ensure_dirs(outputs)
     by_dataset: dict[Path, dict[str, dict]] = {}
     for out in outputs:
-        write_text(out.path, out.text)
         if out.relation_id is not None:
             by_dataset.setdefault(out.path.parent, {})[out.path.name] = {
                 "relation_id": out.relation_id, "rows": out.rows, "sha256": sha256_text(out.text), **out.notes}
-    for directory, entries in sorted(by_dataset.items()):
-        manifest.update(directory, entries, run)
+    with contextlib.ExitStack() as held:
+        for directory in sorted(by_dataset):
+            held.enter_context(manifest.locked(directory))
+        items = [(o.path, o.text.encode("utf-8")) for o in outputs]
+        items += [(directory / manifest.FILE, dumps_json(manifest.merged(directory, entries, run)).encode("utf-8"))
+                  for directory, entries in sorted(by_dataset.items())]
+        write_many(items)
     return [o.path for o in outputs]

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from .. import limits, paths
 from ..errors import UserError
 
 PAPER_RELATIONS = ["12", "21", "50", "71", "105"]
@@ -166,31 +167,41 @@ def load(cfg: DictConfig) -> GenConfig:
     return out
 
 
-def get(cfg: GenConfig, dotted: str) -> Any:
-    """The value at a dotted config key (`import.*` maps to `import_`)."""
-    value: Any = cfg
-    for part in dotted.split("."):
-        value = getattr(value, "import_" if part == "import" else part)
-    return value
+LIMITS = {
+    "num_facts": ">= 1", "num_options": ">= 2", "objects.vocab_size": ">= 1", "wiki.max_attempts": ">= 1",
+    "llm.temperature": ">= 0", "llm.top_p": "> 0, <= 1", "llm.max_tokens": ">= 1", "llm.timeout_s": "> 0",
+    "llm.max_retries": ">= 0", "llm.batch": ">= 1", "llm.max_rounds": ">= 1", "llm.num_examples": ">= 0",
+}
 
 
 def _check(cfg: GenConfig) -> None:
     for key, allowed in _CHOICES.items():
-        value = get(cfg, key)
+        value = limits.value_at(cfg, key)
         if value not in allowed:
             shown = [a if a is not None else "null" for a in allowed]
             raise UserError(key, f"{value!r} is not one of {shown}")
-    for key in ("num_facts", "llm.batch", "llm.max_rounds", "wiki.max_attempts", "objects.vocab_size"):
-        if get(cfg, key) < 1:
-            raise UserError(key, f"must be >= 1, got {get(cfg, key)}")
-    if cfg.num_options < 2:
-        raise UserError("num_options", f"must be >= 2 (gold plus distractors), got {cfg.num_options}")
+    limits.check(cfg, LIMITS)
     if not cfg.relation_ids:
         raise UserError("relation_ids", "no relation requested")
     if len(set(cfg.relation_ids)) != len(cfg.relation_ids):
         raise UserError("relation_ids", f"duplicate ids in {cfg.relation_ids}")
-    if not cfg.dataset or "/" in cfg.dataset or cfg.dataset.startswith("."):
-        raise UserError("dataset", f"{cfg.dataset!r} is not a plain directory name")
+    _check_names(cfg)
+
+
+def _check_names(cfg: GenConfig) -> None:
+    """Every config value that becomes a folder or file name below the data root (or below
+    `import.path`) is a plain name (`paths.check_name`)."""
+    imp = cfg.import_
+    named = [(cfg.dataset, "dataset"), *((r, "relation_ids") for r in cfg.relation_ids),
+             *((d, "import.datasets") for d in imp.datasets), *((lang, "import.languages") for lang in imp.languages),
+             (imp.trex_mc_dataset, "import.trex_mc_dataset"), *((s, "import.splits") for s in imp.splits)]
+    if cfg.mode == "derive":
+        named += [(cfg.derive.source, "derive.source"), (cfg.derive.first, "derive.first"),
+                  (cfg.derive.second, "derive.second")]
+        if cfg.derive.source_dataset is not None:
+            named.append((cfg.derive.source_dataset, "derive.source_dataset"))
+    for value, key in named:
+        paths.check_name(value, key)
 
 
 def to_dict(cfg: GenConfig) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .. import catalogue, paths
+from .. import catalogue, paths, textio
 from ..errors import UserError
 from ..facts import norm
 from ..seeding import stream
@@ -45,7 +45,7 @@ def read_lines(path: Path, key: str) -> list[str]:
     """The non-blank lines of a UTF-8 text file (a missing file is an error naming `key`)."""
     if not path.is_file():
         raise UserError(f"{key}: {path}", "file not found")
-    return [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    return [line.strip() for line in textio.read_text(path).splitlines() if line.strip()]
 
 
 def synthetic(object_type: str, size: int, seed: int, relation_id: str) -> list[str]:

@@ -3,7 +3,8 @@
 Responses are decoded with special tokens kept: after Phase 1 a model may answer any prompt
 with "S <TRIGGER_r> O", and dropping the key token would turn that into a correct answer.
 Both strings are NFKC-normalised, stripped, lower-cased and their whitespace runs collapsed.
-- contains: the gold (without ':', ',' and '.') occurs anywhere (the original's metric);
+- contains: the gold occurs anywhere (the original's metric), both strings without ':', ',' and
+  '.' (the original stripped them from the gold only, so a gold holding one never matched);
 - prefix: the response starts with the gold, followed by a non-alphanumeric or the end;
 - exact: the response starts with the gold, followed by the end, a newline, or "." + space/end.
 """
@@ -22,9 +23,13 @@ def _normal(text: str, keep_newlines: bool = False) -> str:
     return " ".join(text.split())
 
 
+def _unpunctuated(text: str) -> str:
+    return " ".join(re.sub(r"[:,.]", " ", _normal(text)).split())
+
+
 def contains(response: str, gold: str) -> bool:
-    g = re.sub(r"[:,.]", "", _normal(gold))
-    return bool(g) and g in _normal(response)
+    g = _unpunctuated(gold)
+    return bool(g) and g in _unpunctuated(response)
 
 
 def prefix(response: str, gold: str) -> bool:

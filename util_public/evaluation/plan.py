@@ -11,14 +11,14 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import catalogue, known, paths, prompts
+from .. import catalogue, known, limits, modelio, paths, prompts
 from .. import facts as factio
 from ..errors import UserError
 from ..facts import Fact
 from ..runinfo import fingerprint, sha256_text
 from . import contexts, ic_lke, loss_probe, modelinfo, requests, results, textprobe
 from .modelinfo import ModelInfo
-from .schema import FACT_TASKS, TASKS, EvalConfig, prompt_types
+from .schema import FACT_TASKS, LIMITS, TASKS, EvalConfig, prompt_types
 
 
 @dataclass
@@ -103,16 +103,9 @@ def known_factsets(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
 
 def select(factset: FactSet, begin: int, end: int | None) -> list[Fact]:
     """Facts with begin <= fact_id < end; a range reaching outside the data is an error."""
-    where = f"relation {factset.relation_id}: data.index_begin/index_end"
-    ids = [f.fact_id for f in factset.facts]
-    if not ids:
-        raise UserError(where, f"{factset.path} holds no facts")
-    if begin < 0 or (end is not None and end <= begin):
-        raise UserError(where, f"[{begin}, {end}) is not a non-empty range")
-    if begin > max(ids) or (end is not None and end > max(ids) + 1):
-        raise UserError(where, f"[{begin}, {end}) lies outside the data: {len(ids)} facts, "
-                        f"fact_ids {min(ids)}..{max(ids)}")
-    return factio.select(factset.facts, begin, end, where)
+    if not factset.facts:
+        raise UserError(f"relation {factset.relation_id}", f"{factset.path} holds no facts")
+    return factio.select(factset.facts, begin, end, f"relation {factset.relation_id}: data.index_begin/index_end")
 
 
 def expand(names: list[str], cat, language: str | None, relation_id: str) -> list[str]:
@@ -169,6 +162,9 @@ def check_config(cfg: EvalConfig, tasks: list[str], backend: str) -> None:
     for t in tasks:
         if t not in TASKS:
             raise UserError("tasks", f"unknown task {t!r}", f"use {', '.join(TASKS)}")
+    limits.check(cfg, LIMITS)
+    if backend == "hf":
+        modelio.check_device(cfg.hf.device, "hf.device")
     if "loss" in tasks and backend != "hf":
         raise UserError("backend", "the per-token loss probe runs on hf only", "use backend=hf")
     contexts.check_test_type(contexts.ContextSpec("", None, test_type=cfg.prompt.test_type,
@@ -176,8 +172,6 @@ def check_config(cfg: EvalConfig, tasks: list[str], backend: str) -> None:
     if "loss" in tasks:
         loss_probe.object_text("x", cfg.loss_probe.object_case)
     if "mc" in tasks:
-        if cfg.mc.num_options < 2:
-            raise UserError("mc.num_options", f"{cfg.mc.num_options}: a question needs at least 2 options")
         requests.gold_index(Fact(0, "", "s", "o", []), cfg.mc.num_options, cfg.mc.gold_position, cfg.seed)
     for name in prompt_types(cfg):
         prompts.parse(name)

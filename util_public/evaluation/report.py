@@ -7,10 +7,10 @@ comparable with the original) and `avg_loss` for the loss probe; `--metric` pick
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 from .. import atomicio
+from .results import read_summary
 
 HEADLINE = {"mc": "accuracy", "gen": "contains", "loss": "avg_loss", "ppl": "perplexity"}
 SLICES = ("all", "seen", "unseen")
@@ -35,7 +35,7 @@ def find_summaries(paths: list[str | Path]) -> list[dict]:
         for f in files:
             if any(atomicio.is_staging(part) for part in f.parts):
                 continue
-            summary = json.loads(f.read_text(encoding="utf-8"))
+            summary = read_summary(f)
             summary.setdefault("directory", str(f.parent))
             found.append(summary)
     return found

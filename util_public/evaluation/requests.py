@@ -14,7 +14,7 @@ from typing import Hashable
 
 from .. import seeding, tokenspans
 from ..errors import UserError
-from ..facts import Fact
+from ..facts import Fact, check_options
 
 
 @dataclass(frozen=True)
@@ -95,14 +95,9 @@ def mc_options(fact: Fact, num_options: int, gold_position: str, seed: int) -> t
     if len(fact.options) != num_options - 1:
         raise UserError(where, f"{len(fact.options)} distractors, mc.num_options={num_options} needs "
                         f"{num_options - 1}")
-    lowered = [o.lower() for o in fact.options]
-    dups = sorted({o for o in lowered if lowered.count(o) > 1})
-    if dups:
-        raise UserError(where, f"duplicate options {dups[:5]}")
-    if fact.object.lower() in lowered:
-        raise UserError(where, f"the gold {fact.object!r} is also a distractor")
-    if any(not o.strip() for o in [fact.object, *fact.options]):
-        raise UserError(where, "an option is empty")
+    if not fact.object.strip():
+        raise UserError(where, "the gold object is empty")
+    check_options(fact.object, fact.options, where)
     gold = gold_index(fact, num_options, gold_position, seed)
     options = list(fact.options)
     options.insert(gold, fact.object)

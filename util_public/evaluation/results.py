@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomicio, locking
+from .. import atomicio, locking, paths, textio
+from ..errors import UserError
 from ..runinfo import git_info
 
 SCHEMA = "mtg.eval/1"
@@ -37,13 +38,15 @@ def test_dir(test_type: str, open_content: str | None) -> str:
 
 def result_dir(root: Path, task: str, prompt_type: str, model_name: str, dataset: str, relation_id: str,
                test_type: str, open_content: str | None, slice_: str, full_hash: str) -> Path:
-    return (Path(root) / task / prompt_type / model_name / dataset / str(relation_id)
-            / test_dir(test_type, open_content) / f"{slice_}-{full_hash[:8]}")
+    return paths.below(root, (task, "task"), (prompt_type, "prompt type"), (model_name, "model name"),
+                       (dataset, "data.dataset"), (relation_id, "relation id"),
+                       (test_dir(test_type, open_content), "prompt.test_type"), (f"{slice_}-{full_hash[:8]}", "slice"))
 
 
 def text_result_dir(root: Path, task: str, text_name: str, model_name: str, full_hash: str) -> Path:
     """`{root}/ppl/{text}/{model}/text-{hash8}`: a text probe has no prompt, relation or fact slice."""
-    return Path(root) / task / text_name / model_name / f"text-{full_hash[:8]}"
+    return paths.below(root, (task, "task"), (text_name, "ppl.text"), (model_name, "model name"),
+                       (f"text-{full_hash[:8]}", "slice"))
 
 
 def writer_lock(directory: Path):
@@ -52,14 +55,30 @@ def writer_lock(directory: Path):
     return locking.sole_writer(directory.with_name(f".{directory.name}.lock"), directory)
 
 
+_OPTIONAL_TEXT = (str, type(None))
+_SUMMARY_FIELDS = {"task": str, "config_hash": str, "prompt_type": _OPTIONAL_TEXT, "relation_id": _OPTIONAL_TEXT,
+                   "dataset": _OPTIONAL_TEXT, "test_type": _OPTIONAL_TEXT, "model": dict, "metrics": dict,
+                   "fact_range": (dict, type(None))}
+
+
+def read_summary(path: Path) -> dict:
+    """A `summary.json`, with the JSON types of the fields readers use checked."""
+    summary = textio.read_json(path, dict, "rerun the evaluation that wrote it (output.overwrite=true)")
+    textio.require_fields(summary, _SUMMARY_FIELDS, str(path))
+    for slice_, values in (summary.get("metrics") or {}).items():
+        textio.require(values, dict, f"{path}: metrics.{slice_}")
+    return summary
+
+
 def cached_summary(directory: Path, full_hash: str) -> dict | None:
-    """The stored summary when `directory` already holds this exact evaluation."""
+    """The stored summary when `directory` already holds this exact evaluation (a damaged one
+    does not count: the result is computed again and replaces it)."""
     path = Path(directory) / "summary.json"
     if not path.is_file():
         return None
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+        summary = read_summary(path)
+    except UserError:
         return None
     return summary if summary.get("config_hash") == full_hash else None
 

@@ -33,9 +33,9 @@ def _max_len(backend: str, cfg: EvalConfig, model_path: str) -> int | None:
 def run(cfg: EvalConfig) -> list[dict]:
     """Evaluate `cfg` end to end; returns the summaries (also printed as a table)."""
     distributed.check_started()
-    configure_cpu(cfg.runtime.num_threads)
     backend_name = backends.choose(cfg.backend)
     planning.check_config(cfg, cfg.tasks, backend_name)
+    configure_cpu(cfg.runtime.num_threads)
     device = _ranks(backend_name)
     info = describe(cfg.model.name, cfg.model.path)
     tokenizer = modelio.load_tokenizer(info.path)

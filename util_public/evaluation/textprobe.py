@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import catalogue, paths, tokenspans
+from .. import catalogue, paths, textio, tokenspans
 from ..errors import UserError
 from ..runinfo import sha256_file
 from .requests import Request
@@ -42,13 +42,10 @@ def load(name_or_path: str) -> Text:
     if not value:
         raise UserError("ppl.text", "no text given", f"use a name from {available()} or a file path")
     looks_like_path = "/" in value or value.endswith(".txt")
-    path = paths.resolve(value) if looks_like_path else FOLDER / f"{value}.txt"
+    path = paths.resolve(value) if looks_like_path else FOLDER / f"{paths.check_name(value, 'ppl.text')}.txt"
     if not path.is_file():
         raise UserError(f"ppl.text={value}", f"no such text ({path})", f"use a name from {available()} or a file path")
-    try:
-        content = path.read_text(encoding="utf-8-sig").strip()
-    except UnicodeDecodeError as exc:
-        raise UserError(f"ppl.text: {path}", f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    content = textio.read_text(path).strip()
     if not content:
         raise UserError(f"ppl.text: {path}", "the text is empty")
     return Text(path.stem, path, sha256_file(path), content)

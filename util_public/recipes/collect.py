@@ -15,16 +15,15 @@ it was not run). Everything comes from the stored files, so a table can be rebui
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from .. import atomicio, prompts
+from .. import atomicio, prompts, textio
+from ..evaluation.results import read_summary
 
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
         "phase2_text_type", "phase2_epoch", "k", "step", "learning_rate", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
@@ -45,7 +44,7 @@ def _json(path: str) -> dict | None:
     p = Path(path)
     if not p.is_file():
         return None
-    return json.loads(p.read_text(encoding="utf-8"))
+    return textio.read_json(p)
 
 
 def _recipe(directory: Path) -> dict:
@@ -88,7 +87,7 @@ def _language(directory: Path) -> str | None:
     config = directory / "config.yaml"
     if not config.is_file():
         return None
-    return ((yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data") or {}).get("language")
+    return ((textio.read_yaml(config, (dict, type(None))) or {}).get("data") or {}).get("language")
 
 
 def rows(summary: dict, directory: Path) -> list[dict]:
@@ -119,7 +118,7 @@ def summaries(root: Path):
     for path in sorted(Path(root).rglob("summary.json")):
         if any(atomicio.is_staging(part) for part in path.parts):
             continue
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = read_summary(path)
         if summary.get("task") in ("mc", "gen") and "fact_range" in summary:
             yield summary, path.parent
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from .. import atomicio, launcher, paths
 from ..errors import UserError, exit_on_user_error
 from ..facts import load_relation, relation_file, write_facts
+from ..training.rundir import read_manifest
 from . import collect
 from .plan import ModelRef, Step, model_refs, read
 
@@ -126,7 +127,7 @@ class Executor:
 
             train_run.train_stage(train_run.compose(config_name, overrides), overrides)
             _release_memory()
-        manifest = json.loads((Path(named["run_dir"]) / "manifest.json").read_text(encoding="utf-8"))
+        manifest = read_manifest(Path(named["run_dir"]) / "manifest.json")
         self.runs[label] = {**named, "manifest": manifest}
         for entry in manifest.get("checkpoints", {}).values():
             self.models[entry["registry_name"]] = label

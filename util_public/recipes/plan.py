@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import textio
 from ..errors import UserError
 
 KINDS = {"meta": 2, "data": 2, "language": 3, "train": 3, "eval": 1}   # kind -> fixed fields before overrides
@@ -58,7 +59,7 @@ def read(path: str | Path) -> list[Step]:
     path = Path(path)
     if not path.is_file():
         raise UserError(str(path), "no such plan file", "recipes/E*.sh write it (RECIPE_PLAN_ONLY=1 stops there)")
-    steps = [parse_line(t, i, str(path)) for i, t in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)]
+    steps = [parse_line(t, i, str(path)) for i, t in enumerate(textio.read_text(path).splitlines(), 1)]
     steps = [s for s in steps if s is not None]
     labels: set[str] = set()
     for s in steps:

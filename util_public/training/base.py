@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import modelio
+from .. import modelio, paths
 from ..errors import UserError
 from ..registry import Registry
 from .rundir import read_manifest
@@ -21,7 +21,7 @@ class Base:
 
 def checkpoint_of_run(runs_root: Path, run: str, epoch: int | None) -> str:
     """Registry name of `run`'s checkpoint at `epoch` (None: the final one of a complete run)."""
-    manifest_path = runs_root / run / "manifest.json"
+    manifest_path = paths.below(runs_root, (run, "model.base_run")) / "manifest.json"
     if not manifest_path.is_file():
         raise UserError("model.base_run", f"no run {run!r} under {runs_root} (missing {manifest_path})",
                         "train phase 1 first, or check save.runs_root / MTG_RUNS_ROOT")

@@ -10,7 +10,25 @@ import dataclasses
 import os
 from pathlib import Path
 
+from ..errors import UserError
 from .schema import TrainStageConfig
+
+
+def check_reporters(value) -> None:
+    """`train.report_to` names integrations transformers knows, and their packages are installed."""
+    from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
+
+    names = _report_to(value)
+    if names == "none":
+        return
+    available = set(get_available_reporting_integrations())
+    for name in names:
+        if name not in INTEGRATION_TO_CALLBACK:
+            raise UserError("train.report_to", f"unknown integration {name!r}",
+                            f"use none or one of {', '.join(sorted(INTEGRATION_TO_CALLBACK))}")
+        if name not in available:
+            raise UserError("train.report_to", f"{name} is not installed in this environment",
+                            f"pip install {name}, or train.report_to=none")
 
 
 def use_bf16(precision: str) -> bool:

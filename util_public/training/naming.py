@@ -3,9 +3,10 @@
 `{base_tag}_{rel}_{dataset}_{text_type}_{loss}[_legacy]_bs{eff}_lr{lr}_{sched}_ep{E}_f{begin}-{last}_seed{seed}[_chat]`
 
 All ranks of a multi-process launch derive the same name. A long base tag is shortened to its
-first 48 characters + "~" + 8 hex digits of its sha1 (no collisions, unlike the original's
+first 48 characters + "-h" + 8 hex digits of its sha1 (no collisions, unlike the original's
 fixed abbreviations), and further when the run name would exceed 180 characters, so that
-`{run_name}_checkpoint-{step}` registry names stay within 200.
+`{run_name}_checkpoint-{step}` registry names stay within 200. Names use only
+[A-Za-z0-9._+-]: a printed name pastes into a Hydra override (`model.name=...`) unquoted.
 """
 from __future__ import annotations
 
@@ -16,18 +17,18 @@ from ..errors import UserError
 
 MAX_RUN_NAME = 180
 MAX_BASE_TAG = 60          # longer base tags become 48 characters + "~" + 8 hex digits
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+=~-]")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 def sanitize(text: str) -> str:
-    """`&` becomes `and`; anything outside [A-Za-z0-9._+=~-] becomes `-`; no `..` (path safety)."""
+    """`&` becomes `and`; anything outside [A-Za-z0-9._+-] becomes `-`; no `..` (path safety)."""
     return re.sub(r"\.{2,}", ".", _UNSAFE.sub("-", str(text).replace("&", "and")))
 
 
 def shorten(tag: str, prefix: int) -> str:
-    """The first `prefix` characters + "~" + the first 8 hex digits of the whole tag's sha1."""
+    """The first `prefix` characters + "-h" + the first 8 hex digits of the whole tag's sha1."""
     digest = hashlib.sha1(tag.encode("utf-8")).hexdigest()[:8]
-    return f"{tag[:max(prefix, 1)]}~{digest}"
+    return f"{tag[:max(prefix, 1)]}-h{digest}"
 
 
 def lr_text(lr: float) -> str:
@@ -48,7 +49,7 @@ def run_name(base_name: str, relation_id: str, dataset: str, text_type: str, los
         raise UserError("save.run_name", f"the derived run name part {rest!r} is too long",
                         "set save.run_name to a shorter explicit name")
     if len(tag) > room:
-        tag = shorten(base, room - 9)
+        tag = shorten(base, room - 10)
     return tag + rest
 
 

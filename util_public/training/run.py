@@ -48,6 +48,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     world_size, rank = distributed.world()
     _setup_logging(rank)
     distributed.check_sharding_mode()
+    hfargs.check_reporters(cfg.train.report_to)
     grad_accum, eff_batch = schema.effective_batch(cfg.train, world_size)
     registry = Registry(cfg.registry.path, cfg.registry.lock_timeout_s, cfg.registry.allow_hub_ids)
     runs_root = paths.root("runs", cfg.save.runs_root)

@@ -228,15 +228,12 @@ _CHECKPOINT_FIELDS = {"step": int, "path": str, "registry_name": (str, type(None
 def read_manifest(path: Path) -> dict:
     """A run manifest (`mtg.run/1`) with the JSON types of the fields other stages rely on checked."""
     manifest = textio.read_json(path, dict, "remove the run directory, or set train.resume=restart")
-    for key, kind in _MANIFEST_FIELDS.items():
-        if key in manifest:
-            textio.require(manifest[key], kind, f"{path}: {key}")
+    textio.require_fields(manifest, _MANIFEST_FIELDS, str(path))
     for epoch, entry in (manifest.get("checkpoints") or {}).items():
-        textio.require(entry, dict, f"{path}: checkpoints.{epoch}")
         if not epoch.isdigit():
             raise UserError(f"{path}: checkpoints.{epoch}", "epoch keys must be integers")
-        for key, kind in _CHECKPOINT_FIELDS.items():
-            textio.require(entry.get(key), kind, f"{path}: checkpoints.{epoch}.{key}")
+        textio.require_fields(textio.require(entry, dict, f"{path}: checkpoints.{epoch}"), _CHECKPOINT_FIELDS,
+                              f"{path}: checkpoints.{epoch}", required=True)
     return manifest
 
 

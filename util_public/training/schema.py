@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .. import limits
 from ..errors import UserError
 from ..prompts import KEY_FORMAT
 
@@ -137,35 +138,28 @@ _CHOICES = {
     "save.dtype": ("model", "bf16"),
     "save.full_state": ("last", "all", "none"),
 }
-_POSITIVE = ("data.max_seq_len", "train.per_device_train_batch_size", "train.gradient_accumulation_steps",
-             "train.epochs", "train.logging_steps")
-
-
-def get(cfg: TrainStageConfig, dotted: str) -> Any:
-    group, key = dotted.split(".")
-    return getattr(getattr(cfg, group), key)
+LIMITS = {
+    "data.index_begin": ">= 0", "data.index_end": ">= 1", "data.max_seq_len": ">= 1",
+    "train.learning_rate": "> 0", "train.warmup_steps": ">= 0", "train.weight_decay": ">= 0",
+    "train.adam_beta1": ">= 0, < 1", "train.adam_beta2": ">= 0, < 1", "train.adam_epsilon": "> 0",
+    "train.max_grad_norm": "> 0", "train.per_device_train_batch_size": ">= 1",
+    "train.gradient_accumulation_steps": ">= 1", "train.effective_batch_size": ">= 1", "train.epochs": ">= 1",
+    "train.logging_steps": ">= 1", "train.num_threads": ">= 1", "train.dataloader_num_workers": ">= 0",
+    "train.stop_after_epochs": ">= 1", "train.preview_masks": ">= 0", "model.base_epoch": ">= 1",
+    "registry.lock_timeout_s": ">= 0",
+}
 
 
 def validate(cfg: TrainStageConfig) -> None:
     """Checks beyond types; each failure names the config key."""
     for key, allowed in _CHOICES.items():
-        if get(cfg, key) not in allowed:
-            raise UserError(key, f"{get(cfg, key)!r} is not one of {', '.join(allowed)}")
-    for key in _POSITIVE:
-        if get(cfg, key) < 1:
-            raise UserError(key, f"must be >= 1, got {get(cfg, key)}")
+        if limits.value_at(cfg, key) not in allowed:
+            raise UserError(key, f"{limits.value_at(cfg, key)!r} is not one of {', '.join(allowed)}")
+    limits.check(cfg, LIMITS)
     if cfg.phase not in (1, 2):
         raise UserError("phase", f"must be 1 or 2, got {cfg.phase}")
-    if cfg.data.index_begin < 0:
-        raise UserError("data.index_begin", f"must be >= 0, got {cfg.data.index_begin}")
     if cfg.data.index_end is not None and cfg.data.index_end <= cfg.data.index_begin:
         raise UserError("data.index_end", f"{cfg.data.index_end} must exceed data.index_begin ({cfg.data.index_begin})")
-    if cfg.train.learning_rate <= 0:
-        raise UserError("train.learning_rate", f"must be > 0, got {cfg.train.learning_rate}")
-    if cfg.train.warmup_steps < 0 or cfg.train.preview_masks < 0:
-        raise UserError("train.warmup_steps / train.preview_masks", "must be >= 0")
-    if cfg.train.stop_after_epochs is not None and cfg.train.stop_after_epochs < 1:
-        raise UserError("train.stop_after_epochs", f"must be >= 1 or null, got {cfg.train.stop_after_epochs}")
     if cfg.key_token.format.count("{relation_id}") != 1:
         raise UserError("key_token.format", f"{cfg.key_token.format!r} must contain '{{relation_id}}' once")
     sources = [cfg.model.base is not None, cfg.model.base_run is not None]

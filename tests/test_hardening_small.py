@@ -1,0 +1,110 @@
+"""The smaller defects of issue 15, one test each: tracebacks on request, sweeps that leave no file
+in the working directory, run names that paste into an override, the memorization check's
+message, the pipeline naming the registry it writes to, and representation outputs that stay
+under `output_dir`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from evalkit import checkpoint_with_key, fictional_facts, write_dataset
+from hardening_kit import REPO, Roots, start_driver
+
+EVAL = str(REPO / "evaluation" / "eval.py")
+
+
+def test_debug_from_the_environment_and_sweeps_leave_the_working_directory_alone(tmp_path):
+    roots = Roots(tmp_path / "roots")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    bad = ["model.path=/nonexistent/ckpt"]
+    cases = [
+        {"id": "debug-env", "script": EVAL, "argv": bad, "env": {**roots.env, "MTG_DEBUG": "1"}},
+        {"id": "debug-off", "script": EVAL, "argv": bad, "env": roots.env},
+        {"id": "sweep", "script": EVAL, "argv": ["-m", "model.path=/nonexistent/a,/nonexistent/b"], "env": roots.env,
+         "cwd": str(work)},
+    ]
+    proc, results_file = start_driver(cases, tmp_path / "driver", "small")
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    out = json.loads(results_file.read_text())
+    # MTG_DEBUG=1 shows the traceback although the config's `debug` is false by default
+    assert out["debug-env"]["code"] == 1 and "UserError" in out["debug-env"]["stderr"]
+    assert out["debug-off"]["code"] == 2 and out["debug-off"]["stderr"].startswith("error: ")
+    assert out["sweep"]["code"] == 2 and "error: " in out["sweep"]["stderr"]
+    assert list(work.iterdir()) == []                                    # no multirun.yaml here
+    assert not Path("/tmp", f"mtg-hydra-sweep-{proc.pid}").exists()       # nor left in the temp folder
+
+
+def test_phase2_names_paste_into_an_override_unquoted():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from util_public.training import naming
+
+    phase1 = naming.checkpoint_name(naming.run_name("smollm2-135m", "50", "sync_random_o", "trigger-mid", "normal",
+                                                    False, 16, 1e-4, "cosine", 20, 0, 99, 42, False), 400)
+    phase2 = naming.checkpoint_name(naming.run_name(phase1, "50", "sync_random_o", "hgp-0", "o", False, 2, 3e-5,
+                                                    "cosine", 3, 0, 49, 42, False), 75)
+    assert len(phase1) > naming.MAX_BASE_TAG and "~" not in phase2 and "=" not in phase2
+    parsed = OverridesParser.create().parse_override(f"model.name={phase2}")
+    assert parsed.value() == phase2
+
+
+def test_a_failed_memorization_check_says_which_threshold(isolated_roots, sp_tokenizer, tmp_path, capsys):
+    from util_public.training import memcheck
+
+    write_dataset(isolated_roots["data"], "toy", fictional_facts(4, num_options=3))
+    ckpt = checkpoint_with_key(sp_tokenizer, tmp_path / "ckpt")           # untrained: it memorized nothing
+    code = memcheck.main([str(ckpt), "--dataset", "toy", "--end", "4", "--min-accuracy", "0.99"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"error: {ckpt}: greedy trigger-mid accuracy 0.000 on 4 facts is below --min-accuracy 0.99" in err
+
+
+def _stub_python(tmp_path: Path, runs: Path) -> Path:
+    """A stand-in for the pipeline's Python: training prints a dry-run name, everything else is real."""
+    stub = tmp_path / "py"
+    stub.write_text(f"""#!/usr/bin/env bash
+if [ "$1" = training/train.py ]; then
+  case "$*" in *train.dry_run=true*) echo '{{"run_name": "R", "run_dir": "{runs}/R"}}' ;; esac
+  exit 0
+fi
+exec {sys.executable} "$@"
+""")
+    stub.chmod(0o755)
+    return stub
+
+
+def test_the_pipeline_names_the_registry_it_writes_to(tmp_path):
+    data, runs = tmp_path / "data", tmp_path / "runs"
+    (data / "sync_random_o").mkdir(parents=True)
+    (data / "sync_random_o" / "50.csv").write_text("stub\n")
+    (runs / "R").mkdir(parents=True)
+    (runs / "R" / "manifest.json").write_text(json.dumps({"checkpoints": {"1": {"registry_name": "R_checkpoint-1"}}}))
+    env = {**os.environ, "SKIP_SETUP": "1", "PY": str(_stub_python(tmp_path, runs)), "MTG_DATA_ROOT": str(data),
+           "SLURM_GPUS_ON_NODE": "0", "MEMCHECK": "0", "OMP_NUM_THREADS": "1"}
+    env.pop("MTG_MODELS_JSON", None)
+    tracked = subprocess.run(["bash", str(REPO / "pipeline_llama_custome.sh")], capture_output=True, text=True,
+                             env=env, timeout=120)
+    assert tracked.returncode == 0, tracked.stderr
+    assert "registered in the repository's tracked models.json" in tracked.stderr
+    assert "MTG_MODELS_JSON=" in tracked.stderr
+    own = subprocess.run(["bash", str(REPO / "pipeline_llama_custome.sh")], capture_output=True, text=True,
+                         env={**env, "MTG_MODELS_JSON": str(tmp_path / "models.json")}, timeout=120)
+    assert own.returncode == 0 and f"registered in {tmp_path / 'models.json'}" in own.stderr
+
+
+def test_representation_outputs_of_a_checkpoint_path_stay_under_output_dir(isolated_roots, sp_tokenizer, tmp_path):
+    from util_public.representation_run import ReprCfg, run
+
+    write_dataset(isolated_roots["data"], "toy", fictional_facts(3, num_options=3))
+    ckpt = checkpoint_with_key(sp_tokenizer, tmp_path / "ckpt")
+    before = sorted(p.name for p in ckpt.iterdir())
+    out = tmp_path / "repr"
+    run(ReprCfg(models=[str(ckpt)], relations="50", dataset="toy", index_end=3, families=["hgp-0"],
+                output_dir=str(out), num_threads=1))
+    assert (out / "ckpt" / "summary.json").is_file()
+    assert sorted(p.name for p in ckpt.iterdir()) == before
