@@ -31,8 +31,8 @@ from multiproc import (PROBE, free_port, launcher, make_project, metrics, probe,
 from util_public.errors import UserError
 from util_public.training import run as train_run
 
-STAGE = ["model.base=tiny-base", "train.epochs=3", "train.learning_rate=1e-3", "train.warmup_steps=1",
-         "train.num_threads=1"]
+STAGE = ["model.base=tiny-base", "data.index_end=16", "train.epochs=3", "train.learning_rate=1e-3",
+         "train.warmup_steps=1", "train.num_threads=1"]
 FINAL = "checkpoint-6"     # 16 examples, 8 per optimizer step, 3 epochs
 
 
