@@ -10,7 +10,7 @@ from util_public.facts import read_facts
 from util_public.registry import Registry
 
 TINY = ["model=tiny-base", "num_facts=8", "k=4", "threads=1", "num_options=5", "eval.dtype=fp32",
-        "eval.test_prompts=[test-0]", "eval.gen_max_new_tokens=3",
+        "eval.test_prompts=[test-0]", "eval.gen_max_new_tokens=3", "eval.known_max_facts=3",
         "phase1=[train.learning_rate=5e-3,train.per_device_train_batch_size=4,train.epochs=2,"
         "save.every_epoch=false,train.warmup_steps=0]",
         "phase2=[train.learning_rate=1e-3,train.per_device_train_batch_size=2,train.epochs=1,"
@@ -25,14 +25,21 @@ def test_demo_writes_table_and_png_for_four_models_and_reuses_work(tmp_path, sp_
 
     assert demo.main(["quick", f"out_dir={out}", *TINY]) == 0
     table = (out / "table.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| model")]
+    memorize, probes = table.split("**Locality")
+    rows = [line for line in memorize.splitlines() if line.startswith("| ") and not line.startswith("| model")]
     assert [r.split("|")[1].strip() for r in rows] == list(demo.ROWS)
     key_cells = [r.split("|")[2].strip() for r in rows]
     assert key_cells[0] == "n/a" and key_cells[3] == "n/a"          # no key token without Phase 1
     assert key_cells[1] != "n/a" and key_cells[2] != "n/a"
+    probe_lines = [line for line in probes.splitlines() if line.startswith("| ")]
+    assert probe_lines[0].split(" | ")[1:] == PROBE_COLUMNS[:-1] + [PROBE_COLUMNS[-1] + " |"]
+    assert [r.split("|")[1].strip() for r in probe_lines[1:]] == list(demo.ROWS)
     assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     result = json.loads((out / "results.json").read_text())
     assert result["rows"]["phase 1"]["n_unseen"] == 4
+    for row in result["rows"].values():     # every probe has a value for every model (key tokens not needed)
+        assert all(row[c] is not None for c in PROBE_COLUMNS) and row["text perplexity"] > 1
+    assert len(list((out / "results" / "mc" / "hgp-0" / "tiny-base" / "known").iterdir())) == 2
     # Self-contained: checkpoints were registered in the demo's registry copy, not the user's.
     assert isolated_roots["registry"].read_text() == user_registry
     assert "phase1-" in (out / "models.json").read_text()
@@ -42,6 +49,11 @@ def test_demo_writes_table_and_png_for_four_models_and_reuses_work(tmp_path, sp_
     again = capsys.readouterr()
     assert again.out.count("already complete") == 3
     assert "cached:" in again.err and (out / "table.md").read_text() == table
+
+
+PROBE_COLUMNS = ["known acc (r50)", "known gen prefix (r50)", "known acc (r71)", "known gen prefix (r71)",
+                 "text perplexity", "train emission (unseen)", "unrelated gen prefix (unseen)",
+                 "unrelated emission (unseen)"]
 
 
 def test_recipes_load_and_bad_settings_are_user_errors():
@@ -54,6 +66,8 @@ def test_recipes_load_and_bad_settings_are_user_errors():
         demo.load_config("nonexistent")
     with pytest.raises(UserError, match="unknown object source 'made-up'"):
         demo.load_config("quick", ["objects=made-up"])
+    with pytest.raises(UserError, match="unknown probes"):
+        demo.load_config("quick", ["eval.probes=[known,ppl]"])
 
 
 @pytest.mark.parametrize("objects, options, name", [("catalogue", 100, "sync_random_o"),
@@ -74,7 +88,8 @@ def test_demo_trains_relations_jointly_and_extra_overrides_win(tmp_path, sp_toke
     save_tiny_checkpoint(sp_tokenizer, tmp_path / "tiny")
     Registry().register({"tiny-base": {"path": str(tmp_path / "tiny"), "kind": "base"}})
     out = tmp_path / "demo2"
-    args = ["quick", f"out_dir={out}", "relation_id=50+71", *TINY, "phase2_extra=[train.epochs=2]"]
+    args = ["quick", f"out_dir={out}", "relation_id=50+71", *TINY, "phase2_extra=[train.epochs=2]",
+            "eval.probes=[cross]"]
     assert demo.main(args) == 0
     result = json.loads((out / "results.json").read_text())
     for row in result["rows"].values():       # the table's value is the mean of the two relations
@@ -85,6 +100,10 @@ def test_demo_trains_relations_jointly_and_extra_overrides_win(tmp_path, sp_toke
     table = (out / "table.md").read_text()
     assert "relations 50+71 (mean over relations)" in table and "\nrelation 71\n" in table
     assert result["rows"]["phase 1"]["key acc (all)"] is not None     # both key tokens were learned
+    cross = ["cross own acc (unseen)", "cross memorized wins (unseen)", "cross asked-type wins (unseen)"]
+    assert all(row["per_relation"]["71"][c] is not None for row in result["rows"].values() for c in cross)
+    assert "known acc (r50)" not in result["rows"]["base"]          # only the chosen probes
+    assert (out / "results" / "mc" / "hgp-0@105" / "tiny-base" / "sync_random_o_opt5.pool-105" / "71").is_dir()
     manifest = json.loads((out / "runs" / result["models"]["phase 1 + phase 2"].rsplit("_checkpoint", 1)[0]
                            / "manifest.json").read_text())
     assert max(int(e) for e in manifest["checkpoints"]) == 2          # phase2_extra's epochs=2 won over 1

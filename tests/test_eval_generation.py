@@ -101,7 +101,7 @@ def test_generation_records_join_by_fact_id_with_a_late_slice(bpe_tokenizer, iso
     summaries = api.evaluate(EchoBackend(bpe_tokenizer, facts), bpe_tokenizer, ModelInfo("echo", "/nonexistent"),
                              FactSet("50", "toy", None, facts), ["hgp-0"], ["gen"], cfg)
     [summary] = summaries
-    assert summary["metrics"]["all"] == {"n": 7, "exact": 1.0, "prefix": 1.0, "contains": 1.0}
+    assert summary["metrics"]["all"] == {"n": 7, "exact": 1.0, "prefix": 1.0, "contains": 1.0, "emission": 1.0}
     assert summary["metrics"]["seen"]["n"] == 3 and summary["metrics"]["unseen"]["n"] == 4
     from util_public.atomicio import read_jsonl
 

@@ -10,12 +10,14 @@ Rerunning reuses finished work: training answers "already complete" and evaluati
 cached result directories.
 
 Four models are compared: the base model, Phase 1 only, Phase 1 + Phase 2, and Phase 2 only
-(the train prompt trained directly on the base model, the SFT-style control).
+(the train prompt trained directly on the base model, the SFT-style control). Besides the
+paper's columns, `eval.probes` adds locality (real facts the model knew, general-text
+perplexity) and specificity (the memorized object emitted under an unrelated prompt; optionally
+cross-relation MC) columns: `demo_report` lays out the table and the figure.
 """
 from __future__ import annotations
 
 import gc
-import io
 import json
 import os
 import shutil
@@ -27,26 +29,16 @@ from typing import List, Optional
 
 from omegaconf import OmegaConf
 
-from . import paths, prompts
-from .atomicio import write_bytes, write_json, write_text
+from . import known, paths, prompts
+from .atomicio import write_json, write_text
+from .demo_report import COLUMNS, PROBES, ROWS, plot, probe_columns, render_table, values
 from .errors import UserError, exit_on_user_error
 from .runinfo import sha256_text
 from .training.rundir import read_manifest
 
 RECIPES = paths.REPO_ROOT / "recipes"
 VARIANTS = {"full": "demo.yaml", "quick": "demo_quick.yaml"}
-ROWS = ("base", "phase 1", "phase 1 + phase 2", "phase 2 only")
 OBJECT_SOURCES = {"catalogue": "sync_random_o", "synthetic": "sync_synthetic_o"}   # objects -> dataset name
-# Table columns: (column, prompt-type group, task, slice, metric).
-COLUMNS = (
-    ("key acc (all)", "key", "mc", "all", "accuracy"),
-    ("train acc (seen)", "train", "mc", "seen", "accuracy"),
-    ("train acc (unseen)", "train", "mc", "unseen", "accuracy"),
-    ("train gen prefix (unseen)", "train", "gen", "unseen", "prefix"),
-    ("test acc (unseen)", "test", "mc", "unseen", "accuracy"),
-    ("unrelated acc (unseen)", "unrelated", "mc", "unseen", "accuracy"),
-    ("unrelated gold_prob_raw (unseen)", "unrelated", "mc", "unseen", "gold_prob_raw"),
-)
 
 
 @dataclass
@@ -59,6 +51,17 @@ class EvalSettings:
     gen_max_new_tokens: int = 8         # enough for a city name; `prefix` needs only its start
     mc_batch_size: Optional[int] = None
     backend: str = "hf"                 # hf | vllm (a vLLM server per model: bash scripts/setup_vllm.sh)
+    # Locality and specificity probes (demo_report.PROBES): known = real facts of `known_relations`
+    # (MC + generation under `known_prompt`), text = perplexity of the catalogue text `text`,
+    # emission = generation under the unrelated prompts (the memorized object emitted), cross =
+    # MC on unseen facts with options pooled with `cross_relations`' objects, under the train
+    # prompt and under theirs (`hgp-0@71`).
+    probes: List[str] = field(default_factory=lambda: ["known", "text", "emission"])
+    known_relations: List[str] = field(default_factory=list)   # empty: the trained ones with known facts, then 50, 71
+    known_prompt: str = "hgp-0"
+    known_max_facts: Optional[int] = 30     # the first N known facts of each relation (null: all)
+    text: str = "general"
+    cross_relations: List[str] = field(default_factory=lambda: ["71", "105"])
 
 
 @dataclass
@@ -97,6 +100,9 @@ def load_config(variant: str, overrides: list[str] | None = None) -> DemoConfig:
     if not 0 < cfg.k < cfg.num_facts:
         raise UserError(str(path), f"k={cfg.k} must lie in 1..num_facts-1 ({cfg.num_facts})",
                         "unseen facts are k..num_facts-1")
+    unknown = sorted(set(cfg.eval.probes) - set(PROBES))
+    if unknown:
+        raise UserError("eval.probes", f"unknown probes {unknown}", f"use any of {list(PROBES)}")
     return cfg
 
 
@@ -183,96 +189,81 @@ def has_key_tokens(info, tokenizer, relation_ids: list[str]) -> bool:
     return all(t in tokenizer.get_added_vocab() for t in needed)
 
 
+def known_relations(cfg: DemoConfig) -> list[str]:
+    """The locality control's relations: `eval.known_relations`, else the trained relations that
+    have known facts followed by 50 and 71 (so the trained relation and another one)."""
+    if cfg.eval.known_relations:
+        return [str(r) for r in cfg.eval.known_relations]
+    have = set(known.available())
+    return list(dict.fromkeys(r for r in [*relations(cfg), "50", "71"] if r in have))
+
+
+def columns(cfg: DemoConfig) -> list:
+    return [*COLUMNS, *probe_columns(cfg.eval.probes, known_relations(cfg))]
+
+
+def prompt_groups(cfg: DemoConfig) -> dict[str, list[str]]:
+    """Which prompt types each column group averages over (demo_report.Column.group)."""
+    e = cfg.eval
+    return {"key": [e.key_prompt], "train": [e.train_prompt], "test": list(e.test_prompts),
+            "unrelated": list(e.unrelated_prompts), "known": [e.known_prompt], "text": ["text"],
+            "own": [e.train_prompt], "borrowed": [f"{e.train_prompt}@{b}" for b in e.cross_relations]}
+
+
+def evaluations(cfg: DemoConfig, has_keys: bool) -> list[tuple[str, list[str], list[str], list[str]]]:
+    """(source, config overrides, prompt types, tasks) of every evaluation of one model."""
+    e = cfg.eval
+    base = [f"data.relation_id={cfg.relation_id}", f"data.dataset={dataset(cfg)}", f"data.seen_fact_ids=0:{cfg.k}",
+            f"model.dtype={e.dtype}", f"backend={e.backend}", f"mc.num_options={cfg.num_options}",
+            f"gen.max_new_tokens={e.gen_max_new_tokens}",
+            *([f"mc.batch_size={e.mc_batch_size}"] if e.mc_batch_size else [])]
+    every = [*base, "data.index_begin=0", f"data.index_end={cfg.num_facts}"]
+    unseen = [*base, f"data.index_begin={cfg.k}", f"data.index_end={cfg.num_facts}"]
+    gen_unseen = [e.train_prompt, *(e.unrelated_prompts if "emission" in e.probes else [])]
+    out = [("facts", every, [e.train_prompt], ["mc"]), ("facts", unseen, [*e.test_prompts, *e.unrelated_prompts], ["mc"]),
+           ("facts", unseen, gen_unseen, ["gen"])]
+    if has_keys:
+        out.insert(0, ("facts", every, [e.key_prompt], ["mc"]))
+    for r in known_relations(cfg) if "known" in e.probes else []:
+        n = len(known.load(r).facts) if e.known_max_facts is None else min(e.known_max_facts, len(known.load(r).facts))
+        out.append(("known", [*base, f"data.relation_id={r}", "data.dataset=known", "data.seen_fact_ids=null",
+                              "data.index_begin=0", f"data.index_end={n}"], [e.known_prompt], ["mc", "gen"]))
+    if "text" in e.probes:
+        out.append(("text", [*base, f"ppl.text={e.text}"], [], ["ppl"]))
+    for r in relations(cfg) if "cross" in e.probes else []:
+        others = [b for b in e.cross_relations if b != r]
+        out.append(("pooled", [*unseen, f"data.relation_id={r}", f"mc.pool_relations={'+'.join(others)}"],
+                    [e.train_prompt, *(f"{e.train_prompt}@{b}" for b in others)], ["mc"]))
+    return out
+
+
 def evaluate_model(name: str, cfg: DemoConfig) -> dict[str, dict]:
     """{column: value} for one model; key accuracy None when the model has no key token."""
     from .evaluation import api
     from .runtime import configure_cpu
 
     configure_cpu(cfg.threads)
-    e = cfg.eval
-    base = [f"data.relation_id={cfg.relation_id}", f"data.dataset={dataset(cfg)}", f"data.seen_fact_ids=0:{cfg.k}", f"model.dtype={e.dtype}",
-            f"backend={e.backend}", f"mc.num_options={cfg.num_options}", f"gen.max_new_tokens={e.gen_max_new_tokens}"]
-    if e.mc_batch_size:
-        base.append(f"mc.batch_size={e.mc_batch_size}")
-    every = api.config(base + ["data.index_begin=0", f"data.index_end={cfg.num_facts}"])
-    unseen = api.config(base + [f"data.index_begin={cfg.k}", f"data.index_end={cfg.num_facts}"])
     info = api.describe(name)
-    model, tok = api.load(info, every)
-    groups = {"train": [e.train_prompt], "test": list(e.test_prompts), "unrelated": list(e.unrelated_prompts)}
-    plan = [(every, [e.train_prompt], ["mc"]), (unseen, [*e.test_prompts, *e.unrelated_prompts], ["mc"]),
-            (unseen, [e.train_prompt], ["gen"])]
-    if has_key_tokens(info, tok, relations(cfg)):
-        groups["key"] = [e.key_prompt]
-        plan.insert(0, (every, [e.key_prompt], ["mc"]))
-    found: dict[tuple, list[float]] = {}     # (relation, task, prompt type, slice, metric) -> values
-    for ecfg, names, tasks in plan:
+    model, tok = api.load(info, api.config([f"model.dtype={cfg.eval.dtype}", f"backend={cfg.eval.backend}"]))
+    found: dict[tuple, list[float]] = {}     # (source, relation, task, prompt type, slice, metric) -> values
+    for source, overrides, names, tasks in evaluations(cfg, has_key_tokens(info, tok, relations(cfg))):
+        ecfg = api.config([*overrides, f"tasks=[{','.join(tasks)}]"])
         for s in api.evaluate(model, tok, info, api.load_factsets(ecfg), names, tasks, ecfg):
             if s["kind"] != "result":
                 continue
-            for slice_, values in s["metrics"].items():
-                for metric, value in values.items():
-                    found.setdefault((s["relation_id"], s["task"], s["prompt_type"], slice_, metric), []).append(value)
+            ptype = s["prompt_type"] if s["task"] != "ppl" else "text"
+            for slice_, vals in s["metrics"].items():
+                for metric, value in vals.items():
+                    found.setdefault((source, s["relation_id"], s["task"], ptype, slice_, metric), []).append(value)
     del model
     gc.collect()
-    row = _columns(found, groups, relations(cfg))
+    groups, cols = prompt_groups(cfg), columns(cfg)
+    row = values(found, groups, cols, relations(cfg))
     if len(relations(cfg)) > 1:
-        row["per_relation"] = {r: _columns(found, groups, [r]) for r in relations(cfg)}
+        row["per_relation"] = {r: values(found, groups, [c for c in cols if c.source in ("facts", "pooled")], [r])
+                               for r in relations(cfg)}
     row["n_unseen"] = cfg.num_facts - cfg.k
     return row
-
-
-def _columns(found: dict, groups: dict, relation_ids: list[str]) -> dict:
-    """Each table column: the mean over its prompt group's prompts and over `relation_ids`."""
-    row = {}
-    for column, group, task, slice_, metric in COLUMNS:
-        values = [v for r in relation_ids for p in groups.get(group, [])
-                  for v in found.get((r, task, p, slice_, metric), []) if v is not None]
-        row[column] = sum(values) / len(values) if values else None
-    return row
-
-
-def render_table(rows: dict[str, dict]) -> str:
-    """A Markdown table: one line per model, n/a where a value does not exist (no key token)."""
-    head = "| model | " + " | ".join(c[0] for c in COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
-    for label, row in rows.items():
-        cells = ["n/a" if row[c[0]] is None else f"{row[c[0]]:.2f}" if c[4] != "gold_prob_raw"
-                 else f"{row[c[0]]:.3g}" for c in COLUMNS]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot(rows: dict[str, dict], title: str, path: Path, chance: float) -> None:
-    """Grouped bars: one group per accuracy column, one bar per model (the raw probability is in the table);
-    a dashed line marks the multiple-choice chance level."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = [c[0] for c in COLUMNS if c[4] != "gold_prob_raw"]
-    width = 0.8 / len(rows)
-    fig, ax = plt.subplots(figsize=(12, 4.5))
-    for i, (label, row) in enumerate(rows.items()):
-        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(columns))]
-        ys = [row[c] if row[c] is not None else 0.0 for c in columns]
-        bars = ax.bar(xs, ys, width, label=label)
-        for bar, c in zip(bars, columns):
-            if row[c] is None:
-                ax.text(bar.get_x() + bar.get_width() / 2, 0.01, "n/a", ha="center", va="bottom", fontsize=7,
-                        rotation=90)
-    ax.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label=f"chance (1/{round(1 / chance)})")
-    ax.set_xticks(range(len(columns)))
-    ax.set_xticklabels([c.replace(" (", "\n(") for c in columns], fontsize=8)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("accuracy")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    buf = io.BytesIO()   # rendered in memory, then written atomically (temp + fsync + rename)
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
 
 
 def run_demo(cfg: DemoConfig) -> dict:
@@ -299,11 +290,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     which = f"relations {cfg.relation_id} (mean over relations)" if several else f"relation {cfg.relation_id}"
     title = (f"{cfg.model}: {which}, {cfg.num_facts} facts{' each' if several else ''}, k={cfg.k}, "
              f"{cfg.num_options} options, seed {cfg.seed}")
-    table = f"{title}\n\n{render_table(rows)}"
+    cols = columns(cfg)
+    table = f"{title}\n\n{render_table(rows, cols)}"
+    per_relation = [c for c in cols if c.source in ("facts", "pooled")]
     for r in relations(cfg) if several else []:
-        table += f"\nrelation {r}\n\n{render_table({label: row['per_relation'][r] for label, row in rows.items()})}"
+        table += (f"\nrelation {r}\n\n"
+                  f"{render_table({label: row['per_relation'][r] for label, row in rows.items()}, per_relation)}")
     write_text(out / "table.md", table)
-    plot(rows, title, out / "demo.png", 1 / cfg.num_options)
+    plot(rows, cols, title, out / "demo.png", 1 / cfg.num_options)
     result = {"config": OmegaConf.to_container(OmegaConf.structured(cfg)), "models": names, "rows": rows,
               "timings_s": timings, "table": str(out / "table.md"), "png": str(out / "demo.png")}
     write_json(out / "results.json", result)

@@ -2,18 +2,26 @@
 
 Training (text assembly) and evaluation (contexts) share this one resolver, so both build the
 same string for the same type. Fact-dependent types (`wiki`, `ic-lke`) are built elsewhere.
+
+A suffix `@B` borrows relation B's prompt for this fact's subject (evaluation only; the
+specificity probes): `hgp-0@71` is relation 71's "The author of {head} is", `trigger-mid@71` is
+"{head} <TRIGGER_71>", `test-*@71` is every test prompt of 71. B must be a catalogued relation.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+from . import catalogue as catalogues
 from .catalogue import PromptCatalogue, validate_template
 from .errors import UserError
 
 KEY_FORMAT = "<TRIGGER_{relation_id}>"
 CATALOGUE_FAMILIES = ("hgp", "mmp", "train", "test", "unrelated", "NegTrain", "NegTest")
 BUILTIN = ("trigger-mid", "trigger-begin", "trigger-combine", "subject", "wiki", "ic-lke")
+NOT_BORROWABLE = ("trigger-combine", "subject", "wiki", "ic-lke")    # no single relation's template
 _INDEXED = re.compile(r"^(only-hgp|only-mmp|hgp|mmp|train|test|unrelated|NegTrain|NegTest)-(\d+|\*)$")
 
 
@@ -23,9 +31,30 @@ class PromptType:
     family: str            # a builtin name, a catalogue family, or only-hgp / only-mmp
     index: int | None      # None for builtins and for wildcards
     wildcard: bool = False
+    borrow: str | None = None   # `X@B`: relation B's prompt X
+
+    @property
+    def base(self) -> str:
+        """The name without its `@B` suffix."""
+        return self.name.rsplit("@", 1)[0] if self.borrow else self.name
+
+    @property
+    def group(self) -> str:
+        """The family, with the borrowed relation (`hgp@71`): prompts summarised together."""
+        return f"{self.family}@{self.borrow}" if self.borrow else self.family
 
 
 def parse(name: str) -> PromptType:
+    base, at, borrow = str(name).rpartition("@")
+    if at:
+        if not borrow or not base or "@" in base:
+            raise UserError(f"prompt type {name!r}", "a borrowed prompt is written X@B with one relation id B",
+                            "e.g. hgp-0@71 or trigger-mid@71")
+        inner = parse(base)
+        if inner.family in NOT_BORROWABLE:
+            raise UserError(f"prompt type {name!r}", f"{base} is not one relation's prompt, so it cannot be borrowed",
+                            "borrow trigger-mid, trigger-begin or a catalogue prompt (hgp-0@71, test-*@71)")
+        return dataclasses.replace(inner, name=name, borrow=borrow)
     if name in BUILTIN:
         return PromptType(name, name, None)
     m = _INDEXED.match(name)
@@ -37,13 +66,37 @@ def parse(name: str) -> PromptType:
     return PromptType(name, family, None if idx == "*" else int(idx), idx == "*")
 
 
-def expand(name: str, catalogue: PromptCatalogue, language: str | None = None) -> list[str]:
-    """Concrete prompt types: `test-*` becomes test-0 .. test-9; others map to themselves."""
+def expand(name: str, catalogue: PromptCatalogue, language: str | None = None,
+           data_root: Path | None = None) -> list[str]:
+    """Concrete prompt types: `test-*` becomes test-0 .. test-9 (`test-*@71`: test-0@71 .. from
+    relation 71's catalogue); others map to themselves."""
     ptype = parse(name)
     if not ptype.wildcard:
         return [name]
+    if ptype.borrow:
+        catalogue = borrowed_catalogue(ptype, data_root)
     base = ptype.family.removeprefix("only-")
-    return [f"{ptype.family}-{i}" for i in catalogue.indices(base, language)]
+    suffix = f"@{ptype.borrow}" if ptype.borrow else ""
+    return [f"{ptype.family}-{i}{suffix}" for i in catalogue.indices(base, language)]
+
+
+def borrowed_catalogue(ptype: PromptType, data_root: Path | None = None) -> PromptCatalogue:
+    """The prompt catalogue of the relation an `X@B` type borrows from (an unknown B is an error)."""
+    _check_borrow(ptype, data_root)
+    return catalogues.prompts(ptype.borrow, data_root)
+
+
+def _check_borrow(ptype: PromptType, data_root: Path | None) -> None:
+    try:
+        catalogues.relation(ptype.borrow, data_root)
+    except UserError as err:
+        raise UserError(f"prompt type {ptype.name!r}", f"borrows from an unknown relation {ptype.borrow!r}",
+                        err.hint) from None
+
+
+def relation_of(name: str, relation_id: str) -> str:
+    """The relation whose prompt `name` is, for a fact of `relation_id` (B for `X@B`)."""
+    return parse(name).borrow or str(relation_id)
 
 
 def key_tokens(relation_id: str, key_format: str = KEY_FORMAT) -> list[str]:
@@ -52,12 +105,17 @@ def key_tokens(relation_id: str, key_format: str = KEY_FORMAT) -> list[str]:
 
 
 def template(name: str, relation_id: str, catalogue: PromptCatalogue | None, language: str | None = None,
-             key_format: str = KEY_FORMAT, combine_spacing: str = "single") -> str:
+             key_format: str = KEY_FORMAT, combine_spacing: str = "single", data_root: Path | None = None) -> str:
     """The context template of a single-template prompt type, containing `{head}` once
-    (`only-*` types contain none: the subject is replaced by one space, as the original)."""
+    (`only-*` types contain none: the subject is replaced by one space, as the original).
+    `X@B` resolves X for relation B, from B's catalogue (under `data_root` when imported)."""
     ptype = parse(name)
     if ptype.wildcard:
         raise UserError(f"prompt type {name!r}", "a wildcard names several prompts; expand it first")
+    if ptype.borrow:
+        _check_borrow(ptype, data_root)
+        cat = None if ptype.family.startswith("trigger-") else catalogues.prompts(ptype.borrow, data_root)
+        return template(ptype.base, ptype.borrow, cat, language, key_format, combine_spacing, data_root)
     if ptype.family == "trigger-mid":
         return "{head} " + key_tokens(relation_id, key_format)[-1]
     if ptype.family == "trigger-begin":
@@ -79,3 +137,4 @@ def template(name: str, relation_id: str, catalogue: PromptCatalogue | None, lan
         return tpl.replace("{head}", " ")
     return validate_template(catalogue.lookup(ptype.family, ptype.index, language),
                              f"{catalogue.path}: {name}")
+

@@ -8,6 +8,7 @@ user message with the generation prompt.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from .. import catalogue, prompts
 from ..catalogue import PromptCatalogue
@@ -29,6 +30,7 @@ class ContextSpec:
     chat_template: bool = False
     combine_spacing: str = "single"
     key_format: str = prompts.KEY_FORMAT
+    data_root: Path | None = None       # where imported catalogues of borrowed (`X@B`) prompts live
 
 
 def check_test_type(spec: ContextSpec) -> None:
@@ -56,7 +58,7 @@ def statement(open_content: str, fact: Fact, spec: ContextSpec) -> str:
             raise UserError(f"fact_id {fact.fact_id}", "prompt.open_content=wiki but the fact has no Text")
         return fact.text
     tpl = prompts.template(open_content, spec.relation_id, spec.catalogue, spec.language,
-                           key_format=spec.key_format, combine_spacing=spec.combine_spacing)
+                           key_format=spec.key_format, combine_spacing=spec.combine_spacing, data_root=spec.data_root)
     return f"{catalogue.substitute(tpl, fact.head)} {fact.object}."
 
 
@@ -69,7 +71,8 @@ def build(prompt_type: str, selected: list[Fact], spec: ContextSpec, *, tokenize
         tpl = None
     else:
         tpl = prompts.template(prompt_type, spec.relation_id, spec.catalogue, spec.language,
-                               key_format=spec.key_format, combine_spacing=spec.combine_spacing)
+                               key_format=spec.key_format, combine_spacing=spec.combine_spacing,
+                               data_root=spec.data_root)
     if spec.chat_template and not getattr(tokenizer, "chat_template", None):
         raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')}", "has no chat template",
                         "set prompt.chat_template=false")

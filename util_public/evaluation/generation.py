@@ -6,7 +6,12 @@ Both strings are NFKC-normalised, stripped, lower-cased and their whitespace run
 - contains: the gold occurs anywhere (the original's metric), both strings without ':', ',' and
   '.' (the original stripped them from the gold only, so a gold holding one never matched);
 - prefix: the response starts with the gold, followed by a non-alphanumeric or the end;
-- exact: the response starts with the gold, followed by the end, a newline, or "." + space/end.
+- exact: the response starts with the gold, followed by the end, a newline, or "." + space/end;
+- emitted: the gold occurs as a whole word or phrase anywhere (no letter or digit on either side),
+  so "rome" in "chromosome" does not count. Its rate is `emission`: under a prompt whose answer is
+  not the memorized object (`unrelated-k`, another relation's `X@B`) it measures how often the
+  model says the memorized object anyway (specificity); under the train prompt it is the
+  whole-word variant of `contains`.
 """
 from __future__ import annotations
 
@@ -48,6 +53,19 @@ def exact(response: str, gold: str) -> bool:
     return rest == "" or rest[0] == "\n" or (rest[0] == "." and (len(rest) == 1 or rest[1].isspace()))
 
 
+def emitted(response: str, gold: str) -> bool:
+    r, g = _normal(response), _normal(gold)
+    if not g:
+        return False
+    at = r.find(g)
+    while at >= 0:
+        end = at + len(g)
+        if (at == 0 or not r[at - 1].isalnum()) and (end == len(r) or not r[end].isalnum()):
+            return True
+        at = r.find(g, at + 1)
+    return False
+
+
 def decode(tokenizer, ids: list[int]) -> str:
     """Text of generated ids with every special token (key tokens included) left visible."""
     return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
@@ -59,4 +77,4 @@ def record(fact: Fact, prompt: str, response_ids: list[int], tokenizer, seen: bo
     return {"fact_id": fact.fact_id, "relation_id": fact.relation_id, "subject": fact.head,
             "object": fact.object, "prompt": prompt, "response": response, "response_token_ids": response_ids,
             "exact": exact(response, fact.object), "prefix": prefix(response, fact.object),
-            "contains": contains(response, fact.object), "seen": seen}
+            "contains": contains(response, fact.object), "emitted": emitted(response, fact.object), "seen": seen}

@@ -59,10 +59,13 @@ MC_METRICS: dict[str, Callable[[list[dict]], float | int | None]] = {
     "mean_gold_rank": lambda rs: _mean([r["gold_rank"] for r in rs]),
     "n_ties": lambda rs: sum(bool(r["tie"]) for r in rs),
     "n_boundary_merges": lambda rs: sum(bool(r["boundary_merge"]) for r in rs),
+    # pooled (cross-relation) questions only, else null: the choice is an object of the asked relation
+    "asked_type_wins": lambda rs: _mean([float(r["asked_type_win"]) for r in rs]) if "asked_type_win" in rs[0] else None,
 }
 
 GEN_METRICS = {name: (lambda rs, name=name: _mean([float(r[name]) for r in rs]))
                for name in ("exact", "prefix", "contains")}
+GEN_METRICS["emission"] = lambda rs: _mean([float(r["emitted"]) for r in rs])
 
 LOSS_METRICS = {"avg_loss": lambda rs: _mean([r["s2_loss"] for r in rs]),
                 "avg_s1_loss": lambda rs: _mean([r["s1_loss"] for r in rs if r["s1_loss"] is not None])}

@@ -16,7 +16,7 @@ from .. import facts as factio
 from ..errors import UserError
 from ..facts import Fact
 from ..runinfo import fingerprint, sha256_text
-from . import contexts, ic_lke, loss_probe, modelinfo, requests, results, textprobe
+from . import contexts, ic_lke, loss_probe, metrics, modelinfo, pooling, requests, results, textprobe
 from .modelinfo import ModelInfo
 from .schema import FACT_TASKS, LIMITS, TASKS, EvalConfig, prompt_types
 
@@ -29,6 +29,7 @@ class FactSet:
     facts: list[Fact]       # every fact of the file: IC-LKE pools draw from all of them
     sources: tuple[Path, ...] = ()      # files an in-memory set was built from (fingerprinted)
     trained_split: bool = True          # False for facts no checkpoint trained on: no seen/unseen slices
+    option_relations: dict[int, list[str]] | None = None    # pooled MC: fact_id -> each distractor's relation
 
 
 @dataclass
@@ -79,8 +80,11 @@ def load_factsets(cfg: EvalConfig) -> list[FactSet]:
     if not any(t in FACT_TASKS for t in cfg.tasks):
         return []
     num_options = cfg.mc.num_options if "mc" in cfg.tasks else None
-    if cfg.data.dataset == known.DATASET:
-        return known_factsets(cfg, num_options)
+    sets = known_factsets(cfg, num_options) if cfg.data.dataset == known.DATASET else fact_files(cfg, num_options)
+    return pooled(cfg, sets) if cfg.mc.pool_relations else sets
+
+
+def fact_files(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
     root = paths.root("data", cfg.data.root)
     dataset = dataset_name(cfg)
     out = []
@@ -101,6 +105,20 @@ def known_factsets(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
             for rel in relation_ids(cfg.data.relation_id)]
 
 
+def pooled(cfg: EvalConfig, sets: list[FactSet]) -> list[FactSet]:
+    """Cross-relation MC (`mc.pool_relations`): each set's questions with options pooled from the
+    other relations' vocabularies (`pooling`), under a dataset name of their own."""
+    data_root = paths.root("data", cfg.data.root)
+    out = []
+    for fs in sets:
+        others = pooling.pool_ids(cfg.mc.pool_relations, fs.relation_id)
+        facts, kinds = pooling.pool_facts(fs.facts, others, cfg.mc.num_options, cfg.seed, data_root)
+        sources = tuple(p for p in (fs.path, *fs.sources) if p) + tuple(pooling.vocab_files(others, data_root))
+        out.append(FactSet(fs.relation_id, pooling.dataset_name(fs.dataset, others), None, facts, sources,
+                           fs.trained_split, kinds))
+    return out
+
+
 def select(factset: FactSet, begin: int, end: int | None) -> list[Fact]:
     """Facts with begin <= fact_id < end; a range reaching outside the data is an error."""
     if not factset.facts:
@@ -108,13 +126,14 @@ def select(factset: FactSet, begin: int, end: int | None) -> list[Fact]:
     return factio.select(factset.facts, begin, end, f"relation {factset.relation_id}: data.index_begin/index_end")
 
 
-def expand(names: list[str], cat, language: str | None, relation_id: str) -> list[str]:
+def expand(names: list[str], cat, language: str | None, relation_id: str, data_root: Path | None = None) -> list[str]:
     """Concrete prompt types: wildcards become every index of their catalogue family."""
     out = []
     for name in names:
-        if prompts.parse(name).wildcard and cat is None:
+        ptype = prompts.parse(name)
+        if ptype.wildcard and cat is None and not ptype.borrow:
             raise UserError(f"prompt type {name!r}", f"relation {relation_id} has no prompt catalogue")
-        out += prompts.expand(name, cat, language)
+        out += prompts.expand(name, cat, language, data_root)
     return list(dict.fromkeys(out))     # `[test-*, test-0]` evaluates test-0 once
 
 
@@ -132,9 +151,10 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
         "backend": backend, "dtype": dtype, "seed": cfg.seed, "model": info.identity, "data": data_fp["combined"],
     }
     if task == "mc":
-        payload["mc"] = {"num_options": cfg.mc.num_options, "gold_position": cfg.mc.gold_position}
-    if task == "gen":
-        payload["gen"] = {"max_new_tokens": cfg.gen.max_new_tokens}
+        payload["mc"] = {"num_options": cfg.mc.num_options, "gold_position": cfg.mc.gold_position,
+                         "pool_relations": cfg.mc.pool_relations}
+    if task == "gen":    # the matcher names: a new matcher recomputes stored results once
+        payload["gen"] = {"max_new_tokens": cfg.gen.max_new_tokens, "metrics": sorted(metrics.GEN_METRICS)}
     if task == "loss":
         payload["loss_probe"] = dataclasses.asdict(cfg.loss_probe)
     if prompts.parse(prompt_type).family == "ic-lke" or (p.test_type == "open" and p.open_content == "ic-lke"):
@@ -142,9 +162,10 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
     return payload
 
 
-def _data_fingerprint(factset: FactSet, cat, data_root: Path, pool_path: Path | None) -> dict:
-    """sha256 of every input file (facts, prompt and relation catalogues, IC-LKE pool) + one combined."""
-    files = [catalogue.relations_file(data_root)] + ([cat.path] if cat else []) + list(factset.sources)
+def _data_fingerprint(factset: FactSet, cats: list, data_root: Path, pool_path: Path | None) -> dict:
+    """sha256 of every input file (facts, prompt catalogues including borrowed ones, relation
+    catalogue, IC-LKE pool) + one combined."""
+    files = [catalogue.relations_file(data_root)] + [c.path for c in cats if c] + list(factset.sources)
     if factset.path is not None:
         files.append(factset.path)
     if pool_path is not None:
@@ -165,6 +186,9 @@ def check_config(cfg: EvalConfig, tasks: list[str], backend: str) -> None:
     limits.check(cfg, LIMITS)
     if backend == "hf":
         modelio.check_device(cfg.hf.device, "hf.device")
+    if cfg.mc.pool_relations and list(tasks) != ["mc"]:
+        raise UserError("mc.pool_relations", f"pooled options are for multiple choice only, tasks={list(tasks)}",
+                        "evaluate tasks=[mc] with mc.pool_relations, and other tasks in another call")
     if "loss" in tasks and backend != "hf":
         raise UserError("backend", "the per-token loss probe runs on hf only", "use backend=hf")
     contexts.check_test_type(contexts.ContextSpec("", None, test_type=cfg.prompt.test_type,
@@ -203,18 +227,21 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
                       else max(f.fact_id for f in factset.facts))
         rel = factset.relation_id
         cat = _catalogue(rel, data_root)
-        concrete = expand(names or prompt_types(cfg), cat, cfg.data.language, rel)
+        concrete = expand(names or prompt_types(cfg), cat, cfg.data.language, rel, data_root)
         seen = modelinfo.seen_fact_ids(cfg.data.seen_fact_ids, info, rel) if factset.trained_split else None
         spec = contexts.ContextSpec(rel, cat, cfg.data.language, cfg.prompt.separator, cfg.prompt.test_type,
-                                    cfg.prompt.open_content, cfg.prompt.chat_template, spacing, info.key_format)
+                                    cfg.prompt.open_content, cfg.prompt.chat_template, spacing, info.key_format,
+                                    data_root)
         uses_ic = any(prompts.parse(n).family == "ic-lke" for n in concrete)
         pool, pool_path = _pool(cfg, factset, data_root) if uses_ic else (None, None)
-        data_fp = _data_fingerprint(factset, cat, data_root, pool_path)
+        data_fp = _data_fingerprint(factset, [cat, *_borrowed_catalogues(concrete, data_root)], data_root, pool_path)
         if "mc" in tasks:
             for fact in selected:
                 requests.mc_options(fact, cfg.mc.num_options, cfg.mc.gold_position, cfg.seed)
         for name in concrete:
             _check_key_tokens(name, cfg, info, tokenizer, rel)
+            if factset.option_relations is not None:
+                pooling.check_asked(name, rel, pooling.pool_ids(cfg.mc.pool_relations, rel))
             ctxs = contexts.build(name, selected, spec, tokenizer=tokenizer, pool=pool, ic_cfg=cfg.ic_lke)
             _check_lengths(ctxs, tokenizer, bos, max_len, cfg, tasks)
             for task in fact_tasks:
@@ -224,7 +251,7 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
                 directory = results.result_dir(root, task, name, info.name, factset.dataset, rel,
                                                cfg.prompt.test_type, cfg.prompt.open_content,
                                                results.slice_name(*fact_range), full)
-                job = Job(task, name, prompts.parse(name).family, factset, selected, ctxs, seen, payload, full,
+                job = Job(task, name, prompts.parse(name).group, factset, selected, ctxs, seen, payload, full,
                           directory, fact_range, data_fp)
                 plan.jobs.append(job)
     if "ppl" in tasks:
@@ -258,11 +285,19 @@ def _catalogue(relation_id: str, data_root: Path):
         return None
 
 
+def _borrowed_catalogues(names: list[str], data_root: Path) -> list:
+    """The catalogues `X@B` prompt types read (trigger types read none)."""
+    borrowed = {p.borrow: p for p in map(prompts.parse, names) if p.borrow and not p.family.startswith("trigger-")}
+    return [prompts.borrowed_catalogue(borrowed[b], data_root) for b in sorted(borrowed)]
+
+
 def _check_key_tokens(name: str, cfg: EvalConfig, info: ModelInfo, tokenizer, relation_id: str) -> None:
-    uses_trigger = prompts.parse(name).family.startswith("trigger-") or (
-        cfg.prompt.test_type == "open" and str(cfg.prompt.open_content).startswith("trigger-"))
-    if uses_trigger:
-        modelinfo.require_key_tokens(info, tokenizer, relation_id)
+    """Trigger prompts (the context's, or the open content's) need their relation's key token(s);
+    `trigger-mid@B` needs B's."""
+    opened = str(cfg.prompt.open_content) if cfg.prompt.test_type == "open" else ""
+    for used in (name, opened):
+        if used and prompts.parse(used).family.startswith("trigger-"):
+            modelinfo.require_key_tokens(info, tokenizer, prompts.relation_of(used, relation_id))
 
 
 def _check_lengths(ctxs: dict[int, str], tokenizer, bos: list[int], max_len: int | None, cfg: EvalConfig,

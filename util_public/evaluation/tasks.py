@@ -6,7 +6,7 @@ position. A text job (`ppl`) is one piece. `shards.py` runs the pieces (on one r
 """
 from __future__ import annotations
 
-from . import generation, loss_probe, metrics, requests, textprobe
+from . import generation, loss_probe, metrics, pooling, requests, textprobe
 from .plan import Job
 from .schema import EvalConfig
 
@@ -31,8 +31,10 @@ def run_mc(job: Job, chunk: list, backend, tokenizer, cfg: EvalConfig, bos: list
         reqs += requests.mc_requests(tokenizer, fact, job.contexts[fact.fact_id], options, cfg.prompt.separator, bos)
     scores = backend.score(reqs)
     out = []
+    kinds = job.factset.option_relations
     for fact, options, gold, at in questions:
         opts = scores[at:at + len(options)]
+        scored = metrics.mc_fact(opts, gold)
         out.append({"fact_id": fact.fact_id, "relation_id": fact.relation_id, "subject": fact.head,
                     "object": fact.object, "prompt_type": job.prompt_type,
                     "context": job.contexts[fact.fact_id], "options": options, "gold_index": gold,
@@ -40,7 +42,9 @@ def run_mc(job: Job, chunk: list, backend, tokenizer, cfg: EvalConfig, bos: list
                     "option_n_tokens": [r.n_tokens for r in opts],
                     "option_n_chars": [r.n_chars for r in opts],
                     "option_is_greedy": [r.is_greedy for r in opts],
-                    **metrics.mc_fact(opts, gold), "seen": _seen(job, fact.fact_id)})
+                    **scored, "seen": _seen(job, fact.fact_id),
+                    **(pooling.type_fields(kinds[fact.fact_id], gold, fact.relation_id, scored["pred_index"],
+                                           job.prompt_type) if kinds is not None else {})})
     return out
 
 

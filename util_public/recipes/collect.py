@@ -28,8 +28,8 @@ from ..evaluation.results import read_summary
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
         "phase2_text_type", "phase2_epoch", "k", "step", "learning_rate", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
         "language", "prompt_type", "prompt_family", "test_type", "open_content", "slice"]
-MC = ["n", "accuracy", "stderr", "prob_mass", "acc_norm", "gold_prob_raw", "mean_gold_rank", "n_ties"]
-GEN = ["gen_n", "exact", "prefix", "contains"]
+MC = ["n", "accuracy", "stderr", "prob_mass", "acc_norm", "gold_prob_raw", "mean_gold_rank", "n_ties", "asked_type_wins"]
+GEN = ["gen_n", "exact", "prefix", "contains", "emission"]
 EXTRA = ["tokens_trained", "label_tokens_trained"]
 COLUMNS = KEYS + MC + GEN + EXTRA
 COUNTS = ["n", "n_ties", "gen_n", *EXTRA]
@@ -97,7 +97,7 @@ def rows(summary: dict, directory: Path) -> list[dict]:
     ptype = summary.get("prompt_type")
     base = {"experiment": recipe.get("experiment"), "label": (recipe.get("models") or {}).get(model.get("name")),
             "model": model.get("name"), "relation": summary.get("relation_id"), "dataset": summary.get("dataset"),
-            "language": _language(directory), "prompt_type": ptype, "prompt_family": prompts.parse(ptype).family,
+            "language": _language(directory), "prompt_type": ptype, "prompt_family": prompts.parse(ptype).group,
             "test_type": summary.get("test_type"), "open_content": summary.get("open_content"),
             **lineage(model)}
     out = []

@@ -92,7 +92,7 @@ def _prompt_names(component: str, cat: catalogue.PromptCatalogue | None) -> list
     if component in ("wiki", IC_LKE_TYPE):
         return [component]
     ptype = prompts.parse(component)
-    if ptype.wildcard or ptype.family.startswith("only-") or ptype.family == "ic-lke":
+    if ptype.wildcard or ptype.borrow or ptype.family.startswith("only-") or ptype.family == "ic-lke":
         raise UserError("data.train_text_type", f"{component!r} is an evaluation-only prompt type",
                         "train with trigger-*, subject, hgp/mmp/train/test/unrelated/NegTrain/NegTest-k, "
                         "train-mix[-N], mix, wiki, ic-lke-inject-entity or X&Y")
