@@ -1,4 +1,4 @@
-"""Greedy generation accuracy (SPEC §6.4): three matchers, reported separately, joined by fact_id.
+"""Greedy generation accuracy (SPEC §6.4): four matchers, reported separately, joined by fact_id.
 
 Responses are decoded with special tokens kept: after Phase 1 a model may answer any prompt
 with "S <TRIGGER_r> O", and dropping the key token would turn that into a correct answer.
