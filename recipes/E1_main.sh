@@ -9,7 +9,8 @@
 ##SBATCH --partition=YOUR_PARTITION
 # E1 main (SPEC §7): Phase 1 "S <TRIGGER_r> O." on all facts for P1_EPOCHS, Phase 2 hgp-0 on facts
 # 0..K-1 from the last Phase-1 epoch; EV on the Phase-2 model, memorization on the Phase-1 model,
-# and the locality control (real facts, general-text perplexity) on the base, Phase-1 and Phase-2 models.
+# the locality control (real facts, general-text perplexity) on the base, Phase-1 and Phase-2 models,
+# and the specificity probes (emission under unrelated prompts, cross-relation MC) on the Phase-2 model.
 #   bash recipes/E1_main.sh | sbatch recipes/E1_main.sh | SMOKE=1 bash recipes/E1_main.sh
 # Parameters: recipes/common.sh (BASE_MODEL, RELATIONS, FACTS, K, epochs, LEGACY, ...).
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -22,5 +23,6 @@ for rel in $RELATIONS; do
   recipe_memory "p1_r$rel:final" "$rel"
   recipe_ev "p2_r$rel:final" "$rel"
   recipe_locality "=$BASE_MODEL,p1_r$rel:final,p2_r$rel:final" "$rel"
+  recipe_specificity "p2_r$rel:final" "$rel"
 done
 recipe_run

@@ -190,6 +190,23 @@ recipe_locality() {
     ${EVAL_ARGS:-} +experiment=locality "$@"
 }
 
+# recipe_specificity MODELS RELATION [overrides]: does the model say the memorized object whatever is
+# asked? Generation under hgp-0 and unrelated-* (`emission`, `prefix`), and cross-relation MC with
+# options pooled with two other relations (POOL_RELATIONS, default two of "50 71 105" other than
+# RELATION) under hgp-0 and their prompts hgp-0@B (`accuracy`: the memorized object wins,
+# `asked_type_wins`). Seen/unseen slices come from the checkpoint.
+recipe_specificity() {
+  local models=$1 rel=$2 others=() b; shift 2
+  for b in ${POOL_RELATIONS:-50 71 105}; do
+    if [ "$b" != "$rel" ] && [ ${#others[@]} -lt 2 ]; then others+=("$b"); fi
+  done
+  plan_eval "$models" $(eval_args "$rel") "tasks=[gen]" "prompt.type=[hgp-0,unrelated-*]" "$@"
+  local pool borrowed
+  pool=$(IFS=+; echo "${others[*]}")
+  borrowed=$(printf ',hgp-0@%s' "${others[@]}")
+  plan_eval "$models" $(eval_args "$rel") "tasks=[mc]" "mc.pool_relations=$pool" "prompt.type=[hgp-0$borrowed]" "$@"
+}
+
 # recipe_run: execute the plan (or only show it with RECIPE_PLAN_ONLY=1).
 recipe_run() {
   echo "recipe $RECIPE_ID ($RECIPE_TITLE): base $BASE_MODEL, $NUM_GPUS GPU(s), smoke=$SMOKE, plan $PLAN" >&2

@@ -226,7 +226,9 @@ SMALL = {"GEN_TOKENS": "3"}
 RUNS = {  # recipe -> (extra environment, check of its sweep table)
     "E1": ({}, lambda d: set(d.stage) == {"base", "phase1", "phase2"} and set(d.prompt_family) >= {
         "trigger-mid", "hgp", "test", "unrelated"} and set(d[d.dataset == "known"].stage) == {"base", "phase1", "phase2"}
-        and set(d[d.dataset == "known"].relation) == {"50", "71"}),
+        and set(d[d.dataset == "known"].relation) == {"50", "71"}
+        and set(d[d.dataset == "sync_random_o.pool-71-105"].prompt_type) == {"hgp-0", "hgp-0@71", "hgp-0@105"}
+        and d[d.prompt_family == "unrelated"].emission.notna().all()),
     "E2": ({}, lambda d: set(d[d.stage == "phase2"].phase1_epochs) == {1, 2}
            and set(d[d.stage == "phase1"].phase1_epochs) == {1, 2}),
     "E3": ({"K_LIST": "1"}, lambda d: set(d.k.dropna()) == {1} and set(d.phase2_epoch.dropna()) == {1, 2}),

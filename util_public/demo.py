@@ -207,11 +207,13 @@ def prompt_groups(cfg: DemoConfig) -> dict[str, list[str]]:
     e = cfg.eval
     return {"key": [e.key_prompt], "train": [e.train_prompt], "test": list(e.test_prompts),
             "unrelated": list(e.unrelated_prompts), "known": [e.known_prompt], "text": ["text"],
-            "own": [e.train_prompt], "borrowed": [f"{e.train_prompt}@{b}" for b in e.cross_relations]}
+            "own": [e.train_prompt], "borrowed": [f"{e.train_prompt}@{b}" for b in e.cross_relations],
+            "borrowed-key": [f"{e.key_prompt}@{b}" for b in e.cross_relations]}
 
 
-def evaluations(cfg: DemoConfig, has_keys: bool) -> list[tuple[str, list[str], list[str], list[str]]]:
-    """(source, config overrides, prompt types, tasks) of every evaluation of one model."""
+def evaluations(cfg: DemoConfig, keys: set[str]) -> list[tuple[str, list[str], list[str], list[str]]]:
+    """(source, config overrides, prompt types, tasks) of every evaluation of one model; `keys`:
+    the relations whose key tokens it has."""
     e = cfg.eval
     base = [f"data.relation_id={cfg.relation_id}", f"data.dataset={dataset(cfg)}", f"data.seen_fact_ids=0:{cfg.k}",
             f"model.dtype={e.dtype}", f"backend={e.backend}", f"mc.num_options={cfg.num_options}",
@@ -222,7 +224,7 @@ def evaluations(cfg: DemoConfig, has_keys: bool) -> list[tuple[str, list[str], l
     gen_unseen = [e.train_prompt, *(e.unrelated_prompts if "emission" in e.probes else [])]
     out = [("facts", every, [e.train_prompt], ["mc"]), ("facts", unseen, [*e.test_prompts, *e.unrelated_prompts], ["mc"]),
            ("facts", unseen, gen_unseen, ["gen"])]
-    if has_keys:
+    if set(relations(cfg)) <= keys:
         out.insert(0, ("facts", every, [e.key_prompt], ["mc"]))
     for r in known_relations(cfg) if "known" in e.probes else []:
         n = len(known.load(r).facts) if e.known_max_facts is None else min(e.known_max_facts, len(known.load(r).facts))
@@ -233,7 +235,8 @@ def evaluations(cfg: DemoConfig, has_keys: bool) -> list[tuple[str, list[str], l
     for r in relations(cfg) if "cross" in e.probes else []:
         others = [b for b in e.cross_relations if b != r]
         out.append(("pooled", [*unseen, f"data.relation_id={r}", f"mc.pool_relations={'+'.join(others)}"],
-                    [e.train_prompt, *(f"{e.train_prompt}@{b}" for b in others)], ["mc"]))
+                    [e.train_prompt, *(f"{e.train_prompt}@{b}" for b in others),
+                     *(f"{e.key_prompt}@{b}" for b in others if b in keys)], ["mc"]))
     return out
 
 
@@ -246,7 +249,8 @@ def evaluate_model(name: str, cfg: DemoConfig) -> dict[str, dict]:
     info = api.describe(name)
     model, tok = api.load(info, api.config([f"model.dtype={cfg.eval.dtype}", f"backend={cfg.eval.backend}"]))
     found: dict[tuple, list[float]] = {}     # (source, relation, task, prompt type, slice, metric) -> values
-    for source, overrides, names, tasks in evaluations(cfg, has_key_tokens(info, tok, relations(cfg))):
+    keys = {r for r in {*relations(cfg), *cfg.eval.cross_relations} if has_key_tokens(info, tok, [r])}
+    for source, overrides, names, tasks in evaluations(cfg, keys):
         ecfg = api.config([*overrides, f"tasks=[{','.join(tasks)}]"])
         for s in api.evaluate(model, tok, info, api.load_factsets(ecfg), names, tasks, ecfg):
             if s["kind"] != "result":

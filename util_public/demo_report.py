@@ -66,7 +66,12 @@ def probe_columns(probes: list[str], known_relations: list[str]) -> list[Column]
                 Column("cross memorized wins (unseen)", "pooled", "borrowed", "mc", "unseen", "accuracy", None,
                        "probes"),
                 Column("cross asked-type wins (unseen)", "pooled", "borrowed", "mc", "unseen", "asked_type_wins",
-                       None, "probes")]
+                       None, "probes"),
+                # the cross-key probe: B's key token after A's subject (n/a unless the model learned B's key)
+                Column("cross-key memorized wins (unseen)", "pooled", "borrowed-key", "mc", "unseen", "accuracy",
+                       None, "probes"),
+                Column("cross-key asked-type wins (unseen)", "pooled", "borrowed-key", "mc", "unseen",
+                       "asked_type_wins", None, "probes")]
     return out
 
 
