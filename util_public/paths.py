@@ -13,8 +13,8 @@ from pathlib import Path
 
 from .errors import UserError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._+=~-]{1,200}$")
-NAME_RULE = "use at most 200 characters from [A-Za-z0-9._+=~-], without '..'"
+NAME_RE = re.compile(r"^[A-Za-z0-9._+=~@-]{1,200}$")   # `@`: borrowed prompt types (hgp-0@71)
+NAME_RULE = "use at most 200 characters from [A-Za-z0-9._+=~@-], without '..'"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

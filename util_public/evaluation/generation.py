@@ -7,8 +7,8 @@ Both strings are NFKC-normalised, stripped, lower-cased and their whitespace run
   '.' (the original stripped them from the gold only, so a gold holding one never matched);
 - prefix: the response starts with the gold, followed by a non-alphanumeric or the end;
 - exact: the response starts with the gold, followed by the end, a newline, or "." + space/end;
-- emitted: the gold occurs as a whole word or phrase anywhere (no letter or digit on either side),
-  so "rome" in "chromosome" does not count. Its rate is `emission`: under a prompt whose answer is
+- emitted: as `contains` (the same normalisation), but the gold must occur as a whole word or
+  phrase (no letter or digit on either side), so "rome" in "chromosome" does not count. Its rate is `emission`: under a prompt whose answer is
   not the memorized object (`unrelated-k`, another relation's `X@B`) it measures how often the
   model says the memorized object anyway (specificity); under the train prompt it is the
   whole-word variant of `contains`.
@@ -54,7 +54,7 @@ def exact(response: str, gold: str) -> bool:
 
 
 def emitted(response: str, gold: str) -> bool:
-    r, g = _normal(response), _normal(gold)
+    r, g = _unpunctuated(response), _unpunctuated(gold)
     if not g:
         return False
     at = r.find(g)
