@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,31 @@ def test_representation_outputs_of_a_checkpoint_path_stay_under_output_dir(isola
                 output_dir=str(out), num_threads=1))
     assert (out / "ckpt" / "summary.json").is_file()
     assert sorted(p.name for p in ckpt.iterdir()) == before
+
+
+# Reads outside `util_public/textio.py` that are not of a project input file, with the reason.
+TEXT_READS_ALLOWED = {
+    ("util_public/locking.py", "lock_path.read_text("): "names a lock's holder in a message",
+    ("util_public/vllm_server.py", "json.load(reply)"): "an HTTP reply of the local vLLM server",
+    ("util_public/vllm_server.py", "self.log_path.read_text("): "the server's own log, shown on failure",
+    ("util_public/evaluation/backends/vllm.py", "json.load(reply)"): "an HTTP reply of the vLLM server",
+}
+# Text reads: `x.read_text(`, `json.load(`, `yaml.safe_load(`, and `open(` without a binary,
+# write or append mode.
+_READ = re.compile(r"(?P<owner>\w*)\.read_text\(|\bjson\.load\(|\byaml\.safe_load\("
+                   r"|(?<![\w.])open\((?![^)]*[\"'](?:rb|wb|ab|a|w)[\"'])")
+
+
+def test_every_input_file_is_read_through_textio():
+    """The encoding and JSON-type class has one home: a new direct read of an input file fails here."""
+    found = []
+    for path in sorted((REPO / "util_public").rglob("*.py")):
+        rel = str(path.relative_to(REPO))
+        if rel == "util_public/textio.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for match in _READ.finditer(line.split("#")[0]):
+                allowed = any(r == rel and call in line for r, call in TEXT_READS_ALLOWED)
+                if not allowed and match.group("owner") != "textio":
+                    found.append(f"{rel}:{number}: {line.strip()}")
+    assert found == []

@@ -29,7 +29,7 @@ from typing import List, Optional
 
 from omegaconf import OmegaConf
 
-from . import known, paths, prompts
+from . import known, paths, prompts, textio
 from .atomicio import write_json, write_text
 from .demo_report import COLUMNS, PROBES, ROWS, plot, probe_columns, render_table, values
 from .errors import UserError, exit_on_user_error
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     variant = args.pop(0) if args and "=" not in args[0] else "full"
     t0 = time.time()
     result = run_demo(load_config(variant, args))
-    print(Path(result["table"]).read_text())
+    print(textio.read_text(result["table"]))
     print(f"wrote {result['table']} and {result['png']} ({time.time() - t0:.0f} s)")
     return 0
 

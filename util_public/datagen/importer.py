@@ -247,7 +247,7 @@ def _relations_outputs(cfg: GenConfig, names_file: Path, data_root: Path) -> lis
     for entry in relations.values():
         if entry.get("vocab") and (catalogue.SHIPPED / entry["vocab"]).is_file():
             outputs.append(Output(data_root / entry["vocab"],
-                                  (catalogue.SHIPPED / entry["vocab"]).read_text(encoding="utf-8")))
+                                  textio.read_text(catalogue.SHIPPED / entry["vocab"])))
     return outputs
 
 
