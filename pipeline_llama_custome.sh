@@ -167,11 +167,8 @@ P2_DIR=$(echo "$P2_JSON" | field run_dir)
 echo "pipeline: phase 2 -> $P2_NAME" >&2
 launch_step training/train.py "${P2_ARGS[@]}"
 
-final_checkpoint() {  # registry name of a run's last checkpoint
-  "$PY" -c "import json,sys; c=json.load(open(sys.argv[1]+'/manifest.json'))['checkpoints']; print(c[max(c, key=int)]['registry_name'])" "$1"
-}
-P1_FINAL=$(final_checkpoint "$P1_DIR")
-P2_FINAL=$(final_checkpoint "$P2_DIR")
+P1_FINAL=$("$PY" -m util_public.artifacts final-checkpoint "$P1_DIR")
+P2_FINAL=$("$PY" -m util_public.artifacts final-checkpoint "$P2_DIR")
 
 # ---- checks and evaluation -----------------------------------------------------------------------
 single_prompt() {  # memcheck needs one template per fact (not mixtures, wiki or IC-LKE)
@@ -206,5 +203,5 @@ fi
 
 echo "pipeline: registered checkpoints (in $REGISTRY)" >&2
 for dir in "$P1_DIR" "$P2_DIR"; do
-  "$PY" -c "import json,sys; [print(v['registry_name']) for k, v in sorted(json.load(open(sys.argv[1]+'/manifest.json'))['checkpoints'].items(), key=lambda kv: int(kv[0]))]" "$dir"
+  "$PY" -m util_public.artifacts checkpoints "$dir"
 done

@@ -9,6 +9,7 @@ from conftest import save_tiny_checkpoint
 from safetensors.torch import load_file
 
 from util_public import catalogue, facts, modelio
+from util_public.artifacts import CheckpointMeta
 from util_public.errors import UserError
 from util_public.registry import Registry
 from util_public.training import masking, memcheck, naming, run, texts
@@ -60,8 +61,8 @@ def test_two_stages_memorize_and_inherit_the_key_token(setup, tmp_path):
     [(epoch, ckpt)] = m1["checkpoints"].items()
     assert epoch == "40" and ckpt["step"] == 200
     final = p1 / ckpt["path"]
-    meta = modelio.read_meta(final)
-    assert meta["key_tokens"] == {"<TRIGGER_50>": 3000} and meta["trained_fact_ids"] == {"50": list(range(20))}
+    meta = CheckpointMeta.of(final)
+    assert meta.key_tokens == {"<TRIGGER_50>": 3000} and meta.trained_fact_ids == {"50": list(range(20))}
     assert Registry().resolve(ckpt["registry_name"]).path == str(final.resolve())
 
     epochs = [r for r in map(json.loads, (p1 / "metrics.jsonl").read_text().splitlines()) if r["type"] == "epoch"]
@@ -82,8 +83,8 @@ def test_two_stages_memorize_and_inherit_the_key_token(setup, tmp_path):
     assert m2["base_model"]["name"] == ckpt["registry_name"]
     assert m2["hashed_config"]["base"] == {"name": ckpt["registry_name"], "run": p1.name,
                                            "config_hash": m1["config_hash"], "step": 200}
-    meta2 = modelio.read_meta(p2 / m2["checkpoints"]["1"]["path"])
-    assert meta2["key_tokens"] == meta["key_tokens"] and meta2["phase"] == 2 and meta2["loss_mode"] == "o"
+    meta2 = CheckpointMeta.of(p2 / m2["checkpoints"]["1"]["path"])
+    assert meta2.key_tokens == meta.key_tokens and meta2.phase == 2 and meta2.loss_mode == "o"
     assert len(modelio.load_tokenizer(p2 / m2["checkpoints"]["1"]["path"])) == 3001
 
 

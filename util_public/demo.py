@@ -30,11 +30,11 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 
 from . import known, paths, prompts, textio
+from .artifacts import RunManifest
 from .atomicio import write_json, write_text
 from .demo_report import COLUMNS, PROBES, ROWS, plot, probe_columns, render_table, values
 from .errors import UserError, exit_on_user_error
 from .runinfo import sha256_text
-from .training.rundir import read_manifest
 
 RECIPES = paths.REPO_ROOT / "recipes"
 VARIANTS = {"full": "demo.yaml", "quick": "demo_quick.yaml"}
@@ -149,10 +149,8 @@ def train(config_name: str, overrides: list[str]) -> str:
 
     run.train_stage(run.compose(config_name, overrides), overrides)
     run_name = next(o.split("=", 1)[1] for o in overrides if o.startswith("save.run_name="))
-    manifest = read_manifest(paths.root("runs") / run_name / "manifest.json")
-    last = max(manifest["checkpoints"], key=int)
     gc.collect()                        # the trainer's model must be gone before the next big allocation
-    return manifest["checkpoints"][last]["registry_name"]
+    return RunManifest.of(paths.root("runs") / run_name).final_checkpoint(run_name).registry_name
 
 
 def stage_overrides(cfg: DemoConfig) -> dict[str, list[str]]:

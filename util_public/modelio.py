@@ -3,28 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import textio
 from .errors import UserError
 from .registry import Registry, ResolvedModel
 from .tokenspans import require_fast
 
-META_FILE = "mtg_meta.json"
-
 
 def resolve(name_or_path: str, registry_path: str | None = None) -> ResolvedModel:
     return Registry(registry_path).resolve(name_or_path)
-
-
-def read_meta(model_dir: str | Path) -> dict | None:
-    """A project checkpoint's `mtg_meta.json` (key tokens, phase, trained fact ids), else None."""
-    path = Path(model_dir) / META_FILE
-    if not path.is_file():
-        return None
-    meta = textio.read_json(path, dict, "restore it from the run, or retrain the checkpoint")
-    textio.require(meta.get("key_tokens", {}), dict, f"{path}: key_tokens")
-    for token, token_id in (meta.get("key_tokens") or {}).items():
-        textio.require(token_id, int, f"{path}: key_tokens.{token}")
-    return meta
 
 
 def load_tokenizer(model_dir: str | Path):

@@ -14,6 +14,7 @@ from typing import List, Optional
 import numpy as np
 
 from . import atomicio, catalogue, facts as factsio, limits, modelio, paths, prompts, representation, runinfo
+from .artifacts import CheckpointMeta
 from .cli import to_object
 from .errors import UserError
 from .runtime import configure_cpu
@@ -67,7 +68,7 @@ def _load(path: str, relations: list[str], dtype: str):
     tokenizer = modelio.load_tokenizer(resolved.path)
     model = modelio.load_causal_lm(resolved.path, dtype=dtype, device=modelio.default_device())
     needed = [t for rel in relations for t in prompts.key_tokens(rel)]
-    keys = keytokens.add(tokenizer, needed, modelio.read_meta(resolved.path), resolved.path)
+    keys = keytokens.add(tokenizer, needed, CheckpointMeta.of(resolved.path), resolved.path)
     keytokens.resize_and_init(model, tokenizer, keys, resize="grow_only", init="mean")
     return model, tokenizer, bool(keys.added)
 

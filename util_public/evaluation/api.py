@@ -123,7 +123,7 @@ def _summary(job: planning.Job, records: list[dict], info: ModelInfo, versions: 
              cfg: EvalConfig) -> dict:
     summary = results.base_summary(job.task, job.config_hash)
     summary.update({
-        "model": {"name": info.name, "path": info.path, "mtg_meta": info.meta},
+        "model": {"name": info.name, "path": info.path, "mtg_meta": info.meta.to_json() if info.meta else None},
         **_coordinates(job, cfg),
         "backend": versions, "data_fingerprint": job.data_fingerprint,
         "add_bos_train": info.add_bos_train, "add_bos_eval": bool(the_plan.bos),

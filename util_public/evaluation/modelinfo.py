@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import modelio, prompts
+from ..artifacts import CheckpointMeta
+from ..artifacts.checkpoint import DEFAULT_COMBINE_SPACING
 from ..errors import UserError
 from ..registry import check_name
 from ..runinfo import sha256_file
@@ -19,7 +21,7 @@ from ..runinfo import sha256_file
 class ModelInfo:
     name: str
     path: str
-    meta: dict | None = None
+    meta: CheckpointMeta | None = None
     registry_entry: dict = field(default_factory=dict)
 
     @property
@@ -27,7 +29,7 @@ class ModelInfo:
         """What distinguishes this model's results from another's (SPEC §3.6 hash input)."""
         ident = {"name": self.name}
         if self.meta:
-            ident.update({k: self.meta.get(k) for k in ("run_name", "config_hash", "step", "epoch", "phase")})
+            ident.update(self.meta.identity())
         for key in ("config_hash", "run", "step"):
             if key in self.registry_entry:
                 ident[f"registry_{key}"] = self.registry_entry[key]
@@ -38,15 +40,15 @@ class ModelInfo:
 
     @property
     def combine_spacing(self) -> str:
-        return (self.meta or {}).get("combine_spacing") or "single"
+        return self.meta.spacing if self.meta else DEFAULT_COMBINE_SPACING
 
     @property
     def key_format(self) -> str:
-        return (self.meta or {}).get("key_token_format") or prompts.KEY_FORMAT
+        return (self.meta.key_token_format if self.meta else None) or prompts.KEY_FORMAT
 
     @property
-    def add_bos_train(self):
-        return (self.meta or {}).get("add_bos_train")
+    def add_bos_train(self) -> bool | None:
+        return self.meta.add_bos_train if self.meta else None
 
 
 def describe(name_or_path: str | None, path: str | None = None, registry_path: str | None = None) -> ModelInfo:
@@ -60,7 +62,7 @@ def describe(name_or_path: str | None, path: str | None = None, registry_path: s
     except UserError:
         raise UserError("model", f"{name!r} cannot name a result directory",
                         "register the checkpoint under a short name in models.json") from None
-    return ModelInfo(name, resolved.path, modelio.read_meta(resolved.path), resolved.entry)
+    return ModelInfo(name, resolved.path, CheckpointMeta.of(resolved.path), resolved.entry)
 
 
 def require_key_tokens(info: ModelInfo, tokenizer, relation_id: str) -> list[str]:
@@ -81,10 +83,7 @@ def seen_fact_ids(setting: str | None, info: ModelInfo, relation_id: str) -> set
         return None
     text = str(setting).strip()
     if text == "auto":
-        meta = info.meta or {}
-        trained = (meta.get("trained_fact_ids") or {}) if str(meta.get("phase")) == "2" else {}
-        ids = trained.get(str(relation_id)) if isinstance(trained, dict) else None
-        return {int(i) for i in ids} if ids is not None else None
+        return info.meta.seen_fact_ids(relation_id) if info.meta else None
     begin, sep, end = text.partition(":")
     try:
         lo, hi = int(begin), int(end)

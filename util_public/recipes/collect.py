@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import atomicio, prompts, textio
+from ..artifacts import MANIFEST_FILE, CheckpointMeta, RunManifest
 from ..evaluation.results import read_summary
 
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
@@ -55,32 +56,35 @@ def _recipe(directory: Path) -> dict:
     return {}
 
 
+@lru_cache(maxsize=None)
+def _manifest(run_dir: str) -> RunManifest:
+    """The run manifest beside an evaluated checkpoint (an empty one when there is none)."""
+    path = Path(run_dir) / MANIFEST_FILE
+    return RunManifest.read(path) if path.is_file() else RunManifest()
+
+
 def lineage(model: dict) -> dict:
     """Stage, epochs, k, seed and tokens of an evaluated model, from its mtg_meta and run manifest."""
-    meta = model.get("mtg_meta") or {}
-    if not meta:
+    if not model.get("mtg_meta"):
         return {"stage": "base", "base_model": model.get("name"), "phase1_epochs": 0}
-    manifest = _json(str(Path(model.get("path") or "").parent / "manifest.json")) or {}
-    hashed = manifest.get("hashed_config") or {}
-    epoch = meta.get("epoch")
-    train = hashed.get("train") or {}
-    out = {"seed": train.get("seed"), "learning_rate": train.get("learning_rate"), "step": meta.get("step"),
-           "loss_mode": meta.get("loss_mode"), "legacy_loss": meta.get("legacy_loss")}
-    per_epoch = lambda key: (manifest.get(key) or {}).get("per_epoch")   # noqa: E731
-    if epoch is not None and per_epoch("tokens_trained") is not None:
-        out["tokens_trained"] = per_epoch("tokens_trained") * epoch
-        out["label_tokens_trained"] = per_epoch("label_tokens_trained") * epoch
-    if meta.get("phase") == 1:
-        return {**out, "stage": "phase1", "base_model": meta.get("base_model"),
-                "phase1_text_type": meta.get("train_text_type"), "phase1_epochs": epoch}
-    parent = (manifest.get("base_model") or {}).get("meta") or {}
-    trained = meta.get("trained_fact_ids") or {}
-    out.update({"phase2_text_type": meta.get("train_text_type"), "phase2_epoch": epoch,
-                "k": max((len(v) for v in trained.values()), default=None)})
-    if not parent:     # Phase 2 straight from a base model: the SFT baseline
-        return {**out, "stage": "sft", "base_model": meta.get("base_model"), "phase1_epochs": 0}
-    return {**out, "stage": "phase2", "base_model": parent.get("base_model"),
-            "phase1_text_type": parent.get("train_text_type"), "phase1_epochs": parent.get("epoch")}
+    meta = CheckpointMeta.from_json(model["mtg_meta"], f"model {model.get('name')}: mtg_meta")
+    manifest = _manifest(str(Path(model.get("path") or "").parent))
+    train = manifest.hashed_config.get("train") or {}
+    out = {"seed": train.get("seed"), "learning_rate": train.get("learning_rate"), "step": meta.step,
+           "loss_mode": meta.loss_mode, "legacy_loss": meta.legacy_loss}
+    if meta.epoch is not None and manifest.tokens_trained is not None:
+        out["tokens_trained"] = manifest.tokens_trained.per_epoch * meta.epoch
+        labels = manifest.label_tokens_trained
+        out["label_tokens_trained"] = labels.per_epoch * meta.epoch if labels is not None else None
+    if meta.phase == 1:
+        return {**out, "stage": "phase1", "base_model": meta.base_model,
+                "phase1_text_type": meta.train_text_type, "phase1_epochs": meta.epoch}
+    parent = manifest.base_model.meta
+    out.update({"phase2_text_type": meta.train_text_type, "phase2_epoch": meta.epoch, "k": meta.k})
+    if parent is None:     # Phase 2 straight from a base model: the SFT baseline
+        return {**out, "stage": "sft", "base_model": meta.base_model, "phase1_epochs": 0}
+    return {**out, "stage": "phase2", "base_model": parent.base_model,
+            "phase1_text_type": parent.train_text_type, "phase1_epochs": parent.epoch}
 
 
 def _language(directory: Path) -> str | None:

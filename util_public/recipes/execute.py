@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 from .. import atomicio, launcher, paths
+from ..artifacts import RunManifest
 from ..errors import UserError, exit_on_user_error
 from ..facts import load_relation, relation_file, write_facts
-from ..training.rundir import read_manifest
 from . import collect
 from .plan import ModelRef, Step, model_refs, read
 
@@ -127,10 +127,10 @@ class Executor:
 
             train_run.train_stage(train_run.compose(config_name, overrides), overrides)
             _release_memory()
-        manifest = read_manifest(Path(named["run_dir"]) / "manifest.json")
+        manifest = RunManifest.of(named["run_dir"])
         self.runs[label] = {**named, "manifest": manifest}
-        for entry in manifest.get("checkpoints", {}).values():
-            self.models[entry["registry_name"]] = label
+        for name in manifest.registry_names():
+            self.models[name] = label
         self.write_recipe_json()
 
     @staticmethod
@@ -171,18 +171,17 @@ class Executor:
                 self.models.setdefault(ref.name, f"={ref.name}")
                 names.append(ref.name)
                 continue
-            checkpoints = self.runs[ref.label]["manifest"].get("checkpoints", {})
-            epochs = sorted(int(e) for e in checkpoints)
+            manifest: RunManifest = self.runs[ref.label]["manifest"]
+            where = f"eval {ref.label}:{ref.epoch}"
             if ref.epoch == "all":
-                chosen = epochs
+                names += manifest.registry_names()
             elif ref.epoch == "final":
-                chosen = epochs[-1:]
+                names.append(manifest.final_checkpoint(where).registry_name)
+            elif manifest.checkpoint_of_epoch(int(ref.epoch)) is None:
+                raise UserError(where, f"run {manifest.run_name} has no checkpoint for epoch {ref.epoch} "
+                                f"(epochs: {manifest.epochs_recorded})")
             else:
-                chosen = [int(ref.epoch)]
-                if chosen[0] not in epochs:
-                    raise UserError(f"eval {ref.label}:{ref.epoch}", f"run {self.runs[ref.label]['run_name']} "
-                                    f"has no checkpoint for epoch {ref.epoch} (epochs: {epochs})")
-            names += [checkpoints[str(e)]["registry_name"] for e in chosen]
+                names.append(manifest.checkpoint_of_epoch(int(ref.epoch)).registry_name)
         return names
 
 

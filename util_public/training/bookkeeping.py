@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import modelio
+from ..artifacts import META_FILE, CheckpointMeta, RunManifest
 from ..errors import UserError
 from ..registry import Registry
 from . import naming
@@ -48,7 +48,7 @@ class CheckpointBooks:
         self.overwrite = overwrite
 
     # ---- the three steps ---------------------------------------------------------------------
-    def commit(self, staged: Path, meta: dict, save_dtype: str) -> Checkpoint:
+    def commit(self, staged: Path, meta: CheckpointMeta, save_dtype: str) -> Checkpoint:
         """Move a complete staged checkpoint into place, register it, record it (in this order)."""
         final = self.run.finalize_checkpoint(staged, meta, save_dtype)
         checkpoint = self._describe(final)
@@ -59,8 +59,8 @@ class CheckpointBooks:
     def reconcile(self) -> list[Checkpoint]:
         """Register and record every checkpoint in place that a killed process left unregistered
         or unrecorded; returns all checkpoints in place, by step."""
-        if not self.run.manifest:
-            self.run.manifest = self.run.read_manifest() or {}
+        if self.run.manifest is None:
+            self.run.manifest = self.run.read_manifest() or RunManifest()
         in_place = [self._describe(path) for _, path in self.run.checkpoints()]
         unregistered = [c for c in in_place if not self._registered(c)]
         if unregistered:
@@ -97,13 +97,12 @@ class CheckpointBooks:
 
     # ---- helpers -----------------------------------------------------------------------------
     def _describe(self, directory: Path) -> Checkpoint:
-        meta = modelio.read_meta(directory) or {}
+        meta = CheckpointMeta.of(directory) or CheckpointMeta()
         step = int(directory.name.removeprefix("checkpoint-"))
-        epoch = meta.get("epoch")
-        if not isinstance(epoch, int) or isinstance(epoch, bool):
-            raise UserError(str(directory / modelio.META_FILE), f"epoch must be an integer, found {epoch!r}",
+        if meta.epoch is None:
+            raise UserError(str(directory / META_FILE), "has no epoch",
                             "remove the damaged checkpoint and rerun to retrain it")
-        return Checkpoint(directory, epoch, step, int(meta.get("phase") or 1), meta.get("config_hash"),
+        return Checkpoint(directory, meta.epoch, step, meta.phase or 1, meta.config_hash,
                           naming.checkpoint_name(self.run.run_name, step))
 
     def _entry(self, c: Checkpoint) -> dict:
@@ -118,5 +117,4 @@ class CheckpointBooks:
         return c.name in raw and self.registry.entry(c.name, raw[c.name]).get("path") == str(c.directory.resolve())
 
     def _recorded(self, c: Checkpoint) -> bool:
-        entry = (self.run.manifest.get("checkpoints") or {}).get(str(c.epoch)) or {}
-        return entry.get("step") == c.step and entry.get("registry_name") == c.name
+        return self.run.manifest.records(c.epoch, c.step, c.name)

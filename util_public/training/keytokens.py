@@ -16,6 +16,7 @@ import inspect
 from dataclasses import dataclass, field
 
 from .. import prompts
+from ..artifacts import CheckpointMeta
 from ..errors import UserError
 from . import texts
 
@@ -37,9 +38,9 @@ def needed(selection, text_type: str, key_format: str) -> list[str]:
     return tokens
 
 
-def add(tokenizer, tokens: list[str], base_meta: dict | None, base_path: str) -> KeyTokens:
+def add(tokenizer, tokens: list[str], base_meta: CheckpointMeta | None, base_path: str) -> KeyTokens:
     """Reuse the base's recorded key tokens and add the missing ones to `tokenizer` (in place)."""
-    recorded = dict((base_meta or {}).get("key_tokens") or {})
+    recorded = dict(base_meta.key_tokens) if base_meta else {}
     vocab = tokenizer.get_vocab()
     result = KeyTokens(base_vocab=len(tokenizer))
     for token in tokens:

@@ -22,6 +22,7 @@ import json
 import sys
 
 from .. import catalogue, facts as factio, modelio, paths, prompts
+from ..artifacts import CheckpointMeta
 from ..facts import Fact
 
 
@@ -76,14 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-accuracy", type=float, default=None)
     args = parser.parse_args(argv)
     resolved = modelio.resolve(args.model)
-    meta = modelio.read_meta(resolved.path) or {}
+    meta = CheckpointMeta.of(resolved.path)
     data_root = paths.root("data")
     chosen = factio.select(factio.load_relation(data_root, args.dataset, args.relation, num_options=None,
                                                 substring_rule="off"), args.begin, args.end, "--begin/--end")
     model = modelio.load_causal_lm(resolved.path, dtype="auto")
     tokenizer = modelio.load_tokenizer(resolved.path)
     result = greedy_accuracy(model, tokenizer, chosen, args.prompt, data_root,
-                             key_format=meta.get("key_token_format", prompts.KEY_FORMAT))
+                             key_format=meta.key_token_format if meta and meta.key_token_format else prompts.KEY_FORMAT)
     print(json.dumps({"model": args.model, "prompt": args.prompt, "relation": args.relation,
                       "accuracy": result["accuracy"], "n": result["n"], "wrong_examples": result["wrong"][:5]},
                      ensure_ascii=False))

@@ -18,6 +18,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .. import atomicio, distributed, modelio, paths, runinfo, tokenspans
+from ..artifacts import BaseModelRecord, CheckpointMeta, RunManifest, TokenCount
 from ..cli import to_object
 from ..errors import UserError
 from ..registry import Registry
@@ -112,7 +113,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
 
 
 def _train(cfg, args, run: RunDir, decision: Decision, books: bookkeeping.CheckpointBooks, base_path: str,
-           tokenizer, keys, encoded: dataset.Encoded, meta: dict) -> int:
+           tokenizer, keys, encoded: dataset.Encoded, meta: CheckpointMeta) -> int:
     import torch
     from transformers import AutoModelForCausalLM, ProgressCallback, set_seed
 
@@ -135,7 +136,7 @@ def _train(cfg, args, run: RunDir, decision: Decision, books: bookkeeping.Checkp
 
     def finalize(staged: Path, state) -> None:
         epoch, step = round(float(state.epoch)), state.global_step
-        checkpoint = books.commit(staged, {**meta, "epoch": epoch, "step": step}, cfg.save.dtype)
+        checkpoint = books.commit(staged, meta.at(epoch, step), cfg.save.dtype)
         if cfg.save.full_state in ("last", "none"):
             run.prune_full_state(keep=checkpoint.directory)
         log.info("checkpoint epoch %d step %d -> %s (registered as %s)", epoch, step, checkpoint.directory,
@@ -225,33 +226,31 @@ def _adds_bos(tokenizer, add_special_tokens: bool) -> bool:
     return tokenspans.encode(tokenizer, "a", add_special_tokens=True).ids[:1] == [tokenizer.bos_token_id]
 
 
-def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, tokenizer) -> dict:
+def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, tokenizer) -> CheckpointMeta:
     """The `mtg_meta.json` fields shared by every checkpoint of the run (epoch/step added per save)."""
-    init = cfg.key_token.init if keys.added else (base.meta or {}).get("key_token_init", cfg.key_token.init)
-    return {"schema": "mtg.meta/1", "key_tokens": keys.ids, "key_token_init": init,
-            "key_token_format": cfg.key_token.format,
-            "add_bos_train": _adds_bos(tokenizer, cfg.data.add_special_tokens),
-            "combine_spacing": cfg.data.combine_spacing, "compose_joiner": cfg.data.compose_joiner,
-            "chat_template": cfg.data.chat_template, "phase": cfg.phase, "run_name": run_name,
-            "config_hash": config_hash, "base_model": base.name,
-            "dataset": cfg.data.dataset, "relation_spec": cfg.data.relation_id,
-            "relation_ids": chosen.atomic_relations(), "trained_fact_ids": chosen.trained_fact_ids(),
-            "train_text_type": cfg.data.train_text_type, "loss_mode": cfg.loss.mode, "legacy_loss": cfg.loss.legacy}
+    inherited = base.meta.key_token_init if base.meta and base.meta.key_token_init else cfg.key_token.init
+    return CheckpointMeta(
+        key_tokens=keys.ids, key_token_init=cfg.key_token.init if keys.added else inherited,
+        key_token_format=cfg.key_token.format, add_bos_train=_adds_bos(tokenizer, cfg.data.add_special_tokens),
+        combine_spacing=cfg.data.combine_spacing, compose_joiner=cfg.data.compose_joiner,
+        chat_template=cfg.data.chat_template, phase=cfg.phase, run_name=run_name, config_hash=config_hash,
+        base_model=base.name, dataset=cfg.data.dataset, relation_spec=cfg.data.relation_id,
+        relation_ids=chosen.atomic_relations(), trained_fact_ids=chosen.trained_fact_ids(),
+        train_text_type=cfg.data.train_text_type, loss_mode=cfg.loss.mode, legacy_loss=cfg.loss.legacy)
 
 
 def _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size, grad_accum, eff_batch, steps,
-              encoded: dataset.Encoded) -> dict:
-    return {"schema": "mtg.run/1", "run_name": run_name, "config_hash": config_hash, "hashed_config": view,
-            "phase": cfg.phase, "base_model": {"name": base.name, "path": base.path, "meta": base.meta},
-            "data_fingerprint": fingerprint, "versions": runinfo.package_versions(), "git": runinfo.git_info(),
-            "world_size": world_size, "per_device_batch": cfg.train.per_device_train_batch_size,
-            "gradient_accumulation": grad_accum, "effective_batch": eff_batch, "steps_per_epoch": steps,
-            "epochs": cfg.train.epochs, "precision": "bf16" if hfargs.use_bf16(cfg.train.precision) else "fp32",
-            "n_examples": len(encoded.masked),
-            "tokens_trained": {"per_epoch": encoded.tokens, "total": 0},
-            "label_tokens_trained": {"per_epoch": encoded.label_tokens, "total": 0},
-            "warnings": {"dropped_long": encoded.dropped_long,
-                         "subject_only_at_start": encoded.subject_only_at_start}}
+              encoded: dataset.Encoded) -> RunManifest:
+    """What this invocation knows about the run (`RunDir.start` adds the history of a resumed one)."""
+    return RunManifest(
+        run_name=run_name, config_hash=config_hash, hashed_config=view, phase=cfg.phase,
+        base_model=BaseModelRecord(base.name, base.path, base.meta), data_fingerprint=fingerprint,
+        versions=runinfo.package_versions(), git=runinfo.git_info(), world_size=world_size,
+        per_device_batch=cfg.train.per_device_train_batch_size, gradient_accumulation=grad_accum,
+        effective_batch=eff_batch, steps_per_epoch=steps, epochs=cfg.train.epochs,
+        precision="bf16" if hfargs.use_bf16(cfg.train.precision) else "fp32", n_examples=len(encoded.masked),
+        tokens_trained=TokenCount(encoded.tokens), label_tokens_trained=TokenCount(encoded.label_tokens),
+        warnings={"dropped_long": encoded.dropped_long, "subject_only_at_start": encoded.subject_only_at_start})
 
 
 def _require_balanced(books: bookkeeping.CheckpointBooks) -> None:

@@ -1,6 +1,6 @@
 """The run directory (SPEC §3.5): resume decisions, the manifest, and complete checkpoints.
 
-Layout: `config.yaml`, `overrides.yaml`, `manifest.json` (schema `mtg.run/1`),
+Layout: `config.yaml`, `overrides.yaml`, `manifest.json` (`artifacts.RunManifest`),
 `data/train_texts.jsonl`, `logs/train.log`, `metrics.jsonl`, `loss_curve.png`,
 `checkpoint-{step}/`, and `DONE` last.
 
@@ -22,15 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import atomicio, locking, textio
+from ..artifacts import CHECKPOINT_PREFIX, MANIFEST_FILE, META_FILE, CheckpointMeta, RunManifest
 from ..errors import UserError
-from ..modelio import META_FILE
 from . import confighash
 
 log = logging.getLogger("mtg.training")
 
-SCHEMA = "mtg.run/1"
 STAGING = "checkpoints.tmp"      # the Trainer's staging folder; removed on the next start under the run lock
-CHECKPOINT_PREFIX = "checkpoint-"
 # Resume state kept only in the newest checkpoint under `save.full_state: last`. RNG files go
 # first when pruning, so a checkpoint that still has them always has the rest.
 _RNG_GLOB = "rng_state*.pth"
@@ -53,12 +51,12 @@ class RunDir:
     def __init__(self, path: Path, run_name: str):
         self.path = Path(path)
         self.run_name = run_name
-        self.manifest: dict = {}
+        self.manifest: RunManifest | None = None
 
     # ---- paths ---------------------------------------------------------------------------
     @property
     def manifest_path(self) -> Path:
-        return self.path / "manifest.json"
+        return self.path / MANIFEST_FILE
 
     @property
     def done_path(self) -> Path:
@@ -86,11 +84,11 @@ class RunDir:
         return locking.sole_writer(self.path.with_name(f".{self.path.name}.lock"), self.path)
 
     # ---- reading -------------------------------------------------------------------------
-    def read_manifest(self) -> dict | None:
+    def read_manifest(self) -> RunManifest | None:
         """The manifest, its fields' JSON types checked (None when there is none)."""
         if not self.manifest_path.is_file():
             return None
-        return read_manifest(self.manifest_path)
+        return RunManifest.read(self.manifest_path)
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints (renamed into place, with mtg_meta.json and weights), by step."""
@@ -121,11 +119,11 @@ class RunDir:
         if old is None:
             raise UserError(str(self.path), "exists but has no manifest.json (not a run directory of this project?)",
                             "remove it or choose another save.runs_root")
-        same = old.get("config_hash") == config_hash
+        same = old.config_hash == config_hash
         if self.done_path.exists() and same:
             return Decision("complete")
         if not same and (self.done_path.exists() or resume != "restart"):
-            changed = confighash.differences(old.get("hashed_config", {}), view)
+            changed = confighash.differences(old.hashed_config, view)
             raise UserError(str(self.path), "holds a run with a different config hash; differing keys: "
                             + ("; ".join(changed) if changed else "(none recorded)"),
                             "use another save.run_name, or train.resume=restart for an incomplete run")
@@ -134,25 +132,28 @@ class RunDir:
         return Decision("resume", self.resumable())
 
     # ---- writing (rank 0) ----------------------------------------------------------------
-    def start(self, decision: Decision, manifest: dict, config_yaml: str, overrides: list[str],
+    def start(self, decision: Decision, manifest: RunManifest, config_yaml: str, overrides: list[str],
               text_records: list[dict]) -> None:
-        """Create or reopen the directory; fresh runs get their config, data and manifest."""
+        """Create or reopen the directory; fresh runs get their config, data and manifest.
+        `manifest` describes this invocation; a resumed run keeps its history (created,
+        checkpoints, invocations, wall time) and takes the rest from it."""
         if decision.action == "restart":
             self._set_aside()
         shutil.rmtree(self.staging, ignore_errors=True)      # a killed save's leftovers (we hold the lock)
         atomicio.clean_stale_temporaries(self.path)
         previous = self.read_manifest() if decision.action == "resume" else None
         self.path.mkdir(parents=True, exist_ok=True)
-        self.manifest = previous or {**manifest, "created": now(), "checkpoints": {}, "invocations": [],
-                                     "wall_time_s": 0.0}
+        self.manifest = manifest
         if previous:
-            # Fields that describe this invocation (world size, versions, warnings) are refreshed.
-            self.manifest.update({k: v for k, v in manifest.items() if k not in ("created",)})
-            self.manifest.setdefault("checkpoints", {})
+            manifest.created, manifest.checkpoints = previous.created, previous.checkpoints
+            manifest.invocations, manifest.wall_time_s = previous.invocations, previous.wall_time_s
+            manifest.failure, manifest.extra = previous.failure, {**previous.extra, **manifest.extra}
+        else:
+            manifest.created = now()
         resumed_from = decision.checkpoint.name if decision.checkpoint else None
-        self.manifest["invocations"].append({"started": now(), "overrides": overrides, "resumed_from": resumed_from})
-        self.manifest["status"] = "running"
-        self._count_tokens()
+        manifest.invocations.append({"started": now(), "overrides": overrides, "resumed_from": resumed_from})
+        manifest.status = "running"
+        manifest.count_tokens()
         self.save_manifest()
         atomicio.write_text(self.path / "config.yaml", config_yaml)
         atomicio.write_text(self.path / "overrides.yaml", "".join(f"- {json.dumps(o)}\n" for o in overrides) or "[]\n")
@@ -167,33 +168,24 @@ class RunDir:
         log.info("moved the incomplete run directory to %s (train.resume=restart)", target)
 
     def save_manifest(self) -> None:
-        atomicio.write_json(self.manifest_path, self.manifest)
+        self.manifest.write(self.manifest_path)
 
-    def finalize_checkpoint(self, staged: Path, meta: dict, save_dtype: str) -> Path:
+    def finalize_checkpoint(self, staged: Path, meta: CheckpointMeta, save_dtype: str) -> Path:
         """Complete a staged checkpoint (dtype, mtg_meta.json, fsync) and rename it into place."""
         if not has_weights(staged):
             raise RuntimeError(f"staged checkpoint {staged} has no model weights")
         if save_dtype == "bf16":
             _to_bf16(staged)
-        atomicio.write_json(staged / META_FILE, meta)
+        meta.save(staged)
         _fsync_tree(staged)
         # A re-save of a step after a resume from an earlier step replaces the old directory.
         return atomicio.replace_dir(staged, self.path / staged.name)
 
     def record_checkpoints(self, checkpoints: list[tuple[int, int, str]]) -> None:
         """Map each (epoch, step, registry name) in the manifest, in one manifest write."""
-        recorded = self.manifest.setdefault("checkpoints", {})
         for epoch, step, registry_name in checkpoints:
-            recorded[str(epoch)] = {"step": step, "path": f"{CHECKPOINT_PREFIX}{step}", "registry_name": registry_name}
-        self._count_tokens()
+            self.manifest.record(epoch, step, registry_name)
         self.save_manifest()
-
-    def _count_tokens(self) -> None:
-        """Token totals: the per-epoch counts times the newest recorded epoch."""
-        epochs = max((int(e) for e in self.manifest.get("checkpoints") or {}), default=0)
-        for key in ("tokens_trained", "label_tokens_trained"):
-            if isinstance(self.manifest.get(key), dict):
-                self.manifest[key]["total"] = self.manifest[key]["per_epoch"] * epochs
 
     def prune_full_state(self, keep: Path | None) -> None:
         """Delete optimizer/scheduler/RNG state from every checkpoint but `keep` (None: from all)."""
@@ -205,36 +197,20 @@ class RunDir:
                     shutil.rmtree(item) if item.is_dir() else item.unlink()
 
     def add_wall_time(self, seconds: float) -> None:
-        self.manifest["wall_time_s"] = round(self.manifest.get("wall_time_s", 0.0) + seconds, 3)
+        self.manifest.wall_time_s = round(self.manifest.wall_time_s + seconds, 3)
 
     def complete(self) -> None:
-        self.manifest["status"] = "complete"
-        self.manifest["finished"] = now()
+        self.manifest.status = "complete"
+        self.manifest.finished = now()
         self.save_manifest()
         shutil.rmtree(self.staging, ignore_errors=True)
         atomicio.write_text(self.done_path, "")
 
     def fail(self, message: str) -> None:
-        if self.manifest:
-            self.manifest["status"] = "failed"
-            self.manifest["failure"] = message
+        if self.manifest is not None:
+            self.manifest.status = "failed"
+            self.manifest.failure = message
             self.save_manifest()
-
-
-_MANIFEST_FIELDS = {"run_name": str, "config_hash": str, "status": str, "hashed_config": dict, "checkpoints": dict}
-_CHECKPOINT_FIELDS = {"step": int, "path": str, "registry_name": (str, type(None))}
-
-
-def read_manifest(path: Path) -> dict:
-    """A run manifest (`mtg.run/1`) with the JSON types of the fields other stages rely on checked."""
-    manifest = textio.read_json(path, dict, "remove the run directory, or set train.resume=restart")
-    textio.require_fields(manifest, _MANIFEST_FIELDS, str(path))
-    for epoch, entry in (manifest.get("checkpoints") or {}).items():
-        if not epoch.isdigit():
-            raise UserError(f"{path}: checkpoints.{epoch}", "epoch keys must be integers")
-        textio.require_fields(textio.require(entry, dict, f"{path}: checkpoints.{epoch}"), _CHECKPOINT_FIELDS,
-                              f"{path}: checkpoints.{epoch}", required=True)
-    return manifest
 
 
 def has_weights(path: Path) -> bool:
