@@ -118,7 +118,7 @@ fi
 
 # ---- data ----------------------------------------------------------------------------------------
 DATA_ROOT=${MTG_DATA_ROOT:-data}
-IFS='+&' read -r -a RELATIONS <<< "$RELATION_ID"
+mapfile -t RELATIONS < <("$PY" -m util_public.relspec "$RELATION_ID")
 MISSING=()
 for rel in "${RELATIONS[@]}"; do
   [ -f "$DATA_ROOT/$DATA_NAME/$rel.csv" ] || MISSING+=("$rel")

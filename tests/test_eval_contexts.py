@@ -5,6 +5,7 @@ import pytest
 
 from evalkit import fictional_facts
 from util_public import catalogue
+from util_public.artifacts import CheckpointMeta
 from util_public.errors import UserError
 from util_public.evaluation import contexts, ic_lke
 from util_public.evaluation.modelinfo import ModelInfo, seen_fact_ids
@@ -91,10 +92,10 @@ def test_ic_lke_pool_too_small():
 
 
 def test_seen_fact_ids():
-    phase2 = ModelInfo("m", "/nonexistent", {"phase": 2, "trained_fact_ids": {"50": [0, 1, 2]}})
+    phase2 = ModelInfo("m", "/nonexistent", CheckpointMeta(phase=2, trained_fact_ids={"50": [0, 1, 2]}))
     assert seen_fact_ids("auto", phase2, "50") == {0, 1, 2}
     assert seen_fact_ids("auto", phase2, "71") is None
-    assert seen_fact_ids("auto", ModelInfo("m", "/x", {"phase": 1, "trained_fact_ids": {"50": [0]}}), "50") is None
+    assert seen_fact_ids("auto", ModelInfo("m", "/x", CheckpointMeta(phase=1, trained_fact_ids={"50": [0]})), "50") is None
     assert seen_fact_ids("0:50", phase2, "50") == set(range(50))
     assert seen_fact_ids(None, phase2, "50") is None
     with pytest.raises(UserError, match="data.seen_fact_ids"):

@@ -75,6 +75,8 @@ def test_batched_left_padded_generation_equals_one_by_one(bpe_tokenizer):
 class EchoBackend:
     """Answers each prompt with its own fact's object: any misaligned join shows as a wrong answer."""
     name = "hf"
+    facts_per_call = 16
+    max_len = None
 
     def __init__(self, tokenizer, facts):
         self.tokenizer = tokenizer
@@ -85,6 +87,8 @@ class EchoBackend:
 
     def score(self, requests):
         raise AssertionError("not used")
+
+    token_logprobs = score
 
     def generate(self, prompts, max_new_tokens):
         out = []

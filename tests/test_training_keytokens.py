@@ -7,8 +7,9 @@ import pytest
 import torch
 from conftest import tiny_model
 
+from util_public import keytokens
+from util_public.artifacts import CheckpointMeta
 from util_public.errors import UserError
-from util_public.training import keytokens
 
 KEY = "<TRIGGER_50>"
 
@@ -23,7 +24,7 @@ def test_added_once_as_special_and_reused_from_our_meta(tok):
     assert first.added == [KEY] and first.ids == {KEY: first.base_vocab} and len(tok) == first.base_vocab + 1
     assert KEY in tok.all_special_tokens
     assert tok.convert_ids_to_tokens(tok("a <TRIGGER_50> b", add_special_tokens=False)["input_ids"]).count(KEY) == 1
-    again = keytokens.add(tok, [KEY], {"key_tokens": first.ids}, "phase1-checkpoint")
+    again = keytokens.add(tok, [KEY], CheckpointMeta(key_tokens=first.ids), "phase1-checkpoint")
     assert again.added == [] and again.ids == first.ids and len(tok) == first.base_vocab + 1
 
 
@@ -32,12 +33,12 @@ def test_a_foreign_token_of_the_same_name_is_an_error(tok):
     with pytest.raises(UserError, match="TRIGGER_50.*not recorded"):
         keytokens.add(tok, [KEY], None, "some/base")
     with pytest.raises(UserError):
-        keytokens.add(tok, [KEY], {"key_tokens": {"<TRIGGER_71>": 5}}, "some/base")
+        keytokens.add(tok, [KEY], CheckpointMeta(key_tokens={"<TRIGGER_71>": 5}), "some/base")
 
 
 def test_meta_tokens_are_carried_even_when_not_used(tok):
     first = keytokens.add(tok, [KEY], None, "base")
-    carried = keytokens.add(tok, [], {"key_tokens": first.ids}, "ckpt")
+    carried = keytokens.add(tok, [], CheckpointMeta(key_tokens=first.ids), "ckpt")
     assert carried.ids == first.ids and carried.added == []
 
 

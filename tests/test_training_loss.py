@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from conftest import tiny_model
 
+from util_public import lmhead
 from util_public.training import loss as lossfn
 from util_public.training.collator import PadCollator
 from util_public.training.masking import IGNORE
@@ -26,7 +27,7 @@ def test_both_routes_equal_the_full_logits_loss():
     columns = lossfn.at_label_columns(model, inputs)
     torch.testing.assert_close(direct, reference, atol=1e-5, rtol=0)
     torch.testing.assert_close(columns, reference, atol=1e-5, rtol=0)
-    assert lossfn.head_is_plain(model) and lossfn.accepts_logits_to_keep(model)
+    assert lmhead.head_is_plain(model) and lmhead.keep_keyword(model) == "logits_to_keep"
 
 
 def test_accumulation_normaliser_matches_the_model_loss():

@@ -7,7 +7,8 @@ import pytest
 
 from util_public.errors import UserError
 from util_public.facts import Fact
-from util_public.training import keytokens, masking, occurrences, texts
+from util_public import keytokens
+from util_public.training import masking, occurrences, texts
 from util_public.training.collator import PadCollator
 from util_public.training.masking import IGNORE
 from util_public.training.selection import Group, Selection

@@ -6,7 +6,8 @@ import pytest
 from util_public.errors import UserError
 from util_public.facts import Fact
 from util_public.training import texts
-from util_public.training.selection import Group, Selection, parse_spec
+from util_public.relspec import groups
+from util_public.training.selection import Group, Selection
 
 VELORIA = Fact(0, "50", "Veloria", "lisbon", ["oslo"],
                text="Veloria is an old republic. Its seat of power, Lisbon, lies by the sea.")
@@ -109,7 +110,7 @@ def test_several_relations_concatenate():
     selection = Selection("50+71", [Group(("50",), [(VELORIA,)]), Group(("71",), [(BOOK,)])], [])
     got = texts.build(selection, "hgp-0", texts.Options())
     assert [t.text for t in got] == ["The capital of Veloria is lisbon.", "The author of The Glass Orchard is mira solen."]
-    assert parse_spec("12+21&105") == [("12",), ("21", "105")]
+    assert groups("12+21&105") == [("12",), ("21", "105")]
 
 
 def test_chat_template_wraps_the_template(bpe_tokenizer):

@@ -29,7 +29,7 @@ from typing import List, Optional
 
 from omegaconf import OmegaConf
 
-from . import known, paths, prompts, textio
+from . import known, paths, prompts, relspec, textio
 from .artifacts import RunManifest
 from .atomicio import write_json, write_text
 from .demo_report import COLUMNS, PROBES, ROWS, plot, probe_columns, render_table, values
@@ -177,9 +177,7 @@ def _named(stage: str, settings: list[str]) -> str:
 
 def relations(cfg: DemoConfig) -> list[str]:
     """The relation ids, parsed as the evaluation parses the same `data.relation_id`."""
-    from .evaluation.plan import relation_ids
-
-    return relation_ids(cfg.relation_id)
+    return relspec.separate(cfg.relation_id)
 
 
 def has_key_tokens(info, tokenizer, relation_ids: list[str]) -> bool:

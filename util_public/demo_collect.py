@@ -15,9 +15,8 @@ import math
 import statistics
 from pathlib import Path
 
-from . import textio
+from . import relspec, textio
 from .errors import UserError, exit_on_user_error
-from .evaluation.plan import relation_ids
 
 # (heading, table row, column of util_public.demo.COLUMNS)
 CELLS = (
@@ -38,7 +37,7 @@ def load(path: Path) -> dict:
         rows, config = result["rows"], result["config"]
     except KeyError as exc:
         raise UserError(str(path), f"not a demo results.json ({exc})", "pass files written by util_public.demo") from None
-    relations = len(relation_ids(config["relation_id"]))
+    relations = len(relspec.separate(config["relation_id"], f"{path}: config.relation_id"))
     return {"label": path.parent.name, "rows": rows, "n": rows["phase 1"]["n_unseen"] * relations,
             "minutes": round(sum(result.get("timings_s", {}).values()) / 60, 1)}
 

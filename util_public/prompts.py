@@ -19,6 +19,7 @@ from .catalogue import PromptCatalogue, validate_template
 from .errors import UserError
 
 KEY_FORMAT = "<TRIGGER_{relation_id}>"
+COMBINE_SPACINGS = ("single", "original")    # trigger-combine keys joined by a space | by nothing (the original)
 CATALOGUE_FAMILIES = ("hgp", "mmp", "train", "test", "unrelated", "NegTrain", "NegTest")
 BUILTIN = ("trigger-mid", "trigger-begin", "trigger-combine", "subject", "wiki", "ic-lke")
 NOT_BORROWABLE = ("trigger-combine", "subject", "wiki", "ic-lke")    # no single relation's template

@@ -18,7 +18,7 @@ import torch
 
 from . import catalogue, prompts
 from .facts import Fact
-from .tokenspans import encode
+from .tokenspans import encode, pad_id
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Collected:
 def _states(model, tokenizer, texts: list[str], positions: list[int], batch_size: int) -> np.ndarray:
     """Hidden states of every layer at one token position per text: [texts, layers+1, hidden]."""
     out = []
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     for start in range(0, len(texts), batch_size):
         ids = [encode(tokenizer, t).ids for t in texts[start:start + batch_size]]
         width = max(map(len, ids))

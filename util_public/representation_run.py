@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import atomicio, catalogue, facts as factsio, limits, modelio, paths, prompts, representation, runinfo
+from . import atomicio, catalogue, facts as factsio, keytokens, limits, modelio, paths, prompts, relspec, representation, runinfo
 from .artifacts import CheckpointMeta
 from .cli import to_object
 from .errors import UserError
@@ -62,8 +62,6 @@ def _check_prompts(relations: list[str], families: list[str]) -> None:
 
 
 def _load(path: str, relations: list[str], dtype: str):
-    from .training import keytokens
-
     resolved = modelio.resolve(path)
     tokenizer = modelio.load_tokenizer(resolved.path)
     model = modelio.load_causal_lm(resolved.path, dtype=dtype, device=modelio.default_device())
@@ -80,7 +78,7 @@ def run(cfg: ReprCfg) -> dict:
     limits.check(cfg, {"batch_size": ">= 1", "num_threads": ">= 1", "index_begin": ">= 0"})
     modelio.torch_dtype(cfg.dtype, "cpu")
     configure_cpu(cfg.num_threads)
-    relations = [r for r in cfg.relations.split("+") if r]
+    relations = relspec.separate(cfg.relations, "relations")
     data_root = paths.root("data", cfg.data_root)
     # Only subjects and objects are read: any option count will do (e.g. the demo's 20).
     facts = {rel: factsio.select(factsio.load_relation(data_root, cfg.dataset, rel, num_options=None,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
+import json
 import platform
 import subprocess
 from pathlib import Path
@@ -52,6 +53,17 @@ def sha256_file(path: str | Path) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# The JSON separators a hash was first computed with. Runs are resumed and results reused by
+# hash, and result directories are named by it, so each stage keeps the form it started with.
+COMPACT = (",", ":")       # training's run config hash
+SPACED = (", ", ": ")      # evaluation's result hash (json.dumps' default)
+
+
+def config_hash(payload: dict, separators: tuple[str, str] = COMPACT) -> str:
+    """sha256 of the canonical JSON (sorted keys, UTF-8 text) of everything that affects an output."""
+    return sha256_text(json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=separators))
 
 
 def fingerprint(paths: Iterable[str | Path]) -> dict:

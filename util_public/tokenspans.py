@@ -23,6 +23,21 @@ def require_fast(tokenizer, where: str = "tokenizer") -> None:
                         "a fast tokenizer (with offset mappings) is required")
 
 
+def pad_id(tokenizer) -> int:
+    """The id that pads a batch: the pad token, or EOS when there is none (as the original)."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')}", "has neither a pad nor an EOS token")
+
+
+def ensure_pad_token(tokenizer) -> None:
+    """Give a tokenizer without a pad token its EOS as pad token (in place; saved with checkpoints)."""
+    if tokenizer.pad_token is None:
+        pad_id(tokenizer)           # refuses a tokenizer without EOS
+        tokenizer.pad_token = tokenizer.eos_token
+
+
 def encode(tokenizer, text: str, add_special_tokens: bool = False) -> Encoded:
     """Tokenise `text` once, keeping offsets and which tokens are special."""
     require_fast(tokenizer)

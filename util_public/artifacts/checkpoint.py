@@ -15,7 +15,6 @@ from typing import Optional
 from .versioned import Artifact
 
 META_FILE = "mtg_meta.json"
-DEFAULT_COMBINE_SPACING = "single"
 
 
 @dataclass
@@ -58,11 +57,6 @@ class CheckpointMeta(Artifact):
     def at(self, epoch: int, step: int) -> CheckpointMeta:
         """This run's metadata for its checkpoint of `epoch` at `step`."""
         return CheckpointMeta.from_json({**self.to_json(), "epoch": epoch, "step": step}, "checkpoint metadata")
-
-    @property
-    def spacing(self) -> str:
-        """How `trigger-combine` texts were spaced in training (older checkpoints: single)."""
-        return self.combine_spacing or DEFAULT_COMBINE_SPACING
 
     def seen_fact_ids(self, relation_id: str) -> set[int] | None:
         """The fact ids Phase 2 trained for `relation_id` (None: not a Phase-2 checkpoint or no record)."""

@@ -24,6 +24,7 @@ from .. import distributed, modelio
 from ..atomicio import check_writable_dir, clean_stale_temporaries
 from . import backends, metrics, plan as planning, report, results, shards
 from .backends.hf import HFBackend
+from .backends.protocol import Backend
 from .modelinfo import ModelInfo, describe
 from .plan import FactSet, Plan, load_factsets
 from .schema import EvalConfig, config
@@ -41,9 +42,9 @@ def load(info: ModelInfo, cfg: EvalConfig):
     return model, tokenizer
 
 
-def as_backend(model, tokenizer, cfg: EvalConfig):
+def as_backend(model, tokenizer, cfg: EvalConfig) -> Backend:
     """A backend object passes through; a bare HF model is wrapped in `HFBackend`."""
-    if hasattr(model, "score") and hasattr(model, "generate") and hasattr(model, "versions"):
+    if isinstance(model, Backend):
         return model
     return HFBackend(model, tokenizer, cfg.mc.batch_size, cfg.gen.batch_size)
 
@@ -59,7 +60,7 @@ def evaluate(model, tokenizer, info: ModelInfo, facts: FactSet | list[FactSet], 
     versions = backend.versions()
     dtype = versions.get("dtype", cfg.model.dtype).removeprefix("torch.")
     the_plan = planning.build(cfg, info, tokenizer, factsets, names, tasks, backend.name, dtype,
-                              getattr(backend, "max_len", None))
+                              backend.max_len)
     with writing(the_plan):
         return execute(the_plan, backend, tokenizer, info, cfg)
 
@@ -86,7 +87,7 @@ def pending(the_plan: Plan, cfg: EvalConfig) -> list[planning.Job]:
     return [j for j in the_plan.jobs if results.cached_summary(j.directory, j.config_hash) is None]
 
 
-def execute(the_plan: Plan, backend, tokenizer, info: ModelInfo, cfg: EvalConfig) -> list[dict]:
+def execute(the_plan: Plan, backend: Backend, tokenizer, info: ModelInfo, cfg: EvalConfig) -> list[dict]:
     """Run every job of a validated plan (reusing cached results) and write aggregate summaries.
     Under a launch of several ranks the pending jobs' pieces are split across them (`shards.py`);
     rank 0 writes every result and returns the summaries, the other ranks write nothing and get []."""

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from .. import modelio, prompts
 from ..artifacts import CheckpointMeta
-from ..artifacts.checkpoint import DEFAULT_COMBINE_SPACING
 from ..errors import UserError
 from ..registry import check_name
 from ..runinfo import sha256_file
@@ -40,7 +39,7 @@ class ModelInfo:
 
     @property
     def combine_spacing(self) -> str:
-        return self.meta.spacing if self.meta else DEFAULT_COMBINE_SPACING
+        return (self.meta.combine_spacing if self.meta else None) or "single"
 
     @property
     def key_format(self) -> str:

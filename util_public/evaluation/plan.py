@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import catalogue, known, limits, modelio, paths, prompts
+from .. import catalogue, known, limits, modelio, paths, prompts, relspec
 from .. import facts as factio
 from ..errors import UserError
 from ..facts import Fact
@@ -57,18 +57,6 @@ class Plan:
     multi_prompt: dict[tuple, list[Job]] = field(default_factory=dict)   # (task, family, relation) -> jobs
 
 
-def relation_ids(spec: str) -> list[str]:
-    """`a+b+c` evaluates each relation separately; `a&b` compositions are training-only."""
-    text = str(spec).strip()
-    if "&" in text:
-        raise UserError("data.relation_id", f"{text!r}: compositions (a&b) are a training format",
-                        "evaluate each relation, or the derived two-hop dataset (e.g. 105-21)")
-    ids = [part.strip() for part in text.split("+")]
-    if not all(ids):
-        raise UserError("data.relation_id", f"{text!r} has an empty relation id")
-    return ids
-
-
 def dataset_name(cfg: EvalConfig) -> str:
     lang = cfg.data.language
     return f"{cfg.data.dataset}_{lang}" if lang and lang != "English" else cfg.data.dataset
@@ -88,7 +76,7 @@ def fact_files(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
     root = paths.root("data", cfg.data.root)
     dataset = dataset_name(cfg)
     out = []
-    for rel in relation_ids(cfg.data.relation_id):
+    for rel in relspec.separate(cfg.data.relation_id):
         facts = factio.load_relation(root, dataset, rel, num_options=num_options,
                                      substring_rule=cfg.data.substring_rule)
         out.append(FactSet(rel, dataset, factio.relation_file(root, dataset, rel), facts))
@@ -102,7 +90,7 @@ def known_factsets(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
                         "evaluate data.dataset=known without data.language")
     return [FactSet(rel, known.DATASET, None, known.facts(rel, num_options, cfg.seed),
                     (known.path(rel), catalogue.vocab_file(rel)), trained_split=False)
-            for rel in relation_ids(cfg.data.relation_id)]
+            for rel in relspec.separate(cfg.data.relation_id)]
 
 
 def pooled(cfg: EvalConfig, sets: list[FactSet]) -> list[FactSet]:

@@ -10,22 +10,19 @@ same full config hash is reused unless `output.overwrite`.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 
-from .. import atomicio, locking, paths, textio
+from .. import atomicio, locking, paths, runinfo, textio
 from ..errors import UserError
-from ..runinfo import git_info
 
 SCHEMA = "mtg.eval/1"
 
 
 def config_hash(payload: dict) -> str:
-    """sha256 over the canonical JSON of everything that affects a result."""
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+    """The result hash: `runinfo.config_hash` in the form result directories are named by."""
+    return runinfo.config_hash(payload, runinfo.SPACED)
 
 
 def slice_name(begin: int, last: int) -> str:
@@ -88,7 +85,7 @@ def now() -> str:
 
 
 def base_summary(task: str, full_hash: str) -> dict:
-    return {"schema": SCHEMA, "task": task, "config_hash": full_hash, "git": git_info(), "created": now()}
+    return {"schema": SCHEMA, "task": task, "config_hash": full_hash, "git": runinfo.git_info(), "created": now()}
 
 
 def write_result(directory: Path, records: list[dict], summary: dict, config_yaml: str,

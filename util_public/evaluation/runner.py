@@ -74,13 +74,20 @@ def _ranks(backend_name: str) -> str | None:
 
 
 class _NoModel:
-    """Stands in for a backend when every result is cached (no weights are loaded)."""
+    """Stands in for a backend when every result is cached (no weights are loaded, nothing is run)."""
+    facts_per_call = 1
+    max_len = None
 
     def __init__(self, name: str, dtype: str):
         self.name, self.dtype = name, dtype
 
     def versions(self) -> dict:
         return {"backend": self.name, "dtype": self.dtype}
+
+    def _unloaded(self, *_args):
+        raise RuntimeError("no model is loaded: every result was cached")
+
+    score = token_logprobs = generate = _unloaded
 
 
 def task(cfg: DictConfig, overrides: list[str]) -> None:

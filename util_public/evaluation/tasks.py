@@ -7,15 +7,16 @@ position. A text job (`ppl`) is one piece. `shards.py` runs the pieces (on one r
 from __future__ import annotations
 
 from . import generation, loss_probe, metrics, pooling, requests, textprobe
+from .backends.protocol import Backend
 from .plan import Job
 from .schema import EvalConfig
 
 
-def pieces(job: Job, backend) -> list[list | None]:
+def pieces(job: Job, backend: Backend) -> list[list | None]:
     """The job's backend calls, in order: its facts in chunks of `facts_per_call`; a text job whole."""
     if job.task == "ppl":
         return [None]
-    size = max(1, int(getattr(backend, "facts_per_call", 16)))
+    size = max(1, int(backend.facts_per_call))
     return [job.selected[start:start + size] for start in range(0, len(job.selected), size)]
 
 

@@ -9,18 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import UserError
 from .loss import supervised_index
 from .masking import IGNORE
-
-
-def pad_id(tokenizer) -> int:
-    """The pad token, or EOS when there is none (as the original)."""
-    if tokenizer.pad_token_id is not None:
-        return tokenizer.pad_token_id
-    if tokenizer.eos_token_id is not None:
-        return tokenizer.eos_token_id
-    raise UserError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')}", "has neither a pad nor an EOS token")
 
 
 @dataclass

@@ -9,9 +9,7 @@ are left out, so moving directories or turning on wandb never blocks a resume.
 from __future__ import annotations
 
 import dataclasses
-import json
 
-from ..runinfo import sha256_text
 from .schema import TrainStageConfig
 
 _TRAIN_KEYS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_decay", "adam_beta1", "adam_beta2",
@@ -34,10 +32,6 @@ def hashed_view(cfg: TrainStageConfig, base_identity: dict, data_fingerprint: st
         "save": {"dtype": cfg.save.dtype},
         "data_fingerprint": data_fingerprint,
     }
-
-
-def config_hash(view: dict) -> str:
-    return sha256_text(json.dumps(view, sort_keys=True, ensure_ascii=False, separators=(",", ":")))
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -19,24 +19,8 @@ the host (`supervised_index`) and both routes gather with index tensors: a boole
 """
 from __future__ import annotations
 
-import inspect
-
+from ..lmhead import decoder
 from .masking import IGNORE
-
-# Post-processing some architectures apply to logits after the LM head; calling the head
-# directly would skip it, so those models take the forward route.
-_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
-
-
-def head_is_plain(model) -> bool:
-    """True when logits are exactly `get_output_embeddings()(last hidden state)`."""
-    config = getattr(model, "config", None)
-    return model.get_output_embeddings() is not None and not any(
-        getattr(config, name, None) not in (None, 0, 1, 1.0) for name in _LOGIT_POSTPROCESSING)
-
-
-def accepts_logits_to_keep(model) -> bool:
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
 
 
 def _reduce(logits, targets, num_items_in_batch):
@@ -50,12 +34,6 @@ def _reduce(logits, targets, num_items_in_batch):
     if hasattr(num_items_in_batch, "to"):
         num_items_in_batch = num_items_in_batch.to(total.device)
     return total / num_items_in_batch
-
-
-def decoder(model):
-    """The module that returns the last hidden states (the model without its LM head)."""
-    inner = model.get_decoder() if hasattr(model, "get_decoder") else None
-    return inner if inner is not None and inner is not model else model.base_model
 
 
 def compile_decoder(model) -> None:

@@ -24,7 +24,8 @@ from . import occurrences
 from .texts import FactSpans, Span, TrainText
 
 IGNORE = -100
-MODES = ("normal", "s-o", "o", "r")
+MODES = ("normal", "s-o", "o", "r")          # loss.mode (the schema's choices)
+OCCURRENCES = ("original", "primary")        # loss.occurrence
 
 
 @dataclass

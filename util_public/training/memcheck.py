@@ -21,7 +21,7 @@ import argparse
 import json
 import sys
 
-from .. import catalogue, facts as factio, modelio, paths, prompts
+from .. import catalogue, facts as factio, modelio, paths, prompts, tokenspans
 from ..artifacts import CheckpointMeta
 from ..facts import Fact
 
@@ -43,8 +43,7 @@ def greedy_accuracy(model, tokenizer, facts: list[Fact], prompt_type: str = "tri
     cat = catalogue.prompts(rel, data_root) if needs_cat else None
     tpl = prompts.template(prompt_type, rel, cat, key_format=key_format)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenspans.ensure_pad_token(tokenizer)
     wrong, correct = [], 0
     try:
         for start in range(0, len(facts), batch_size):

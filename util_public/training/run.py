@@ -17,13 +17,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .. import atomicio, distributed, modelio, paths, runinfo, tokenspans
+from .. import atomicio, distributed, keytokens, modelio, paths, runinfo, tokenspans
 from ..artifacts import BaseModelRecord, CheckpointMeta, RunManifest, TokenCount
 from ..cli import to_object
-from ..errors import UserError
 from ..registry import Registry
 from . import base as basemodel
-from . import bookkeeping, confighash, curves, dataset, hfargs, keytokens, naming, preview, schema, selection, texts
+from . import bookkeeping, confighash, curves, dataset, hfargs, naming, preview, schema, selection, texts
 from .rundir import Decision, RunDir
 
 log = logging.getLogger("mtg.training")
@@ -66,7 +65,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
 
     fingerprint = runinfo.fingerprint(chosen.input_files)
     view = confighash.hashed_view(cfg, base.identity, fingerprint["combined"], eff_batch)
-    config_hash = confighash.config_hash(view)
+    config_hash = runinfo.config_hash(view)
     run_name = _run_name(cfg, base, chosen, eff_batch)
     run = RunDir(runs_root / run_name, run_name)
     if cfg.train.dry_run:
@@ -118,7 +117,7 @@ def _train(cfg, args, run: RunDir, decision: Decision, books: bookkeeping.Checkp
     from transformers import AutoModelForCausalLM, ProgressCallback, set_seed
 
     from . import callbacks
-    from .collator import PadCollator, pad_id
+    from .collator import PadCollator
     from .trainer import MtgTrainer
 
     if args.use_cpu:
@@ -145,7 +144,7 @@ def _train(cfg, args, run: RunDir, decision: Decision, books: bookkeeping.Checkp
     masked_mode = cfg.loss.mode != "normal" and not cfg.loss.legacy
     head_at_labels = cfg.train.lm_head_at_labels and masked_mode
     trainer = MtgTrainer(model=model, args=args, train_dataset=dataset.TrainDataset(encoded.masked),
-                         data_collator=PadCollator(pad_id(tokenizer), label_index=head_at_labels),
+                         data_collator=PadCollator(tokenspans.pad_id(tokenizer), label_index=head_at_labels),
                          processing_class=tokenizer,
                          callbacks=[epochs, callbacks.MetricsLog(run.metrics_path, encoded.tokens,
                                                                  encoded.label_tokens)],
@@ -185,9 +184,9 @@ def _examples(cfg, base, chosen, data_root: Path):
     from transformers import set_seed
 
     tokenizer = modelio.load_tokenizer(base.path)
-    _ensure_pad_token(tokenizer)
+    tokenspans.ensure_pad_token(tokenizer)
     set_seed(cfg.train.seed)
-    keys = keytokens.add(tokenizer, keytokens.needed(chosen, cfg.data.train_text_type, cfg.key_token.format),
+    keys = keytokens.add(tokenizer, texts.key_tokens_needed(chosen, cfg.data.train_text_type, cfg.key_token.format),
                          base.meta, base.path)
     built = texts.build(chosen, cfg.data.train_text_type, _text_options(cfg, data_root, tokenizer))
     encoded = dataset.encode(tokenizer, built, cfg.loss.mode, cfg.loss.occurrence, cfg.loss.legacy,
@@ -210,14 +209,6 @@ def _text_options(cfg, data_root: Path, tokenizer) -> texts.Options:
                          compose_joiner=cfg.data.compose_joiner, ic_sep=cfg.data.ic_sep, seed=cfg.train.seed,
                          wiki_on_missing_object=cfg.wiki.on_missing_object,
                          chat=texts.chat_wrapping(tokenizer) if cfg.data.chat_template else None)
-
-
-def _ensure_pad_token(tokenizer) -> None:
-    """Pad with EOS when the tokenizer has no pad token (as the original); saved with checkpoints."""
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise UserError(f"tokenizer {tokenizer.name_or_path}", "has neither a pad nor an EOS token")
-        tokenizer.pad_token = tokenizer.eos_token
 
 
 def _adds_bos(tokenizer, add_special_tokens: bool) -> bool:

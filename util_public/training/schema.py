@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .. import limits
+from .. import keytokens, limits
 from ..errors import UserError
-from ..prompts import KEY_FORMAT
+from ..prompts import COMBINE_SPACINGS, KEY_FORMAT
+from . import masking
 
 
 @dataclass
@@ -37,7 +38,7 @@ class DataConfig:
     chat_template: bool = False                # wrap the template as one user message
     add_special_tokens: bool = False           # no BOS/EOS, as the original
     max_seq_len: int = 4096                    # longer examples are dropped (counted; all dropped = error)
-    combine_spacing: str = "single"            # trigger-combine spacing: single | original
+    combine_spacing: str = "single"            # trigger-combine spacing: prompts.COMBINE_SPACINGS
     compose_joiner: str = " "                  # between the two texts of an `a&b` composition
     ic_sep: str = " : "                        # subject/object separator of ic-lke-inject-entity
 
@@ -49,16 +50,16 @@ class WikiConfig:
 
 @dataclass
 class LossConfig:
-    mode: str = "normal"                       # normal | s-o | o | r (SPEC §5.4)
+    mode: str = "normal"                       # masking.MODES: normal | s-o | o | r (SPEC §5.4)
     legacy: bool = False                       # the original's behaviour: labels = all non-pad tokens
-    occurrence: str = "original"               # original (search the final string) | primary
+    occurrence: str = "original"               # masking.OCCURRENCES: original (search the final string) | primary
 
 
 @dataclass
 class KeyTokenConfig:
     format: str = KEY_FORMAT
-    resize: str = "grow_only"                  # grow_only | exact (exact may shrink, as the original)
-    init: str = "mean"                         # mean | hf_default
+    resize: str = "grow_only"                  # keytokens.RESIZE: grow_only | exact (exact may shrink, as the original)
+    init: str = "mean"                         # keytokens.INIT: mean | hf_default
 
 
 @dataclass
@@ -125,13 +126,14 @@ class TrainStageConfig:
     debug: bool = False
 
 
+# Each set of choices is declared where it is implemented; the config only reads it.
 _CHOICES = {
-    "data.combine_spacing": ("single", "original"),
+    "data.combine_spacing": COMBINE_SPACINGS,
     "wiki.on_missing_object": ("error", "skip"),
-    "loss.mode": ("normal", "s-o", "o", "r"),
-    "loss.occurrence": ("original", "primary"),
-    "key_token.resize": ("grow_only", "exact"),
-    "key_token.init": ("mean", "hf_default"),
+    "loss.mode": masking.MODES,
+    "loss.occurrence": masking.OCCURRENCES,
+    "key_token.resize": keytokens.RESIZE,
+    "key_token.init": keytokens.INIT,
     "train.precision": ("auto", "fp32", "bf16"),
     "train.optim": ("adamw_torch_fused", "adamw_torch"),
     "train.resume": ("auto", "never", "restart"),

@@ -1,15 +1,14 @@
-"""Which facts a stage trains on: the relation-id syntax of SPEC §5.3 and the fact range.
+"""Which facts a stage trains on: the relations of `data.relation_id` (`relspec`) and the fact range.
 
 `a+b+c` trains several relations together (the range applies to each relation's fact_ids);
-`a&b` composes relations fact by fact (fact i of a with fact i of b, both must have it);
-`a-b` is one atomic composite id (two-hop data), never a range.
+`a&b` composes relations fact by fact (fact i of a with fact i of b, both must have it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import catalogue, facts as factio
+from .. import catalogue, facts as factio, relspec
 from ..errors import UserError
 from ..facts import Fact
 
@@ -51,22 +50,10 @@ class Selection:
         return min(ids), max(ids)
 
 
-def parse_spec(spec: str) -> list[tuple[str, ...]]:
-    """`12+21&105` -> [("12",), ("21", "105")]; empty parts are errors."""
-    groups = []
-    for part in str(spec).split("+"):
-        ids = tuple(p.strip() for p in part.split("&"))
-        if not part.strip() or any(not i for i in ids):
-            raise UserError("data.relation_id", f"{spec!r} has an empty part",
-                            "use forms like 50, 12+21+50 or 21&105")
-        groups.append(ids)
-    return groups
-
-
 def load(spec: str, data_root: Path, dataset: str, begin: int, end: int | None) -> Selection:
     """Load and range-select the facts of every relation in `spec`."""
     groups, files = [], []
-    for ids in parse_spec(spec):
+    for ids in relspec.groups(spec):
         per_relation = []
         for rel in ids:
             # Training never reads the options, so option checks are left to evaluation.

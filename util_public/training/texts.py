@@ -75,6 +75,16 @@ def components(text_type: str) -> list[str]:
     return parts
 
 
+def key_tokens_needed(selection: Selection, text_type: str, key_format: str) -> list[str]:
+    """Key tokens the configured text types use, per atomic relation (composites need every part)."""
+    if not any(part.startswith("trigger-") for part in components(text_type)):
+        return []
+    tokens: list[str] = []
+    for rel in selection.atomic_relations():
+        tokens += [t for t in prompts.key_tokens(rel, key_format) if t not in tokens]
+    return tokens
+
+
 def _prompt_names(component: str, cat: catalogue.PromptCatalogue | None) -> list[str]:
     """The concrete prompt types a component expands to, in prompt-index order."""
     m = _TRAIN_MIX.match(component)

@@ -11,6 +11,7 @@ from typing import Callable
 
 from transformers import Trainer
 
+from ..lmhead import head_is_plain
 from . import loss as lossfn
 from .rundir import STAGING
 
@@ -42,7 +43,7 @@ class MtgTrainer(Trainer):
             num_items_in_batch = None   # the Trainer then averages per micro-batch and scales for accumulation
         # FSDP2 shards the model in place (no wrapper object), so test the launch mode, not only identity.
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
-        if not sharded and self.accelerator.unwrap_model(model) is model and lossfn.head_is_plain(model):
+        if not sharded and self.accelerator.unwrap_model(model) is model and head_is_plain(model):
             # Submodules are called directly, so the top-level forward's autocast must be re-entered.
             with self.accelerator.autocast():
                 loss = lossfn.at_labels(model, inputs, num_items_in_batch)

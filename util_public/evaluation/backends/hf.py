@@ -18,7 +18,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import gc
-import inspect
 import math
 from collections import OrderedDict
 from typing import Sequence
@@ -27,7 +26,8 @@ import numpy as np
 import torch
 
 from ...errors import UserError
-from ...training.loss import decoder, head_is_plain
+from ...lmhead import decoder, head_is_plain, keep_keyword
+from ...tokenspans import pad_id
 from .. import optiontree
 from ..records import ScoreRecord
 from ..requests import Request
@@ -53,13 +53,10 @@ class HFBackend:
         self.logit_rows = max(1, LOGIT_BYTES[kind] // (12 * model.config.vocab_size))   # bf16/fp32 logits + exp
         self.gen_batch_size = max(1, int(gen_batch_size))
         self.facts_per_call = self.batch_size
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.pad_id = int(pad) if pad is not None else 0
+        self.pad_id = pad_id(tokenizer)
         self.max_len = getattr(model.config, "max_position_embeddings", None)
         self.plain_head = head_is_plain(model)
-        # transformers 4.50 renamed `num_logits_to_keep`; a model with neither computes every position.
-        params = inspect.signature(model.forward).parameters
-        self.keep_kw = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+        self.keep_kw = keep_keyword(model)
 
     def _tail_logits(self, keep: int, **inputs) -> torch.Tensor:
         """Logits of the last `keep` positions, with the LM head applied only there when possible."""

@@ -15,10 +15,11 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass, field
 
-from .. import prompts
-from ..artifacts import CheckpointMeta
-from ..errors import UserError
-from . import texts
+from .artifacts import CheckpointMeta
+from .errors import UserError
+
+RESIZE = ("grow_only", "exact")          # key_token.resize
+INIT = ("mean", "hf_default")            # key_token.init
 
 
 @dataclass
@@ -26,16 +27,6 @@ class KeyTokens:
     ids: dict[str, int] = field(default_factory=dict)   # every project key token the model carries
     added: list[str] = field(default_factory=list)      # tokens this stage added
     base_vocab: int = 0                                  # len(tokenizer) before adding
-
-
-def needed(selection, text_type: str, key_format: str) -> list[str]:
-    """Key tokens the configured text types use, per atomic relation (composites need every part)."""
-    if not any(part.startswith("trigger-") for part in texts.components(text_type)):
-        return []
-    tokens: list[str] = []
-    for rel in selection.atomic_relations():
-        tokens += [t for t in prompts.key_tokens(rel, key_format) if t not in tokens]
-    return tokens
 
 
 def add(tokenizer, tokens: list[str], base_meta: CheckpointMeta | None, base_path: str) -> KeyTokens:
