@@ -38,6 +38,15 @@ def to_object(cfg: DictConfig) -> Any:
     return OmegaConf.to_object(cfg)
 
 
+def compose(config_dir: Path, config_name: str, schema_name: str, schema: Any, overrides: list[str]) -> DictConfig:
+    """The composed config, as the entry point with these overrides would see it (library use)."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    ConfigStore.instance().store(name=schema_name, node=schema)
+    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
 def hydra_entry(config_dir: Path, config_name: str, schema_name: str, schema: type,
                 task: Callable[[DictConfig, list[str]], Any]) -> None:
     """Run `task(cfg, overrides)` as a Hydra app whose YAML defaults start from `schema_name`."""

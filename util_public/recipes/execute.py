@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .. import atomicio, launcher, paths
 from ..artifacts import RunManifest
+from ..cli import compose, to_object
 from ..errors import UserError, exit_on_user_error
 from ..facts import load_relation, relation_file, write_facts
 from . import collect
@@ -29,16 +30,6 @@ from .plan import ModelRef, Step, model_refs, read
 TRAIN_CONF = paths.REPO_ROOT / "training" / "conf"
 EVAL_CONF = paths.REPO_ROOT / "evaluation" / "conf"
 GEN_CONF = paths.REPO_ROOT / "data_generation" / "conf"
-
-
-def compose(conf_dir: Path, config_name: str, schema_name: str, schema_node, overrides: list[str]):
-    """The composed Hydra config, as the entry point with these overrides would see it."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name=schema_name, node=schema_node)
-    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
 
 
 def quoted(key: str, value: str) -> str:
@@ -148,7 +139,6 @@ class Executor:
     def _eval(self, step: Step) -> None:
         from ..evaluation import runner
         from ..evaluation.schema import EvalConfig
-        from ..cli import to_object
 
         names = self.resolve(model_refs(step.args[0], f"eval {step.args[0]}"))
         self.write_recipe_json()

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import atomicio, distributed, keytokens, modelio, paths, runinfo, tokenspans
 from ..artifacts import BaseModelRecord, CheckpointMeta, RunManifest, TokenCount
+from .. import cli
 from ..cli import to_object
 from ..registry import Registry
 from . import base as basemodel
@@ -33,12 +34,7 @@ PREVIEW_IN_LOG = 5
 
 def compose(config_name: str = "phase1", overrides: list[str] | None = None) -> DictConfig:
     """The composed config, as `training/train.py --config-name NAME overrides...` would see it."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=schema.TrainStageConfig)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides or []))
+    return cli.compose(CONF_DIR, config_name, SCHEMA_NAME, schema.TrainStageConfig, list(overrides or []))
 
 
 def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:

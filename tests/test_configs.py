@@ -1,0 +1,111 @@
+"""Every shipped YAML composes against its schema into a valid typed config, and holds overrides only:
+the dataclass holds the defaults, a primary config sets only what differs from its parent, and a
+group file (+experiment=, +compat=) only what differs in at least one config it is composed onto."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from util_public import demo, representation_run
+from util_public.cli import compose, to_object
+from util_public.datagen import schema as gen_schema
+from util_public.evaluation.plan import check_config
+from util_public.evaluation.schema import EvalConfig
+from util_public.paths import REPO_ROOT
+from util_public.training import schema as train_schema
+
+TRAIN = ("training/conf", "train_schema", train_schema.TrainStageConfig)
+EVAL = ("evaluation/conf", "eval_schema", EvalConfig)
+REPR = ("evaluation/conf", "represent_schema", representation_run.ReprCfg)
+GEN = ("data_generation/conf", "gen_schema", gen_schema.schema_node())
+# Primary configs: (stage, parent config or None for the schema itself).
+PRIMARY = {
+    "training/conf/train.yaml": (TRAIN, None), "training/conf/phase1.yaml": (TRAIN, "train"),
+    "training/conf/phase2.yaml": (TRAIN, "train"),
+    "evaluation/conf/eval.yaml": (EVAL, None), "evaluation/conf/eval_gen.yaml": (EVAL, None),
+    "evaluation/conf/eval_all_loss.yaml": (EVAL, None), "evaluation/conf/ic_lke.yaml": (EVAL, None),
+    "evaluation/conf/represent.yaml": (REPR, None), "data_generation/conf/gen_config.yaml": (GEN, None),
+}
+# Group folders: the primary configs their files are composed onto.
+GROUPS = {"training/conf/experiment": ("phase1", "phase2"), "training/conf/compat": ("phase1", "phase2"),
+          "evaluation/conf/experiment": ("eval", "eval_gen", "eval_all_loss", "ic_lke")}
+DEMO_RECIPES = {"recipes/demo.yaml": "full", "recipes/demo_quick.yaml": "quick"}
+
+
+def _compose(stage, name: str, overrides=()):
+    folder, schema_name, node = stage
+    return compose(REPO_ROOT / folder, name, schema_name, node, list(overrides))
+
+
+def _check_typed(stage, cfg) -> None:
+    """The composed config converts to the stage's dataclass and passes its own checks."""
+    if stage is GEN:
+        gen_schema.load(cfg)
+        return
+    typed = to_object(cfg)
+    assert isinstance(typed, stage[2])
+    if stage is TRAIN:
+        if typed.model.base is None and typed.model.base_run is None:
+            typed.model.base = "given-on-the-command-line"
+        train_schema.validate(typed)
+    elif stage is EVAL:
+        check_config(typed, typed.tasks, typed.backend)
+
+
+def _leaves(node, prefix=""):
+    for key, value in node.items():
+        if key == "defaults":
+            continue
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _value(cfg, dotted: str):
+    return OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(cfg, dotted)}))["v"]
+
+
+def _own_keys(rel: str) -> list[tuple[str, object]]:
+    return list(_leaves(OmegaConf.to_container(OmegaConf.load(REPO_ROOT / rel))))
+
+
+def test_every_shipped_yaml_is_covered():
+    shipped = {str(p.relative_to(REPO_ROOT)) for folder in ("training/conf", "evaluation/conf", "data_generation/conf")
+               for p in (REPO_ROOT / folder).rglob("*.yaml")}
+    grouped = {p for p in shipped if str(Path(p).parent) in GROUPS}
+    assert shipped == set(PRIMARY) | grouped
+    assert {str(p.relative_to(REPO_ROOT)) for p in REPO_ROOT.glob("recipes/*.yaml")} == set(DEMO_RECIPES)
+
+
+@pytest.mark.parametrize("rel", sorted(PRIMARY))
+def test_primary_config_composes_and_restates_no_default(rel):
+    stage, parent = PRIMARY[rel]
+    cfg = _compose(stage, Path(rel).stem)
+    _check_typed(stage, cfg)
+    base = _compose(stage, parent) if parent else OmegaConf.structured(stage[2])
+    restated = [key for key, value in _own_keys(rel) if _value(base, key) == value]
+    assert restated == [], f"{rel} restates its parent's values"
+
+
+@pytest.mark.parametrize("rel", sorted(str(p.relative_to(REPO_ROOT)) for folder in GROUPS
+                                       for p in (REPO_ROOT / folder).glob("*.yaml")))
+def test_group_file_composes_onto_each_config_and_changes_something_in_one(rel):
+    folder = str(Path(rel).parent)
+    stage = TRAIN if folder.startswith("training") else EVAL
+    override = f"+{Path(folder).name}={Path(rel).stem}"
+    bases = {name: _compose(stage, name) for name in GROUPS[folder]}
+    for name in bases:
+        _check_typed(stage, _compose(stage, name, [override]))
+    same_everywhere = [key for key, value in _own_keys(rel) if all(_value(b, key) == value for b in bases.values())]
+    assert same_everywhere == [], f"{rel} sets values every base config already has"
+
+
+@pytest.mark.parametrize("rel", sorted(DEMO_RECIPES))
+def test_demo_recipe_types_against_its_schema(rel):
+    cfg = demo.load_config(DEMO_RECIPES[rel])
+    assert isinstance(cfg, demo.DemoConfig) and cfg.variant == DEMO_RECIPES[rel]
+    for stage, config_name in ((cfg.phase1, "phase1"), (cfg.phase2, "phase2")):
+        assert to_object(_compose(TRAIN, config_name, stage))
