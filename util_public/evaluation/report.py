@@ -6,14 +6,17 @@ comparable with the original) and `avg_loss` for the loss probe; `--metric` pick
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from .. import atomicio
+from .. import atomicio, plotting
 from .results import read_summary
 
 HEADLINE = {"mc": "accuracy", "gen": "contains", "loss": "avg_loss", "ppl": "perplexity"}
+AXIS = {("mc", "accuracy"): "MC accuracy", ("gen", "contains"): "generation: contains gold",
+        ("gen", "prefix"): "generation: starts with gold", ("gen", "exact"): "generation: exact",
+        ("loss", "avg_loss"): "loss probe: mean loss (nats)", ("ppl", "perplexity"): "text perplexity"}
 SLICES = ("all", "seen", "unseen")
+SLICE_COLOURS = {"all": "tab:blue", "seen": "tab:orange", "unseen": "tab:green"}
 
 
 def result_line(summary: dict, directory: Path) -> str:
@@ -82,29 +85,53 @@ def table(summaries: list[dict], metric: str | None = None) -> str:
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
 
 
-def bar_chart(summaries: list[dict], png: str | Path, metric: str | None = None) -> Path:
-    """Grouped bars (one group per result row, one bar per slice) saved as a PNG."""
-    import matplotlib
+def axis_label(task: str, metric: str) -> str:
+    """The y-axis name of one panel: the task and its metric."""
+    return AXIS.get((task, metric), f"{task}: {metric}")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def _tick(row: dict, label: str, varies: set[str]) -> str:
+    """A bar group's tick: the model's short label, the prompt type (a text for ppl), and the
+    relation and dataset where they differ within the panel."""
+    parts = [label, str(row["prompt_type"] if row["prompt_type"] is not None else row["dataset"])]
+    if "relation" in varies:
+        parts.append(f"r{row['relation']}")
+    if "dataset" in varies and row["prompt_type"] is not None:
+        parts.append(str(row["dataset"]))
+    return "\n".join(parts)
+
+
+def bar_chart(summaries: list[dict], png: str | Path, metric: str | None = None) -> Path:
+    """One panel per (task, metric), a bar group per result (model as M1, M2, ...: the key under the
+    panels names them), one bar per slice present, with the standard deviation of aggregates."""
     import numpy as np
 
     table_rows = rows(summaries, metric)
-    labels = [f"{r['model']}\n{r['relation']} {r['prompt_type']}\n{r['task']}:{r['metric']}" for r in table_rows]
-    x = np.arange(len(table_rows))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(table_rows) + 2), 4.8))
-    width = 0.8 / len(SLICES)
-    for k, slice_ in enumerate(SLICES):
-        vals = [r[slice_][0] if r[slice_][0] is not None else np.nan for r in table_rows]
-        sds = [r[slice_][1] or 0.0 for r in table_rows]
-        ax.bar(x + (k - 1) * width, vals, width, yerr=sds, label=slice_, capsize=2)
-    ax.set_xticks(x, labels, fontsize=7, rotation=0)
-    ax.set_ylabel(metric or "headline metric")
-    ax.legend(title="slice")
-    ax.set_title("Evaluation results")
-    fig.tight_layout()
-    buf = io.BytesIO()   # rendered in memory, then written atomically (no torn PNG on a kill)
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    return atomicio.write_bytes(png, buf.getvalue())
+    labels = plotting.short_labels(sorted({str(r["model"]) for r in table_rows}))
+    panels: dict[tuple, list[dict]] = {}
+    for r in table_rows:
+        panels.setdefault((r["task"], r["metric"]), []).append(r)
+    ticks = {key: _ticks(members, labels) for key, members in panels.items()}
+    group_in = max(0.75, plotting.CHAR_IN * max(len(line) for t in ticks.values() for tick in t for line in tick.split("\n")))
+    widest = max(len(p) for p in panels.values())
+    fig = plotting.Figure(len(panels), 1, (min(24.0, max(6.5, group_in * widest + 2.0)), 3.2), labels)
+    for ax, ((task, name), members) in zip(fig.axes[:, 0], panels.items()):
+        present = [s for s in SLICES if any(m[s][0] is not None for m in members)]
+        width = 0.8 / len(present)
+        x = np.arange(len(members))
+        for k, slice_ in enumerate(present):
+            vals = [m[slice_][0] if m[slice_][0] is not None else np.nan for m in members]
+            sds = [m[slice_][1] or 0.0 for m in members]
+            ax.bar(x + (k - (len(present) - 1) / 2) * width, vals, width, yerr=sds, label=slice_, capsize=2,
+                   color=SLICE_COLOURS[slice_])
+        ax.set_xticks(x, ticks[(task, name)], fontsize=7)
+        ax.set_xlim(-0.6, len(members) - 0.4)
+        ax.set_ylabel(axis_label(task, name), fontsize=8)
+        ax.legend(title="slice", fontsize=7, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.title(f"Evaluation results ({len(table_rows)} results; error bars: sd over an aggregate's members)")
+    return fig.save(png)
+
+
+def _ticks(members: list[dict], labels: dict[str, str]) -> list[str]:
+    varies = {k for k in ("relation", "dataset") if len({str(m[k]) for m in members}) > 1}
+    return [_tick(m, labels[str(m["model"])], varies) for m in members]

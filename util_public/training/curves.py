@@ -1,10 +1,9 @@
 """The loss-curve PNG of a run, drawn from its metrics.jsonl (matplotlib, Agg backend)."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from .. import atomicio
+from .. import atomicio, plotting
 
 
 def plot(metrics_path: Path, out_path: Path, title: str) -> Path | None:
@@ -16,22 +15,14 @@ def plot(metrics_path: Path, out_path: Path, title: str) -> Path | None:
     epochs = [(r["step"], r["mean_loss"]) for r in records if r.get("type") == "epoch" and r.get("mean_loss") is not None]
     if not steps:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = plotting.Figure(1, 1, (7, 4))
+    ax = fig.axes[0, 0]
     ax.plot(*zip(*steps), lw=0.8, alpha=0.6, label="step loss")
     if epochs:
         ax.plot(*zip(*epochs), "o-", lw=1.5, label="epoch mean")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")
-    ax.set_title(title[:90], fontsize=8)
+    ax.set_title(plotting.wrap(title, 6.5, 8), fontsize=8)
     ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomicio.write_bytes(out_path, buf.getvalue())
+    return fig.save(out_path)
