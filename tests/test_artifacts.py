@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from util_public.artifacts import CheckpointMeta, RunManifest
+from util_public.artifacts import CheckpointMeta, ResultSummary, RunManifest
 from util_public.artifacts.__main__ import main
 from util_public.errors import UserError
 from util_public.paths import REPO_ROOT
@@ -35,8 +35,22 @@ OLD_META = {"schema": "mtg.meta/1", "key_tokens": {"<TRIGGER_50>": 3000}, "key_t
             "relation_ids": ["50"], "trained_fact_ids": {"50": [0, 1, 2]}, "train_text_type": "hgp-0",
             "loss_mode": "o", "legacy_loss": False, "epoch": 1, "step": 2}
 
+# Result summaries as the writer before the typed module wrote them: a result over facts, an aggregate.
+OLD_RESULT = {"schema": "mtg.eval/1", "task": "mc", "config_hash": "ef" * 32, "git": "unknown",
+              "created": "2025-01-01T00:00:00+00:00", "model": {"name": "p2", "path": "/r/p2/checkpoint-2",
+                                                                "mtg_meta": OLD_META},
+              "prompt_type": "hgp-0", "test_type": "close", "open_content": None, "dataset": "sync_random_o",
+              "relation_id": "50", "fact_range": {"begin": 0, "end": 100}, "seen_fact_ids": [0, 1, 2],
+              "backend": {"backend": "hf"}, "data_fingerprint": {"combined": "11"}, "add_bos_train": False,
+              "add_bos_eval": False, "metrics": {"all": {"n": 100, "accuracy": 0.5}, "seen": {"n": 3, "accuracy": 1.0}}}
+OLD_FAMILY = {"schema": "mtg.eval/1", "task": "mc", "config_hash": "01" * 32, "git": "unknown", "created": "x",
+              "family": "test", "relation_id": "50", "dataset": "sync_random_o", "model": {"name": "p2"},
+              "prompt_type": "test-all", "test_type": "close", "per_member": {"test-0": {"all": {"n": 4}}},
+              "metrics": {"all": {"n": 8, "accuracy": {"values": [0.5, 0.25], "mean": 0.375, "sd": 0.18}}}}
 
-@pytest.mark.parametrize("cls, data", [(RunManifest, OLD_MANIFEST), (CheckpointMeta, OLD_META)])
+
+@pytest.mark.parametrize("cls, data", [(RunManifest, OLD_MANIFEST), (CheckpointMeta, OLD_META),
+                                       (ResultSummary, OLD_RESULT)])
 def test_files_of_the_previous_writer_read_and_rewrite_unchanged(cls, data):
     assert cls.from_json(json.loads(json.dumps(data)), "x").to_json() == data
     kept = {**data, "written_by_a_newer_tool": [1, 2]}
@@ -55,6 +69,8 @@ def test_files_of_the_previous_writer_read_and_rewrite_unchanged(cls, data):
     (CheckpointMeta, {**OLD_META, "key_tokens": {"<T>": "3"}}, "key_tokens.<T>", "must be an integer"),
     (CheckpointMeta, {**OLD_META, "epoch": True}, "epoch", "must be an integer"),
     (CheckpointMeta, {**OLD_META, "trained_fact_ids": {"50": [0, None]}}, "trained_fact_ids.50[1]", "integer"),
+    (ResultSummary, {**OLD_RESULT, "metrics": {"all": 0.5}}, "metrics.all", "must be an object"),
+    (ResultSummary, {**OLD_RESULT, "fact_range": {"begin": "0", "end": 1}}, "fact_range: begin", "integer"),
 ])
 def test_damaged_or_newer_files_are_refused_naming_file_and_key(tmp_path, cls, data, key, problem):
     path = tmp_path / "file.json"
@@ -62,6 +78,20 @@ def test_damaged_or_newer_files_are_refused_naming_file_and_key(tmp_path, cls, d
     with pytest.raises(UserError, match=problem) as err:
         cls.read(path)
     assert err.value.where == f"{path}: {key}"
+
+
+def _only_nulls_added(new: dict, old: dict) -> bool:
+    """`new` holds every key of `old` with its value (objects compared the same way) and only nulls besides."""
+    return all(new[k] is None for k in set(new) - set(old)) and all(
+        _only_nulls_added(new[k], v) if isinstance(v, dict) and isinstance(new.get(k), dict) else new.get(k) == v
+        for k, v in old.items())
+
+
+def test_an_old_aggregate_summary_reads_and_rewrites_with_nulls_added_only():
+    summary = ResultSummary.from_json(OLD_FAMILY, "x")
+    assert not summary.is_fact_result and summary.metric("all", "accuracy")["mean"] == 0.375
+    assert _only_nulls_added(summary.to_json(), OLD_FAMILY)
+    assert ResultSummary.from_json(OLD_RESULT, "x").model.mtg_meta.trained_fact_ids == {"50": [0, 1, 2]}
 
 
 def test_run_questions_final_checkpoint_and_epoch():

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from util_public import plotting, representation_plots
+from util_public.artifacts import ModelRecord, ResultSummary
 from util_public.evaluation import report
 
 LONG = "phase1-624b57d157_checkpoint-140_50_sync_random_o_opt20_hgp-0_o_bs10_lr3e-05_cosine_ep3_f0-49_seed42_checkpoint-15"
@@ -41,8 +42,8 @@ def _check_layout(figure) -> None:
 
 
 def _summary(task, model, ptype, metrics, relation="50"):
-    return {"task": task, "model": {"name": model}, "prompt_type": ptype, "relation_id": relation,
-            "dataset": "d", "test_type": "close", "metrics": metrics}
+    return ResultSummary(task=task, model=ModelRecord(model), prompt_type=ptype, relation_id=relation, dataset="d",
+                         test_type="close", metrics=metrics)
 
 
 def test_summary_chart_one_metric_per_panel_short_labels(drawn, tmp_path):

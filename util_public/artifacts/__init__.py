@@ -15,6 +15,7 @@ Each carries `schema: "<kind>/<version>"`; older files (and files without the fi
 """
 from .checkpoint import META_FILE, CheckpointMeta
 from .manifest import CHECKPOINT_PREFIX, MANIFEST_FILE, BaseModelRecord, CheckpointRecord, RunManifest, TokenCount
+from .summary import SUMMARY_FILE, FactRange, ModelRecord, ResultSummary
 
-__all__ = ["META_FILE", "MANIFEST_FILE", "CHECKPOINT_PREFIX", "CheckpointMeta", "RunManifest", "CheckpointRecord",
-           "TokenCount", "BaseModelRecord"]
+__all__ = ["META_FILE", "MANIFEST_FILE", "CHECKPOINT_PREFIX", "SUMMARY_FILE", "CheckpointMeta", "RunManifest",
+           "CheckpointRecord", "TokenCount", "BaseModelRecord", "ResultSummary", "ModelRecord", "FactRange"]

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 from omegaconf import OmegaConf
 
 from .. import distributed, modelio
+from ..artifacts import FactRange, ModelRecord, ResultSummary
 from ..atomicio import check_writable_dir, clean_stale_temporaries
 from . import backends, metrics, plan as planning, report, results, shards
 from .backends.hf import HFBackend
@@ -96,41 +99,43 @@ def execute(the_plan: Plan, backend: Backend, tokenizer, info: ModelInfo, cfg: E
         check_writable_dir(the_plan.root, "output.root")
     config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
     versions = backend.versions()
-    fresh: dict[int, dict] = {}
+    fresh: dict[int, ResultSummary] = {}
 
     def finish(job: planning.Job, records: list[dict]) -> None:
         summary = _summary(job, records, info, versions, the_plan, cfg)
-        legacy = results.legacy_layout(job.task, records, summary) if cfg.output.write_legacy_json else None
-        results.write_result(job.directory, records, summary, config_yaml, legacy)
+        legacy = results.legacy_layout(job.task, records, summary.metrics) if cfg.output.write_legacy_json else None
+        results.write_result(job.directory, records, summary.to_json(), config_yaml, legacy)
         print(report.result_line(summary, job.directory), file=sys.stderr)
         fresh[id(job)] = summary
 
     shards.run(pending(the_plan, cfg), backend, tokenizer, cfg, the_plan.bos, finish if main else None)
     if not main:
         return []
-    summaries = []
+    done: list[Written] = []
     for job in the_plan.jobs:
         summary = fresh.get(id(job))
         if summary is None:
             summary = results.cached_summary(job.directory, job.config_hash)
             print(f"cached: {job.directory}", file=sys.stderr)
-        summaries.append({**summary, "kind": "result", "directory": str(job.directory)})
-    summaries += _family_summaries(the_plan, summaries, info)
-    summaries += _combined_summaries(the_plan, summaries, info)
-    return summaries
+        done.append(Written("result", job.directory, summary))
+    done += _family_summaries(the_plan, done, info)
+    done += _combined_summaries(the_plan, done, info)
+    return [{**w.summary.to_json(), "kind": w.kind, "directory": str(w.directory)} for w in done]
+
+
+@dataclass
+class Written:
+    kind: str                   # result | family | combined
+    directory: Path
+    summary: ResultSummary
 
 
 def _summary(job: planning.Job, records: list[dict], info: ModelInfo, versions: dict, the_plan: Plan,
-             cfg: EvalConfig) -> dict:
-    summary = results.base_summary(job.task, job.config_hash)
-    summary.update({
-        "model": {"name": info.name, "path": info.path, "mtg_meta": info.meta.to_json() if info.meta else None},
-        **_coordinates(job, cfg),
-        "backend": versions, "data_fingerprint": job.data_fingerprint,
-        "add_bos_train": info.add_bos_train, "add_bos_eval": bool(the_plan.bos),
-        "metrics": metrics.summarize(job.task, records, _label(job)),
-    })
-    return summary
+             cfg: EvalConfig) -> ResultSummary:
+    return results.new_summary(
+        job.task, job.config_hash, model=ModelRecord(info.name, info.path, info.meta), **_coordinates(job, cfg),
+        backend=versions, data_fingerprint=job.data_fingerprint, add_bos_train=info.add_bos_train,
+        add_bos_eval=bool(the_plan.bos), metrics=metrics.summarize(job.task, records, _label(job)))
 
 
 def _label(job: planning.Job) -> str:
@@ -140,75 +145,72 @@ def _label(job: planning.Job) -> str:
 def _coordinates(job: planning.Job, cfg: EvalConfig) -> dict:
     """What a result is about: a text (ppl), or a prompt type over a slice of one relation's facts."""
     if job.text is not None:
-        return {"prompt_type": None, "test_type": None, "open_content": None, "dataset": job.text.name,
-                "relation_id": None, "text": {"name": job.text.name, "path": str(job.text.path),
-                                              "sha256": job.text.sha256}}
+        return {"dataset": job.text.name, "text": {"name": job.text.name, "path": str(job.text.path),
+                                                   "sha256": job.text.sha256}}
     return {"prompt_type": job.prompt_type, "test_type": cfg.prompt.test_type,
             "open_content": cfg.prompt.open_content if cfg.prompt.test_type == "open" else None,
             "dataset": job.factset.dataset, "relation_id": job.factset.relation_id,
-            "fact_range": {"begin": job.fact_range[0], "end": job.fact_range[1] + 1},
-            "seen_fact_ids": job.payload["seen"]}
+            "fact_range": FactRange(job.fact_range[0], job.fact_range[1] + 1), "seen_fact_ids": job.payload["seen"]}
 
 
-def _family_summaries(the_plan: Plan, summaries: list[dict], info: ModelInfo) -> list[dict]:
+def _family_summaries(the_plan: Plan, done: list[Written], info: ModelInfo) -> list[Written]:
     """`{family}-all`: per-prompt values with their mean and standard deviation, per slice."""
-    by_dir = {s["directory"]: s for s in summaries}
+    by_dir = {w.directory: w.summary for w in done}
     out = []
     for (task, family, rel), jobs in the_plan.multi_prompt.items():
-        members = [by_dir[str(j.directory)] for j in jobs]
-        agg = _aggregate(task, members, key="prompt_type")
+        members = [by_dir[j.directory] for j in jobs]
         full = results.config_hash({"family": family, "members": [j.config_hash for j in jobs]})
         first = jobs[0]
         directory = results.result_dir(the_plan.root, task, f"{family}-all", info.name, first.factset.dataset, rel,
-                                       members[0]["test_type"], members[0]["open_content"],
+                                       members[0].test_type, members[0].open_content,
                                        results.slice_name(*first.fact_range), full)
-        summary = {**results.base_summary(task, full), "family": family, "relation_id": rel,
-                   "dataset": first.factset.dataset, "model": {"name": info.name}, "prompt_type": f"{family}-all",
-                   "test_type": members[0]["test_type"], **agg}
+        summary = results.new_summary(task, full, family=family, relation_id=rel, dataset=first.factset.dataset,
+                                      model=ModelRecord(info.name), prompt_type=f"{family}-all",
+                                      test_type=members[0].test_type, **_aggregate(task, members, "prompt_type"))
         results.write_summary_only(directory, summary)
-        out.append({**summary, "kind": "family", "directory": str(directory)})
+        out.append(Written("family", directory, summary))
     return out
 
 
-def _combined_summaries(the_plan: Plan, summaries: list[dict], info: ModelInfo) -> list[dict]:
+def _combined_summaries(the_plan: Plan, done: list[Written], info: ModelInfo) -> list[Written]:
     """Several relations: per (task, prompt type) the macro (over relations) and micro (over facts) means."""
-    groups: dict[tuple, list[dict]] = {}
-    for s in summaries:
-        if s["kind"] == "result":
-            groups.setdefault((s["task"], s["prompt_type"]), []).append(s)
+    groups: dict[tuple, list[ResultSummary]] = {}
+    for w in done:
+        if w.kind == "result":
+            groups.setdefault((w.summary.task, w.summary.prompt_type), []).append(w.summary)
     out = []
     for (task, ptype), members in groups.items():
-        if len({m["relation_id"] for m in members}) < 2:
+        if len({m.relation_id for m in members}) < 2:
             continue
-        rels = "+".join(m["relation_id"] for m in members)
-        agg = _aggregate(task, members, key="relation_id", micro=True)
-        full = results.config_hash({"relations": rels, "members": [m["config_hash"] for m in members]})
+        rels = "+".join(m.relation_id for m in members)
+        full = results.config_hash({"relations": rels, "members": [m.config_hash for m in members]})
         first = members[0]
-        slice_ = results.slice_name(first["fact_range"]["begin"], first["fact_range"]["end"] - 1)
-        directory = results.result_dir(the_plan.root, task, ptype, info.name, first["dataset"], rels,
-                                       first["test_type"], first["open_content"], slice_, full)
-        summary = {**results.base_summary(task, full), "relation_id": rels, "dataset": first["dataset"],
-                   "model": {"name": info.name}, "prompt_type": ptype, "test_type": first["test_type"], **agg}
+        slice_ = results.slice_name(first.fact_range.begin, first.fact_range.end - 1)
+        directory = results.result_dir(the_plan.root, task, ptype, info.name, first.dataset, rels,
+                                       first.test_type, first.open_content, slice_, full)
+        summary = results.new_summary(task, full, relation_id=rels, dataset=first.dataset,
+                                      model=ModelRecord(info.name), prompt_type=ptype, test_type=first.test_type,
+                                      **_aggregate(task, members, "relation_id", micro=True))
         results.write_summary_only(directory, summary)
-        out.append({**summary, "kind": "combined", "directory": str(directory)})
+        out.append(Written("combined", directory, summary))
     return out
 
 
-def _aggregate(task: str, members: list[dict], key: str, micro: bool = False) -> dict:
+def _aggregate(task: str, members: list[ResultSummary], key: str, micro: bool = False) -> dict:
     """per_member: {member: metrics}; metrics: slice -> metric -> {values, mean, sd[, micro]}."""
-    per_member = {m[key]: m["metrics"] for m in members}
+    per_member = {getattr(m, key): m.metrics for m in members}
     agg: dict = {}
-    for slice_ in {s for m in members for s in m["metrics"]}:
-        agg[slice_] = {"n": sum(m["metrics"].get(slice_, {}).get("n", 0) for m in members)}
+    for slice_ in {s for m in members for s in m.metrics}:
+        agg[slice_] = {"n": sum(m.metrics.get(slice_, {}).get("n", 0) for m in members)}
         for metric in metrics.TASK_METRICS[task]:
-            values = [m["metrics"].get(slice_, {}).get(metric) for m in members]
+            values = [m.metric(slice_, metric) for m in members]
             if metric.startswith("n_"):     # counts add up; a mean of counts says little
                 agg[slice_][metric] = {"values": values, "total": sum(v or 0 for v in values)}
                 continue
             entry = {"values": values, **metrics.mean_sd(values)}
             if micro:
-                pairs = [(m["metrics"][slice_]["n"], m["metrics"][slice_][metric]) for m in members
-                         if slice_ in m["metrics"] and m["metrics"][slice_].get(metric) is not None]
+                pairs = [(m.metrics[slice_]["n"], m.metrics[slice_][metric]) for m in members
+                         if slice_ in m.metrics and m.metrics[slice_].get(metric) is not None]
                 total = sum(n for n, _ in pairs)
                 entry["micro"] = sum(n * v for n, v in pairs) / total if total else None
             agg[slice_][metric] = entry

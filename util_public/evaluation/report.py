@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import atomicio, plotting
-from .results import read_summary
+from ..artifacts import SUMMARY_FILE, ResultSummary
 
 HEADLINE = {"mc": "accuracy", "gen": "contains", "loss": "avg_loss", "ppl": "perplexity"}
 AXIS = {("mc", "accuracy"): "MC accuracy", ("gen", "contains"): "generation: contains gold",
@@ -19,49 +19,42 @@ SLICES = ("all", "seen", "unseen")
 SLICE_COLOURS = {"all": "tab:blue", "seen": "tab:orange", "unseen": "tab:green"}
 
 
-def result_line(summary: dict, directory: Path) -> str:
-    m = summary["metrics"].get("all", {})
-    metric = HEADLINE[summary["task"]]
-    value = m.get(metric)
+def result_line(summary: ResultSummary, directory: Path) -> str:
+    metric = HEADLINE[summary.task]
+    value = summary.metric("all", metric)
     shown = "n/a" if value is None else f"{value:.4f}"
-    about = (f"text {summary['dataset']}" if summary["task"] == "ppl"
-             else f"{summary['prompt_type']} relation {summary['relation_id']}")
-    return f"{summary['task']} {about}: {metric}={shown} (n={m.get('n')}) -> {directory}"
+    about = (f"text {summary.dataset}" if summary.task == "ppl"
+             else f"{summary.prompt_type} relation {summary.relation_id}")
+    return f"{summary.task} {about}: {metric}={shown} (n={summary.metric('all', 'n')}) -> {directory}"
 
 
-def find_summaries(paths: list[str | Path]) -> list[dict]:
+def find_summaries(paths: list[str | Path]) -> list[ResultSummary]:
     """Every summary.json under the given roots or result directories (temporaries skipped)."""
     found = []
     for root in paths:
         root = Path(root)
-        files = [root] if root.is_file() else sorted(root.rglob("summary.json"))
-        for f in files:
-            if any(atomicio.is_staging(part) for part in f.parts):
-                continue
-            summary = read_summary(f)
-            summary.setdefault("directory", str(f.parent))
-            found.append(summary)
+        files = [root] if root.is_file() else sorted(root.rglob(SUMMARY_FILE))
+        found += [ResultSummary.read(f) for f in files if not any(atomicio.is_staging(p) for p in f.parts)]
     return found
 
 
-def _value(summary: dict, slice_: str, metric: str) -> tuple[float | None, float | None]:
+def _value(summary: ResultSummary, slice_: str, metric: str) -> tuple[float | None, float | None]:
     """(value, sd): aggregate summaries store {mean, sd} where results store a number."""
-    v = summary.get("metrics", {}).get(slice_, {}).get(metric)
+    v = summary.metric(slice_, metric)
     if isinstance(v, dict):
         return v.get("mean"), v.get("sd")
     return v, None
 
 
-def rows(summaries: list[dict], metric: str | None = None) -> list[dict]:
+def rows(summaries: list[ResultSummary], metric: str | None = None) -> list[dict]:
     out = []
     for s in summaries:
-        name = metric or HEADLINE.get(s.get("task"), "accuracy")
-        row = {"task": s.get("task"), "model": (s.get("model") or {}).get("name"), "relation": s.get("relation_id"),
-               "dataset": s.get("dataset"), "prompt_type": s.get("prompt_type"), "test_type": s.get("test_type"),
-               "metric": name}
+        name = metric or HEADLINE.get(s.task, "accuracy")
+        row = {"task": s.task, "model": s.model.name, "relation": s.relation_id, "dataset": s.dataset,
+               "prompt_type": s.prompt_type, "test_type": s.test_type, "metric": name}
         for slice_ in SLICES:
             row[slice_] = _value(s, slice_, name)
-            row[f"n_{slice_}"] = (s.get("metrics", {}).get(slice_) or {}).get("n")
+            row[f"n_{slice_}"] = s.metric(slice_, "n")
         out.append(row)
     return sorted(out, key=lambda r: tuple(str(r[k]) for k in ("task", "model", "dataset", "relation",
                                                                  "test_type", "prompt_type")))
@@ -74,7 +67,7 @@ def _cell(value: tuple[float | None, float | None]) -> str:
     return f"{v:.3f}±{sd:.3f}" if sd is not None else f"{v:.3f}"
 
 
-def table(summaries: list[dict], metric: str | None = None) -> str:
+def table(summaries: list[ResultSummary], metric: str | None = None) -> str:
     """A fixed-width table: one row per result, the headline metric per slice."""
     head = ["task", "model", "dataset", "relation", "test_type", "prompt_type", "metric", *SLICES, "n"]
     body = [[str(r["task"]), str(r["model"]), str(r["dataset"]), str(r["relation"]), str(r["test_type"]),
@@ -101,7 +94,7 @@ def _tick(row: dict, label: str, varies: set[str]) -> str:
     return "\n".join(parts)
 
 
-def bar_chart(summaries: list[dict], png: str | Path, metric: str | None = None) -> Path:
+def bar_chart(summaries: list[ResultSummary], png: str | Path, metric: str | None = None) -> Path:
     """One panel per (task, metric), a bar group per result (model as M1, M2, ...: the key under the
     panels names them), one bar per slice present, with the standard deviation of aggregates."""
     import numpy as np

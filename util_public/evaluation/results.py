@@ -1,7 +1,7 @@
 """Result directories (SPEC §3.6): layout, config hash, atomic writes and cache reuse.
 
 `{root}/{task}/{prompt_type}/{model}/{dataset}/{relation_id}/{test_type}[-{open_content}]/{slice}-{hash8}/`
-holds `records.jsonl`, `summary.json` (schema mtg.eval/1), `config.yaml` and optionally
+holds `records.jsonl`, `summary.json` (`artifacts.ResultSummary`), `config.yaml` and optionally
 `legacy.json`. The directory is built in a staging directory of its own and renamed when
 complete, so a final name never holds a partial result. One process at a time computes a result
 (`writer_lock`: a second one stops with "already running"). A directory whose summary carries the
@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomicio, locking, paths, runinfo, textio
+from .. import atomicio, locking, paths, runinfo
+from ..artifacts import SUMMARY_FILE, ResultSummary
 from ..errors import UserError
-
-SCHEMA = "mtg.eval/1"
 
 
 def config_hash(payload: dict) -> str:
@@ -52,62 +51,49 @@ def writer_lock(directory: Path):
     return locking.sole_writer(directory.with_name(f".{directory.name}.lock"), directory)
 
 
-_OPTIONAL_TEXT = (str, type(None))
-_SUMMARY_FIELDS = {"task": str, "config_hash": str, "prompt_type": _OPTIONAL_TEXT, "relation_id": _OPTIONAL_TEXT,
-                   "dataset": _OPTIONAL_TEXT, "test_type": _OPTIONAL_TEXT, "model": dict, "metrics": dict,
-                   "fact_range": (dict, type(None))}
-
-
-def read_summary(path: Path) -> dict:
-    """A `summary.json`, with the JSON types of the fields readers use checked."""
-    summary = textio.read_json(path, dict, "rerun the evaluation that wrote it (output.overwrite=true)")
-    textio.require_fields(summary, _SUMMARY_FIELDS, str(path))
-    for slice_, values in (summary.get("metrics") or {}).items():
-        textio.require(values, dict, f"{path}: metrics.{slice_}")
-    return summary
-
-
-def cached_summary(directory: Path, full_hash: str) -> dict | None:
+def cached_summary(directory: Path, full_hash: str) -> ResultSummary | None:
     """The stored summary when `directory` already holds this exact evaluation (a damaged one
     does not count: the result is computed again and replaces it)."""
-    path = Path(directory) / "summary.json"
+    path = Path(directory) / SUMMARY_FILE
     if not path.is_file():
         return None
     try:
-        summary = read_summary(path)
+        summary = ResultSummary.read(path)
     except UserError:
         return None
-    return summary if summary.get("config_hash") == full_hash else None
+    return summary if summary.config_hash == full_hash else None
 
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def base_summary(task: str, full_hash: str) -> dict:
-    return {"schema": SCHEMA, "task": task, "config_hash": full_hash, "git": runinfo.git_info(), "created": now()}
+def new_summary(task: str, full_hash: str, **fields) -> ResultSummary:
+    """A summary written now, from this checkout (git state and time recorded)."""
+    return ResultSummary(task=task, config_hash=full_hash, git=runinfo.git_info(), created=now(), **fields)
 
 
 def write_result(directory: Path, records: list[dict], summary: dict, config_yaml: str,
                  legacy: dict | None = None) -> Path:
-    """Write one complete result directory atomically (replacing an older one)."""
+    """Write one complete result directory atomically (replacing an older one); `summary` is a
+    `ResultSummary.to_json()` (tests write others)."""
     with atomicio.atomic_dir(directory) as tmp:
         atomicio.write_jsonl(tmp / "records.jsonl", records)
         atomicio.write_text(tmp / "config.yaml", config_yaml)
         if legacy is not None:
             atomicio.write_json(tmp / "legacy.json", legacy)
-        atomicio.write_json(tmp / "summary.json", summary)
+        atomicio.write_json(tmp / SUMMARY_FILE, summary)
     return Path(directory)
 
 
-def write_summary_only(directory: Path, summary: dict) -> Path:
+def write_summary_only(directory: Path, summary: ResultSummary) -> Path:
     """Aggregate summaries (family-all, multi-relation): one summary.json, atomically."""
     with atomicio.atomic_dir(directory) as tmp:
-        atomicio.write_json(tmp / "summary.json", summary)
+        summary.write(tmp / SUMMARY_FILE)
     return Path(directory)
 
 
-def legacy_layout(task: str, records: list[dict], summary: dict) -> dict:
+def legacy_layout(task: str, records: list[dict], metrics: dict) -> dict:
     """The original's result JSON (`output.write_legacy_json`), from the same records."""
     if task == "mc":
         probs = []
@@ -117,9 +103,8 @@ def legacy_layout(task: str, records: list[dict], summary: dict) -> dict:
         return {"base_prompts": [r["context"] for r in records],
                 "post_processed_outputs": [r["option_logprobs"] for r in records],
                 "post_processed_outputs_normalized": probs,
-                "accuracy": summary["metrics"]["all"]["accuracy"],
-                "prob_mass": summary["metrics"]["all"]["prob_mass"]}
+                "accuracy": metrics["all"]["accuracy"], "prob_mass": metrics["all"]["prob_mass"]}
     if task == "gen":
         return {"base_prompts": [r["prompt"] for r in records], "outputs": [r["response"] for r in records],
-                "generation_acc": summary["metrics"]["all"]["contains"]}
+                "generation_acc": metrics["all"]["contains"]}
     return {}

@@ -13,6 +13,7 @@ import sys
 from omegaconf import DictConfig
 
 from .. import distributed, modelio
+from ..artifacts import ResultSummary
 from ..atomicio import check_writable_dir
 from ..cli import to_object
 from ..errors import UserError
@@ -54,7 +55,7 @@ def run(cfg: EvalConfig) -> list[dict]:
             print("cached: every result already exists with the same config hash", file=sys.stderr)
         summaries = api.execute(the_plan, backend, tokenizer, info, cfg)
     if main:
-        print(report.table(summaries))
+        print(report.table([ResultSummary.from_json(s, s["directory"]) for s in summaries]))
     return summaries
 
 

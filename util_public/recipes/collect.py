@@ -23,8 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import atomicio, prompts, textio
-from ..artifacts import MANIFEST_FILE, CheckpointMeta, RunManifest
-from ..evaluation.results import read_summary
+from ..artifacts import MANIFEST_FILE, SUMMARY_FILE, ModelRecord, ResultSummary, RunManifest
 
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
         "phase2_text_type", "phase2_epoch", "k", "step", "learning_rate", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
@@ -63,12 +62,12 @@ def _manifest(run_dir: str) -> RunManifest:
     return RunManifest.read(path) if path.is_file() else RunManifest()
 
 
-def lineage(model: dict) -> dict:
+def lineage(model: ModelRecord) -> dict:
     """Stage, epochs, k, seed and tokens of an evaluated model, from its mtg_meta and run manifest."""
-    if not model.get("mtg_meta"):
-        return {"stage": "base", "base_model": model.get("name"), "phase1_epochs": 0}
-    meta = CheckpointMeta.from_json(model["mtg_meta"], f"model {model.get('name')}: mtg_meta")
-    manifest = _manifest(str(Path(model.get("path") or "").parent))
+    meta = model.mtg_meta
+    if meta is None:
+        return {"stage": "base", "base_model": model.name, "phase1_epochs": 0}
+    manifest = _manifest(str(Path(model.path or "").parent))
     train = manifest.hashed_config.get("train") or {}
     out = {"seed": train.get("seed"), "learning_rate": train.get("learning_rate"), "step": meta.step,
            "loss_mode": meta.loss_mode, "legacy_loss": meta.legacy_loss}
@@ -94,20 +93,19 @@ def _language(directory: Path) -> str | None:
     return ((textio.read_yaml(config, (dict, type(None))) or {}).get("data") or {}).get("language")
 
 
-def rows(summary: dict, directory: Path) -> list[dict]:
+def rows(summary: ResultSummary, directory: Path) -> list[dict]:
     """The tidy rows (one per slice) of one concrete result summary."""
-    model = summary.get("model") or {}
+    model = summary.model
     recipe = _recipe(directory)
-    ptype = summary.get("prompt_type")
-    base = {"experiment": recipe.get("experiment"), "label": (recipe.get("models") or {}).get(model.get("name")),
-            "model": model.get("name"), "relation": summary.get("relation_id"), "dataset": summary.get("dataset"),
-            "language": _language(directory), "prompt_type": ptype, "prompt_family": prompts.parse(ptype).group,
-            "test_type": summary.get("test_type"), "open_content": summary.get("open_content"),
-            **lineage(model)}
+    base = {"experiment": recipe.get("experiment"), "label": (recipe.get("models") or {}).get(model.name),
+            "model": model.name, "relation": summary.relation_id, "dataset": summary.dataset,
+            "language": _language(directory), "prompt_type": summary.prompt_type,
+            "prompt_family": prompts.parse(summary.prompt_type).group, "test_type": summary.test_type,
+            "open_content": summary.open_content, **lineage(model)}
     out = []
-    for slice_, m in (summary.get("metrics") or {}).items():
+    for slice_, m in summary.metrics.items():
         row = {**base, "slice": slice_}
-        if summary["task"] == "mc":
+        if summary.task == "mc":
             row.update({k: m.get(k) for k in MC if k != "stderr"})
             acc, n = m.get("accuracy"), m.get("n") or 0
             row["stderr"] = math.sqrt(acc * (1 - acc) / n) if acc is not None and n else None
@@ -119,11 +117,11 @@ def rows(summary: dict, directory: Path) -> list[dict]:
 
 def summaries(root: Path):
     """(summary, directory) of every concrete mc/gen result under `root` (temporaries skipped)."""
-    for path in sorted(Path(root).rglob("summary.json")):
+    for path in sorted(Path(root).rglob(SUMMARY_FILE)):
         if any(atomicio.is_staging(part) for part in path.parts):
             continue
-        summary = read_summary(path)
-        if summary.get("task") in ("mc", "gen") and "fact_range" in summary:
+        summary = ResultSummary.read(path)
+        if summary.task in ("mc", "gen") and summary.is_fact_result:
             yield summary, path.parent
 
 
@@ -131,7 +129,7 @@ def table(root: str | Path) -> pd.DataFrame:
     """All rows under `root`, MC and generation merged on the coordinates, in a stable order."""
     found = {"mc": [], "gen": []}
     for summary, directory in summaries(Path(root)):
-        found[summary["task"]] += rows(summary, directory)
+        found[summary.task] += rows(summary, directory)
     frames = []
     for task, cols in (("mc", MC), ("gen", GEN)):
         for row in found[task]:   # keys as text, missing ones empty: they must still match across tasks

@@ -1,0 +1,72 @@
+"""`summary.json` of an evaluation result: what was evaluated and its metrics per slice.
+
+Evaluation writes one per result directory (`kind: result`, with `fact_range`), per prompt family
+(`{family}-all`, with `family` and `per_member`) and per group of relations (`a+b`, with
+`per_member`); the cache check, `evaluation/summarize.py`, the recipe collector and the demo read
+them. Keys of one kind only (`family`, `text`, `fact_range`, `per_member`, the model's `path`) are
+left out of the others; the rest is always written (null where it does not apply). `metrics` maps a slice (`all`, `seen`, `unseen`) to its metrics: numbers in a result,
+`{values, mean, sd[, micro]}` (counts: `{values, total}`) in an aggregate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .checkpoint import CheckpointMeta
+from .versioned import Artifact, optional
+
+SUMMARY_FILE = "summary.json"
+READ_HINT = "rerun the evaluation that wrote it (output.overwrite=true)"
+
+
+@dataclass
+class ModelRecord(Artifact):
+    """The evaluated model: its registry name, directory and (our checkpoints) metadata."""
+    name: Optional[str] = None
+    path: Optional[str] = optional()
+    mtg_meta: Optional[CheckpointMeta] = None
+
+
+@dataclass
+class FactRange(Artifact):
+    begin: int = 0
+    end: int = 0          # exclusive
+
+
+@dataclass
+class ResultSummary(Artifact):
+    SCHEMA = "mtg.eval"
+    VERSION = 1
+
+    task: Optional[str] = None
+    config_hash: Optional[str] = None
+    git: Any = None
+    created: Optional[str] = None
+    model: ModelRecord = field(default_factory=ModelRecord)
+    family: Optional[str] = optional()              # `{family}-all` aggregates
+    prompt_type: Optional[str] = None
+    test_type: Optional[str] = None
+    open_content: Optional[str] = None
+    dataset: Optional[str] = None
+    relation_id: Optional[str] = None
+    text: Optional[dict] = optional()               # ppl: the scored text
+    fact_range: Optional[FactRange] = optional()    # results over facts (not aggregates)
+    seen_fact_ids: Optional[list[int]] = None
+    backend: Optional[dict] = None
+    data_fingerprint: Optional[dict] = None
+    add_bos_train: Optional[bool] = None
+    add_bos_eval: Optional[bool] = None
+    per_member: Optional[dict] = optional()         # aggregates: member -> its metrics
+    metrics: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path, hint: str | None = READ_HINT) -> ResultSummary:
+        return super().read(path, hint)
+
+    @property
+    def is_fact_result(self) -> bool:
+        """A concrete result over a slice of facts (not an aggregate, not a text probe)."""
+        return self.fact_range is not None
+
+    def metric(self, slice_: str, name: str) -> Any:
+        return (self.metrics.get(slice_) or {}).get(name)
