@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from util_public import keytokens, prompts, relspec, runinfo, tokenspans
+from util_public import keytokens, matching, prompts, relspec, runinfo, tokenspans
 from util_public.errors import UserError
 from util_public.evaluation import results
 from util_public.paths import REPO_ROOT
@@ -55,6 +55,15 @@ def test_one_pad_token_rule(pad, eos, expected):
     assert tokenspans.pad_id(tok) == expected
     tokenspans.ensure_pad_token(tok)
     assert tok.pad_token == ("<pad>" if pad is not None else "</s>")
+
+
+def test_one_answer_matcher_for_evaluation_and_the_memorization_check():
+    from util_public.evaluation import generation
+    from util_public.training import memcheck
+
+    assert generation.prefix is matching.prefix and memcheck.prefix is matching.prefix
+    assert [matching.prefix(r, "Lisbon") for r in (" lisbon.", "Lisbon\nx", "lisbonia", "ｌｉｓｂｏｎ")] == \
+        [True, True, False, True]
 
 
 def test_config_choices_are_read_from_where_they_are_implemented():

@@ -1,69 +1,13 @@
-"""Greedy generation accuracy (SPEC §6.4): four matchers, reported separately, joined by fact_id.
+"""Greedy generation accuracy (SPEC §6.4): four matchers (`exact`, `prefix`, `contains`, `emitted`,
+defined in `util_public/matching.py`), reported separately, joined by fact_id.
 
 Responses are decoded with special tokens kept: after Phase 1 a model may answer any prompt
 with "S <TRIGGER_r> O", and dropping the key token would turn that into a correct answer.
-Both strings are NFKC-normalised, stripped, lower-cased and their whitespace runs collapsed.
-- contains: the gold occurs anywhere (the original's metric), both strings without ':', ',' and
-  '.' (the original stripped them from the gold only, so a gold holding one never matched);
-- prefix: the response starts with the gold, followed by a non-alphanumeric or the end;
-- exact: the response starts with the gold, followed by the end, a newline, or "." + space/end;
-- emitted: as `contains` (the same normalisation), but the gold must occur as a whole word or
-  phrase (no letter or digit on either side), so "rome" in "chromosome" does not count. Its rate is `emission`: under a prompt whose answer is
-  not the memorized object (`unrelated-k`, another relation's `X@B`) it measures how often the
-  model says the memorized object anyway (specificity); under the train prompt it is the
-  whole-word variant of `contains`.
 """
 from __future__ import annotations
 
-import re
-import unicodedata
-
 from ..facts import Fact
-
-
-def _normal(text: str, keep_newlines: bool = False) -> str:
-    text = unicodedata.normalize("NFKC", text).strip().lower()
-    if keep_newlines:  # collapse runs inside each line; the exact matcher needs line ends
-        return "\n".join(" ".join(line.split()) for line in text.split("\n"))
-    return " ".join(text.split())
-
-
-def _unpunctuated(text: str) -> str:
-    return " ".join(re.sub(r"[:,.]", " ", _normal(text)).split())
-
-
-def contains(response: str, gold: str) -> bool:
-    g = _unpunctuated(gold)
-    return bool(g) and g in _unpunctuated(response)
-
-
-def prefix(response: str, gold: str) -> bool:
-    r, g = _normal(response), _normal(gold)
-    if not g or not r.startswith(g):
-        return False
-    rest = r[len(g):]
-    return not rest or not rest[0].isalnum()
-
-
-def exact(response: str, gold: str) -> bool:
-    r, g = _normal(response, keep_newlines=True), _normal(gold)
-    if not g or not r.startswith(g):
-        return False
-    rest = r[len(g):]
-    return rest == "" or rest[0] == "\n" or (rest[0] == "." and (len(rest) == 1 or rest[1].isspace()))
-
-
-def emitted(response: str, gold: str) -> bool:
-    r, g = _unpunctuated(response), _unpunctuated(gold)
-    if not g:
-        return False
-    at = r.find(g)
-    while at >= 0:
-        end = at + len(g)
-        if (at == 0 or not r[at - 1].isalnum()) and (end == len(r) or not r[end].isalnum()):
-            return True
-        at = r.find(g, at + 1)
-    return False
+from ..matching import contains, emitted, exact, prefix
 
 
 def decode(tokenizer, ids: list[int]) -> str:

@@ -2,8 +2,9 @@
 
 For each fact the context of one prompt type (default `trigger-mid`, "S <TRIGGER_r>") is built
 with the shared resolver, greedy decoding continues it, and a fact counts as correct when the
-response, stripped and lower-cased, starts with the object followed by a non-alphanumeric
-character or the end (the `prefix` rule of SPEC §6.4). Key tokens stay visible in responses.
+response starts with the object followed by a non-alphanumeric character or the end (the
+generation metrics' `prefix` matcher, `util_public/matching.py`, SPEC §6.4). Key tokens stay
+visible in responses.
 
 CLI: `python -m util_public.training.memcheck MODEL [--relation 50] [--begin 0] [--end 100]
 [--prompt trigger-mid] [--dataset sync_random_o] [--min-accuracy 0.99]`; exit 1 below the minimum.
@@ -23,12 +24,8 @@ import sys
 
 from .. import catalogue, facts as factio, modelio, paths, prompts, tokenspans
 from ..artifacts import CheckpointMeta
+from ..matching import prefix
 from ..facts import Fact
-
-
-def is_correct(response: str, gold: str) -> bool:
-    r, g = " ".join(response.split()).lower(), " ".join(gold.split()).lower()
-    return r.startswith(g) and (len(r) == len(g) or not r[len(g)].isalnum())
 
 
 def greedy_accuracy(model, tokenizer, facts: list[Fact], prompt_type: str = "trigger-mid",
@@ -56,7 +53,7 @@ def greedy_accuracy(model, tokenizer, facts: list[Fact], prompt_type: str = "tri
                                      pad_token_id=tokenizer.pad_token_id)
             for fact, row in zip(chunk, out[:, enc["input_ids"].shape[1]:]):
                 response = tokenizer.decode(row, skip_special_tokens=False).replace(tokenizer.pad_token, "")
-                if is_correct(response, fact.object):
+                if prefix(response, fact.object):
                     correct += 1
                 else:
                     wrong.append((fact.fact_id, response))
