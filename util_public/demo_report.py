@@ -12,12 +12,11 @@ number (rates on the fictional facts, rates of the probes, perplexity), one metr
 """
 from __future__ import annotations
 
-import io
 import textwrap
 from pathlib import Path
 from typing import NamedTuple
 
-from .atomicio import write_bytes
+from . import plotting
 
 ROWS = ("base", "phase 1", "phase 1 + phase 2", "phase 2 only")
 PROBES = ("known", "text", "emission", "cross")
@@ -110,11 +109,7 @@ def render_table(rows: dict[str, dict], columns: list[Column]) -> str:
 def plot(rows: dict[str, dict], columns: list[Column], title: str, path: Path, chance: float) -> None:
     """Grouped bars, one bar per model: a panel of fictional-fact rates, one of probe rates, one of
     perplexity (each axis one kind of number); a dashed line marks the MC chance level."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     rates = lambda part: [c for c in columns if c.part == part and c.metric not in ("gold_prob_raw", "perplexity")]  # noqa: E731
     panels = [(HEADINGS["memorize"], rates("memorize"), "accuracy / rate"),
               ("Locality and specificity probes", rates("probes"), "accuracy / rate"),
@@ -134,10 +129,7 @@ def plot(rows: dict[str, dict], columns: list[Column], title: str, path: Path, c
     fig.legend(handles, labels, fontsize=8, loc="upper right")
     fig.suptitle(textwrap.fill(title, 140), fontsize=10)
     fig.tight_layout(rect=(0, 0, 1 - 1.6 / (sum(widths) + 2.5), 0.93))
-    buf = io.BytesIO()   # rendered in memory, then written atomically (temp + fsync + rename)
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes(path, buf.getvalue())
+    plotting.save_png(fig, path)
 
 
 def _bars(ax, rows: dict[str, dict], cols: list) -> None:

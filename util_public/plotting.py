@@ -51,6 +51,14 @@ def wrap(text: str, width_in: float, fontsize: float) -> str:
     return "\n".join(textwrap.wrap(text, chars, break_on_hyphens=False))
 
 
+def save_png(fig, path: str | Path) -> Path:
+    """Render `fig` in memory, close it and write the PNG atomically; returns its path."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    pyplot().close(fig)
+    return atomicio.write_bytes(path, buf.getvalue())
+
+
 class Figure:
     """A grid of panels with room below for a model key: `Figure(rows, cols, (w, h), labels)`."""
 
@@ -68,13 +76,9 @@ class Figure:
 
     def save(self, path: str | Path) -> Path:
         """Lay out (the key under the panels), render and write the PNG atomically; returns its path."""
-        plt = pyplot()
         bottom = self.key_in / self.height_in
         if self.key:
             self.fig.text(0.01, bottom - 0.5 * _LINE_IN / self.height_in, "\n".join(self.key), ha="left",
                           va="top", fontsize=KEY_FONT, family="monospace")
         self.fig.tight_layout(rect=(0, bottom, 1, 1))
-        buf = io.BytesIO()
-        self.fig.savefig(buf, format="png", dpi=DPI)
-        plt.close(self.fig)
-        return atomicio.write_bytes(path, buf.getvalue())
+        return save_png(self.fig, path)

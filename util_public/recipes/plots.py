@@ -13,14 +13,13 @@ model's value as a dashed line.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from .. import atomicio
+from .. import plotting
 
 # (legend label, prompt family): a family's evaluated prompts are averaged into one curve
 CURVES = (("train prompt (hgp-0)", "hgp"), ("held-out paraphrase (test-*)", "test"),
@@ -65,11 +64,7 @@ def base_locality(df: pd.DataFrame) -> dict[str, float]:
 
 
 def plot_dose(df: pd.DataFrame, path: Path, title: str = "") -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plotting.pyplot()
     points = dose_points(df)
     base = base_locality(df)
     rates = sorted(points.learning_rate.unique())
@@ -103,10 +98,7 @@ def plot_dose(df: pd.DataFrame, path: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95 if title else 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return atomicio.write_bytes(path, buf.getvalue())
+    return plotting.save_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
