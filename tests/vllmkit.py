@@ -8,15 +8,14 @@ skips them, and the run's summary then says so in a banner (conftest.pytest_term
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from util_public import modelio, vllm_env, vllm_server
-from util_public.training import keytokens
+from util_public import keytokens, modelio, vllm_env, vllm_server
+from util_public.artifacts import CheckpointMeta
 
 KEY = "<TRIGGER_50>"
 SERVED_NAME = "smollm2-key"
@@ -43,9 +42,8 @@ def key_token_smollm2(directory: Path) -> Path:
     keytokens.resize_and_init(model, tok, keys, "grow_only", "mean")
     model.save_pretrained(directory)
     tok.save_pretrained(directory)
-    meta = {"key_tokens": keys.ids, "phase": 1, "combine_spacing": "single", "add_bos_train": False,
-            "relation_ids": ["50"], "trained_fact_ids": {}}
-    (directory / modelio.META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    CheckpointMeta(key_tokens=keys.ids, phase=1, combine_spacing="single", add_bos_train=False,
+                   relation_ids=["50"]).save(directory)
     return directory
 
 
