@@ -14,6 +14,8 @@ from pathlib import Path
 from evalkit import checkpoint_with_key, fictional_facts, write_dataset
 from hardening_kit import REPO, Roots, start_driver
 
+from util_public.artifacts import CheckpointRecord, RunManifest
+
 EVAL = str(REPO / "evaluation" / "eval.py")
 
 
@@ -84,7 +86,8 @@ def test_the_pipeline_names_the_registry_it_writes_to(tmp_path):
     (data / "sync_random_o").mkdir(parents=True)
     (data / "sync_random_o" / "50.csv").write_text("stub\n")
     (runs / "R").mkdir(parents=True)
-    (runs / "R" / "manifest.json").write_text(json.dumps({"checkpoints": {"1": {"registry_name": "R_checkpoint-1"}}}))
+    RunManifest(run_name="R", status="complete",
+                checkpoints={"1": CheckpointRecord(1, "checkpoint-1", "R_checkpoint-1")}).write(runs / "R" / "manifest.json")
     env = {**os.environ, "SKIP_SETUP": "1", "PY": str(_stub_python(tmp_path, runs)), "MTG_DATA_ROOT": str(data),
            "SLURM_GPUS_ON_NODE": "0", "MEMCHECK": "0", "OMP_NUM_THREADS": "1"}
     env.pop("MTG_MODELS_JSON", None)
