@@ -106,7 +106,7 @@ def parity(hf: dict, vl: dict, prompt: str) -> dict:
     mass = lambda rs: sum(r["gold_prob"] for r in rs) / len(rs)  # noqa: E731 - the prob_mass metric
     row = {"prompt": prompt, "facts": len(a_mc), "options": n_opts, "max_abs_dlogprob": max(diffs),
            "mean_abs_dlogprob": sum(diffs) / len(diffs), "max_abs_dlogprob_per_token": max(per_token),
-           "max_rel_dlogprob": max(relative),
+           "max_rel_dlogprob": max(relative), "options_above_1e-3": sum(d > 1e-3 for d in diffs),
            "argmax_agreement": agree / len(a_mc), "max_abs_dgold_prob": max(gold),
            "abs_dprob_mass": abs(mass(a_mc) - mass(b_mc))}
     row["worst_option"] = worst
