@@ -100,9 +100,9 @@ def test_demo_trains_relations_jointly_and_extra_overrides_win(tmp_path, sp_toke
     table = (out / "table.md").read_text()
     assert "relations 50+71 (mean over relations)" in table and "\nrelation 71\n" in table
     assert result["rows"]["phase 1"]["key acc (all)"] is not None     # both key tokens were learned
-    cross = ["cross own acc (unseen)", "cross memorized wins (unseen)", "cross asked-type wins (unseen)"]
+    cross = ["cross own acc_norm (unseen)", "cross memorized wins_norm (unseen)", "cross asked-type wins_norm (unseen)"]
     assert all(row["per_relation"]["71"][c] is not None for row in result["rows"].values() for c in cross)
-    cross_key = [result["rows"][label]["per_relation"]["50"]["cross-key memorized wins (unseen)"] for label in demo.ROWS]
+    cross_key = [result["rows"][label]["per_relation"]["50"]["cross-key memorized wins_norm (unseen)"] for label in demo.ROWS]
     assert [v is not None for v in cross_key] == [False, True, True, False]   # trigger-mid@71: Phase-1 models only
     assert "known acc (r50)" not in result["rows"]["base"]          # only the chosen probes
     assert (out / "results" / "mc" / "hgp-0@105" / "tiny-base" / "sync_random_o_opt5.pool-105" / "71").is_dir()

@@ -117,9 +117,9 @@ def test_cross_relation_question_is_what_the_scorer_sees(model50):
     reqs = requests.mc_requests(tok, fact, job.contexts[fact.fact_id], options, " ", the_plan.bos)
     assert {tok.decode(r.context) for r in reqs} == {f"The author of {fact.head} is"}
     assert [tok.decode(r.continuation) for r in reqs] == [" " + o for o in options]
-    fields = pooling.type_fields(kinds, gold, "50", pred_index=3, prompt_type="hgp-0@71")
+    fields = pooling.type_fields(kinds, gold, "50", pred_index=3, pred_index_norm=6, prompt_type="hgp-0@71")
     assert fields == {"option_relations": kinds + ["50"], "asked_relation": "71", "pred_relation": "71",
-                      "asked_type_win": True}
+                      "asked_type_win": True, "pred_relation_norm": "50", "asked_type_win_norm": False}
     with pytest.raises(UserError, match="asks about relation 12"):
         planning.build(cfg, info, tok, factsets, ["hgp-0@12"], ["mc"], "hf", "float32")
     with pytest.raises(UserError, match="multiple choice only"):
@@ -133,6 +133,7 @@ def test_pooled_summary_reports_the_asked_type(model50):
     out = api.evaluate(model, tok, info, api.load_factsets(cfg), ["hgp-0", "hgp-0@71"], ["mc"], cfg)
     for s in (s for s in out if s["kind"] == "result"):
         records = read_jsonl(Path(s["directory"]) / "records.jsonl")
-        wins = [r["pred_relation"] == r["asked_relation"] for r in records]
-        assert s["metrics"]["all"]["asked_type_wins"] == pytest.approx(sum(wins) / len(wins))
+        for suffix in ("", "_norm"):
+            wins = [r["option_relations"][r[f"pred_index{suffix}"]] == r["asked_relation"] for r in records]
+            assert s["metrics"]["all"][f"asked_type_wins{suffix}"] == pytest.approx(sum(wins) / len(wins))
         assert {r["asked_relation"] for r in records} == {"50" if s["prompt_type"] == "hgp-0" else "71"}

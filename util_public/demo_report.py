@@ -60,17 +60,17 @@ def probe_columns(probes: list[str], known_relations: list[str]) -> list[Column]
                 Column("unrelated gen prefix (unseen)", "facts", "unrelated", "gen", "unseen", "prefix", None, "probes"),
                 Column("unrelated emission (unseen)", "facts", "unrelated", "gen", "unseen", "emission", None,
                        "probes")]
-    if "cross" in probes:
-        out += [Column("cross own acc (unseen)", "pooled", "own", "mc", "unseen", "accuracy", None, "probes"),
-                Column("cross memorized wins (unseen)", "pooled", "borrowed", "mc", "unseen", "accuracy", None,
+    if "cross" in probes:      # per-character scores: options of different relations differ in length (pooling)
+        out += [Column("cross own acc_norm (unseen)", "pooled", "own", "mc", "unseen", "acc_norm", None, "probes"),
+                Column("cross memorized wins_norm (unseen)", "pooled", "borrowed", "mc", "unseen", "acc_norm", None,
                        "probes"),
-                Column("cross asked-type wins (unseen)", "pooled", "borrowed", "mc", "unseen", "asked_type_wins",
-                       None, "probes"),
+                Column("cross asked-type wins_norm (unseen)", "pooled", "borrowed", "mc", "unseen",
+                       "asked_type_wins_norm", None, "probes"),
                 # the cross-key probe: B's key token after A's subject (n/a unless the model learned B's key)
-                Column("cross-key memorized wins (unseen)", "pooled", "borrowed-key", "mc", "unseen", "accuracy",
+                Column("cross-key memorized wins_norm (unseen)", "pooled", "borrowed-key", "mc", "unseen", "acc_norm",
                        None, "probes"),
-                Column("cross-key asked-type wins (unseen)", "pooled", "borrowed-key", "mc", "unseen",
-                       "asked_type_wins", None, "probes")]
+                Column("cross-key asked-type wins_norm (unseen)", "pooled", "borrowed-key", "mc", "unseen",
+                       "asked_type_wins_norm", None, "probes")]
     return out
 
 

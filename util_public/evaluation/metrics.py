@@ -28,6 +28,7 @@ def mc_fact(scores: Sequence[ScoreRecord], gold: int) -> dict:
     norm_others = np.delete(norm, gold)
     return {
         "pred_index": int(np.argmax(s)),
+        "pred_index_norm": int(np.argmax(norm)),
         "correct": bool(s[gold] > best_other),
         "tie": bool(s[gold] == best_other),
         "correct_norm": bool(norm[gold] > (norm_others.max() if norm_others.size else -math.inf)),
@@ -59,8 +60,11 @@ MC_METRICS: dict[str, Callable[[list[dict]], float | int | None]] = {
     "mean_gold_rank": lambda rs: _mean([r["gold_rank"] for r in rs]),
     "n_ties": lambda rs: sum(bool(r["tie"]) for r in rs),
     "n_boundary_merges": lambda rs: sum(bool(r["boundary_merge"]) for r in rs),
-    # pooled (cross-relation) questions only, else null: the choice is an object of the asked relation
+    # pooled (cross-relation) questions only, else null: the choice (by summed / per-character
+    # score) is an object of the asked relation
     "asked_type_wins": lambda rs: _mean([float(r["asked_type_win"]) for r in rs]) if "asked_type_win" in rs[0] else None,
+    "asked_type_wins_norm": lambda rs: (_mean([float(r["asked_type_win_norm"]) for r in rs])
+                                        if "asked_type_win_norm" in rs[0] else None),
 }
 
 GEN_METRICS = {name: (lambda rs, name=name: _mean([float(r[name]) for r in rs]))

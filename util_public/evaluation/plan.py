@@ -141,6 +141,8 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
     if task == "mc":
         payload["mc"] = {"num_options": cfg.mc.num_options, "gold_position": cfg.mc.gold_position,
                          "pool_relations": cfg.mc.pool_relations}
+        if cfg.mc.pool_relations:     # pooled records carry per-metric fields: a new metric recomputes them
+            payload["mc"]["metrics"] = sorted(metrics.MC_METRICS)
     if task == "gen":    # the matcher names: a new matcher recomputes stored results once
         payload["gen"] = {"max_new_tokens": cfg.gen.max_new_tokens, "metrics": sorted(metrics.GEN_METRICS)}
     if task == "loss":

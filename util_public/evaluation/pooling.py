@@ -13,6 +13,12 @@ Scored under the own prompt (`hgp-0`) and under other relations' prompts for the
 (`hgp-0@71`, `trigger-mid@71`), each record carries every option's relation, and the summary adds
 `asked_type_wins`: the rate at which the model's choice is an object of the relation the prompt
 asks about (B for `X@B`). `accuracy` keeps its meaning: the memorized object wins.
+
+Options of different relations differ in length (a city against a full name), and summed
+log-probabilities favour short options: SmolLM2-135M picks an author for "The author of S is"
+in 2% of the questions by summed score and in 42% by per-character score (20 options, 50
+fictional subjects). Compare types with `acc_norm` and `asked_type_wins_norm` (the
+per-character choice, lm-evaluation-harness's `acc_norm` convention).
 """
 from __future__ import annotations
 
@@ -92,10 +98,12 @@ def check_asked(prompt_type: str, relation_id: str, others: list[str]) -> None:
 
 
 def type_fields(distractor_relations: list[str], gold: int, relation_id: str, pred_index: int,
-                prompt_type: str) -> dict:
-    """The record fields of a pooled question: every option's relation, what was asked, what won."""
+                pred_index_norm: int, prompt_type: str) -> dict:
+    """The record fields of a pooled question: every option's relation, what was asked, what won
+    by summed and by per-character score."""
     kinds = list(distractor_relations)
     kinds.insert(gold, relation_id)
     asked = prompts.relation_of(prompt_type, relation_id)
     return {"option_relations": kinds, "asked_relation": asked, "pred_relation": kinds[pred_index],
-            "asked_type_win": kinds[pred_index] == asked}
+            "asked_type_win": kinds[pred_index] == asked, "pred_relation_norm": kinds[pred_index_norm],
+            "asked_type_win_norm": kinds[pred_index_norm] == asked}

@@ -45,6 +45,7 @@ def run_mc(job: Job, chunk: list, backend, tokenizer, cfg: EvalConfig, bos: list
                     "option_is_greedy": [r.is_greedy for r in opts],
                     **scored, "seen": _seen(job, fact.fact_id),
                     **(pooling.type_fields(kinds[fact.fact_id], gold, fact.relation_id, scored["pred_index"],
+                                           scored["pred_index_norm"],
                                            job.prompt_type) if kinds is not None else {})})
     return out
 
