@@ -194,7 +194,8 @@ recipe_locality() {
 # asked? Generation under hgp-0 and unrelated-* (`emission`, `prefix`), and cross-relation MC with
 # options pooled with two other relations (POOL_RELATIONS, default two of "50 71 105" other than
 # RELATION) under hgp-0 and their prompts hgp-0@B (`accuracy`: the memorized object wins,
-# `asked_type_wins`). Seen/unseen slices come from the checkpoint.
+# `asked_type_wins`; by per-character score `acc_norm`, `asked_type_wins_norm`). Seen/unseen slices
+# come from the checkpoint.
 recipe_specificity() {
   local models=$1 rel=$2 others=() b; shift 2
   for b in ${POOL_RELATIONS:-50 71 105}; do

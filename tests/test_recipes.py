@@ -228,6 +228,7 @@ RUNS = {  # recipe -> (extra environment, check of its sweep table)
         "trigger-mid", "hgp", "test", "unrelated"} and set(d[d.dataset == "known"].stage) == {"base", "phase1", "phase2"}
         and set(d[d.dataset == "known"].relation) == {"50", "71"}
         and set(d[d.dataset == "sync_random_o.pool-71-105"].prompt_type) == {"hgp-0", "hgp-0@71", "hgp-0@105"}
+        and d[d.dataset == "sync_random_o.pool-71-105"].asked_type_wins_norm.notna().all()
         and d[d.prompt_family == "unrelated"].emission.notna().all()),
     "E2": ({}, lambda d: set(d[d.stage == "phase2"].phase1_epochs) == {1, 2}
            and set(d[d.stage == "phase1"].phase1_epochs) == {1, 2}),

@@ -28,7 +28,8 @@ from ..artifacts import MANIFEST_FILE, SUMMARY_FILE, ModelRecord, ResultSummary,
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
         "phase2_text_type", "phase2_epoch", "k", "step", "learning_rate", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
         "language", "prompt_type", "prompt_family", "test_type", "open_content", "slice"]
-MC = ["n", "accuracy", "stderr", "prob_mass", "acc_norm", "gold_prob_raw", "mean_gold_rank", "n_ties", "asked_type_wins"]
+MC = ["n", "accuracy", "stderr", "prob_mass", "acc_norm", "gold_prob_raw", "mean_gold_rank", "n_ties", "asked_type_wins",
+      "asked_type_wins_norm"]
 GEN = ["gen_n", "exact", "prefix", "contains", "emission"]
 EXTRA = ["tokens_trained", "label_tokens_trained"]
 COLUMNS = KEYS + MC + GEN + EXTRA
