@@ -174,6 +174,20 @@ def raise_on_fsync(err: int):
     return patch
 
 
+def replace_fails(target: Callable[[Ctx], Path], err: int):
+    """Fault injection: renaming onto `target` fails while files beside it can still be written
+    (an immutable file, or a file mounted read-only on its own)."""
+    def patch(monkeypatch, ctx):
+        real = atomicio.os.replace
+
+        def replace(src, dst, *args, **kwargs):
+            if Path(dst) == target(ctx):
+                raise OSError(err, os.strerror(err))
+            return real(src, dst, *args, **kwargs)
+        monkeypatch.setattr(atomicio.os, "replace", replace)
+    return patch
+
+
 def src(ctx: Ctx) -> str:
     return str(ctx.base / "src" / "sync_random_o" / "50.csv")
 
@@ -511,6 +525,8 @@ CASES += [
     Case("unwritable-repr-output-under-a-file", "repr",
          lambda c: [*repr_args(c, f"models=[{c.keyed}]"), f"output_dir={_blocker(c)}/repr"],
          ("output_dir: {base}/blocker/repr", "not writable")),
+    Case("unwritable-train-registry-not-replaceable", "train", tr(), ("registry: {registry}", "Operation not permitted"),
+         patch=replace_fails(lambda c: c.registry, errno.EPERM)),
     Case("unwritable-gen-disk-fills-at-second-file", "gen", gen("relation_ids=[50,71]"),
          ("{data}/sync_random_o/71.csv", "No space left on device"), patch=fsync_fails_after(1, errno.ENOSPC)),
     # optional packages: checked before any work

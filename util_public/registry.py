@@ -117,12 +117,20 @@ class Registry:
         return locking.exclusive(self.lock_path, self.lock_timeout_s)
 
     def check_writable(self) -> None:
-        """Before work that will register (a training run): the registry parses, is a file, and a
-        write beside it succeeds, all under the lock, so an unwritable registry stops the run
-        before it starts instead of after its first checkpoint."""
+        """Before work that will register (a training run): the registry parses, is a file, and can
+        be replaced, all under the lock, so an unwritable registry stops the run before it starts
+        instead of after its first checkpoint. An existing file is replaced by its own bytes: a
+        write beside it can succeed where replacing it fails (an immutable file, a file mounted
+        read-only on its own)."""
         with self.locked():
             self.raw()
             atomicio.check_writable_file(self.file, "registry")
+            if self.file.is_file():
+                try:
+                    atomicio.write_bytes(self.file, self.file.read_bytes())
+                except UserError as exc:
+                    raise UserError(f"registry: {self.path}", exc.problem,
+                                    "make it writable, or point MTG_MODELS_JSON / registry.path elsewhere") from None
 
     def register(self, new_entries: dict[str, dict], overwrite: bool = False) -> None:
         """Merge `new_entries` (name -> object entry) under the lock; idempotent for equal paths."""
