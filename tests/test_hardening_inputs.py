@@ -224,6 +224,16 @@ def _pickled(ctx: Ctx) -> Path:
     return target
 
 
+def _damaged(ctx: Ctx, source: Path, file: str, cut: bool = True) -> Path:
+    """A copy of checkpoint `source` whose `file` is cut off after half its bytes (`cut`) or gone:
+    what a full disk or an interrupted copy leaves."""
+    target = ctx.base / "damaged"
+    shutil.copytree(source, target)
+    data = (target / file).read_bytes()
+    (target / file).write_bytes(data[:len(data) // 2]) if cut else (target / file).unlink()
+    return target
+
+
 def _registry_dir(ctx: Ctx) -> None:
     """MTG_MODELS_JSON names a folder; the base model is given as a directory path."""
     shutil.copytree(ctx.plain, ctx.base / "tiny")
@@ -465,7 +475,7 @@ CASES = [
 
 
 # The classes of issue 15 (encodings, JSON types, limits, unwritable paths, optional packages,
-# devices, names that become paths, hidden gold options); each id starts with its class.
+# devices, names that become paths, hidden gold options, damaged checkpoints); each id starts with its class.
 CASES += [
     # encodings: every text file the stages read
     Case("enc-train-latin1-facts", "train",
@@ -559,6 +569,22 @@ CASES += [
     Case("name-gen-dataset-escapes", "gen", gen("dataset=../x"), ("dataset '../x'", "invalid name")),
     Case("repr-second-model-unknown", "repr", lambda c: repr_args(c, f"models=[{c.keyed},no-such-model]"),
          ("model 'no-such-model'", "not in the registry")),
+    # damaged checkpoints: refused before any output, without loading the weights
+    Case("damaged-eval-config-cut-off", "eval", lambda c: ev(f"model.path={_damaged(c, c.keyed, 'config.json')}")(c),
+         ("{base}/damaged/config.json", "not valid JSON"), via="entry"),
+    Case("damaged-eval-weights-cut-off", "eval",
+         lambda c: ev(f"model.path={_damaged(c, c.keyed, 'model.safetensors')}")(c),
+         ("{base}/damaged/model.safetensors", "damaged weights")),
+    Case("damaged-eval-tokenizer-gone", "eval",
+         lambda c: ev(f"model.path={_damaged(c, c.keyed, 'tokenizer.json', cut=False)}")(c),
+         ("{base}/damaged", "tokenizer files are missing or damaged")),
+    Case("damaged-train-base-weights-cut-off", "train",
+         then(tr("model.base=damaged"),
+              lambda c: registry(c, {"damaged": {"path": str(_damaged(c, c.plain, "model.safetensors"))}})),
+         ("{base}/damaged/model.safetensors", "damaged weights"), via="entry"),
+    Case("damaged-repr-config-cut-off", "repr",
+         lambda c: repr_args(c, f"models=[{_damaged(c, c.keyed, 'config.json')}]"),
+         ("{base}/damaged/config.json", "not valid JSON")),
     # a gold answer hidden among the options, in forms that only compare equal once normalised
     Case("hidden-gold-nfd", "gen", imp(2, 2, '["ro\u0301me", "oslo"]', rows=[*GOOD[:2], ["Durnhal", "róme", '[]']]),
          ("{src}:4: fact_id 2", "gold object")),
@@ -653,7 +679,7 @@ def entry_results(tmp_path_factory, models):
     return {cid: (ctx, before, outcomes[cid]) for cid, (ctx, before) in prepared.items()}
 
 
-CLASSES = ("enc", "type", "limit", "unwritable", "package", "device", "name", "hidden")
+CLASSES = ("enc", "type", "limit", "unwritable", "package", "device", "name", "hidden", "damaged")
 
 
 def test_the_table_is_big_and_distinct():

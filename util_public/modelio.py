@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import textio
 from .errors import UserError
 from .registry import Registry, ResolvedModel
 from .tokenspans import require_fast
+
+DAMAGED_HINT = "copy the checkpoint again, or retrain it"
 
 
 def resolve(name_or_path: str, registry_path: str | None = None) -> ResolvedModel:
@@ -15,7 +18,11 @@ def resolve(name_or_path: str, registry_path: str | None = None) -> ResolvedMode
 def load_tokenizer(model_dir: str | Path):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(model_dir))
+    except (OSError, ValueError) as exc:     # a missing or damaged tokenizer file (JSON errors are ValueErrors)
+        raise UserError(str(model_dir), f"tokenizer files are missing or damaged ({_first_line(exc)})",
+                        DAMAGED_HINT) from None
     require_fast(tok, str(model_dir))
     return tok
 
@@ -59,17 +66,34 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def require_safetensors(model_dir: str | Path) -> None:
-    """Weights load only from safetensors: a pickle (`*.bin`) can run code when unpickled."""
-    if not any(Path(model_dir).glob("*.safetensors")):
+def check_checkpoint(model_dir: str | Path) -> None:
+    """What can be wrong with a checkpoint directory without loading its weights, checked before
+    any output is written: weights only in safetensors (a pickle, `*.bin`, can run code when
+    unpickled), a `config.json` that parses, and weight files whose header and data are all there
+    (not cut off by a full disk or an interrupted copy)."""
+    from safetensors import SafetensorError, safe_open
+
+    weights = sorted(Path(model_dir).glob("*.safetensors"))
+    if not weights:
         raise UserError(str(model_dir), "no *.safetensors weights (pickled *.bin checkpoints are not loaded)",
                         "re-save the model with save_pretrained(..., safe_serialization=True)")
+    textio.read_json(Path(model_dir) / "config.json", dict, DAMAGED_HINT)
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            raise UserError(str(path), f"damaged weights ({_first_line(exc)})", DAMAGED_HINT) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(": ")
 
 
 def load_causal_lm(model_dir: str | Path, dtype: str = "auto", device: str | None = None):
     from transformers import AutoModelForCausalLM
 
-    require_safetensors(model_dir)
+    check_checkpoint(model_dir)
     device = device or default_device()
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch_dtype(dtype, device),
                                                  use_safetensors=True)

@@ -51,7 +51,7 @@ def _models(names: list[str]) -> dict[str, str]:
         if label in out:
             raise UserError("models", f"two models are both named {label!r} ({out[label]}, {resolved.path})",
                             "register them in models.json under distinct names")
-        modelio.require_safetensors(resolved.path)
+        modelio.check_checkpoint(resolved.path)
         out[label] = resolved.path
     return out
 

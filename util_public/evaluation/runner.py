@@ -39,6 +39,7 @@ def run(cfg: EvalConfig) -> list[dict]:
     configure_cpu(cfg.runtime.num_threads)
     device = _ranks(backend_name)
     info = describe(cfg.model.name, cfg.model.path)
+    modelio.check_checkpoint(info.path)     # before any output, for either backend
     tokenizer = modelio.load_tokenizer(info.path)
     factsets = planning.load_factsets(cfg)
     dtype = backends.resolved_dtype(backend_name, cfg)

@@ -49,7 +49,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     registry = Registry(cfg.registry.path, cfg.registry.lock_timeout_s, cfg.registry.allow_hub_ids)
     runs_root = paths.root("runs", cfg.save.runs_root)
     base = basemodel.resolve(cfg, registry, runs_root)
-    modelio.require_safetensors(base.path)     # before any output: weights never load from pickles
+    modelio.check_checkpoint(base.path)     # before any output: loadable, and never from pickles
     data_root = paths.root("data", cfg.data.root)
     chosen = selection.load(cfg.data.relation_id, data_root, cfg.data.dataset, cfg.data.index_begin, cfg.data.index_end)
 
