@@ -1,7 +1,7 @@
 """The smaller defects of issue 15, one test each: tracebacks on request, sweeps that leave no file
 in the working directory, run names that paste into an override, the memorization check's
-message, the pipeline naming the registry it writes to, and representation outputs that stay
-under `output_dir`."""
+message, the pipeline naming the registry it writes to, representation outputs that stay
+under `output_dir`, and readers of the results root that skip them."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from evalkit import checkpoint_with_key, fictional_facts, write_dataset
 from hardening_kit import REPO, Roots, start_driver
 
 from util_public.artifacts import CheckpointRecord, RunManifest
+from util_public.errors import UserError
 
 EVAL = str(REPO / "evaluation" / "eval.py")
 
@@ -112,6 +114,32 @@ def test_representation_outputs_of_a_checkpoint_path_stay_under_output_dir(isola
                 output_dir=str(out), num_threads=1))
     assert (out / "ckpt" / "summary.json").is_file()
     assert sorted(p.name for p in ckpt.iterdir()) == before
+
+
+def test_readers_of_the_results_root_skip_representation_summaries(isolated_roots, sp_tokenizer, tmp_path, capsys):
+    """represent.py's default output_dir lies under the results root, and its `summary.json` files
+    are not evaluation summaries: summarize and the recipe collector read past them."""
+    from evaluation import summarize
+    from util_public.recipes import collect
+    from util_public.representation_run import ReprCfg, run
+
+    write_dataset(isolated_roots["data"], "toy", fictional_facts(3, num_options=3))
+    ckpt = checkpoint_with_key(sp_tokenizer, tmp_path / "ckpt")
+    run(ReprCfg(models=[str(ckpt)], relations="50", dataset="toy", index_end=3, families=["hgp-0"], num_threads=1))
+    root = isolated_roots["results"]
+    (represented,) = root.glob("repr/*/ckpt/summary.json")
+    result = root / "mc" / "hgp-0" / "ckpt" / "toy" / "50" / "close" / "f0-2-0a1b2c3d"
+    result.mkdir(parents=True)
+    (result / "summary.json").write_text(json.dumps(
+        {"schema": "mtg.eval/1", "task": "mc", "model": {"name": "ckpt"}, "prompt_type": "hgp-0", "relation_id": "50",
+         "dataset": "toy", "test_type": "close", "fact_range": {"begin": 0, "end": 3},
+         "metrics": {"all": {"n": 3, "accuracy": 0.5}}}))
+    capsys.readouterr()
+    assert summarize.main([]) == 0
+    assert "0.500" in capsys.readouterr().out
+    assert list(collect.table(root)["accuracy"]) == [0.5]
+    with pytest.raises(UserError, match="is not a mtg.eval file"):     # named on its own, it is refused
+        summarize.main([str(represented)])
 
 
 # Reads outside `util_public/textio.py` that are not of a project input file, with the reason.

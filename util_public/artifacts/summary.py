@@ -10,8 +10,10 @@ left out of the others; the rest is always written (null where it does not apply
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Iterator, Optional
 
+from .. import atomicio, textio
 from .checkpoint import CheckpointMeta
 from .versioned import Artifact, optional
 
@@ -70,3 +72,19 @@ class ResultSummary(Artifact):
 
     def metric(self, slice_: str, name: str) -> Any:
         return (self.metrics.get(slice_) or {}).get(name)
+
+
+def find(root: str | Path) -> Iterator[tuple[Path, ResultSummary]]:
+    """(path, summary) of every evaluation `summary.json` at or below `root`, in path order.
+    Writers' temporaries are skipped, and so are other stages' files of that name below a root
+    (a representation run's `mtg.repr` summaries: its default `output_dir` is under the results
+    root); a file given as `root` itself must be an evaluation summary."""
+    root = Path(root)
+    for path in [root] if root.is_file() else sorted(root.rglob(SUMMARY_FILE)):
+        if any(atomicio.is_staging(part) for part in path.parts):
+            continue
+        data = textio.read_json(path, dict, READ_HINT)
+        kind = str(data.get("schema", "")).partition("/")[0]
+        if path != root and kind.startswith("mtg.") and kind != ResultSummary.SCHEMA:
+            continue
+        yield path, ResultSummary.from_json(data, str(path))

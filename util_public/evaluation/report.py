@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import atomicio, plotting
-from ..artifacts import SUMMARY_FILE, ResultSummary
+from .. import artifacts, plotting
+from ..artifacts import ResultSummary
 
 HEADLINE = {"mc": "accuracy", "gen": "contains", "loss": "avg_loss", "ppl": "perplexity"}
 AXIS = {("mc", "accuracy"): "MC accuracy", ("gen", "contains"): "generation: contains gold",
@@ -29,13 +29,8 @@ def result_line(summary: ResultSummary, directory: Path) -> str:
 
 
 def find_summaries(paths: list[str | Path]) -> list[ResultSummary]:
-    """Every summary.json under the given roots or result directories (temporaries skipped)."""
-    found = []
-    for root in paths:
-        root = Path(root)
-        files = [root] if root.is_file() else sorted(root.rglob(SUMMARY_FILE))
-        found += [ResultSummary.read(f) for f in files if not any(atomicio.is_staging(p) for p in f.parts)]
-    return found
+    """Every evaluation summary under the given roots, result directories or files."""
+    return [summary for root in paths for _, summary in artifacts.find_summaries(root)]
 
 
 def _value(summary: ResultSummary, slice_: str, metric: str) -> tuple[float | None, float | None]:

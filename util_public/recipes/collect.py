@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import atomicio, prompts, textio
-from ..artifacts import MANIFEST_FILE, SUMMARY_FILE, ModelRecord, ResultSummary, RunManifest
+from ..artifacts import MANIFEST_FILE, ModelRecord, ResultSummary, RunManifest, find_summaries
 
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
         "phase2_text_type", "phase2_epoch", "k", "step", "learning_rate", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
@@ -118,10 +118,7 @@ def rows(summary: ResultSummary, directory: Path) -> list[dict]:
 
 def summaries(root: Path):
     """(summary, directory) of every concrete mc/gen result under `root` (temporaries skipped)."""
-    for path in sorted(Path(root).rglob(SUMMARY_FILE)):
-        if any(atomicio.is_staging(part) for part in path.parts):
-            continue
-        summary = ResultSummary.read(path)
+    for path, summary in find_summaries(root):
         if summary.task in ("mc", "gen") and summary.is_fact_result:
             yield summary, path.parent
 
