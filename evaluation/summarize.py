@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import util_public  # noqa: E402,F401
 from util_public import atomicio, packages, paths  # noqa: E402
-from util_public.errors import exit_on_user_error  # noqa: E402
+from util_public.errors import UserError, exit_on_user_error  # noqa: E402
 from util_public.evaluation import report  # noqa: E402
 
 
@@ -25,10 +25,11 @@ def main(argv=None) -> int:
     if args.png:         # before any reading: the chart needs matplotlib and a writable file
         packages.require("matplotlib", "--png", "pip install matplotlib")
         atomicio.check_writable_file(args.png, "--png")
-    summaries = report.find_summaries(args.paths or [paths.root("results")])
+    roots = args.paths or [str(paths.root("results"))]
+    summaries = report.find_summaries(roots)
     if not summaries:
-        print("no summary.json found under " + ", ".join(args.paths or [str(paths.root("results"))]), file=sys.stderr)
-        return 1
+        raise UserError(", ".join(roots), "no evaluation summary.json found",
+                        "evaluate first (evaluation/eval.py), or name a results root or result directory")
     print(report.table(summaries, args.metric))
     if args.png:
         print(f"chart: {report.bar_chart(summaries, args.png, args.metric)}", file=sys.stderr)

@@ -471,6 +471,8 @@ CASES = [
          ("relation 50", "outside the data")),
     Case("eval-read-only-results", "eval", ev(), ("{results}/mc/hgp-0/keyed/toy/50/close/", "Read-only file system"),
          patch=raise_on_fsync(errno.EROFS)),
+    # summarize
+    Case("summ-no-results", "summ", lambda c: [str(c.results)], ("{results}", "no evaluation summary.json found")),
 ]
 
 
