@@ -16,7 +16,7 @@ import re
 from ..errors import UserError
 
 MAX_RUN_NAME = 180
-MAX_BASE_TAG = 60          # longer base tags become 48 characters + "~" + 8 hex digits
+MAX_BASE_TAG = 60          # longer base tags become 48 characters + "-h" + 8 hex digits
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
