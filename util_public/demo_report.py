@@ -116,7 +116,8 @@ def plot(rows: dict[str, dict], columns: list[Column], title: str, path: Path, c
               ("General-text perplexity", [c for c in columns if c.metric == "perplexity"], "perplexity (lower is better)")]
     panels = [p for p in panels if p[1]]
     widths = [max(1.6, 1.1 * len(cols)) for _, cols, _ in panels]
-    fig, axes = plt.subplots(1, len(panels), figsize=(sum(widths) + 2.5, 5.2), squeeze=False,
+    width = sum(widths) + 2.5
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 5.2), squeeze=False,
                              gridspec_kw={"width_ratios": widths})
     for ax, (heading, cols, ylabel) in zip(axes[0], panels):
         _bars(ax, rows, cols)
@@ -127,8 +128,8 @@ def plot(rows: dict[str, dict], columns: list[Column], title: str, path: Path, c
             ax.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label=f"MC chance (1/{round(1 / chance)})")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="upper right")
-    fig.suptitle(textwrap.fill(title, 140), fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 1.6 / (sum(widths) + 2.5), 0.93))
+    fig.suptitle(plotting.wrap(title, width - 1.6, 10), fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / width, 0.93))
     plotting.save_png(fig, path)
 
 

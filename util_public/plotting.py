@@ -17,6 +17,7 @@ from . import atomicio
 KEY_FONT = 7                    # points
 _LINE_IN = 0.17                 # inches per key line at KEY_FONT
 CHAR_IN = 0.062                # inches per monospace character at KEY_FONT
+_TITLE_PAD_IN = 0.15            # inches above and below a figure title
 DPI = 110
 
 
@@ -70,9 +71,13 @@ class Figure:
         height = rows * panel_in[1] + self.key_in
         self.fig, self.axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
         self.width_in, self.height_in = width, height
+        self.title_in = 0.0
 
     def title(self, text: str, fontsize: float = 10) -> None:
-        self.fig.suptitle(wrap(text, self.width_in, fontsize), fontsize=fontsize)
+        """The figure's title, wrapped to its width, in a band of its own above the panels."""
+        wrapped = wrap(text, self.width_in, fontsize)
+        self.title_in = _TITLE_PAD_IN + (wrapped.count("\n") + 1) * 1.5 * fontsize / 72
+        self.fig.suptitle(wrapped, fontsize=fontsize, y=1 - _TITLE_PAD_IN / 2 / self.height_in, va="top")
 
     def save(self, path: str | Path) -> Path:
         """Lay out (the key under the panels), render and write the PNG atomically; returns its path."""
@@ -80,5 +85,5 @@ class Figure:
         if self.key:
             self.fig.text(0.01, bottom - 0.5 * _LINE_IN / self.height_in, "\n".join(self.key), ha="left",
                           va="top", fontsize=KEY_FONT, family="monospace")
-        self.fig.tight_layout(rect=(0, bottom, 1, 1))
+        self.fig.tight_layout(rect=(0, bottom, 1, 1 - self.title_in / self.height_in))
         return save_png(self.fig, path)

@@ -28,6 +28,7 @@ def heatmap(path: Path, per_layer: dict[str, dict[str, list[float]]], labels: di
     metrics = list(dict.fromkeys(m for values in per_layer.values() for m in values))
     layers = max(len(v) for values in per_layer.values() for v in values.values())
     fig = Figure(len(metrics), 1, (max(6.5, 0.3 * layers + 3.0), 0.35 * len(models) + 1.6), labels)
+    from matplotlib.ticker import MaxNLocator     # matplotlib only when a figure is drawn
     for ax, metric in zip(fig.axes[:, 0], metrics):
         grid = np.full((len(models), layers), np.nan)
         for row, model in enumerate(models):
@@ -38,6 +39,7 @@ def heatmap(path: Path, per_layer: dict[str, dict[str, list[float]]], labels: di
         ax.set_yticks(range(len(models)), [labels[m] for m in models])
         ax.set_ylabel("model")
         ax.set_xlabel("layer (0 = embedding output)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(describe(metric), fontsize=9)
     fig.title("Representation analysis: per-layer metrics of each model")
     return fig.save(path)

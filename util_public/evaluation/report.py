@@ -17,6 +17,7 @@ AXIS = {("mc", "accuracy"): "MC accuracy", ("gen", "contains"): "generation: con
         ("loss", "avg_loss"): "loss probe: mean loss (nats)", ("ppl", "perplexity"): "text perplexity"}
 SLICES = ("all", "seen", "unseen")
 SLICE_COLOURS = {"all": "tab:blue", "seen": "tab:orange", "unseen": "tab:green"}
+MAX_WIDTH_IN = 24.0      # a wider chart continues a panel on the next row
 
 
 def result_line(summary: ResultSummary, directory: Path) -> str:
@@ -91,9 +92,8 @@ def _tick(row: dict, label: str, varies: set[str]) -> str:
 
 def bar_chart(summaries: list[ResultSummary], png: str | Path, metric: str | None = None) -> Path:
     """One panel per (task, metric), a bar group per result (model as M1, M2, ...: the key under the
-    panels names them), one bar per slice present, with the standard deviation of aggregates."""
-    import numpy as np
-
+    panels names them), one bar per slice present, with the standard deviation of aggregates. A panel
+    with more groups than fit MAX_WIDTH_IN continues on the next rows, on the same y-range."""
     table_rows = rows(summaries, metric)
     labels = plotting.short_labels(sorted({str(r["model"]) for r in table_rows}))
     panels: dict[tuple, list[dict]] = {}
@@ -101,23 +101,38 @@ def bar_chart(summaries: list[ResultSummary], png: str | Path, metric: str | Non
         panels.setdefault((r["task"], r["metric"]), []).append(r)
     ticks = {key: _ticks(members, labels) for key, members in panels.items()}
     group_in = max(0.75, plotting.CHAR_IN * max(len(line) for t in ticks.values() for tick in t for line in tick.split("\n")))
-    widest = max(len(p) for p in panels.values())
-    fig = plotting.Figure(len(panels), 1, (min(24.0, max(6.5, group_in * widest + 2.0)), 3.2), labels)
-    for ax, ((task, name), members) in zip(fig.axes[:, 0], panels.items()):
-        present = [s for s in SLICES if any(m[s][0] is not None for m in members)]
-        width = 0.8 / len(present)
-        x = np.arange(len(members))
-        for k, slice_ in enumerate(present):
-            vals = [m[slice_][0] if m[slice_][0] is not None else np.nan for m in members]
-            sds = [m[slice_][1] or 0.0 for m in members]
-            ax.bar(x + (k - (len(present) - 1) / 2) * width, vals, width, yerr=sds, label=slice_, capsize=2,
-                   color=SLICE_COLOURS[slice_])
-        ax.set_xticks(x, ticks[(task, name)], fontsize=7)
-        ax.set_xlim(-0.6, len(members) - 0.4)
-        ax.set_ylabel(axis_label(task, name), fontsize=8)
-        ax.legend(title="slice", fontsize=7, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    per_row = max(1, int((MAX_WIDTH_IN - 2.0) / group_in))
+    chunks = [(key, i, i + per_row) for key, members in panels.items() for i in range(0, len(members), per_row)]
+    widest = max(len(panels[key][begin:end]) for key, begin, end in chunks)
+    fig = plotting.Figure(len(chunks), 1, (max(6.5, group_in * widest + 2.0), 3.2), labels)
+    axes_of: dict[tuple, list] = {}
+    for ax, (key, begin, end) in zip(fig.axes[:, 0], chunks):
+        _bars(ax, panels[key][begin:end], ticks[key][begin:end], widest)
+        ax.set_ylabel(axis_label(*key), fontsize=8)
+        axes_of.setdefault(key, []).append(ax)
+    for same in axes_of.values():     # the rows of one panel share its y-range
+        low, high = min(ax.get_ylim()[0] for ax in same), max(ax.get_ylim()[1] for ax in same)
+        for ax in same:
+            ax.set_ylim(low, high)
     fig.title(f"Evaluation results ({len(table_rows)} results; error bars: sd over an aggregate's members)")
     return fig.save(png)
+
+
+def _bars(ax, members: list[dict], ticks: list[str], slots: int) -> None:
+    """A bar group per result, one bar per slice present; `slots` groups wide (rows align)."""
+    import numpy as np
+
+    present = [s for s in SLICES if any(m[s][0] is not None for m in members)]
+    width = 0.8 / len(present)
+    x = np.arange(len(members))
+    for k, slice_ in enumerate(present):
+        vals = [m[slice_][0] if m[slice_][0] is not None else np.nan for m in members]
+        sds = [m[slice_][1] or 0.0 for m in members]
+        ax.bar(x + (k - (len(present) - 1) / 2) * width, vals, width, yerr=sds, label=slice_, capsize=2,
+               color=SLICE_COLOURS[slice_])
+    ax.set_xticks(x, ticks, fontsize=7)
+    ax.set_xlim(-0.6, slots - 0.4)
+    ax.legend(title="slice", fontsize=7, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
 def _ticks(members: list[dict], labels: dict[str, str]) -> list[str]:

@@ -69,7 +69,8 @@ def plot_dose(df: pd.DataFrame, path: Path, title: str = "") -> Path:
     base = base_locality(df)
     rates = sorted(points.learning_rate.unique())
     steps = sorted(points.steps.unique())
-    fig, axes = plt.subplots(len(ROWS), len(rates), figsize=(4.2 * len(rates) + 1.5, 6.2), sharex=True,
+    width = 4.2 * len(rates) + 1.5
+    fig, axes = plt.subplots(len(ROWS), len(rates), figsize=(width, 6.2), sharex=True,
                              sharey=True, squeeze=False)
     for col, lr in enumerate(rates):
         for row, (metric, ylabel) in enumerate(ROWS):
@@ -96,7 +97,7 @@ def plot_dose(df: pd.DataFrame, path: Path, title: str = "") -> Path:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
     if title:
-        fig.suptitle(title, fontsize=10)
+        fig.suptitle(plotting.wrap(title, width, 10), fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 0.95 if title else 1))
     return plotting.save_png(fig, path)
 
