@@ -41,6 +41,8 @@ def _check_layout(fig) -> None:
         box = title.get_window_extent(renderer)
         assert box.x0 >= 0 and box.x1 <= width_px, "the title is wider than the figure"
         assert all(box.y0 >= ax.get_tightbbox(renderer).y1 for ax in fig.axes), "the title overlaps a panel"
+        assert not any(box.overlaps(legend.get_window_extent(renderer)) for legend in fig.legends), \
+            "the title overlaps the legend"
     for ax in fig.axes:
         if ax.get_label() == "<colorbar>":
             continue

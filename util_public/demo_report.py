@@ -128,8 +128,8 @@ def plot(rows: dict[str, dict], columns: list[Column], title: str, path: Path, c
             ax.axhline(chance, color="grey", linestyle="--", linewidth=0.8, label=f"MC chance (1/{round(1 / chance)})")
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="upper right")
-    fig.suptitle(plotting.wrap(title, width - 1.6, 10), fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 1.6 / width, 0.93))
+    title_in = plotting.title(fig, title, width - 1.6)       # beside the legend's column, not under it
+    fig.tight_layout(rect=(0, 0, 1 - 1.6 / width, 1 - title_in / 5.2))
     plotting.save_png(fig, path)
 
 

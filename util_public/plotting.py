@@ -60,6 +60,16 @@ def save_png(fig, path: str | Path) -> Path:
     return atomicio.write_bytes(path, buf.getvalue())
 
 
+def title(fig, text: str, width_in: float, fontsize: float = 10, left_in: float = 0.0) -> float:
+    """`fig`'s title wrapped to `width_in` inches (centred over them, from `left_in`) at the top;
+    returns the height in inches of its band, which the panels must leave free."""
+    wrapped = wrap(text, width_in, fontsize)
+    fig_w, fig_h = fig.get_size_inches()
+    fig.suptitle(wrapped, fontsize=fontsize, x=(left_in + width_in / 2) / fig_w, y=1 - _TITLE_PAD_IN / 2 / fig_h,
+                 va="top")
+    return _TITLE_PAD_IN + (wrapped.count("\n") + 1) * 1.5 * fontsize / 72
+
+
 class Figure:
     """A grid of panels with room below for a model key: `Figure(rows, cols, (w, h), labels)`."""
 
@@ -74,10 +84,7 @@ class Figure:
         self.title_in = 0.0
 
     def title(self, text: str, fontsize: float = 10) -> None:
-        """The figure's title, wrapped to its width, in a band of its own above the panels."""
-        wrapped = wrap(text, self.width_in, fontsize)
-        self.title_in = _TITLE_PAD_IN + (wrapped.count("\n") + 1) * 1.5 * fontsize / 72
-        self.fig.suptitle(wrapped, fontsize=fontsize, y=1 - _TITLE_PAD_IN / 2 / self.height_in, va="top")
+        self.title_in = title(self.fig, text, self.width_in, fontsize)
 
     def save(self, path: str | Path) -> Path:
         """Lay out (the key under the panels), render and write the PNG atomically; returns its path."""

@@ -96,9 +96,8 @@ def plot_dose(df: pd.DataFrame, path: Path, title: str = "") -> Path:
                 ax.set_ylabel(ylabel, fontsize=9)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, frameon=False)
-    if title:
-        fig.suptitle(plotting.wrap(title, width, 10), fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95 if title else 1))
+    title_in = plotting.title(fig, title, width) if title else 0.0
+    fig.tight_layout(rect=(0, 0.06, 1, 1 - title_in / 6.2))
     return plotting.save_png(fig, path)
 
 
