@@ -137,3 +137,11 @@ def test_pooled_summary_reports_the_asked_type(model50):
             wins = [r["option_relations"][r[f"pred_index{suffix}"]] == r["asked_relation"] for r in records]
             assert s["metrics"]["all"][f"asked_type_wins{suffix}"] == pytest.approx(sum(wins) / len(wins))
         assert {r["asked_relation"] for r in records} == {"50" if s["prompt_type"] == "hgp-0" else "71"}
+
+
+@pytest.mark.parametrize("spec, problem", [("71++105", "empty part"), ("71&105", "compositions"),
+                                           ("71+71", "names a relation twice"), ("105+50", "evaluated relation 50")])
+def test_pool_relations_read_by_the_one_relation_spec_parser(spec, problem):
+    with pytest.raises(UserError, match=problem):
+        pooling.pool_ids(spec, "50")
+    assert pooling.pool_ids(" 71 + 105", "50") == ["71", "105"]

@@ -26,7 +26,7 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
-from .. import catalogue, prompts
+from .. import catalogue, prompts, relspec
 from ..errors import UserError
 from ..facts import Fact
 
@@ -35,9 +35,9 @@ def pool_ids(spec: str | None, relation_id: str) -> list[str]:
     """The other relations of `mc.pool_relations` ("71+105"), validated against `relation_id`."""
     if not spec:
         return []
-    ids = [part.strip() for part in str(spec).split("+")]
-    if not all(ids) or len(set(ids)) != len(ids):
-        raise UserError("mc.pool_relations", f"{spec!r} is not a list of distinct relation ids like 71+105")
+    ids = relspec.separate(spec, "mc.pool_relations")
+    if len(set(ids)) != len(ids):
+        raise UserError("mc.pool_relations", f"{spec!r} names a relation twice", "list distinct ids like 71+105")
     if relation_id in ids:
         raise UserError("mc.pool_relations", f"{spec!r} names the evaluated relation {relation_id} itself",
                         "list only the other relations whose objects join the options")
