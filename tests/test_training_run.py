@@ -47,7 +47,7 @@ def only_run(runs_root, prefix=""):
     return path
 
 
-def test_two_stages_memorize_and_inherit_the_key_token(setup, tmp_path):
+def test_two_stages_memorize_and_inherit_the_key_token(setup, tmp_path, capsys):
     assert train("phase1", "model.base=tiny-base", "data.index_end=20", "train.learning_rate=5e-3",
                  "train.epochs=40", "train.per_device_train_batch_size=4", "train.warmup_steps=2",
                  "save.every_epoch=false", "train.num_threads=1") == 0
@@ -57,6 +57,7 @@ def test_two_stages_memorize_and_inherit_the_key_token(setup, tmp_path):
     for entry in ("config.yaml", "overrides.yaml", "data/train_texts.jsonl", "logs/train.log", "metrics.jsonl",
                   "loss_curve.png"):
         assert (p1 / entry).is_file(), entry
+    assert f"loss curve: {p1 / 'loss_curve.png'}" in capsys.readouterr().out      # the script says what it wrote
     assert m1["steps_per_epoch"] == 5 and m1["tokens_trained"]["total"] == 40 * m1["tokens_trained"]["per_epoch"]
     [(epoch, ckpt)] = m1["checkpoints"].items()
     assert epoch == "40" and ckpt["step"] == 200

@@ -159,7 +159,9 @@ def _train(cfg, args, run: RunDir, decision: Decision, books: bookkeeping.Checkp
         raise
     if args.should_save:
         run.add_wall_time(time.time() - started)
-        curves.plot(run.metrics_path, run.path / "loss_curve.png", run.run_name)
+        curve = curves.plot(run.metrics_path, run.path / "loss_curve.png", run.run_name)
+        if curve is not None:
+            print(f"loss curve: {curve}")
         in_place = books.reconcile()
         _require_balanced(books)
         if epochs.stopped_early:
