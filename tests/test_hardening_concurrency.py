@@ -79,6 +79,35 @@ def test_staging_names_are_unique_and_a_live_writers_staging_dir_survives_cleanu
     assert (final / "summary.json").read_text() == "{}"
 
 
+def _dirs(tmp_path, *names):
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text(name)
+    return [tmp_path / name for name in names]
+
+
+@pytest.mark.parametrize("race, left", [("renames its own in between", ["r"]),
+                                        ("sets dst aside first", [".r.old-1-00000000", "r", "theirs"])])
+def test_replace_dir_when_another_writer_acts_between_our_two_renames(tmp_path, monkeypatch, race, left):
+    """The interleavings that made concurrent writers fail ("Directory not empty"; a vanished dst):
+    the other writer acts right after our first rename, or right before it; ours still lands and
+    nothing of ours stays aside (the other writer's own aside copy is its to remove)."""
+    dst, ours, theirs = _dirs(tmp_path, "r", "ours", "theirs")
+    real, acted = os.replace, []
+
+    def racing(a, b):
+        if Path(a) == dst and not acted and race == "sets dst aside first":
+            acted.append(real(dst, tmp_path / ".r.old-1-00000000"))
+        real(a, b)
+        if Path(a) == dst and not acted and race == "renames its own in between":
+            acted.append(real(theirs, dst))
+
+    monkeypatch.setattr(atomicio.os, "replace", racing)
+    atomicio.replace_dir(ours, dst)
+    assert acted and (dst / "f").read_text() == "ours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == left
+
+
 # ---- evaluation result directories ------------------------------------------------------------------
 def test_a_second_evaluation_of_a_held_result_stops_before_loading_weights(isolated_roots, sp_tokenizer,
                                                                           tmp_path, monkeypatch):

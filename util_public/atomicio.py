@@ -10,6 +10,7 @@ writes; their readers skip a torn last line.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -227,17 +228,27 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     Deleting the old `dst` in place would leave a half-deleted (torn) directory if the process
     were killed; so the old one is first renamed aside to `.{dst}.old-{pid}-{random}`, the new one
     renamed in, and only then is the old one deleted. A kill between the two renames leaves the
-    aside copy, which `clean_stale_temporaries` moves back.
+    aside copy, which `clean_stale_temporaries` moves back. Another writer of `dst` may set it
+    aside first, or rename its own in between our two renames: then we set that one aside too and
+    rename again, so one complete directory stands and no aside copy stays behind.
     """
     src, dst = Path(src), Path(dst)
-    if dst.exists():
-        aside = _staging_name(dst, "old")
-        os.replace(dst, aside)
-        os.replace(src, dst)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-    return dst
+    while True:
+        aside: Path | None = _staging_name(dst, "old")
+        try:
+            os.replace(dst, aside)
+        except FileNotFoundError:       # no dst, or another writer set it aside first
+            aside = None
+        try:
+            os.replace(src, dst)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            continue                    # another writer's dst came in between: set it aside too
+        finally:
+            if aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
+        return dst
 
 
 def _process_alive(pid: int) -> bool:
