@@ -136,7 +136,7 @@ def table(root: str | Path) -> pd.DataFrame:
     mc, gen = frames
     merged = mc.merge(gen, on=KEYS, how="outer", suffixes=("", "_gen"))
     for col in EXTRA:   # the lineage columns of generation-only rows come from the generation side
-        merged[col] = merged[col].fillna(merged.pop(f"{col}_gen"))
+        merged[col] = pd.to_numeric(merged[col]).fillna(pd.to_numeric(merged.pop(f"{col}_gen")))
     for col in COUNTS:
         merged[col] = merged[col].astype("Int64")
     numeric = lambda col: pd.to_numeric(col, errors="coerce") if col.name in NUMERIC_KEYS else col  # noqa: E731
