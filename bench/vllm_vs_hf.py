@@ -5,8 +5,9 @@ ids, once per backend, in fp32 by default:
 - hf: the model in this process (`--device cpu|cuda`); peak memory = this process's sampled RSS
   (CPU) or `max_memory_allocated` (GPU);
 - vllm: a server this script starts (`util_public/vllm_server.py`); start time reported apart;
-  peak memory = the RSS of the server's process group, sampled (CPU), or nvidia-smi's memory.used
-  (GPU, which vLLM preallocates by `vllm.gpu_memory_utilization`).
+  peak memory = the RSS of the server's process group, sampled (CPU), or the rise of nvidia-smi's
+  memory.used over the start (GPU: hf's cache emptied first; vLLM preallocates `vllm.gpu_memory_utilization`
+  of the GPU, so this figure reflects that setting more than the job).
 Parity per prompt type, from the records: max |Δ| of per-option log-probs (and per scored token),
 argmax agreement, max |Δ gold_prob| and |Δ prob_mass|, the rate of identical greedy generations.
 
@@ -35,18 +36,24 @@ from util_public.evaluation.backends.hf import HFBackend
 from util_public.evaluation.backends.vllm import VllmBackend
 
 
-class GroupMemory:
-    """Peak resident memory of a process group (CPU) or GPU memory in use (nvidia-smi), sampled."""
+def gpu_used() -> int:
+    """Bytes in use on all GPUs, by nvidia-smi (every process's, vLLM's preallocation included)."""
+    out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return sum(int(mib) for mib in out) * 2**20
 
-    def __init__(self, pgid: int, cuda: bool):
-        self.pgid, self.cuda, self.peak = pgid, cuda, 0
+
+class GroupMemory:
+    """Peak resident memory of a process group (CPU), or the rise of GPU memory in use over
+    `gpu_baseline` (what was used before the server started: this process's CUDA context), sampled."""
+
+    def __init__(self, pgid: int, cuda: bool, gpu_baseline: int = 0):
+        self.pgid, self.cuda, self.gpu_baseline, self.peak = pgid, cuda, gpu_baseline, 0
         self._stop = threading.Event()
 
     def _now(self) -> int:
         if self.cuda:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True).stdout.split()
-            return int(out[0]) * 2**20 if out else 0
+            return gpu_used() - self.gpu_baseline
         total = 0
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
@@ -171,13 +178,19 @@ def measure(args, base: list[str], work: str, info, tok, device, prompts: list[s
                      args.gen_tokens)
     del model
     gc.collect()
+    cuda = args.device == "cuda"
+    if cuda:    # hf's cached blocks: vLLM asks for a share of the whole GPU and refuses to start without it free
+        import torch
+
+        torch.cuda.empty_cache()
+    gpu_baseline = gpu_used() if cuda else 0
 
     cfg = api.config([*base, "backend=vllm", f"output.root={work}/vllm"])
     t0 = time.perf_counter()
     backend = VllmBackend(info.path, tok, cfg)
     vllm_start = time.perf_counter() - t0
     try:
-        with GroupMemory(backend.server.proc.pid, args.device == "cuda") as vllm_mem:
+        with GroupMemory(backend.server.proc.pid, cuda, gpu_baseline) as vllm_mem:
             vl = run_job(backend, tok, info, cfg, prompts, args.gen_tokens)
         version = backend.versions()
     finally:
