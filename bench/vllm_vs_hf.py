@@ -146,7 +146,7 @@ def main() -> None:
             "data.seen_fact_ids=null", "output.overwrite=true", f"vllm.max_model_len={args.max_model_len}",
             f"runtime.num_threads={args.threads}", f"hf.device={args.device}"]
     base += [f"data.root={args.data_root}"] if args.data_root else []
-    info = api.describe(args.model)
+    info = api.describe(None, args.model)     # a registry name, or a folder named by its last part
     tok = modelio.load_tokenizer(info.path)
     machine = common.machine(device)
     print(f"machine: {machine['cpu']} x{machine['cpu_count']}, gpu={machine.get('gpu')}, threads {args.threads}")
