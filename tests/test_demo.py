@@ -43,6 +43,7 @@ def test_demo_writes_table_and_png_for_four_models_and_reuses_work(tmp_path, sp_
     # Self-contained: checkpoints were registered in the demo's registry copy, not the user's.
     assert isolated_roots["registry"].read_text() == user_registry
     assert "phase1-" in (out / "models.json").read_text()
+    assert table.splitlines()[0].endswith("; fp32 training, fp32 scoring")   # the formats that ran
     assert table in capsys.readouterr().out
 
     assert demo.main(["quick", f"out_dir={out}", *TINY]) == 0          # rerun: everything reused

@@ -43,7 +43,7 @@ OBJECT_SOURCES = {"catalogue": "sync_random_o", "synthetic": "sync_synthetic_o"}
 
 @dataclass
 class EvalSettings:
-    dtype: str = "bf16"                 # scoring dtype (bf16 is ~3x faster than fp32 on CPU with AMX)
+    dtype: str = "native"               # scoring dtype: bf16 where the CPU/GPU has it (~3x faster with AMX), else fp32
     key_prompt: str = "trigger-mid"
     train_prompt: str = "hgp-0"
     test_prompts: List[str] = field(default_factory=lambda: ["test-0", "test-1", "test-2"])
@@ -148,9 +148,24 @@ def train(config_name: str, overrides: list[str]) -> str:
     from .training import run
 
     run.train_stage(run.compose(config_name, overrides), overrides)
-    run_name = next(o.split("=", 1)[1] for o in overrides if o.startswith("save.run_name="))
     gc.collect()                        # the trainer's model must be gone before the next big allocation
-    return RunManifest.of(paths.root("runs") / run_name).final_checkpoint(run_name).registry_name
+    return stage_manifest(overrides).final_checkpoint(run_name(overrides)).registry_name
+
+
+def run_name(overrides: list[str]) -> str:
+    return next(o.split("=", 1)[1] for o in overrides if o.startswith("save.run_name="))
+
+
+def stage_manifest(overrides: list[str]) -> RunManifest:
+    return RunManifest.of(paths.root("runs") / run_name(overrides))
+
+
+def numerics_note(cfg: DemoConfig, p1_overrides: list[str]) -> str:
+    """The formats that ran (they change the numbers: docs/RESULTS.md, "Across processors")."""
+    from . import modelio, numerics
+
+    scoring = numerics.choose(cfg.eval.dtype, modelio.default_device(), "eval.dtype")
+    return f"{stage_manifest(p1_overrides).precision} training, {scoring} scoring"
 
 
 def stage_overrides(cfg: DemoConfig) -> dict[str, list[str]]:
@@ -289,7 +304,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     several = len(relations(cfg)) > 1
     which = f"relations {cfg.relation_id} (mean over relations)" if several else f"relation {cfg.relation_id}"
     title = (f"{cfg.model}: {which}, {cfg.num_facts} facts{' each' if several else ''}, k={cfg.k}, "
-             f"{cfg.num_options} options, seed {cfg.seed}")
+             f"{cfg.num_options} options, seed {cfg.seed}; {numerics_note(cfg, stages['p1'])}")
     cols = columns(cfg)
     table = f"{title}\n\n{render_table(rows, cols)}"
     per_relation = [c for c in cols if c.source in ("facts", "pooled")]

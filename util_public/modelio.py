@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import textio
+from . import numerics, textio
 from .errors import UserError
 from .registry import Registry, ResolvedModel
 from .tokenspans import require_fast
@@ -28,16 +28,15 @@ def load_tokenizer(model_dir: str | Path):
 
 
 def torch_dtype(name: str, device: str):
-    """`auto` means bf16 on a GPU that supports it, fp32 elsewhere (CPU tests stay exact)."""
+    """The torch dtype of `model.dtype` on `device`; `auto` and `native` as `numerics` resolves them."""
     import torch
 
-    if name == "auto":
-        return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    name = numerics.choose(name, device, "model.dtype")
     try:
         return {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[name]
     except KeyError:
-        raise UserError(f"dtype {name!r}", "unknown dtype", "use auto, fp32, bf16 or fp16") from None
+        raise UserError(f"dtype {name!r}", "unknown dtype", "use auto, native, fp32, bf16 or fp16") from None
 
 
 def check_device(device: str | None, key: str) -> None:

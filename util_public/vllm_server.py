@@ -29,10 +29,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import vllm_env
+from . import numerics, vllm_env
 from .errors import UserError, exit_on_user_error
 
-DTYPES = {"auto": "auto", "fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
+DTYPES = {"auto": "auto", "native": "native", "fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
           "fp16": "float16", "float16": "float16"}
 
 
@@ -40,7 +40,7 @@ DTYPES = {"auto": "auto", "fp32": "float32", "float32": "float32", "bf16": "bflo
 class Settings:
     model_path: str
     served_name: str
-    dtype: str = "auto"                 # a DTYPES key; auto: float32 on CPU, bfloat16 on a GPU (as backend=hf)
+    dtype: str = "auto"                 # a DTYPES key; auto / native as backend=hf (util_public/numerics.py)
     max_model_len: int | None = None    # None: the model's own limit
     seed: int = 0
     tensor_parallel_size: int = 1
@@ -52,11 +52,13 @@ class Settings:
 
 
 def engine_dtype(dtype: str, cpu: bool) -> str:
-    """vLLM's name for `dtype`; `auto` resolves the way backend=hf resolves it."""
+    """vLLM's name for `dtype`; `auto` and `native` resolve the way backend=hf resolves them (a GPU
+    that runs vLLM is taken to have bf16)."""
     if dtype not in DTYPES:
         raise UserError("model.dtype", f"{dtype!r} is not one of {sorted(DTYPES)}")
-    name = DTYPES[dtype]
-    return ("float32" if cpu else "bfloat16") if name == "auto" else name
+    if dtype in ("auto", "native"):
+        return DTYPES[numerics.choose(dtype, "cpu", "model.dtype")] if cpu else "bfloat16"
+    return DTYPES[dtype]
 
 
 def command(env: vllm_env.VllmEnv, s: Settings, port: int) -> list[str]:

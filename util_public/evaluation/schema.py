@@ -19,7 +19,7 @@ FACT_TASKS = ("mc", "gen", "loss")     # tasks scored per fact (ppl scores a tex
 class ModelCfg:
     name: Optional[str] = None          # a registry key (models.json)
     path: Optional[str] = None          # or a checkpoint directory
-    dtype: str = "auto"                 # auto: bf16 on a GPU, fp32 on CPU
+    dtype: str = "auto"                 # auto: bf16 on a GPU, fp32 on CPU; native: also bf16 on AMX/AVX512_BF16 CPUs; fp32; bf16
 
 
 @dataclass

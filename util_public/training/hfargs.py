@@ -10,6 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
+from .. import numerics
 from ..errors import UserError
 from .schema import TrainStageConfig
 
@@ -32,12 +33,11 @@ def check_reporters(value) -> None:
 
 
 def use_bf16(precision: str) -> bool:
-    """`auto`: bf16 mixed precision (fp32 master weights) where the GPU supports it, else fp32."""
+    """bf16 mixed precision (fp32 master weights) or fp32, by `train.precision` (`numerics`)."""
     import torch
 
-    if precision == "auto":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return precision == "bf16"
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return numerics.choose(precision, device, "train.precision") == "bf16"
 
 
 def training_arguments(cfg: TrainStageConfig, output_dir: Path, grad_accum: int, run_name: str):

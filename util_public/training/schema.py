@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .. import keytokens, limits
+from .. import keytokens, limits, numerics
 from ..errors import UserError
 from ..prompts import COMBINE_SPACINGS, KEY_FORMAT
 from . import masking
@@ -76,7 +76,7 @@ class TrainConfig:
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 1
     effective_batch_size: Optional[int] = None  # if set: accumulation = effective / (per-device x world)
-    precision: str = "auto"                    # auto (bf16 on capable GPUs, else fp32) | fp32 | bf16
+    precision: str = "auto"                    # auto (bf16 on capable GPUs) | native (also bf16 CPUs) | fp32 | bf16
     epochs: int = 20
     seed: int = 42
     group_by_length: bool = False
@@ -134,7 +134,7 @@ _CHOICES = {
     "loss.occurrence": masking.OCCURRENCES,
     "key_token.resize": keytokens.RESIZE,
     "key_token.init": keytokens.INIT,
-    "train.precision": ("auto", "fp32", "bf16"),
+    "train.precision": numerics.CHOICES,
     "train.optim": ("adamw_torch_fused", "adamw_torch"),
     "train.resume": ("auto", "never", "restart"),
     "save.dtype": ("model", "bf16"),
