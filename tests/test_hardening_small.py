@@ -148,6 +148,7 @@ TEXT_READS_ALLOWED = {
     ("util_public/vllm_server.py", "json.load(reply)"): "an HTTP reply of the local vLLM server",
     ("util_public/vllm_server.py", "self.log_path.read_text("): "the server's own log, shown on failure",
     ("util_public/evaluation/backends/vllm.py", "json.load(reply)"): "an HTTP reply of the vLLM server",
+    ("util_public/numerics.py", "Path(cpuinfo).read_text("): "the kernel's CPU flags (/proc/cpuinfo), not an input",
 }
 # Text reads: `x.read_text(`, `json.load(`, `yaml.safe_load(`, and `open(` without a binary,
 # write or append mode.
