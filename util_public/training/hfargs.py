@@ -10,7 +10,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from .. import numerics
+from .. import modelio, numerics
 from ..errors import UserError
 from .schema import TrainStageConfig
 
@@ -34,10 +34,7 @@ def check_reporters(value) -> None:
 
 def use_bf16(precision: str) -> bool:
     """bf16 mixed precision (fp32 master weights) or fp32, by `train.precision` (`numerics`)."""
-    import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return numerics.choose(precision, device, "train.precision") == "bf16"
+    return numerics.choose(precision, modelio.default_device(), "train.precision") == "bf16"
 
 
 def training_arguments(cfg: TrainStageConfig, output_dir: Path, grad_accum: int, run_name: str):
