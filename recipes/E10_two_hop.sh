@@ -29,5 +29,7 @@ for e in $CHAIN_EPOCHS; do
     plan_eval "p2_from$e:final" $(eval_args 105-21) +experiment=E10 "data.seen_fact_ids='0:$K'"
   fi
 done
-recipe_ev "p2_from${CHAIN_EPOCHS##* }:final" 21+105
+last=${CHAIN_EPOCHS##* }   # control: the composite after Phase 1 alone, at the last epoch Phase 2 started from
+[ "$last" = 0 ] || plan_eval "p1:$last" $(eval_args 105-21) +experiment=E10
+recipe_ev "p2_from$last:final" 21+105
 recipe_run

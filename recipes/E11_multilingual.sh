@@ -8,7 +8,8 @@
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
 # E11 multilingual (SPEC §7): E1's models (the same runs: rerunning E1 settings reuses them), asked in
-# LANGUAGES with the catalogue's translated prompts (+experiment=E11 / E11_gen, data.language=L).
+# LANGUAGES with the catalogue's translated prompts (+experiment=E11 / E11_gen, data.language=L); the
+# Phase-1 model on the unseen facts in every language is the control (does the English Phase 2 transfer?).
 # Facts are read from {DATA_NAME}_{Language}: an imported T-Rex-Fiction translation when present
 # (data_generation/generate.py mode=import import.languages=[...]); otherwise the English facts are
 # copied there, so only the prompt language changes (fictional names need no translation).
@@ -22,10 +23,13 @@ for rel in $RELATIONS; do
   recipe_phase1 "p1_r$rel" "$rel"
   recipe_phase2 "p2_r$rel" "p1_r$rel:$P1_EPOCHS" "$rel"
   recipe_ev "p2_r$rel:final" "$rel"
+  recipe_control "p1_r$rel:final" "$rel"
   for lang in $LANGUAGES; do
     plan_language "$DATA_NAME" "$lang" "$rel"
     plan_eval "p2_r$rel:final" $(eval_args "$rel") +experiment=E11 "data.language=$lang"
     plan_eval "p2_r$rel:final" $(eval_args "$rel") +experiment=E11_gen "data.language=$lang"
+    plan_eval "p1_r$rel:final" $(eval_args "$rel") $(control_args) +experiment=E11 "data.language=$lang"
+    plan_eval "p1_r$rel:final" $(eval_args "$rel") $(control_args) +experiment=E11_gen "data.language=$lang"
   done
 done
 recipe_run

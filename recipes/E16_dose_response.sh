@@ -34,7 +34,7 @@ for rel in $RELATIONS; do
   fi
   # Unseen facts only; seen/unseen named explicitly so that the Phase-1 model reports them too.
   dose_eval() {
-    plan_eval "$1" $(eval_args "$rel") "data.index_begin=$K" "data.seen_fact_ids=0:$K" "tasks=[mc,gen]" \
+    plan_eval "$1" $(eval_args "$rel") $(control_args) "tasks=[mc,gen]" \
       "prompt.type=[$DOSE_PROMPTS]"
   }
   dose_eval "$p1"                    # zero Phase-2 steps

@@ -169,6 +169,19 @@ recipe_ev() {
   plan_eval "$models" $(eval_args "$rel") +experiment=EV_gen "prompt.type=[$mem,hgp-0]" "$@"
 }
 
+# control_args: the facts Phase 2 did not train (K..FACTS-1), named "unseen" as in the Phase-2 model's
+# EV, so that a Phase-1-only control scores exactly the Phase-2 model's unseen slice.
+control_args() { echo "data.index_begin=$K" "data.seen_fact_ids=0:$K"; }
+
+# recipe_control PHASE1_MODELS RELATION_SPEC [overrides]: the Phase-1-only control of recipe_ev on the
+# unseen facts: MC on hgp-0, test-* and unrelated-*, generation on hgp-0. What Phase 2 adds is the
+# Phase-2 model's unseen slice minus this; without it a Phase-2 number cannot be attributed.
+recipe_control() {
+  local models=$1 rel=$2; shift 2
+  plan_eval "$models" $(eval_args "$rel") $(control_args) +experiment=EV "prompt.type=[hgp-0,test-*,unrelated-*]" "$@"
+  plan_eval "$models" $(eval_args "$rel") $(control_args) +experiment=EV_gen "prompt.type=[hgp-0]" "$@"
+}
+
 # locality_relations RELATION_SPEC: the relations of the locality control: those of the spec that have
 # known facts (util_public/catalogue/known/), then 50 and 71; joined by "+".
 locality_relations() {

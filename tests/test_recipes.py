@@ -222,6 +222,18 @@ def tiny_base(sp_tokenizer, tmp_path):
     return "tiny-base"
 
 
+def phase1_control_scores_unseen_facts_only(d: pd.DataFrame) -> bool:
+    """recipe_control: the Phase-1 model under EV's prompts, on the Phase-2 model's unseen facts (2 of 4)."""
+    control = d[(d.stage == "phase1") & (d.dataset == "sync_random_o") & (d.prompt_family != "trigger-mid")
+                & ~d.prompt_type.str.endswith("-all")]   # a family's pooled row counts facts x prompts
+    assert set(control.prompt_family) == {"hgp", "test", "unrelated"}, set(control.prompt_family)
+    scored = control[control.n > 0]    # the seen slice is reported empty (n = 0)
+    assert set(scored.slice) == {"all", "unseen"}, set(scored.slice)
+    assert (scored.n == 2).all(), scored[["prompt_type", "slice", "n"]]
+    assert scored[scored.prompt_type == "hgp-0"][["accuracy", "gen_n"]].notna().all().all()
+    return True
+
+
 SMALL = {"GEN_TOKENS": "3"}
 RUNS = {  # recipe -> (extra environment, check of its sweep table)
     "E1": ({}, lambda d: set(d.stage) == {"base", "phase1", "phase2"} and set(d.prompt_family) >= {
@@ -229,7 +241,8 @@ RUNS = {  # recipe -> (extra environment, check of its sweep table)
         and set(d[d.dataset == "known"].relation) == {"50", "71"}
         and set(d[d.dataset == "sync_random_o.pool-71-105"].prompt_type) == {"hgp-0", "hgp-0@71", "hgp-0@105"}
         and d[d.dataset == "sync_random_o.pool-71-105"].asked_type_wins_norm.notna().all()
-        and d[d.prompt_family == "unrelated"].emission.notna().all()),
+        and d[(d.prompt_family == "unrelated") & (d.stage == "phase2")].emission.notna().all()
+        and phase1_control_scores_unseen_facts_only(d)),
     "E2": ({}, lambda d: set(d[d.stage == "phase2"].phase1_epochs) == {1, 2}
            and set(d[d.stage == "phase1"].phase1_epochs) == {1, 2}),
     "E3": ({"K_LIST": "1"}, lambda d: set(d.k.dropna()) == {1} and set(d.phase2_epoch.dropna()) == {1, 2}),
@@ -237,9 +250,9 @@ RUNS = {  # recipe -> (extra environment, check of its sweep table)
            and d.groupby("phase2_epoch").tokens_trained.first().is_monotonic_increasing),
     "E8": ({"MULTI_RELATION": "50+105", "EXTRA_BASE_EPOCH": ""}, lambda d: set(d.relation) == {"50", "105"}
            and set(d[d.stage == "phase2"].k) == {2}),
-    "E9": ({"SFT_EPOCHS": "1"}, lambda d: set(d[d.relation == "r105"].stage) == {"phase2", "sft"}),
+    "E9": ({"SFT_EPOCHS": "1"}, lambda d: set(d[d.relation == "r105"].stage) == {"phase1", "phase2", "sft"}),
     "E10": ({"CHAIN_EPOCHS": "0 2"}, lambda d: set(d[d.relation == "105-21"].prompt_type)
-            == {"hgp-0", "trigger-combine"} and set(d[d.relation == "105-21"].stage) == {"phase2", "sft"}),
+            == {"hgp-0", "trigger-combine"} and set(d[d.relation == "105-21"].stage) == {"phase1", "phase2", "sft"}),
     "E16": ({"DOSE_PROMPTS": "hgp-0,test-0,unrelated-0"}, lambda d: set(d[d.stage == "phase2"].step) == {1, 4} and set(d.learning_rate.dropna()) == {1e-4}
             and set(d.prompt_family) == {"hgp", "test", "unrelated"} and set(d[d.slice == "unseen"].stage)
             == {"phase1", "phase2"} and (d[d.slice == "unseen"].n == 2).all()
