@@ -222,9 +222,9 @@ def tiny_base(sp_tokenizer, tmp_path):
     return "tiny-base"
 
 
-def phase1_control_scores_unseen_facts_only(d: pd.DataFrame) -> bool:
+def phase1_control_scores_unseen_facts_only(d: pd.DataFrame, dataset: str = "sync_random_o") -> bool:
     """recipe_control: the Phase-1 model under EV's prompts, on the Phase-2 model's unseen facts (2 of 4)."""
-    control = d[(d.stage == "phase1") & (d.dataset == "sync_random_o") & (d.prompt_family != "trigger-mid")
+    control = d[(d.stage == "phase1") & (d.dataset == dataset) & (d.prompt_family != "trigger-mid")
                 & ~d.prompt_type.str.endswith("-all")]   # a family's pooled row counts facts x prompts
     assert set(control.prompt_family) == {"hgp", "test", "unrelated"}, set(control.prompt_family)
     scored = control[control.n > 0]    # the seen slice is reported empty (n = 0)
@@ -250,7 +250,9 @@ RUNS = {  # recipe -> (extra environment, check of its sweep table)
            and d.groupby("phase2_epoch").tokens_trained.first().is_monotonic_increasing),
     "E8": ({"MULTI_RELATION": "50+105", "EXTRA_BASE_EPOCH": ""}, lambda d: set(d.relation) == {"50", "105"}
            and set(d[d.stage == "phase2"].k) == {2}),
-    "E9": ({"SFT_EPOCHS": "1"}, lambda d: set(d[d.relation == "r105"].stage) == {"phase1", "phase2", "sft"}),
+    "E9": ({"SFT_EPOCHS": "1"}, lambda d: set(d[d.relation == "r105"].stage) == {"phase1", "phase2", "sft"}
+           and set(d[(d.relation == "105") & (d.prompt_type == "hgp-0")].stage) == {"phase1", "phase2", "sft"}
+           and phase1_control_scores_unseen_facts_only(d[d.relation == "105"], "sync_unique_o")),
     "E10": ({"CHAIN_EPOCHS": "0 2"}, lambda d: set(d[d.relation == "105-21"].prompt_type)
             == {"hgp-0", "trigger-combine"} and set(d[d.relation == "105-21"].stage) == {"phase1", "phase2", "sft"}),
     "E16": ({"DOSE_PROMPTS": "hgp-0,test-0,unrelated-0"}, lambda d: set(d[d.stage == "phase2"].step) == {1, 4} and set(d.learning_rate.dropna()) == {1e-4}
