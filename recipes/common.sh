@@ -10,6 +10,8 @@
 #   BASE_MODEL       qwen2.5-1.5b / smollm2-135m / as CPU (any registry name, e.g. a tiny test model)
 #   RELATIONS        "12 21 50 71 105" (each separately) / "50" / "50"
 #   DATA_NAME        sync_random_o (generated on first use)
+#   DATA_ARGS        more generate.py overrides for every data step, derivations included
+#                    (e.g. DATA_ARGS=num_options=20 with DATA_NAME=sync_random_o_opt20)
 #   FACTS            100 / 100 / 4       Phase-1 facts (0..FACTS-1); also the evaluated facts
 #   K                50 / 50 / 2         Phase-2 facts (0..K-1)
 #   P1_EPOCHS        20 / 20 / 2         P2_EPOCHS 1 / 3 / 1
@@ -91,7 +93,7 @@ PLAN=$RECIPE_RESULTS/plan.tsv
 # ---- plan steps (util_public/recipes/plan.py documents the format) --------------------------------
 _step() { local IFS=$'\t'; printf '%s\n' "$*" >> "$PLAN"; }
 plan_meta() { _step meta "$1" "$2"; }
-plan_data() { _step data "$@"; }           # DATASET RELS(comma) [generate.py overrides], missing RELS only
+plan_data() { _step data "$@" ${DATA_ARGS:-}; }   # DATASET RELS(comma) [generate.py overrides], missing RELS only
 plan_language() { _step language "$@"; }   # DATASET LANGUAGE RELS(comma)
 plan_train() { _step train "$@"; }         # LABEL CONFIG BASE(- or LABEL:EPOCH) [train.py overrides]
 plan_eval() { _step eval "$@"; }           # MODELS [eval.py overrides]

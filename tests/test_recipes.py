@@ -92,6 +92,21 @@ def test_defaults_follow_the_device(tmp_path):
             "data.index_end=100", "train.epochs=20", "train.learning_rate=1e-5"} <= set(trains[0].overrides)
 
 
+@pytest.mark.parametrize("script", ["E1_main.sh", "E9_reversal.sh", "E10_two_hop.sh"])
+def test_data_args_build_every_file_with_the_asked_option_count(script, tmp_path):
+    """DATA_ARGS reaches every data step, derivations too (they failed on a 20-option source before)."""
+    steps = plan.read(write_plan(REPO / "recipes" / script, recipe_env(tmp_path, DATA_ARGS="num_options=5")))
+    data = [s for s in steps if s.kind == "data"]
+    assert data and all(s.overrides[-1] == "num_options=5" for s in data)
+    executor = Executor(steps, tmp_path / "recipe" / "plan.tsv")
+    for step in data:
+        executor._data(step)
+    files = sorted((Path(os.environ["MTG_DATA_ROOT"]) / data[0].args[0]).glob("*.csv"))
+    assert len(files) == {"E1_main.sh": 1, "E9_reversal.sh": 2, "E10_two_hop.sh": 3}[script]
+    for csv in files:
+        assert {len(json.loads(o)) for o in pd.read_csv(csv)["Alternate Facts"]} == {4}, csv
+
+
 def test_stage_arguments_reach_their_stage_only(tmp_path):
     env = recipe_env(tmp_path, TRAIN_ARGS="save.dtype=bf16", P1_ARGS="loss.mode=o", P2_ARGS="train.warmup_steps=0")
     p1, p2 = [s for s in plan.read(write_plan(REPO / "recipes" / "E1_main.sh", env)) if s.kind == "train"]
