@@ -274,8 +274,10 @@ RUNS = {  # recipe -> (extra environment, check of its sweep table)
             and set(d.prompt_family) == {"hgp", "test", "unrelated"} and set(d[d.slice == "unseen"].stage)
             == {"phase1", "phase2"} and (d[d.slice == "unseen"].n == 2).all()
             and set(d[d.dataset == "known"].stage) == {"base", "phase1", "phase2"}),
-    "E12": ({}, lambda d: set(d.phase2_text_type) == {"NegTrain-1", "NegTrain-0"}
-            and set(d.prompt_family) == {"NegTest", "test"} and set(d.slice) == {"all", "seen", "unseen"}),
+    "E12": ({}, lambda d: set(d.phase2_text_type.dropna()) == {"NegTrain-1", "NegTrain-0"}
+            and set(d.prompt_family) == {"NegTest", "test"} and set(d.slice) == {"all", "seen", "unseen"}
+            and set(d[d.stage == "phase1"].phase1_text_type) == {"trigger-mid", "hgp-0"}
+            and (d[(d.stage == "phase1") & (d.n > 0) & ~d.prompt_type.str.endswith("-all")].n == 2).all()),
 }
 
 
