@@ -49,6 +49,17 @@ def test_layout_records_and_family_summary(setup):
     assert family["metrics"]["all"]["accuracy"]["mean"] == pytest.approx(sum(values) / 2)
 
 
+def test_an_empty_slice_is_reported_with_the_relation_by_name(setup, capsys):
+    # facts 3..5 only: the checkpoint trained 0..2, so "seen" is empty; the warning must say
+    # "relation 50" (as the result line does), never "r50", the name of 50's reversed relation
+    info, model, tok, _ = setup
+    cfg = config(OPTS + ["data.index_begin=3", "data.relation_id=50"])
+    [result] = api.evaluate(model, tok, info, api.load_factsets(cfg), ["hgp-0"], ["mc"], cfg)
+    assert result["metrics"]["seen"]["n"] == 0 and result["metrics"]["unseen"]["n"] == 3
+    err = capsys.readouterr().err
+    assert "warning: mc hgp-0 relation 50: slice 'seen' is empty (n = 0)" in err and " r50" not in err
+
+
 def test_identical_results_are_reused_unless_overwrite(setup, monkeypatch):
     info, model, tok, _ = setup
     cfg = config(OPTS)

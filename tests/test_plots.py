@@ -74,6 +74,15 @@ def test_summary_chart_one_metric_per_panel_short_labels(drawn, tmp_path):
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_summary_chart_names_relation_105_apart_from_its_reversal_r105(drawn, tmp_path):
+    summaries = [_summary("mc", "m", "hgp-0", {"all": {"n": 8, "accuracy": 0.5}}, relation=rel)
+                 for rel in ("105", "r105")]
+    report.bar_chart(summaries, tmp_path / "chart.png")
+    [figure] = drawn
+    ticks = [t.get_text().split("\n") for ax in figure.fig.axes for t in ax.get_xticklabels()]
+    assert sorted(t[-1] for t in ticks) == ["rel. 105", "rel. r105"]
+
+
 def test_summary_chart_continues_a_crowded_panel_on_further_rows(drawn, tmp_path):
     """80 results with long dataset names: the MC panel wraps onto rows no wider than the limit, all
     on one y-range, and no tick label runs into the next (checked in _check_layout)."""

@@ -139,7 +139,8 @@ def _summary(job: planning.Job, records: list[dict], info: ModelInfo, versions: 
 
 
 def _label(job: planning.Job) -> str:
-    return f"{job.task} {job.prompt_type}" + (f" r{job.factset.relation_id}" if job.factset else "")
+    # "relation 105", as the result line says: "r105" is the name of 105's reversed relation
+    return f"{job.task} {job.prompt_type}" + (f" relation {job.factset.relation_id}" if job.factset else "")
 
 
 def _coordinates(job: planning.Job, cfg: EvalConfig) -> dict:

@@ -84,7 +84,7 @@ def _tick(row: dict, label: str, varies: set[str]) -> str:
     relation and dataset where they differ within the panel."""
     parts = [label, str(row["prompt_type"] if row["prompt_type"] is not None else row["dataset"])]
     if "relation" in varies:
-        parts.append(f"r{row['relation']}")
+        parts.append(f"rel. {row['relation']}")      # not "r105": that is 105's reversed relation
     if "dataset" in varies and row["prompt_type"] is not None:
         parts.append(str(row["dataset"]))
     return "\n".join(parts)
