@@ -6,6 +6,7 @@ directory) is SIGKILLed at each step of its protocol and at arbitrary moments fr
 """
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing as mp
 import os
@@ -203,6 +204,34 @@ def test_a_failing_disk_keeps_the_old_file_and_names_it(tmp_path, monkeypatch):
         atomicio.write_json(target, {"v": "new"})
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {"v": "old"} and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+DIRECTORY_FAILURES = [   # (raised inside the block, explained as a full or read-only disk?)
+    (OSError(errno.ENOSPC, "No space left on device"), True),
+    (OSError(errno.EROFS, "Read-only file system"), True),
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3951822848 vs 3951822740"), True),
+    (Exception('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'),
+     True),                                                             # safetensors
+    (OSError(errno.ENOENT, "No such file or directory"), False),        # a missing input, not the disk
+    (UserError("x.json", "cannot write (No space left on device)"), False),   # already explained
+]
+
+
+@pytest.mark.parametrize("error, explained", DIRECTORY_FAILURES,
+                         ids=["enospc", "erofs", "torch-zip", "safetensors", "enoent", "user-error"])
+def test_a_staged_directory_that_fills_the_disk_names_the_directory(tmp_path, error, explained):
+    target = tmp_path / "converted"
+    with pytest.raises(Exception) as failed:
+        with atomicio.atomic_dir(target) as staging:
+            (staging / "model.safetensors").write_bytes(b"partial")
+            raise error
+    if explained:
+        assert isinstance(failed.value, UserError) and failed.value.__cause__ is error
+        assert re.fullmatch(rf"error: {re.escape(str(target))}: cannot write \(.+; \d+\.\d GiB free on its disk\); .+",
+                            failed.value.message)
+    else:
+        assert failed.value is error
+    assert list(tmp_path.iterdir()) == []                               # no partial directory
 
 
 def test_a_live_writers_temporary_is_not_cleaned(tmp_path):

@@ -90,6 +90,31 @@ def _write_error(path: Path, exc: OSError) -> UserError:
                      "free disk space or choose a writable output location")
 
 
+# A full or read-only disk, as the writers report it: an errno, or only a message (torch.save's zip
+# writer and safetensors give no errno).
+_FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+_WRITER_MESSAGES = ("PytorchStreamWriter", "inline_container", "unexpected pos", "iostream error",
+                    "No space left on device", "Read-only file system")
+
+
+def is_disk_failure(exc: BaseException) -> bool:
+    if isinstance(exc, UserError):      # already explained by the writer that raised it
+        return False
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno in _FULL_OR_READ_ONLY
+    return any(marker in str(exc) for marker in _WRITER_MESSAGES)
+
+
+def disk_failure(path: Path, exc: BaseException, what: str = "",
+                 hint: str = "free disk space or choose a writable output location") -> UserError:
+    """The error of a large write that `is_disk_failure`, with the free space left where it went."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    free = shutil.disk_usage(existing).free / 2**30
+    return UserError(str(path), f"cannot write{' ' + what if what else ''} ({reason}; {free:.1f} GiB free on its disk)",
+                     hint)
+
+
 def make_parents(path: Path) -> list[Path]:
     """Create the missing folders above `path`; returns them, outermost first."""
     missing = []
@@ -216,9 +241,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             if f.is_file():
                 _fsync_file(f)
         replace_dir(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         remove_empty(created)
+        if is_disk_failure(exc):
+            raise disk_failure(path, exc) from exc
         raise
 
 

@@ -6,13 +6,12 @@ sampling, distributed launch, resume via `resume_from_checkpoint`) is the stock 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
 from transformers import Trainer
 
-from ..errors import UserError
+from ..atomicio import disk_failure, is_disk_failure
 from ..lmhead import head_is_plain
 from . import loss as lossfn
 from .rundir import STAGING
@@ -71,9 +70,11 @@ class MtgTrainer(Trainer):
         try:
             super()._save_checkpoint(model, trial)
         except (OSError, RuntimeError) as err:
-            if not is_write_failure(err):
+            if not is_disk_failure(err):
                 raise
-            raise checkpoint_write_error(staged, err) from err
+            raise disk_failure(staged, err, "the checkpoint",
+                               "free disk space or save less (save.every_epoch=false, save.dtype=bf16); "
+                               "rerunning resumes from the last complete checkpoint") from err
         finally:
             self.args.save_only_model = saved
         self.accelerator.wait_for_everyone()
@@ -87,25 +88,6 @@ class MtgTrainer(Trainer):
         if self.save_bf16 and self.args.should_save:
             state_dict = bf16_copies(self.model.state_dict() if state_dict is None else state_dict)
         super()._save(output_dir, state_dict)
-
-
-# torch.save reports a full disk as a RuntimeError from its zip writer, not as ENOSPC.
-_TORCH_WRITE_FAILURES = ("PytorchStreamWriter", "inline_container", "unexpected pos", "iostream error")
-
-
-def is_write_failure(err: BaseException) -> bool:
-    return isinstance(err, OSError) or any(marker in str(err) for marker in _TORCH_WRITE_FAILURES)
-
-
-def checkpoint_write_error(staged: Path, err: BaseException) -> UserError:
-    """A failed checkpoint write, with the free space left where it was going: the usual cause is a
-    full disk (a 0.5B model's checkpoint holds 1-2 GB of weights and 4 GB of optimizer state)."""
-    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).splitlines()[0]
-    existing = next(p for p in (staged, *staged.parents) if p.exists())
-    free = f"; {shutil.disk_usage(existing).free / 2**30:.1f} GiB free on its disk"
-    return UserError(str(staged), f"cannot write the checkpoint ({reason}{free})",
-                     "free disk space or save less (save.every_epoch=false, save.dtype=bf16); "
-                     "rerunning resumes from the last complete checkpoint")
 
 
 def bf16_copies(state_dict: dict) -> dict:
