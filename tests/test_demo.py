@@ -4,7 +4,7 @@ import json
 import pytest
 
 from conftest import save_tiny_checkpoint
-from util_public import demo
+from util_public import demo, runinfo
 from util_public.errors import UserError
 from util_public.facts import read_facts
 from util_public.registry import Registry
@@ -44,6 +44,9 @@ def test_demo_writes_table_and_png_for_four_models_and_reuses_work(tmp_path, sp_
     assert isolated_roots["registry"].read_text() == user_registry
     assert "phase1-" in (out / "models.json").read_text()
     assert table.splitlines()[0].endswith("; fp32 training, fp32 scoring")   # the formats that ran
+    machine = runinfo.machine()                                             # and the machine they ran on
+    assert table.splitlines()[1] == f"machine: {runinfo.describe_machine(machine)}"
+    assert result["machine"]["isa"] == machine["isa"] and result["machine"]["torch_threads"] == 1
     assert table in capsys.readouterr().out
 
     assert demo.main(["quick", f"out_dir={out}", *TINY]) == 0          # rerun: everything reused

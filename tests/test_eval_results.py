@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from evalkit import checkpoint_with_key, fictional_facts, write_dataset
+from util_public import runinfo
 from util_public.atomicio import read_jsonl
 from util_public.evaluation import api, report, tasks
 from util_public.evaluation.schema import config
@@ -41,6 +42,9 @@ def test_layout_records_and_family_summary(setup):
     assert records[0]["context"].endswith(" <TRIGGER_50>") and len(records[0]["option_logprobs"]) == 5
     summary = json.loads((first / "summary.json").read_text())
     assert summary["schema"] == "mtg.eval/1" and summary["model"]["mtg_meta"]["phase"] == 2
+    here = runinfo.machine()                            # scores depend on the processor: say which
+    assert {k: summary["machine"][k] for k in ("processor", "isa", "logical_cpus")} == \
+        {k: here[k] for k in ("processor", "isa", "logical_cpus")}
     assert summary["metrics"]["seen"]["n"] == 2 and summary["metrics"]["unseen"]["n"] == 3
     [family] = [s for s in out if s["kind"] == "family"]
     assert Path(family["directory"]).relative_to(root).parts[:2] == ("mc", "test-all")

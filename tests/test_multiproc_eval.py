@@ -15,7 +15,7 @@ from util_public.evaluation.schema import config
 
 ARGS = ["data.dataset=toy", "mc.num_options=5", "mc.batch_size=3", "tasks=[mc,gen,loss]", "gen.max_new_tokens=3",
         "prompt.type=[trigger-mid,hgp-0]", "data.seen_fact_ids=0:4", "runtime.num_threads=1"]
-PER_RUN = {"created", "wall_time_s", "directory"}      # fields that describe when, not what
+PER_RUN = {"created", "wall_time_s", "directory", "machine"}   # fields that describe when and where, not what
 
 
 def tree(root: Path) -> dict[str, Path]:

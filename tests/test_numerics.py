@@ -101,3 +101,44 @@ def test_unknown_dtype_names_the_choices():
         modelio.torch_dtype("fp8", "cpu")
     with pytest.raises(UserError, match="'fp8' is not one of .*native"):
         vllm_server.engine_dtype("fp8", cpu=True)
+
+
+XEON = "processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile amx_bf16\n"
+EPYC = "processor\t: 0\nmodel name\t: AMD EPYC 9B14\nflags\t\t: fpu sse avx avx2 fma\n"
+ARM_MODEL = "processor\t: 0\nFeatures\t: fp asimd bf16\nModel\t\t: Raspberry Pi 5 Model B Rev 1.0\n"
+
+
+@pytest.mark.parametrize("text, model, isa", [
+    (XEON, "Intel(R) Xeon(R) Processor", ["amx_bf16", "amx_tile", "avx2", "avx512_bf16", "avx512f"]),
+    (EPYC, "AMD EPYC 9B14", ["avx2"]),
+    (ARM_MODEL, "Raspberry Pi 5 Model B Rev 1.0", []),     # ARM's flags decide no x86 kernel
+    ("processor\t: 0\n", "", []),
+    (None, "", []),                                         # no /proc/cpuinfo
+])
+def test_machine_names_the_processor_and_the_instruction_sets_that_pick_kernels(tmp_path, monkeypatch,
+                                                                                text, model, isa):
+    from util_public import runinfo
+
+    path = tmp_path / "cpuinfo"
+    if text is not None:
+        path.write_text(text)
+    assert numerics.cpu_model(str(path)) == model
+    monkeypatch.setattr(numerics, "cpu_model", lambda: numerics._cpuinfo_field(("model name", "Model"), str(path)))
+    monkeypatch.setattr(numerics, "cpu_flags", lambda: frozenset(
+        numerics._cpuinfo_field(("flags", "Features"), str(path)).split()))
+    info = runinfo.machine()
+    assert info["isa"] == isa and info["torch_threads"] == torch.get_num_threads() and info["gpus"] == []
+    assert info["processor"] == (model or runinfo.platform.processor() or None)
+    line = runinfo.describe_machine(info)
+    assert line.startswith(info["processor"] or info["arch"])
+    assert (f"({', '.join(isa)})" in line) == bool(isa) \
+        and line.endswith(f", {torch.get_num_threads()} thread" + "s" * (torch.get_num_threads() != 1))
+
+
+def test_a_gpu_machine_is_described_by_its_gpus():
+    from util_public import runinfo
+
+    info = {"processor": "AMD EPYC 9B14", "isa": ["avx2"], "torch_threads": 8, "gpus": ["NVIDIA H100", "NVIDIA H100"]}
+    assert runinfo.describe_machine(info) == "AMD EPYC 9B14 (avx2), 8 threads, GPUs: NVIDIA H100, NVIDIA H100"
+    assert runinfo.describe_machine({"arch": "aarch64", "isa": [], "torch_threads": 1}) == "aarch64, 1 thread"
+    assert runinfo.describe_machine({}) == "unknown processor"

@@ -1,10 +1,13 @@
 """Representation metrics on constructed states, and the collection positions on a tiny model."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import torch
 
 from conftest import tiny_model
-from util_public import representation
+from util_public import representation, runinfo
 from util_public.facts import Fact
 
 
@@ -66,5 +69,8 @@ def test_run_over_two_relations_writes_dcos_and_plots(tmp_path, sp_tokenizer, is
     per_layer = summaries["tiny-base"]["per_layer"]
     assert "dcos" in per_layer and len(per_layer["dcos"]) == len(per_layer[next(iter(per_layer))])
     assert (out / "tiny-base" / "summary.json").is_file() and (out / "table.csv").is_file()
+    written = json.loads((out / "tiny-base" / "summary.json").read_text())     # what computed it, and where
+    assert written["dtype"] == "fp32" and written["machine"]["isa"] == runinfo.machine()["isa"]
+    assert written["versions"]["torch"] == torch.__version__ and written["git"] == runinfo.git_info()
     for png in ("heatmap.png", "pca.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"

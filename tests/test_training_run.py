@@ -9,7 +9,7 @@ import torch
 from conftest import save_tiny_checkpoint
 from safetensors.torch import load_file
 
-from util_public import catalogue, facts, modelio
+from util_public import catalogue, facts, modelio, runinfo
 from util_public.artifacts import CheckpointMeta
 from util_public.errors import UserError
 from util_public.registry import Registry
@@ -137,6 +137,8 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(setup, capsys):
     assert train("phase1", *common, "save.run_name=A") == 0
     m = manifest(a)
     assert m["status"] == "complete" and m["invocations"][-1]["resumed_from"] == "checkpoint-5"
+    # each invocation records its machine: a run resumed elsewhere shows where each part was trained
+    assert [i["machine"]["isa"] for i in m["invocations"]] == [runinfo.machine()["isa"]] * 2
     assert sorted(m["checkpoints"]) == ["1", "2", "3"] and not (a / "checkpoints.tmp").exists()
     assert json.loads((a / "checkpoint-15" / "trainer_state.json").read_text())["global_step"] == 15
     assert not list((a / "checkpoint-5").glob("optimizer*")) and not list((a / "checkpoint-10").glob("rng_state*"))

@@ -29,7 +29,7 @@ from typing import List, Optional
 
 from omegaconf import OmegaConf
 
-from . import known, paths, prompts, relspec, textio
+from . import known, paths, prompts, relspec, runinfo, textio
 from .artifacts import RunManifest
 from .atomicio import write_json, write_text
 from .demo_report import COLUMNS, PROBES, ROWS, plot, probe_columns, render_table, values
@@ -306,7 +306,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     title = (f"{cfg.model}: {which}, {cfg.num_facts} facts{' each' if several else ''}, k={cfg.k}, "
              f"{cfg.num_options} options, seed {cfg.seed}; {numerics_note(cfg, stages['p1'])}")
     cols = columns(cfg)
-    table = f"{title}\n\n{render_table(rows, cols)}"
+    machine = runinfo.machine()     # the numbers depend on it (docs/RESULTS.md, "Across processors")
+    table = f"{title}\nmachine: {runinfo.describe_machine(machine)}\n\n{render_table(rows, cols)}"
     per_relation = [c for c in cols if c.source in ("facts", "pooled")]
     for r in relations(cfg) if several else []:
         table += (f"\nrelation {r}\n\n"
@@ -314,7 +315,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     write_text(out / "table.md", table)
     plot(rows, cols, title, out / "demo.png", 1 / cfg.num_options)
     result = {"config": OmegaConf.to_container(OmegaConf.structured(cfg)), "models": names, "rows": rows,
-              "timings_s": timings, "table": str(out / "table.md"), "png": str(out / "demo.png")}
+              "machine": machine, "timings_s": timings, "table": str(out / "table.md"), "png": str(out / "demo.png")}
     write_json(out / "results.json", result)
     return result
 

@@ -15,20 +15,33 @@ from pathlib import Path
 
 CHOICES = ("auto", "native", "fp32", "bf16")
 BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+# The instruction sets that decide which kernels a CPU runs, and so the rounding of its results
+# (bf16 training on AMX and on AVX512_BF16 gives different tables: docs/RESULTS.md §4).
+KERNEL_FLAGS = frozenset({"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"})
 _warned: set[str] = set()
 
 
 @functools.cache
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
-    """The CPU feature flags Linux reports; empty where there is no /proc/cpuinfo (no bf16 assumed)."""
+def _cpuinfo_field(names: tuple[str, ...], cpuinfo: str) -> str:
+    """The first processor's value of the first of `names` that Linux reports ("" if none)."""
     try:
         text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return frozenset()
+        return ""
     for line in text.splitlines():
-        if line.split(":")[0].strip() in ("flags", "Features"):
-            return frozenset(line.partition(":")[2].split())
-    return frozenset()
+        if line.split(":")[0].strip() in names:
+            return line.partition(":")[2].strip()
+    return ""
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str]:
+    """The CPU feature flags Linux reports; empty where there is no /proc/cpuinfo (no bf16 assumed)."""
+    return frozenset(_cpuinfo_field(("flags", "Features"), cpuinfo).split())
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The processor's name as Linux reports it ("" where it does not)."""
+    return _cpuinfo_field(("model name", "Model"), cpuinfo)
 
 
 def native_bf16(device: str) -> bool:

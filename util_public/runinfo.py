@@ -1,14 +1,16 @@
-"""What a run records about its world: package versions, git state, input fingerprints."""
+"""What a run records about its world: package versions, the machine, git state, input fingerprints."""
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata as md
 import json
+import os
 import platform
 import subprocess
 from pathlib import Path
 from typing import Iterable
 
+from . import numerics
 from .paths import REPO_ROOT
 
 _PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "datasets", "hydra-core",
@@ -26,10 +28,34 @@ def package_versions() -> dict:
         import torch
 
         versions["cuda"] = torch.version.cuda
-        versions["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     except Exception:  # noqa: BLE001 - versions are informational
-        versions["cuda"], versions["gpus"] = None, []
+        versions["cuda"] = None
     return versions
+
+
+def machine() -> dict:
+    """The hardware a number was computed on. Scores and trained weights depend on it (bf16
+    rounds differently on AMX, AVX512_BF16 and AVX2 CPUs; thread counts change reduction
+    order), so every run invocation and every result records it beside the versions."""
+    info = {"arch": platform.machine(), "processor": numerics.cpu_model() or platform.processor() or None,
+            "isa": sorted(numerics.cpu_flags() & numerics.KERNEL_FLAGS), "logical_cpus": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # noqa: BLE001 - informational, like the versions
+        info["torch_threads"], info["gpus"] = None, []
+    return info
+
+
+def describe_machine(info: dict) -> str:
+    """One line for a table: "Intel(R) Xeon(R) Processor (avx2, amx_bf16, ...), 2 threads[, GPUs: ...]"."""
+    line = f"{info.get('processor') or info.get('arch') or 'unknown processor'}"
+    line += f" ({', '.join(info['isa'])})" if info.get("isa") else ""
+    threads = info.get("torch_threads")
+    line += f", {threads} thread{'s' * (threads != 1)}" if threads else ""
+    return line + (f", GPUs: {', '.join(info['gpus'])}" if info.get("gpus") else "")
 
 
 def git_info() -> dict | str:

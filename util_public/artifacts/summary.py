@@ -44,6 +44,7 @@ class ResultSummary(Artifact):
     config_hash: Optional[str] = None
     git: Any = None
     created: Optional[str] = None
+    machine: Optional[dict] = optional()             # where it was computed (runinfo.machine)
     model: ModelRecord = field(default_factory=ModelRecord)
     family: Optional[str] = optional()              # `{family}-all` aggregates
     prompt_type: Optional[str] = None

@@ -69,8 +69,9 @@ def now() -> str:
 
 
 def new_summary(task: str, full_hash: str, **fields) -> ResultSummary:
-    """A summary written now, from this checkout (git state and time recorded)."""
-    return ResultSummary(task=task, config_hash=full_hash, git=runinfo.git_info(), created=now(), **fields)
+    """A summary written now, from this checkout (git state, machine and time recorded)."""
+    return ResultSummary(task=task, config_hash=full_hash, git=runinfo.git_info(), created=now(),
+                         machine=runinfo.machine(), **fields)
 
 
 def write_result(directory: Path, records: list[dict], summary: dict, config_yaml: str,

@@ -21,7 +21,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import atomicio, locking, textio
+from .. import atomicio, locking, runinfo, textio
 from ..artifacts import CHECKPOINT_PREFIX, MANIFEST_FILE, META_FILE, CheckpointMeta, RunManifest
 from ..errors import UserError
 from . import confighash
@@ -151,7 +151,8 @@ class RunDir:
         else:
             manifest.created = now()
         resumed_from = decision.checkpoint.name if decision.checkpoint else None
-        manifest.invocations.append({"started": now(), "overrides": overrides, "resumed_from": resumed_from})
+        manifest.invocations.append({"started": now(), "overrides": overrides, "resumed_from": resumed_from,
+                                     "machine": runinfo.machine()})
         manifest.status = "running"
         manifest.count_tokens()
         self.save_manifest()
