@@ -47,6 +47,7 @@ def test_demo_writes_table_and_png_for_four_models_and_reuses_work(tmp_path, sp_
     machine = runinfo.machine()                                             # and the machine they ran on
     assert table.splitlines()[1] == f"machine: {runinfo.describe_machine(machine)}"
     assert result["machine"]["isa"] == machine["isa"] and result["machine"]["torch_threads"] == 1
+    assert result["formats"] == "fp32 training, fp32 scoring"
     assert table in capsys.readouterr().out
 
     assert demo.main(["quick", f"out_dir={out}", *TINY]) == 0          # rerun: everything reused

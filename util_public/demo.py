@@ -303,8 +303,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     rows = {label: timed(f"evaluate {label}", evaluate_model, names[label], cfg) for label in ROWS}
     several = len(relations(cfg)) > 1
     which = f"relations {cfg.relation_id} (mean over relations)" if several else f"relation {cfg.relation_id}"
+    formats = numerics_note(cfg, stages["p1"])
     title = (f"{cfg.model}: {which}, {cfg.num_facts} facts{' each' if several else ''}, k={cfg.k}, "
-             f"{cfg.num_options} options, seed {cfg.seed}; {numerics_note(cfg, stages['p1'])}")
+             f"{cfg.num_options} options, seed {cfg.seed}; {formats}")
     cols = columns(cfg)
     machine = runinfo.machine()     # the numbers depend on it (docs/RESULTS.md, "Across processors")
     table = f"{title}\nmachine: {runinfo.describe_machine(machine)}\n\n{render_table(rows, cols)}"
@@ -315,7 +316,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     write_text(out / "table.md", table)
     plot(rows, cols, title, out / "demo.png", 1 / cfg.num_options)
     result = {"config": OmegaConf.to_container(OmegaConf.structured(cfg)), "models": names, "rows": rows,
-              "machine": machine, "timings_s": timings, "table": str(out / "table.md"), "png": str(out / "demo.png")}
+              "formats": formats, "machine": machine, "timings_s": timings, "table": str(out / "table.md"), "png": str(out / "demo.png")}
     write_json(out / "results.json", result)
     return result
 

@@ -6,7 +6,8 @@ Each `results.json` (written by `util_public.demo`) becomes one line: the Phase-
 on unseen facts, the train-prompt and mean test-paraphrase accuracy of Phase 1 only, Phase 1 +
 Phase 2 and Phase 2 only, each with its binomial standard error sqrt(p(1-p)/n), n = unseen facts
 (times the relations trained jointly). `--mean` adds the mean over the lines with the standard
-deviation across them. Lines are labelled by their folder name.
+deviation across them. Lines are labelled by their folder name; the last column says where and in
+which formats each ran (the numbers depend on both: docs/RESULTS.md §4).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import math
 import statistics
 from pathlib import Path
 
-from . import relspec, textio
+from . import relspec, runinfo, textio
 from .errors import UserError, exit_on_user_error
 
 # (heading, table row, column of util_public.demo.COLUMNS)
@@ -38,8 +39,11 @@ def load(path: Path) -> dict:
     except KeyError as exc:
         raise UserError(str(path), f"not a demo results.json ({exc})", "pass files written by util_public.demo") from None
     relations = len(relspec.separate(config["relation_id"], f"{path}: config.relation_id"))
+    where = "not recorded"          # results.json written before the machine was recorded
+    if "machine" in result:
+        where = f"{runinfo.describe_machine(result['machine'])}; {result.get('formats', 'formats not recorded')}"
     return {"label": path.parent.name, "rows": rows, "n": rows["phase 1"]["n_unseen"] * relations,
-            "minutes": round(sum(result.get("timings_s", {}).values()) / 60, 1)}
+            "minutes": round(sum(result.get("timings_s", {}).values()) / 60, 1), "where": where}
 
 
 def cell(value, n: int, heading: str) -> str:
@@ -53,18 +57,18 @@ def cell(value, n: int, heading: str) -> str:
 
 
 def table(runs: list[dict], mean: bool) -> str:
-    head = ["run", "n unseen", *[c[0] for c in CELLS], "stages (min)"]
+    head = ["run", "n unseen", *[c[0] for c in CELLS], "stages (min)", "machine; formats"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run in runs:
         values = [cell(run["rows"][row][column], run["n"], heading) for heading, row, column in CELLS]
-        lines.append(f"| {run['label']} | {run['n']} | " + " | ".join(values) + f" | {run['minutes']} |")
+        lines.append(f"| {run['label']} | {run['n']} | " + " | ".join(values) + f" | {run['minutes']} | {run['where']} |")
     if mean and len(runs) > 1:
         values = []
         for heading, row, column in CELLS:
             xs = [r["rows"][row][column] for r in runs if r["rows"][row][column] is not None]
             values.append("n/a" if not xs else f"{statistics.mean(xs):.3g}" if "prob" in heading
                           else f"{statistics.mean(xs):.2f} (sd {statistics.stdev(xs):.2f})")
-        lines.append(f"| mean of {len(runs)} | {runs[0]['n']} | " + " | ".join(values) + " | |")
+        lines.append(f"| mean of {len(runs)} | {runs[0]['n']} | " + " | ".join(values) + " | | |")
     return "\n".join(lines) + "\n"
 
 
