@@ -316,7 +316,8 @@ def run_demo(cfg: DemoConfig) -> dict:
     write_text(out / "table.md", table)
     plot(rows, cols, title, out / "demo.png", 1 / cfg.num_options)
     result = {"config": OmegaConf.to_container(OmegaConf.structured(cfg)), "models": names, "rows": rows,
-              "formats": formats, "machine": machine, "timings_s": timings, "table": str(out / "table.md"), "png": str(out / "demo.png")}
+              "formats": formats, "machine": machine, "timings_s": timings,
+              "table": str(out / "table.md"), "png": str(out / "demo.png")}
     write_json(out / "results.json", result)
     return result
 

@@ -101,7 +101,8 @@ def run(cfg: ReprCfg) -> dict:
                            "relations": relations, "fact_range": [cfg.index_begin, cfg.index_end],
                            "families": cfg.families, "position": cfg.position, "dtype": cfg.dtype,
                            "git": runinfo.git_info(), "versions": runinfo.package_versions(),
-                           "machine": runinfo.machine(), "per_layer": per_layer, "headline": representation.headline(per_layer)}
+                           "machine": runinfo.machine(), "per_layer": per_layer,
+                           "headline": representation.headline(per_layer)}
         written.append(atomicio.write_json(out_dir / name / "summary.json", summaries[name]))
         if cfg.save_vectors:
             buf = io.BytesIO()
