@@ -80,10 +80,11 @@ def matmul_params(model) -> int:
 
 
 def machine(device) -> dict:
+    """runinfo.machine() (processor, kernel-picking instruction sets, threads, GPUs) plus what only
+    a benchmark's speed depends on: allocator and OpenMP settings, GPU memory."""
     import torch
 
-    info = {"platform": platform.platform(), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
-            "amx_bf16": _cpu_flag("amx_bf16"), "torch_threads": torch.get_num_threads(),
+    info = {**runinfo.machine(), "platform": platform.platform(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
             # None of these set: freed memory was kept (`runtime.keep_freed_memory`); set: glibc's own.
             "malloc_env": {k: os.environ[k] for k in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
@@ -96,22 +97,10 @@ def machine(device) -> dict:
     return info
 
 
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
-def _cpu_model() -> str:
-    for line in _cpuinfo().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def _cpu_flag(flag: str) -> bool:
-    return any(line.startswith("flags") and f" {flag}" in line for line in _cpuinfo().splitlines())
+def describe(info: dict) -> str:
+    """The lines a benchmark prints about where it ran."""
+    return (f"machine: {runinfo.describe_machine(info)}\n"
+            f"versions: torch {info['versions'].get('torch')}, transformers {info['versions'].get('transformers')}")
 
 
 def sync(device) -> None:

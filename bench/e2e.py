@@ -34,8 +34,7 @@ def main() -> None:
     log_path = common.RESULTS / f"e2e-{stamp}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     info = common.machine("cpu")
-    print(f"machine: {info['cpu']} x{info['cpu_count']}, versions: torch {info['versions'].get('torch')}, "
-          f"transformers {info['versions'].get('transformers')}")
+    print(common.describe(info))
     rows = []
     with open(log_path, "w") as log:
         for name in args.only or list(COMMANDS):

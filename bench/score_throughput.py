@@ -121,8 +121,7 @@ def main() -> None:
     vocab = model.config.vocab_size
     settings = {k: v for k, v in vars(args).items() if k != "out"} | {"dtype": str(dtype)}
     info = common.machine(device)
-    print(f"machine: {info['cpu']} x{info['cpu_count']}, gpu={info.get('gpu')}, torch threads {info['torch_threads']}")
-    print(f"versions: torch {info['versions'].get('torch')}, transformers {info['versions'].get('transformers')}")
+    print(common.describe(info))
     print(f"settings: {settings}")
     rows = []
     for kind in [s for s in args.sets.split(",") if s]:

@@ -177,8 +177,7 @@ def main() -> None:
     info = common.machine(device)
     settings = {k: v for k, v in vars(args).items() if k != "out"} | {"matmul_params": n_matmul, "peak_flops": peak,
                                                                       "peak_source": peak_source}
-    print(f"machine: {info['cpu']} x{info['cpu_count']}, gpu={info.get('gpu')}, torch threads {info['torch_threads']}")
-    print(f"versions: torch {info['versions'].get('torch')}, transformers {info['versions'].get('transformers')}")
+    print(common.describe(info))
     print(f"settings: {settings}")
     data = examples(args.examples, model.config.vocab_size, args.seed)
     rounds = []

@@ -149,7 +149,7 @@ def main() -> None:
     info = api.describe(None, args.model)     # a registry name, or a folder named by its last part
     tok = modelio.load_tokenizer(info.path)
     machine = common.machine(device)
-    print(f"machine: {machine['cpu']} x{machine['cpu_count']}, gpu={machine.get('gpu')}, threads {args.threads}")
+    print(common.describe(machine) + f"\nevaluation threads: {args.threads}")
     try:
         hf, vl, speed, version = measure(args, base, work, info, tok, device, prompts)
     finally:
