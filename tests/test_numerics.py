@@ -123,9 +123,9 @@ def test_machine_names_the_processor_and_the_instruction_sets_that_pick_kernels(
     if text is not None:
         path.write_text(text)
     assert numerics.cpu_model(str(path)) == model
-    monkeypatch.setattr(numerics, "cpu_model", lambda: numerics._cpuinfo_field(("model name", "Model"), str(path)))
-    monkeypatch.setattr(numerics, "cpu_flags", lambda: frozenset(
-        numerics._cpuinfo_field(("flags", "Features"), str(path)).split()))
+    model_of, flags_of = numerics.cpu_model, numerics.cpu_flags
+    monkeypatch.setattr(numerics, "cpu_model", lambda: model_of(str(path)))
+    monkeypatch.setattr(numerics, "cpu_flags", lambda: flags_of(str(path)))
     info = runinfo.machine()
     assert info["isa"] == isa and info["torch_threads"] == torch.get_num_threads() and info["gpus"] == []
     assert info["processor"] == (model or runinfo.platform.processor() or None)

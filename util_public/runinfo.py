@@ -51,7 +51,7 @@ def machine() -> dict:
 
 def describe_machine(info: dict) -> str:
     """One line for a table: "Intel(R) Xeon(R) Processor (amx_bf16, ..., avx512f), 2 threads[, GPUs: ...]"."""
-    line = f"{info.get('processor') or info.get('arch') or 'unknown processor'}"
+    line = info.get("processor") or info.get("arch") or "unknown processor"
     line += f" ({', '.join(info['isa'])})" if info.get("isa") else ""
     threads = info.get("torch_threads")
     line += f", {threads} thread{'s' * (threads != 1)}" if threads else ""
