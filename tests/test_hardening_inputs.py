@@ -468,7 +468,7 @@ CASES = [
                                 mp.delenv("MTG_VLLM_PYTHON", raising=False))),
     Case("eval-unknown-task", "eval", ev("tasks=[mc,bogus]"), ("tasks", "unknown task 'bogus'")),
     Case("eval-range-outside-data", "eval", ev("data.index_begin=40", "data.index_end=50"),
-         ("relation 50", "outside the data")),
+         ("relation 50", "outside the data", "fact_ids 0..5")),
     Case("eval-read-only-results", "eval", ev(), ("{results}/mc/hgp-0/keyed/toy/50/close/", "Read-only file system"),
          patch=raise_on_fsync(errno.EROFS)),
     # summarize
