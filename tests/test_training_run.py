@@ -69,6 +69,10 @@ def test_two_stages_memorize_and_inherit_the_key_token(setup, tmp_path, capsys):
 
     epochs = [r for r in map(json.loads, (p1 / "metrics.jsonl").read_text().splitlines()) if r["type"] == "epoch"]
     assert len(epochs) == 40 and epochs[-1]["mean_loss"] < 0.2 * epochs[0]["mean_loss"]
+    for record in epochs:   # throughput: the epoch's real tokens over its training seconds
+        assert record["seconds"] > 0 and record["tokens"] == m1["tokens_trained"]["per_epoch"]
+        assert record["tokens_per_s"] == pytest.approx(record["tokens"] / record["seconds"], rel=1e-3)
+    assert sum(r["seconds"] for r in epochs) < m1["wall_time_s"]   # loading and saving are outside them
     base = load_file(str(tmp_path / "tiny" / "model.safetensors"))
     trained = load_file(str(final / "model.safetensors"))
     assert set(base) == set(trained)

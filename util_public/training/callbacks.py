@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
+import torch
 from transformers import ProgressCallback, TrainerCallback
 
 from .. import atomicio
@@ -12,10 +14,13 @@ log = logging.getLogger("mtg.training")
 
 
 class MetricsLog(TrainerCallback):
-    """Appends one JSON line per logging step and one per epoch (mean loss, tokens) to metrics.jsonl.
+    """Appends one JSON line per logging step and one per epoch (mean loss, tokens, throughput) to
+    metrics.jsonl.
 
     The epoch mean weights each logged loss by the optimizer steps it covers; with the default
-    `train.logging_steps: 1` it is the exact mean of the epoch's step losses.
+    `train.logging_steps: 1` it is the exact mean of the epoch's step losses. An epoch's seconds run
+    from its first batch to its last optimizer step: the checkpoint saved after it is not counted
+    (it belongs to the disk, not to training), so tokens/s is comparable with the benchmarks'.
     """
 
     def __init__(self, path: Path, tokens_per_epoch: int, label_tokens_per_epoch: int):
@@ -25,6 +30,10 @@ class MetricsLog(TrainerCallback):
         self._sum = 0.0
         self._steps = 0
         self._last_step = 0
+        self._epoch_started = time.perf_counter()
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self._epoch_started = time.perf_counter()
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_step = state.global_step
@@ -46,11 +55,15 @@ class MetricsLog(TrainerCallback):
             return
         epoch = round(float(state.epoch or 0))
         mean = self._sum / self._steps if self._steps else None
+        if torch.cuda.is_available():   # queued kernels belong to this epoch, not the next
+            torch.cuda.synchronize()
+        seconds = max(time.perf_counter() - self._epoch_started, 1e-9)
         atomicio.append_jsonl(self.path, {"type": "epoch", "epoch": epoch, "step": state.global_step,
                                           "mean_loss": mean, "tokens": self.tokens,
-                                          "label_tokens": self.label_tokens})
-        log.info("epoch %d (step %d): mean loss %s", epoch, state.global_step,
-                 "n/a" if mean is None else f"{mean:.4f}")
+                                          "label_tokens": self.label_tokens, "seconds": round(seconds, 6),
+                                          "tokens_per_s": round(self.tokens / seconds, 1)})
+        log.info("epoch %d (step %d): mean loss %s, %.0f tokens/s", epoch, state.global_step,
+                 "n/a" if mean is None else f"{mean:.4f}", self.tokens / seconds)
         self._sum, self._steps = 0.0, 0
 
 
