@@ -29,6 +29,7 @@ HELP_WORDS = {   # words each help text must show (its parameters); a recipe: it
     "data_generation/gen_script.sh": ["relation_ids", "gen_config.yaml"],
     "bench/e2e.sh": ["--only"],
     "bench/gpu_suite.sh": ["DEVICE", "COMPILED"],
+    "bench/gpu_wheels.sh": ["PY_VERSION", ".whl"],
 }
 STUBS = ("srun", "nvidia-smi", "sbatch", "scontrol")
 
