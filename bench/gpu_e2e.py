@@ -4,8 +4,9 @@ training benchmark's figure for the same shape (issue 13, item 6), in one short 
     python3 bench/gpu_e2e.py [--shape qwen2.5-1.5b] [--facts 2560] [--batch 256] [--p1-epochs 3]
     dry run on a CPU (~40 s): .venv/bin/python bench/gpu_e2e.py --device cpu --shape tiny --facts 64 --batch 16
 
-Each step runs in its own process under a time limit; a failed step is recorded and the later ones
-that do not need it still run, so one call always brings back a record:
+Each step runs in its own process under a time limit, all within `--budget-s` (540 s: a device call
+may run 600); a failed step is recorded and the later ones that do not need it still run, and the
+record is saved after every step, so one call always brings back what ran:
 1. project: a random-weight model in `--shape` (benchmarks measure shapes, not trained values; no
    checkpoint can be fetched on the device machine), saved in bf16 with the SentencePiece-style test
    tokenizer (tests/assets/sp_tokenizer; the embedding keeps the shape's full vocabulary) and
@@ -35,11 +36,12 @@ import time
 from pathlib import Path
 
 import common
+from util_public import atomicio
 
 REPO = common.RESULTS.parents[1]
 TOKENIZER = REPO / "tests" / "assets" / "sp_tokenizer"
 BASE = "e2e-base"
-LIMITS_S = {"project": 120, "facts": 60, "phase1": 240, "phase2": 120, "eval": 120, "phase1_fsdp": 150, "bench": 120}
+LIMITS_S = {"project": 90, "facts": 45, "phase1": 180, "phase2": 120, "eval": 120, "phase1_fsdp": 120, "bench": 100}
 
 
 def build_project(args, work: Path) -> None:
@@ -62,28 +64,32 @@ def launch(script: str, *overrides: str, config: str = "ddp.yaml") -> list[str]:
 
 
 class Steps:
-    """Runs the steps, each under its time limit, into one log; `rows` records exit and seconds."""
+    """Runs the steps into one log, each under its own limit and all within one deadline (the device
+    call's); `rows` records exit and seconds, and `after_each` saves the record so far, so that a call
+    cut short still brings back what ran."""
 
-    def __init__(self, env: dict, log):
-        self.env, self.log, self.rows = env, log, []
+    def __init__(self, env: dict, log, deadline: float, after_each):
+        self.env, self.log, self.deadline, self.after_each, self.rows = env, log, deadline, after_each, []
 
     def command(self, name: str, command: list[str]) -> bool:
-        return self._timed(name, " ".join(command), lambda: self._run_group(command, LIMITS_S[name]))
+        return self._timed(name, " ".join(command), lambda limit: self._run_group(command, limit))
 
     def call(self, name: str, function) -> bool:
-        return self._timed(name, function.__name__, lambda: function() or 0)
+        return self._timed(name, function.__name__, lambda limit: function() or 0)
 
     def _timed(self, name: str, what: str, body) -> bool:
-        print(f"== {name} (limit {LIMITS_S[name]} s)", flush=True)
+        limit = min(LIMITS_S[name], int(self.deadline - time.perf_counter()))
+        print(f"== {name} (limit {limit} s)", flush=True)
         self.log.write(f"== {name}: {what}\n")
         self.log.flush()
         started = time.perf_counter()
         try:
-            rc = body()
+            rc = body(limit) if limit >= 10 else "skipped: the time budget is spent"
         except Exception as exc:   # noqa: BLE001 - the record says what failed; later steps still run
             rc = f"{type(exc).__name__}: {exc}"
         self.rows.append({"step": name, "exit": rc, "seconds": round(time.perf_counter() - started, 1)})
         print(f"   exit {rc}, {self.rows[-1]['seconds']} s", flush=True)
+        self.after_each()
         return rc == 0
 
     def _run_group(self, command: list[str], limit_s: int) -> int | str:
@@ -133,7 +139,9 @@ def main() -> None:
     parser.add_argument("--p1-epochs", type=int, default=3)
     parser.add_argument("--eval-facts", type=int, default=200)
     parser.add_argument("--tokenizer", type=Path, default=TOKENIZER)
+    parser.add_argument("--budget-s", type=int, default=540, help="all steps together (a device call: 600 s)")
     args = parser.parse_args()
+    deadline = time.perf_counter() + args.budget_s
     common.setup_device(args)
     record_path = Path(args.out or Path(os.environ.get("OUT") or common.RESULTS / "gpu_e2e") / "gpu_e2e.json")
     out = record_path.parent
@@ -144,16 +152,19 @@ def main() -> None:
            "PYTHONUNBUFFERED": "1"}
     info = common.machine(args.device)
     print(common.describe(info), flush=True)
+
+    def record() -> dict:
+        bench = out / "bench.json"
+        return {"bench": "gpu_e2e", "machine": info, "settings": vars(args) | {"tokenizer": str(args.tokenizer)},
+                "steps": steps.rows, "eval": summaries(work / "results") if (work / "results").is_dir() else [],
+                "bench_rows": json.loads(bench.read_text()).get("rows", []) if bench.is_file() else [],
+                **{f"{run}_epochs": epochs(work / "runs" / run) for run in ("p1", "p2", "p1_fsdp")}}
+
     with open(out / "gpu_e2e.log", "w") as log:
-        steps = Steps(env, log)
+        steps = Steps(env, log, deadline, lambda: atomicio.write_json(record_path, record()))
         run_all(steps, args, work, out)
-    record = {"bench": "gpu_e2e", "machine": info, "settings": vars(args) | {"tokenizer": str(args.tokenizer)},
-              "steps": steps.rows, "eval": summaries(work / "results") if (work / "results").is_dir() else [],
-              **{f"{run}_epochs": epochs(work / "runs" / run) for run in ("p1", "p2", "p1_fsdp")}}
-    bench = out / "bench.json"
-    record["bench_rows"] = json.loads(bench.read_text()).get("rows", []) if bench.is_file() else []
-    report(record, args.facts)
-    common.write_record("gpu_e2e", record, str(record_path))
+    report(record(), args.facts)
+    common.write_record("gpu_e2e", record(), str(record_path))
     shutil.rmtree(work, ignore_errors=True)
     sys.exit(0 if all(row["exit"] == 0 for row in steps.rows) else 1)
 
