@@ -32,11 +32,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import common
 from util_public import atomicio
+from util_public.artifacts import RunManifest
 
 REPO = common.RESULTS.parents[1]
 TOKENIZER = REPO / "tests" / "assets" / "sp_tokenizer"
@@ -110,18 +112,14 @@ class Steps:
             return "timeout"
 
 
-def final_checkpoint(run_dir: Path) -> str:
-    """Its registry name ("" when there is none: eval.py then says so in the log)."""
-    done = subprocess.run([sys.executable, "-m", "util_public.artifacts", "final-checkpoint", str(run_dir)],
-                          cwd=REPO, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 def epochs(run_dir: Path) -> list[dict]:
     path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    return [r for r in map(json.loads, path.read_text().splitlines()) if r["type"] == "epoch"]
+    return [r for r in atomicio.read_jsonl(path) if r["type"] == "epoch"] if path.is_file() else []
+
+
+def final_checkpoint(run_dir: Path) -> str:
+    """The registry name of a complete run's final checkpoint."""
+    return RunManifest.of(run_dir).final_checkpoint(str(run_dir)).registry_name
 
 
 def summaries(root: Path) -> list[dict]:
@@ -146,7 +144,7 @@ def main() -> None:
     record_path = Path(args.out or Path(os.environ.get("OUT") or common.RESULTS / "gpu_e2e") / "gpu_e2e.json")
     out = record_path.parent
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(os.environ.get("TMPDIR", "/tmp")) / f"gpu_e2e-{os.getpid()}"
+    work = Path(tempfile.mkdtemp(prefix="gpu_e2e-"))
     env = {**os.environ, "MTG_DATA_ROOT": str(work / "data"), "MTG_RUNS_ROOT": str(work / "runs"),
            "MTG_RESULTS_ROOT": str(work / "results"), "MTG_MODELS_JSON": str(work / "models.json"),
            "PYTHONUNBUFFERED": "1"}
