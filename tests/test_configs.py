@@ -9,8 +9,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from util_public import demo, representation_run
-from util_public.cli import compose, to_object
+from util_public.cli import compose, reject_undeclared, to_object
 from util_public.datagen import schema as gen_schema
+from util_public.errors import UserError
 from util_public.evaluation.plan import check_config
 from util_public.evaluation.schema import EvalConfig
 from util_public.paths import REPO_ROOT
@@ -109,3 +110,25 @@ def test_demo_recipe_types_against_its_schema(rel):
     assert isinstance(cfg, demo.DemoConfig) and cfg.variant == DEMO_RECIPES[rel]
     for stage, config_name in ((cfg.phase1, "phase1"), (cfg.phase2, "phase2")):
         assert to_object(_compose(TRAIN, config_name, stage))
+
+
+# Appended keys (+/++): Hydra's struct check lets them through, so the entry points check them.
+APPENDED = [
+    (EVAL, "eval", "+foo=1", "foo"), (EVAL, "eval", "+mc.num_option=5", "mc.num_option"),
+    (TRAIN, "phase1", "++train.learnig_rate=1", "train.learnig_rate"),
+    (GEN, "gen_config", "+objects.vocab_sourse=file", "objects.vocab_sourse"),
+    (REPR, "represent", "+batchsize=2", "batchsize"),
+    (EVAL, "eval", "++mc.batch_size=3", None),                 # ++ on a declared key: a plain set
+    (GEN, "gen_config", "+llm.extra_body.top_k=3", None),      # a Dict[str, Any] field takes any key
+]
+
+
+@pytest.mark.parametrize("stage,name,override,undeclared", APPENDED, ids=[a[2] for a in APPENDED])
+def test_an_appended_key_is_refused_unless_the_schema_declares_it(stage, name, override, undeclared):
+    cfg = _compose(stage, name, [override])
+    if undeclared is None:
+        reject_undeclared(cfg, stage[2])
+        return
+    with pytest.raises(UserError) as err:
+        reject_undeclared(cfg, stage[2])
+    assert err.value.where == undeclared

@@ -9,6 +9,7 @@ directory. Tracebacks: `debug=true` or `MTG_DEBUG=1` (either one).
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import shutil
 import sys
@@ -21,7 +22,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .errors import exit_on_user_error
+from .errors import UserError, exit_on_user_error
 
 # Appended to the command line unless the user set them: no Hydra output dirs or log files.
 _QUIET_HYDRA = (
@@ -56,12 +57,41 @@ def hydra_entry(config_dir: Path, config_name: str, schema_name: str, schema: ty
     def _main(cfg: DictConfig) -> None:
         overrides = [o for o in HydraConfig.get().overrides.task]
         debug = True if cfg.get("debug", False) else None      # None: MTG_DEBUG decides
-        exit_on_user_error(lambda: task(cfg, overrides), debug=debug)
+
+        def checked_task() -> None:
+            reject_undeclared(cfg, schema)
+            task(cfg, overrides)
+        exit_on_user_error(checked_task, debug=debug)
 
     given = {arg.split("=", 1)[0] for arg in sys.argv[1:]}
     quiet = [*_QUIET_HYDRA, f"hydra.sweep.dir={_sweep_dir()}"]
     sys.argv += [q for q in quiet if q.split("=", 1)[0] not in given]
     _main()
+
+
+def reject_undeclared(cfg: DictConfig, schema: Any) -> None:
+    """Refuse keys the schema does not declare. Hydra rejects `foo=1` for an unknown key but its own
+    hint, `+foo=1`, appends the key to the struct config, where it would be silently ignored."""
+    ref = OmegaConf.structured(schema) if isinstance(schema, type) else schema
+    unknown = _undeclared(cfg, ref, "")
+    if unknown:
+        raise UserError(unknown[0], "not a key of this config (added with + or ++)",
+                        "remove it, or fix its spelling: `--cfg job` prints every key")
+
+
+def _undeclared(node: DictConfig, ref: DictConfig, prefix: str) -> list[str]:
+    """Dotted paths of keys under `node` that `ref` lacks, below dataclass-typed nodes only
+    (a `Dict[str, Any]` field, such as `llm.extra_body`, takes any key)."""
+    out = []
+    for key in node.keys():
+        if key not in ref:
+            out.append(f"{prefix}{key}")
+            continue
+        child, ref_child = node._get_node(key), ref._get_node(key)
+        if (isinstance(child, DictConfig) and isinstance(ref_child, DictConfig) and not child._is_none()
+                and not ref_child._is_none() and dataclasses.is_dataclass(OmegaConf.get_type(ref_child))):
+            out += _undeclared(child, ref_child, f"{prefix}{key}.")
+    return out
 
 
 def _sweep_dir() -> str:
