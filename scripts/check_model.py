@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -18,8 +19,11 @@ def main() -> None:
 
     from util_public.modelio import load_causal_lm, load_tokenizer, resolve
 
-    name = sys.argv[1] if len(sys.argv) > 1 else "smollm2-135m"
-    prompt = sys.argv[2] if len(sys.argv) > 2 else "The capital of France is"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", nargs="?", default="smollm2-135m", help="a registry name or a checkpoint folder")
+    parser.add_argument("prompt", nargs="?", default="The capital of France is")
+    args = parser.parse_args()
+    name, prompt = args.name, args.prompt
     resolved = resolve(name)
     tok = load_tokenizer(resolved.path)
     model = load_causal_lm(resolved.path, dtype="fp32", device="cpu")

@@ -1,9 +1,11 @@
-"""The bash entry points: `--help` everywhere, and the pipeline's exact launch commands under a
-simulated slurm allocation (PLAN_ONLY=1; stub `srun` and `nvidia-smi` on PATH record any call).
+"""The entry points: `--help` everywhere (bash scripts and plain-argv Python scripts; the Hydra
+scripts get Hydra's), and the pipeline's exact launch commands under a simulated slurm allocation
+(PLAN_ONLY=1; stub `srun` and `nvidia-smi` on PATH record any call).
 """
 from __future__ import annotations
 
 import os
+import runpy
 import shlex
 import subprocess
 import sys
@@ -32,6 +34,12 @@ HELP_WORDS = {   # words each help text must show (its parameters); a recipe: it
     "bench/gpu_wheels.sh": ["PY_VERSION", ".whl"],
 }
 STUBS = ("srun", "nvidia-smi", "sbatch", "scontrol")
+# Python scripts with their own argv (not Hydra apps), found by their `__main__` guard.
+PY_ENTRY_POINTS = sorted(
+    str(p.relative_to(REPO)) for folder in ("bench", "data_generation", "evaluation", "recipes", "scripts",
+                                            "training", "util_public") for p in (REPO / folder).rglob("*.py")
+    if 'if __name__ == "__main__":' in (text := p.read_text(encoding="utf-8")) and "hydra_entry(" not in text
+    or p.name == "__main__.py")
 
 
 @pytest.fixture
@@ -62,6 +70,27 @@ def test_every_entry_point_answers_help_without_doing_work(script, stubs, isolat
         words += HELP_WORDS["recipes/common.sh"]
     assert all(w in done.stdout for w in words), done.stdout
     assert not calls.exists() and done.stderr == ""
+    assert not any(isolated_roots[k].exists() for k in ("data", "runs", "results"))
+
+
+def test_the_python_entry_points_are_found():
+    assert {"util_public/demo.py", "util_public/recipes/execute.py", "util_public/relspec.py",
+            "scripts/check_model.py", "util_public/artifacts/__main__.py"} <= set(PY_ENTRY_POINTS)
+
+
+@pytest.mark.parametrize("script", PY_ENTRY_POINTS)
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")    # rerunning an imported module
+def test_every_python_entry_point_answers_help_without_doing_work(script, isolated_roots, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    monkeypatch.syspath_prepend(str((REPO / script).parent))    # as `python script.py` would
+    with pytest.raises(SystemExit) as stop:
+        if script.startswith("util_public/"):       # a package module: relative imports need run_module
+            module = script[:-3].replace("/", ".").removesuffix(".__main__")
+            runpy.run_module(module, run_name="__main__")
+        else:
+            runpy.run_path(str(REPO / script), run_name="__main__")
+    out = capsys.readouterr()
+    assert stop.value.code == 0 and out.out.startswith("usage:"), out
     assert not any(isolated_roots[k].exists() for k in ("data", "runs", "results"))
 
 

@@ -1,4 +1,4 @@
-"""The main demo (README "Main demo"): generate facts, Phase 1, Phase 2, evaluate, one table + one PNG.
+"""The main demo (docs/DEMO.md): generate facts, Phase 1, Phase 2, evaluate, one table + one PNG.
 
     python -m util_public.demo [quick|full] [dotlist overrides, e.g. model=smollm2-135m seed=0]
 
@@ -17,6 +17,7 @@ cross-relation MC) columns: `demo_report` lays out the table and the figure.
 """
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -323,7 +324,10 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m util_public.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("args", nargs="*", metavar="[quick|full|RECIPE.yaml] [key=value ...]")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv).args
     variant = args.pop(0) if args and "=" not in args[0] else "full"
     t0 = time.time()
     result = run_demo(load_config(variant, args))

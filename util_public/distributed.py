@@ -5,7 +5,7 @@ Our launch paths (`python -m util_public.launcher`, hence the pipeline and the r
 `MTG_EXPECTED_WORLD_SIZE`; every entry point that may run on several ranks calls `check_started()`
 before it reads or writes anything, so a launcher that starts fewer processes than asked stops the
 job with an error instead of training (or evaluating) with the wrong world. Measured: `accelerate
-launch --cpu --num_processes 2` starts ONE process (OFFLINE-MODELS.md).
+launch --cpu --num_processes 2` starts ONE process (training/README.md, "Several processes").
 """
 from __future__ import annotations
 

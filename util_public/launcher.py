@@ -4,7 +4,7 @@
         [--master-addr HOST] [--port P] [--config ddp.yaml] SCRIPT [SCRIPT ARGS...]
 
 Why a config file always: `accelerate launch --cpu --num_processes N` starts ONE process (measured,
-OFFLINE-MODELS.md), while a config whose distributed_type is MULTI_GPU, FSDP or DEEPSPEED makes
+training/README.md, "Several processes"), while a config whose distributed_type is MULTI_GPU, FSDP or DEEPSPEED makes
 accelerate start the ranks through torch.distributed.run, also on a CPU-only machine (there ddp.yaml
 gives DDP over gloo; fsdp/ds configs are refused by the training, see `distributed.py`). The ranks
 get MTG_EXPECTED_WORLD_SIZE and check it when they start; when a rank dies, torch.distributed

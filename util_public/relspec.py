@@ -8,6 +8,7 @@ CLI for the shell drivers: `python -m util_public.relspec SPEC` prints every ato
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from .errors import UserError
@@ -40,11 +41,10 @@ def separate(spec: str, where: str = "data.relation_id") -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m util_public.relspec SPEC", file=sys.stderr)
-        return 2
-    print("\n".join(atomic(args[0])))
+    parser = argparse.ArgumentParser(prog="python -m util_public.relspec",
+                                     description="Print every atomic relation id of SPEC, one a line.")
+    parser.add_argument("spec", help=HINT)
+    print("\n".join(atomic(parser.parse_args(sys.argv[1:] if argv is None else argv).spec)))
     return 0
 
 

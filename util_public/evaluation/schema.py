@@ -49,7 +49,7 @@ class PromptCfg:
 class McCfg:
     num_options: int = 100
     gold_position: str = "last"         # last | random | index:N
-    batch_size: Optional[int] = None    # rows (contexts or option continuations) per forward; null: 64 CPU, 512 GPU
+    batch_size: Optional[int] = None    # questions per forward (within a token budget); null: 64 CPU, 512 GPU
     pool_relations: Optional[str] = None    # "71+105": options pooled with these relations' objects (cross-relation MC)
 
 

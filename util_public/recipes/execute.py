@@ -11,6 +11,7 @@ and which training label produced which registered model) and, at the end, `swee
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import io
@@ -185,11 +186,11 @@ def _release_memory() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m util_public.recipes.execute PLAN_FILE", file=sys.stderr)
-        return 2
-    exit_on_user_error(lambda: Executor(read(argv[0]), Path(argv[0])).run())
+    parser = argparse.ArgumentParser(prog="python -m util_public.recipes.execute", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("plan_file", help="a plan.tsv written by a recipe (recipes/common.sh)")
+    plan_file = parser.parse_args(sys.argv[1:] if argv is None else argv).plan_file
+    exit_on_user_error(lambda: Executor(read(plan_file), Path(plan_file)).run())
     return 0
 
 
