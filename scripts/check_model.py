@@ -17,6 +17,7 @@ from util_public.errors import exit_on_user_error  # noqa: E402
 def main() -> None:
     import torch
 
+    from util_public import greedy
     from util_public.modelio import load_causal_lm, load_tokenizer, resolve
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -29,7 +30,7 @@ def main() -> None:
     model = load_causal_lm(resolved.path, dtype="fp32", device="cpu")
     ids = tok(prompt, return_tensors="pt")
     with torch.no_grad():
-        out = model.generate(**ids, max_new_tokens=8, do_sample=False)
+        out = greedy.generate(model, ids.input_ids, ids.attention_mask, 8)
     answer = tok.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True)
     print(f"{name}: {prompt!r} -> {answer!r}")
 

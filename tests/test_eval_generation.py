@@ -4,9 +4,11 @@ from __future__ import annotations
 import copy
 
 import pytest
+import torch
 
 from conftest import tiny_model
 from evalkit import fictional_facts
+from util_public import greedy
 from util_public.evaluation import api, generation
 from util_public.evaluation.backends.hf import HFBackend
 from util_public.evaluation.modelinfo import ModelInfo
@@ -70,6 +72,26 @@ def test_batched_left_padded_generation_equals_one_by_one(bpe_tokenizer):
     batched = HFBackend(model, bpe_tokenizer, gen_batch_size=3).generate(prompts, 6)
     alone = [HFBackend(model, bpe_tokenizer, gen_batch_size=1).generate([p], 6)[0] for p in prompts]
     assert batched == alone and all(len(r) == 6 for r in batched)
+
+
+@pytest.mark.parametrize("field,value", [("repetition_penalty", 5.0), ("no_repeat_ngram_size", 1),
+                                         ("bad_words_ids", lambda first: [[first]]),
+                                         ("suppress_tokens", lambda first: [first])])
+def test_greedy_ignores_the_checkpoints_generation_defaults(sp_tokenizer, field, value):
+    model = tiny_model(len(sp_tokenizer), seed=3)
+    prompt = sp_tokenizer("The capital of Ka is lo ve tri", add_special_tokens=False)["input_ids"]
+    backend = HFBackend(model, sp_tokenizer)
+    clean = backend.generate([prompt], 6)[0]
+    assert len(set(clean)) < len(clean)       # the plain greedy answer repeats a token: penalties bite
+    value = value(clean[0]) if callable(value) else value     # a ban on the answer's first token
+    setattr(model.generation_config, field, value)    # as an instruct checkpoint's generation_config.json
+    ids = torch.tensor([prompt])
+    raw = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                         pad_token_id=backend.pad_id)[0, len(prompt):].tolist()
+    assert raw != clean                       # transformers applies it when left unset ...
+    assert backend.generate([prompt], 6)[0] == clean            # ... our greedy calls do not
+    assert greedy.generate(model, ids, torch.ones_like(ids), 6)[0, len(prompt):].tolist() == clean
+    assert getattr(model.generation_config, field) == value     # and the checkpoint's config is restored
 
 
 class EchoBackend:

@@ -28,7 +28,7 @@ def test_continuation_tokens_cover_exactly_the_separator_and_option(tokenizer, c
     assert list(req.context + req.continuation) == whole
 
 
-def test_trailing_context_whitespace_moves_into_the_continuation(bpe_tokenizer):
+def test_trailing_context_spaces_move_into_the_continuation(bpe_tokenizer):
     req = rq.split(bpe_tokenizer, "The capital of Veltoria is ", " oslo", bos=[])
     assert req.n_chars == len("  oslo")
     assert bpe_tokenizer.decode(list(req.context)) == "The capital of Veltoria is"
@@ -49,6 +49,29 @@ def test_bos_follows_the_tokenizer_by_default(bpe_tokenizer, sp_tokenizer):
     assert rq.bos_prefix(bpe_tokenizer, "true") == [bpe_tokenizer.bos_token_id]
     req = rq.split(sp_tokenizer, "Ka is", " oslo", rq.bos_prefix(sp_tokenizer, "auto"))
     assert req.context[0] == sp_tokenizer.bos_token_id and req.context.count(sp_tokenizer.bos_token_id) == 1
+
+
+def test_a_chat_context_keeps_its_line_break_out_of_the_scored_tokens(bpe_tokenizer):
+    # SmolLM2's generation prompt ends "<|im_start|>assistant\n"; the training text has the same
+    # line break before " O.", so the option's tokens alone are scored (acc_norm counts them alone).
+    context = bpe_tokenizer.apply_chat_template([{"role": "user", "content": "The capital of Ka is"}],
+                                                tokenize=False, add_generation_prompt=True)
+    assert context.endswith("assistant\n")
+    req = rq.split(bpe_tokenizer, context, " oslo", bos=[])
+    assert bpe_tokenizer.decode(list(req.continuation)) == " oslo" and req.n_chars == len(" oslo")
+    assert bpe_tokenizer.decode(list(req.context)) == context
+    assert not req.boundary_merge
+
+
+@pytest.mark.parametrize("written,asked,expected", [
+    (True, "auto", 1), (True, "true", 1), (True, "false", 1),     # the text's BOS, never a second one
+    (False, "auto", 1), (False, "true", 1), (False, "false", 0)])
+def test_one_bos_when_the_context_text_already_begins_with_it(sp_tokenizer, written, asked, expected):
+    bos_id = sp_tokenizer.bos_token_id
+    context = (sp_tokenizer.bos_token if written else "") + "<u>The capital of Ka is"    # a chat template's output
+    bos = rq.bos_prefix(sp_tokenizer, asked)
+    for ids in (rq.split(sp_tokenizer, context, " oslo", bos).context, rq.prompt_ids(sp_tokenizer, context, bos)):
+        assert list(ids).count(bos_id) == expected and (ids[0] == bos_id) == bool(expected)
 
 
 def test_empty_context_without_bos_is_an_error(bpe_tokenizer):

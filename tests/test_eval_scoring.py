@@ -88,6 +88,20 @@ def test_boundary_merge_falls_back_to_full_rows(tokenizer, models):
     _assert_matches_reference(model, reqs, records)
 
 
+def test_questions_longer_than_a_sliding_window_are_scored_as_the_model_attends(sp_tokenizer):
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    model = Gemma3ForCausalLM(Gemma3TextConfig(
+        vocab_size=len(sp_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"])).eval()
+    ctx = "The capital of Trikaberria is known to the people of Lomonsaria as"
+    reqs = [rq.split(sp_tokenizer, ctx, " " + o, [1], i) for i, o in enumerate(["damascus", "oslo"])]
+    assert len(reqs[0].context) > 4 * 4          # the window limits what the first layer sees
+    _assert_matches_reference(model, reqs, HFBackend(model, sp_tokenizer).score(reqs))
+
+
 def test_score_equals_hand_computed_log_softmax_sum(bpe_tokenizer, models):
     model = _model(models, bpe_tokenizer)
     req = rq.split(bpe_tokenizer, "The capital of Trikaberria is", " port louis", [])

@@ -2,10 +2,13 @@
 
 The context C and continuation X = separator + option are joined into F = C + X and F is
 tokenised ONCE; the split is at character b = len(C) (`tokenspans.split_at_char`). Trailing
-whitespace of C moves to the front of X, so a context never ends in a space token that the
-training text never had. A token straddling b belongs to the continuation and marks the request
-`boundary_merge` (its context ids then differ from its siblings', so backends score it as a
-full row). BOS is prepended as ids, never as text, per `prompt.add_bos`.
+spaces of C move to the front of X, so a context never ends in a space token that the training
+text never had; a trailing line break stays in C (a chat template's generation prompt ends with
+one, and so does the context of the training text built with it). A token straddling b belongs to
+the continuation and marks the request `boundary_merge` (its context ids then differ from its
+siblings', so backends score it as a full row). BOS is prepended as ids per `prompt.add_bos`,
+unless the context already starts with the BOS text (a chat template that writes it): one BOS,
+as in training.
 """
 from __future__ import annotations
 
@@ -48,8 +51,9 @@ def bos_prefix(tokenizer, mode: object) -> list[int]:
 
 def split(tokenizer, context: str, continuation: str, bos: list[int], key: Hashable = None) -> Request:
     """One request from strings: tokenise C + X once and split at the character boundary."""
-    stripped = context.rstrip()
+    stripped = context.rstrip(" \t")
     continuation = context[len(stripped):] + continuation
+    bos = _unless_written(tokenizer, context, bos)
     if not continuation:
         raise UserError(f"request {key}", "empty continuation")
     if not stripped and not bos:
@@ -68,7 +72,13 @@ def prompt_ids(tokenizer, context: str, bos: list[int]) -> list[int]:
     """Generation input: BOS + the context's tokens (no separator: the model writes the space)."""
     if not context and not bos:
         raise UserError("prompt", "empty generation prompt")
-    return list(bos) + tokenspans.encode(tokenizer, context).ids
+    return list(_unless_written(tokenizer, context, bos)) + tokenspans.encode(tokenizer, context).ids
+
+
+def _unless_written(tokenizer, context: str, bos: list[int]) -> list[int]:
+    """`bos`, or nothing when the context's text already begins with the BOS token."""
+    text = getattr(tokenizer, "bos_token", None)
+    return [] if bos and text and context.startswith(text) else bos
 
 
 def gold_index(fact: Fact, num_options: int, gold_position: str, seed: int) -> int:

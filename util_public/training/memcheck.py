@@ -22,7 +22,7 @@ import argparse
 import json
 import sys
 
-from .. import catalogue, facts as factio, modelio, paths, prompts, tokenspans
+from .. import catalogue, facts as factio, greedy, modelio, paths, prompts, tokenspans
 from ..artifacts import CheckpointMeta
 from ..matching import prefix
 from ..facts import Fact
@@ -49,8 +49,8 @@ def greedy_accuracy(model, tokenizer, facts: list[Fact], prompt_type: str = "tri
             enc = tokenizer(contexts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             longest = max(len(tokenizer(" " + f.object + ".", add_special_tokens=False)["input_ids"]) for f in chunk)
             with torch.no_grad():
-                out = model.generate(**enc, max_new_tokens=longest + 1, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
+                out = greedy.generate(model, enc["input_ids"], enc["attention_mask"], longest + 1,
+                                      pad_token_id=tokenizer.pad_token_id)
             for fact, row in zip(chunk, out[:, enc["input_ids"].shape[1]:]):
                 response = tokenizer.decode(row, skip_special_tokens=False).replace(tokenizer.pad_token, "")
                 if prefix(response, fact.object):

@@ -7,7 +7,9 @@ Scoring follows what requests share (lm-evaluation-harness groups by context the
   a batch of questions (as many as fit `tokens_per_forward`), with no KV-cache copies; the LM
   head runs only at the scored positions, a memory-sized chunk at a time. A set of single-token
   options therefore costs one context pass per batch of questions;
-- boundary merges (their context ids differ from their siblings') run as full rows.
+- boundary merges (their context ids differ from their siblings') run as full rows, and so do
+  questions longer than a sliding attention window (Gemma, Mistral): the tree's own 4D mask would
+  replace the per-layer masks that limit those layers to the window.
 Position ids count real tokens, so padding never shifts a row. Log-softmax is taken in fp32
 from the logits; sums accumulate in fp64; each chunk's scores cross to the CPU in one transfer.
 Per-request sums and greedy flags are numpy segment reductions (`_Scores`), not Python loops: a
@@ -25,6 +27,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ... import greedy
 from ...errors import UserError
 from ...lmhead import decoder, head_is_plain, keep_keyword
 from ...tokenspans import pad_id
@@ -56,6 +59,7 @@ class HFBackend:
         self.pad_id = pad_id(tokenizer)
         self.max_len = getattr(model.config, "max_position_embeddings", None)
         self.plain_head = head_is_plain(model)
+        self.window = _sliding_window(model.config)
         self.keep_kw = keep_keyword(model)
 
     def _tail_logits(self, keep: int, **inputs) -> torch.Tensor:
@@ -101,6 +105,10 @@ class HFBackend:
                 merged.append(i)        # its context differs from its siblings': never shared
             else:
                 groups.setdefault(r.context, []).append(i)
+        if self.window:                 # beyond the window only the per-layer masks are right
+            for ctx in [c for c, idxs in groups.items()
+                        if len(c) + max(len(requests[i].continuation) for i in idxs) > self.window]:
+                merged += groups.pop(ctx)
         conts = {ctx: [requests[i].continuation for i in idxs] for ctx, idxs in groups.items()}
         length = {ctx: optiontree.row_length(ctx, c) for ctx, c in conts.items()}
         for ctx, c in conts.items():    # a tree row is no longer than its longest full row
@@ -186,20 +194,16 @@ class HFBackend:
     @torch.inference_mode()
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
         """Greedy continuations (token ids, EOS and padding removed) for token-id prompts."""
-        from transformers import GenerationConfig
-
         for i, p in enumerate(prompts):
             self.check_length(f"prompt {i}", len(p) + max_new_tokens)
         stop = self.stop_ids()
-        config = GenerationConfig(do_sample=False, num_beams=1, max_new_tokens=max_new_tokens,
-                                  eos_token_id=sorted(stop) or None, pad_token_id=self.pad_id)
         results: list = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         for start in range(0, len(order), self.gen_batch_size):
             chunk = order[start:start + self.gen_batch_size]
             ids, mask, _ = self._left_pad([prompts[i] for i in chunk])
             width = ids.shape[1]
-            gen = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            gen = greedy.generate(self.model, ids, mask, max_new_tokens, sorted(stop) or None, self.pad_id)
             for b, i in enumerate(chunk):
                 new = gen[b, width:].tolist()
                 cut = next((k for k, t in enumerate(new) if t in stop), len(new))
@@ -212,6 +216,16 @@ class HFBackend:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return ids
+
+
+def _sliding_window(config) -> int | None:
+    """The attention window of a model with sliding-window layers, else None."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    window = getattr(text, "sliding_window", None)
+    layer_types = getattr(text, "layer_types", None)
+    if layer_types is not None and "sliding_attention" not in layer_types:
+        return None
+    return int(window) if window else None
 
 
 def _score(logits: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None = None):

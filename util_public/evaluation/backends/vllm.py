@@ -32,7 +32,7 @@ from ..requests import Request
 MAX_TARGET_IDS = 128      # vLLM's limit on `logprob_token_ids` per request
 IN_FLIGHT = 4             # HTTP requests sent concurrently
 # Sent with every request: a server applies the model's generation_config.json defaults (a repetition
-# penalty, say) to whatever a request leaves out, and hf's greedy decoding uses none of them.
+# penalty, say) to whatever a request leaves out; hf's greedy decoding switches them off too (greedy.py).
 GREEDY = {"temperature": 0.0, "repetition_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}
 
 
