@@ -132,3 +132,15 @@ def test_an_appended_key_is_refused_unless_the_schema_declares_it(stage, name, o
     with pytest.raises(UserError) as err:
         reject_undeclared(cfg, stage[2])
     assert err.value.where == undeclared
+
+
+@pytest.mark.parametrize("name", train_schema.LR_SCHEDULERS)
+def test_every_allowed_scheduler_builds_without_extra_arguments(name):
+    import torch
+    from transformers import get_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=1, num_training_steps=4)
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] > 0       # past the one warmup step

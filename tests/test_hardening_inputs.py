@@ -275,6 +275,18 @@ def p2(*extra: str):
     return build
 
 
+def _catalogue_without_tests(ctx: Ctx) -> None:
+    """The shipped prompt catalogue of 50 as an imported one, with no test prompts."""
+    import yaml
+
+    from util_public import catalogue
+    data = yaml.safe_load((catalogue.SHIPPED / "prompts" / "50.yaml").read_text(encoding="utf-8"))
+    data["test"] = []
+    target = ctx.data / "prompt_template" / "50.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(yaml.safe_dump(data), encoding="utf-8")
+
+
 def _latin1_catalogue(ctx: Ctx) -> None:
     """The shipped prompt catalogue of 50 as an imported one, behind a comment saved in Latin-1."""
     from util_public import catalogue
@@ -431,6 +443,12 @@ CASES = [
     Case("train-run-dir-not-ours", "train",
          then(tr("save.run_name=taken"), lambda c: (c.runs / "taken").mkdir(parents=True)),
          ("{runs}/taken", "no manifest.json")),
+    Case("train-unknown-scheduler", "train", tr("train.lr_scheduler_type=cosin"),
+         ("train.lr_scheduler_type", "'cosin' is not one of", "cosine"), via="entry"),
+    Case("train-key-format-other-field", "train", tr("key_token.format='<T_{relation_id}_{x}>'"),
+         ("key_token.format", "{relation_id} alone", "KeyError")),
+    Case("train-key-format-positional", "train", tr("key_token.format='<T_{0}>'"),
+         ("key_token.format", "{relation_id} alone")),
     # evaluation
     Case("eval-trigger-without-key-token", "eval",
          lambda c: [*ev("prompt.type=trigger-mid")(c), f"model.path={c.plain}"],
@@ -476,6 +494,12 @@ CASES = [
          ("relation 50", "outside the data", "fact_ids 0..5")),
     Case("eval-read-only-results", "eval", ev(), ("{results}/mc/hgp-0/keyed/toy/50/close/", "Read-only file system"),
          patch=raise_on_fsync(errno.EROFS)),
+    Case("eval-no-prompt-selected", "eval", ev("prompt.type=[]"), ("prompt.type", "selects no prompt"), via="entry"),
+    Case("eval-wildcard-selects-nothing", "eval", then(ev("prompt.type=[test-*]"), _catalogue_without_tests),
+         ("prompt.type", "['test-*'] selects no prompt for relation 50")),
+    Case("repr-no-models", "repr", lambda c: repr_args(c, "models=[]"), ("models", "is empty")),
+    Case("repr-no-families", "repr", lambda c: repr_args(c, f"models=[{c.keyed}]", "families=[]"),
+         ("families", "selects no prompt for relation 50")),
     # summarize
     Case("summ-no-results", "summ", lambda c: [str(c.results)], ("{results}", "no evaluation summary.json found")),
 ]

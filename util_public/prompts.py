@@ -100,6 +100,17 @@ def relation_of(name: str, relation_id: str) -> str:
     return parse(name).borrow or str(relation_id)
 
 
+def check_key_format(key_format: str, where: str = "key_token.format") -> None:
+    """The key-token format names `{relation_id}` exactly once and no other field."""
+    try:
+        probe = key_format.format(relation_id="\0")
+    except (KeyError, IndexError, ValueError) as err:
+        raise UserError(where, f"{key_format!r} is not a format of {{relation_id}} alone ({err!r})",
+                        f"e.g. {KEY_FORMAT}") from None
+    if probe.count("\0") != 1:
+        raise UserError(where, f"{key_format!r} must contain '{{relation_id}}' once", f"e.g. {KEY_FORMAT}")
+
+
 def key_tokens(relation_id: str, key_format: str = KEY_FORMAT) -> list[str]:
     """Key tokens a relation needs: one per atomic id (`a-b` composites need both)."""
     return [key_format.format(relation_id=part) for part in str(relation_id).split("-") if part]

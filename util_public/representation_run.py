@@ -57,11 +57,13 @@ def _models(names: list[str]) -> dict[str, str]:
 
 
 def _check_prompts(relations: list[str], families: list[str]) -> None:
-    """Every family expands for every relation (what `representation.collect` will build)."""
+    """Every family expands for every relation (what `representation.collect` will build), and
+    selects at least one prompt."""
     for rel in relations:
         cat = catalogue.prompts(rel)
-        for family in families:
-            prompts.expand(family, cat)
+        if not [p for family in families for p in prompts.expand(family, cat)]:
+            raise UserError("families", f"{families} selects no prompt for relation {rel}",
+                            "e.g. families=[hgp-0,test-*]")
 
 
 def _load(path: str, relations: list[str], dtype: str):
@@ -79,6 +81,8 @@ def run(cfg: ReprCfg) -> dict:
     if cfg.position not in ("last", "key"):
         raise UserError("position", f"{cfg.position!r} is not last or key")
     limits.check(cfg, {"batch_size": ">= 1", "num_threads": ">= 1", "index_begin": ">= 0"})
+    if not cfg.models:
+        raise UserError("models", "is empty", "name one or more registry names or checkpoint folders")
     modelio.torch_dtype(cfg.dtype, "cpu")
     configure_cpu(cfg.num_threads)
     relations = relspec.separate(cfg.relations, "relations")

@@ -122,6 +122,9 @@ def expand(names: list[str], cat, language: str | None, relation_id: str, data_r
         if ptype.wildcard and cat is None and not ptype.borrow:
             raise UserError(f"prompt type {name!r}", f"relation {relation_id} has no prompt catalogue")
         out += prompts.expand(name, cat, language, data_root)
+    if not out:     # else the run would do nothing and report every result as cached
+        raise UserError("prompt.type", f"{names} selects no prompt for relation {relation_id}",
+                        "name a prompt type (e.g. hgp-0), or a wildcard whose family the catalogue fills")
     return list(dict.fromkeys(out))     # `[test-*, test-0]` evaluates test-0 once
 
 

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from .. import keytokens, limits, numerics
 from ..errors import UserError
-from ..prompts import COMBINE_SPACINGS, KEY_FORMAT
+from ..prompts import COMBINE_SPACINGS, KEY_FORMAT, check_key_format
 from . import masking
 
 
@@ -65,7 +65,7 @@ class KeyTokenConfig:
 @dataclass
 class TrainConfig:
     learning_rate: float = 1e-5
-    lr_scheduler_type: str = "cosine"
+    lr_scheduler_type: str = "cosine"          # LR_SCHEDULERS below
     warmup_steps: int = 5
     weight_decay: float = 0.0
     adam_beta1: float = 0.9
@@ -126,7 +126,11 @@ class TrainStageConfig:
     debug: bool = False
 
 
-# Each set of choices is declared where it is implemented; the config only reads it.
+# transformers' schedulers that need no `lr_scheduler_kwargs` (cosine_with_min_lr needs min_lr,
+# reduce_lr_on_plateau an evaluation metric; neither is configurable here).
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+                 "inverse_sqrt")
+# Each other set of choices is declared where it is implemented; the config only reads it.
 _CHOICES = {
     "data.combine_spacing": COMBINE_SPACINGS,
     "wiki.on_missing_object": ("error", "skip"),
@@ -136,6 +140,7 @@ _CHOICES = {
     "key_token.init": keytokens.INIT,
     "train.precision": numerics.CHOICES,
     "train.optim": ("adamw_torch_fused", "adamw_torch"),
+    "train.lr_scheduler_type": LR_SCHEDULERS,
     "train.resume": ("auto", "never", "restart"),
     "save.dtype": ("model", "bf16"),
     "save.full_state": ("last", "all", "none"),
@@ -162,8 +167,7 @@ def validate(cfg: TrainStageConfig) -> None:
         raise UserError("phase", f"must be 1 or 2, got {cfg.phase}")
     if cfg.data.index_end is not None and cfg.data.index_end <= cfg.data.index_begin:
         raise UserError("data.index_end", f"{cfg.data.index_end} must exceed data.index_begin ({cfg.data.index_begin})")
-    if cfg.key_token.format.count("{relation_id}") != 1:
-        raise UserError("key_token.format", f"{cfg.key_token.format!r} must contain '{{relation_id}}' once")
+    check_key_format(cfg.key_token.format)
     sources = [cfg.model.base is not None, cfg.model.base_run is not None]
     if sum(sources) != 1:
         raise UserError("model.base / model.base_run", "set exactly one of them",
