@@ -3,13 +3,17 @@ the dataclass holds the defaults, a primary config sets only what differs from i
 group file (+experiment=, +compat=) only what differs in at least one config it is composed onto."""
 from __future__ import annotations
 
+import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from util_public import demo, representation_run
-from util_public.cli import compose, reject_undeclared, to_object
+from util_public.cli import _after_overrides, compose, reject_undeclared, to_object
 from util_public.datagen import schema as gen_schema
 from util_public.errors import UserError
 from util_public.evaluation.plan import check_config
@@ -144,3 +148,52 @@ def test_every_allowed_scheduler_builds_without_extra_arguments(name):
     optimizer.step()
     scheduler.step()
     assert optimizer.param_groups[0]["lr"] > 0       # past the one warmup step
+
+
+# The launch command each YAML's header shows: `#   python SCRIPT [--config-name NAME] OVERRIDES`.
+SCRIPTS = {"training/train.py": (TRAIN, "train"), "evaluation/eval.py": (EVAL, "eval"),
+           "evaluation/eval_gen.py": (EVAL, "eval_gen"), "evaluation/eval_all_loss.py": (EVAL, "eval_all_loss"),
+           "evaluation/latent_knowledge_extractor/ic_lke.py": (EVAL, "ic_lke"),
+           "evaluation/represent.py": (REPR, "represent"), "data_generation/generate.py": (GEN, "gen_config")}
+
+
+def _header_command(rel: str) -> list[str] | None:
+    for line in (REPO_ROOT / rel).read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            return None
+        words = line.lstrip("# ").split("   (")[0]            # "   (...)": a remark after the command
+        if words.startswith(("python ", "bash ")):
+            return shlex.split(re.sub(r"<[^>]*>", "x", words))
+    return None
+
+
+@pytest.mark.parametrize("rel", sorted(str(p.relative_to(REPO_ROOT)) for folder in
+                                       ("training/conf", "evaluation/conf", "data_generation/conf")
+                                       for p in (REPO_ROOT / folder).rglob("*.yaml")))
+def test_every_config_header_shows_a_launch_command_that_composes(rel):
+    command = _header_command(rel)
+    assert command and command[0] == "python" and command[1] in SCRIPTS, f"{rel}: no launch command in its header"
+    (stage, name), args = SCRIPTS[command[1]], command[2:]
+    if "--config-name" in args:
+        at = args.index("--config-name")
+        name, args = args[at + 1], args[:at] + args[at + 2:]
+    cfg = _compose(stage, name, args)
+    reject_undeclared(cfg, stage[2])
+    if Path(rel).parent.name in ("experiment", "compat"):      # the command uses this very file
+        assert f"+{Path(rel).parent.name}={Path(rel).stem}" in args
+    else:
+        assert Path(rel).stem == name
+
+
+@pytest.mark.parametrize("argv,at", [
+    (["app"], 1), (["app", "a=1", "--cfg", "job"], 2), (["app", "--cfg", "job", "a=1"], 4),
+    (["app", "--cfg", "job"], 1), (["app", "-cn", "phase1", "a=1", "b=2", "-m"], 5),
+    (["app", "--info", "config", "a=1"], 4), (["app", "a=1", "--info"], 2), (["app", "--info", "a=1"], 3)])
+def test_extra_overrides_join_the_users_run_of_overrides(argv, at):
+    assert _after_overrides(argv) == at
+
+
+def test_an_override_before_a_hydra_flag_still_composes():
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "evaluation" / "eval.py"), "mc.num_options=7",
+                           "--cfg", "job"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "num_options: 7" in done.stdout, done.stderr

@@ -64,9 +64,31 @@ def hydra_entry(config_dir: Path, config_name: str, schema_name: str, schema: ty
         exit_on_user_error(checked_task, debug=debug)
 
     given = {arg.split("=", 1)[0] for arg in sys.argv[1:]}
-    quiet = [*_QUIET_HYDRA, f"hydra.sweep.dir={_sweep_dir()}"]
-    sys.argv += [q for q in quiet if q.split("=", 1)[0] not in given]
+    quiet = [q for q in (*_QUIET_HYDRA, f"hydra.sweep.dir={_sweep_dir()}") if q.split("=", 1)[0] not in given]
+    at = _after_overrides(sys.argv)
+    sys.argv[at:at] = quiet
     _main()
+
+
+# Hydra's flags that take a value (`--info` takes one optionally: a word without "=").
+_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+                "--config-dir", "-cd", "--experimental-rerun"}
+
+
+def _after_overrides(argv: list[str]) -> int:
+    """Where more overrides may go: right after the user's last one (else first). Hydra's parser
+    takes overrides as one run of positionals, so `x=1 --cfg job` plus overrides appended after
+    the flag would be refused."""
+    last, value_next = 0, False
+    for i, arg in enumerate(argv[1:], 1):
+        if value_next:
+            value_next = False
+        elif arg.startswith("-"):
+            value_next = arg in _VALUE_FLAGS or (arg in ("--info", "-i") and i + 1 < len(argv)
+                                                  and "=" not in argv[i + 1] and not argv[i + 1].startswith("-"))
+        else:
+            last = i
+    return last + 1
 
 
 def reject_undeclared(cfg: DictConfig, schema: Any) -> None:
