@@ -12,7 +12,7 @@
 # r105's hgp-0 ("The child of {head} is", +experiment=E9), also on Phase 1 alone (the control). SFT
 # counterpart (E9_SFT=1): E4's hgp-0 SFT on 105, evaluated the same way. The forward direction (105's
 # hgp-0) beside each: a reversal near chance means something only where the forward fact is known.
-#   UNIQUE_DATA=sync_unique_o
+#   UNIQUE_DATA=sync_unique_o   E9_SFT=1   SFT_EPOCHS=20 (SMOKE: 2)
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E9 "Reversal" "$@"
 DATA_NAME=${UNIQUE_DATA:-sync_unique_o}

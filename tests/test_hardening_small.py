@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_debug_from_the_environment_and_sweeps_leave_the_working_directory_alone
     assert out["debug-off"]["code"] == 2 and out["debug-off"]["stderr"].startswith("error: ")
     assert out["sweep"]["code"] == 2 and "error: " in out["sweep"]["stderr"]
     assert list(work.iterdir()) == []                                    # no multirun.yaml here
-    assert not Path("/tmp", f"mtg-hydra-sweep-{proc.pid}").exists()       # nor left in the temp folder
+    assert not Path(tempfile.gettempdir(), f"mtg-hydra-sweep-{proc.pid}").exists()   # nor left in the temp folder
 
 
 def test_phase2_names_paste_into_an_override_unquoted():

@@ -3,12 +3,13 @@
     python -m util_public.launcher [--print] [--nproc-per-node N] [--nnodes M] [--node-rank R|slurm]
         [--master-addr HOST] [--port P] [--config ddp.yaml] SCRIPT [SCRIPT ARGS...]
 
-Why a config file always: `accelerate launch --cpu --num_processes N` starts ONE process (measured,
-training/README.md, "Several processes"), while a config whose distributed_type is MULTI_GPU, FSDP or DEEPSPEED makes
-accelerate start the ranks through torch.distributed.run, also on a CPU-only machine (there ddp.yaml
-gives DDP over gloo; fsdp/ds configs are refused by the training, see `distributed.py`). The ranks
-get MTG_EXPECTED_WORLD_SIZE and check it when they start; when a rank dies, torch.distributed
-stops the others and this launcher exits non-zero with one line saying how to resume.
+Why a config file always: `accelerate launch --cpu --num_processes N` starts ONE process
+(measured: training/README.md, "Several processes"), while a config whose distributed_type is
+MULTI_GPU, FSDP or DEEPSPEED makes accelerate start the ranks through torch.distributed.run, also
+on a CPU-only machine (there ddp.yaml gives DDP over gloo; fsdp/ds configs are refused by the
+training, see `distributed.py`). The ranks get MTG_EXPECTED_WORLD_SIZE and check it when they
+start; when a rank dies, torch.distributed stops the others and this launcher exits non-zero with
+one line saying how to resume.
 
 Defaults come from the environment: `--nproc-per-node` from NPROC, else SLURM_GPUS_ON_NODE, else
 the visible CUDA devices (CUDA_VISIBLE_DEVICES, else torch), else 1; `--nnodes` from NNODES, else SLURM_NNODES, else 1; `--config`

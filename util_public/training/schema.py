@@ -72,7 +72,7 @@ class TrainConfig:
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     max_grad_norm: float = 1.0
-    optim: str = "adamw_torch_fused"           # adamw_torch_fused (one kernel) | adamw_torch (foreach, 6x slower on CPU)
+    optim: str = "adamw_torch_fused"           # adamw_torch_fused (one kernel) | adamw_torch (foreach: 6x slower optimizer step on CPU)
     per_device_train_batch_size: int = 1
     gradient_accumulation_steps: int = 1
     effective_batch_size: Optional[int] = None  # if set: accumulation = effective / (per-device x world)
