@@ -17,7 +17,7 @@ import util_public  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
 from util_public import atomicio, runinfo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-H100_BF16_PEAK = 989e12      # dense bf16 FLOP/s of an H100/H200 (PERF.md)
+H100_BF16_PEAK = 989e12      # dense bf16 FLOP/s of an H100/H200 (NVIDIA's datasheet)
 
 # Architectural fields of the published configs; everything else keeps the config class defaults.
 SHAPES = {

@@ -1,11 +1,11 @@
 """The real entry points end to end on one GPU, with tokens/s through training/train.py beside the
-training benchmark's figure for the same shape (issue 13, item 6), in one short device call.
+training benchmark's figure for the same shape, in one run of under 10 minutes (a borrowed GPU's limit).
 
     python3 bench/gpu_e2e.py [--shape qwen2.5-1.5b] [--facts 2560] [--batch 256] [--p1-epochs 3]
     dry run on a CPU (~40 s): .venv/bin/python bench/gpu_e2e.py --device cpu --shape tiny --facts 64 --batch 16
 
-Each step runs in its own process under a time limit, all within `--budget-s` (540 s: a device call
-may run 600); a failed step is recorded and the later ones that do not need it still run, and the
+Each step runs in its own process under a time limit, all within `--budget-s` (540 s: a borrowed
+GPU may run 600); a failed step is recorded and the later ones that do not need it still run, and the
 record is saved after every step, so one call always brings back what ran:
 1. project: a random-weight model in `--shape` (benchmarks measure shapes, not trained values; no
    checkpoint can be fetched on the device machine), saved in bf16 with the SentencePiece-style test
@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--p1-epochs", type=int, default=3)
     parser.add_argument("--eval-facts", type=int, default=200)
     parser.add_argument("--tokenizer", type=Path, default=TOKENIZER)
-    parser.add_argument("--budget-s", type=int, default=540, help="all steps together (a device call: 600 s)")
+    parser.add_argument("--budget-s", type=int, default=540, help="all steps together (under a 600 s limit)")
     args = parser.parse_args()
     deadline = time.perf_counter() + args.budget_s
     common.setup_device(args)

@@ -4,9 +4,9 @@
 #      vs the original recipe (batch 1, a few steps);
 #   2. scoring, Llama-3.1-8B shape, 100 options: multi-token and single-token, hf vs naive (profiled),
 #      and multi-token with 4x wider forwards;
-#   3. scoring, Qwen2.5-0.5B shape (the PERF.md anchor), if time is left;
+#   3. scoring, Qwen2.5-0.5B shape (the anchor of earlier plain-loop measurements), if time is left;
 #   with COMPILED=1 also the training variants with train.compile (its own process; ~4 min more).
-# JSON records and a log go to $OUT (the device tool's output folder) or bench/results/gpu.
+# JSON records and a log go to $OUT (when set) or bench/results/gpu.
 # Dry run on a CPU: DEVICE=cpu TRAIN_SHAPE=tiny SCORE_SHAPE=tiny SMALL_SHAPE=tiny bash bench/gpu_suite.sh
 # Parameters (environment): OUT, PYTHON=python3, DEVICE=cuda, TRAIN_SHAPE, SCORE_SHAPE, SMALL_SHAPE, COMPILED=0.
 set -u

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fill .whl/ with the wheels an offline GPU machine lacks for the entry points: hydra-core, omegaconf
 # and antlr4's runtime at requirements.lock's versions (the rest, torch, transformers, accelerate,
-# pandas, comes with a CUDA image). Run it here, where pip reaches a registry; the GPU call then
-# carries .whl (~0.4 MiB) and installs it first:
+# pandas, comes with a CUDA image). Run it where pip reaches a registry; copy .whl (~0.4 MiB) to the
+# GPU machine and install it there first:
 #   python3 -m pip install -q --no-index --no-deps --target .whl/site .whl/*.whl && export PYTHONPATH=$PWD/.whl/site
 # antlr4-python3-runtime 4.9.3 is published as a source archive only: it is built into a wheel here.
 # Parameters (environment): PYTHON=python3, PY_VERSION=3.12 (the GPU machine's Python).

@@ -1,6 +1,6 @@
 """CPU settings for training and scoring processes.
 
-Threads: OpenMP spin-waits collapse 2-thread runs when another process shares a core (PERF.md);
+Threads: OpenMP spin-waits collapse 2-thread runs when another process shares a core (docs/PERFORMANCE.md);
 `OMP_WAIT_POLICY=PASSIVE` must be in the environment before torch loads OpenMP, so the package
 `util_public/__init__.py` sets it; here only the thread count is chosen.
 

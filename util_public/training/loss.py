@@ -1,4 +1,4 @@
-"""Causal-LM loss computed only where labels exist (a speed path; SPEC §5.7, PERF.md).
+"""Causal-LM loss computed only where labels exist (a speed path; SPEC §5.7, docs/PERFORMANCE.md).
 
 For `s-o`, `o` and `r` most positions carry no loss, yet the standard forward projects every
 position onto the vocabulary (a [tokens x vocab] fp32 tensor). Here the LM head and the

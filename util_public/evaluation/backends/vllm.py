@@ -8,7 +8,7 @@ never tokenises; what differs from `hf` is the engine alone.
   log-prob and rank of the actual token there (rank 1: the arg-max).
 - Single-token options sharing a context: one prompt per context with `logprob_token_ids` (at most
   128 ids) and `max_tokens: 1`; the generated token is the greedy one. Prompt log-probs recompute
-  the whole prompt (they bypass the prefix cache), so this is the cheap path (PERF.md).
+  the whole prompt (they bypass the prefix cache), so this is the cheap path (docs/PERFORMANCE.md).
 - Generation: `temperature: 0`, `max_tokens`, the same EOS ids as hf, answered as token ids.
 Several HTTP requests are in flight at once, so the engine's batch stays full between them.
 """
