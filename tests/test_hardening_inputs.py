@@ -348,6 +348,14 @@ def _text_then_newline(rows: list[list[str]]) -> None:
     rows[3][HEADER.index("Head")] = "Two\nlines"
 
 
+def oversized_row(path: Path) -> Path:
+    """`path` with a row appended whose cell exceeds the csv module's field limit (131072
+    characters), which it refuses with a `csv.Error` rather than a row."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('6,50,X,y,"[' + "a" * 200_000 + ']"\n')
+    return path
+
+
 # ---- the table ---------------------------------------------------------------------------------------
 CASES = [
     # data generation
@@ -398,6 +406,15 @@ CASES = [
          ("prompt_template/50/test.csv:11", "No head"), via="entry"),
     Case("import-template-other-field", "gen", imp(templates=["{head} lives in {city}"] * 10),
          ("prompt_template/50/test.csv:2", "{city}")),
+    # found after issue 15, fixed by class: CSV records the csv module refuses, repeated columns,
+    # catalogue YAML of the wrong type, header-only sources
+    Case("gen-append-csv-field-too-large", "gen",
+         then(gen_over_existing("on_exists=append"), lambda c: oversized_row(c.data / "sync_random_o" / "50.csv")),
+         ("{data}/sync_random_o/50.csv:5", "field larger than field limit (131072)"), via="entry"),
+    Case("damaged-eval-csv-field-too-large", "eval", then(ev(), lambda c: oversized_row(c.data / "toy" / "50.csv")),
+         ("{data}/toy/50.csv:8", "field larger than field limit")),
+    Case("damaged-train-csv-field-too-large", "train", then(tr(), lambda c: oversized_row(c.data / "toy" / "50.csv")),
+         ("{data}/toy/50.csv:8", "field larger than field limit")),
     # training
     Case("train-unknown-model", "train", tr("model.base=tiny-bse"),
          ("model 'tiny-bse'", "{registry}", "closest names: tiny-base"), via="entry"),

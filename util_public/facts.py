@@ -113,8 +113,7 @@ def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: 
     path = Path(path)
     if not path.is_file():
         raise UserError(str(path), "fact file not found")
-    text = textio.read_text(path)
-    rows = _rows_with_lines(text)
+    rows = textio.read_csv(path)
     if not rows:
         raise UserError(str(path), "empty file, expected a header row")
     header = [h.strip() for h in rows[0][1]]
@@ -160,16 +159,6 @@ def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: 
     if warned:
         print(f"warning: {path}: {warned} facts break the substring rule", file=sys.stderr)
     return facts
-
-
-def _rows_with_lines(text: str) -> list[tuple[int, list[str]]]:
-    """CSV records with the file line each starts on (a quoted cell may span several lines)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    out, next_line = [], 1
-    for cells in reader:
-        out.append((next_line, cells))
-        next_line = reader.line_num + 1
-    return out
 
 
 def _check_cell(value: str, column: str, where: str) -> None:

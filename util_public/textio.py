@@ -1,4 +1,4 @@
-"""Reading the files the project consumes: UTF-8 text (a BOM accepted), JSON and YAML of a
+"""Reading the files the project consumes: UTF-8 text (a BOM accepted), CSV, JSON and YAML of a
 checked shape. Every failure is a `UserError` naming the file, never a traceback.
 
 Fact CSVs, prompt catalogues, vocabularies, the registry, run manifests, checkpoint metadata,
@@ -8,6 +8,8 @@ reported the same way everywhere: `error: <file>[:line]: <problem>; <hint>` and 
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -62,6 +64,23 @@ def require_fields(obj: dict, fields: dict[str, type | tuple[type, ...]], where:
         if required or key in obj:
             require(obj.get(key), kind, f"{where}: {key}")
     return obj
+
+
+def read_csv(path: str | os.PathLike) -> list[tuple[int, list[str]]]:
+    """Every record of a UTF-8 CSV file with the file line it starts on (a quoted cell may span
+    several lines). A record the csv module refuses (a cell over its size limit, 131072 characters)
+    names the line it starts on, where a bare `csv.Error` would end in a traceback."""
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    records, line = [], 1
+    try:
+        for cells in reader:
+            records.append((line, cells))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise UserError(f"{path}:{line}", f"not a readable CSV record ({exc})",
+                        "an unmatched quote makes a cell swallow the lines after it: check the quoting "
+                        "from that line on") from None
+    return records
 
 
 def read_json(path: str | os.PathLike, expect: type | tuple[type, ...] = dict, hint: str | None = None) -> Any:

@@ -14,8 +14,6 @@ configurable patterns (`{dataset}`, `{relation_id}`, `{split}`; glob wildcards a
 """
 from __future__ import annotations
 
-import csv
-import io
 import re
 import shutil
 import sys
@@ -56,23 +54,11 @@ def locate(root: Path, pattern: str, key: str, **values: str) -> Path | None:
 
 def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (first line number, cells) of every non-blank row of a CSV file."""
-    text = textio.read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
-        raise UserError(str(path), "empty file, expected a header row") from None
-    except csv.Error as exc:
-        raise UserError(str(path), f"not a readable CSV file ({exc})") from None
-    rows, line = [], reader.line_num + 1
-    try:
-        for cells in reader:
-            if any(c.strip() for c in cells):
-                rows.append((line, cells))
-            line = reader.line_num + 1
-    except csv.Error as exc:
-        raise UserError(f"{path}:{line}", f"not a readable CSV row ({exc})") from None
-    return header, rows
+    records = textio.read_csv(path)
+    if not records:
+        raise UserError(str(path), "empty file, expected a header row")
+    header = [h.strip() for h in records[0][1]]
+    return header, [(line, cells) for line, cells in records[1:] if any(c.strip() for c in cells)]
 
 
 def source_facts(path: Path, relation_id: str) -> list[tuple[int, Fact]]:
