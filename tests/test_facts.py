@@ -60,12 +60,20 @@ def test_legacy_python_list_form_is_read(tmp_path):
     ("Head,Fact,Alternate Facts", 'A{x},b,' + _cell(json.dumps(OPTIONS)), "contains '{'"),
     ("fact_id,Head,Fact,Alternate Facts", 'zero,A,b,' + _cell(json.dumps(OPTIONS)), "not an integer"),
     ("relation_id,Head,Fact,Alternate Facts", '71,A,b,' + _cell(json.dumps(OPTIONS)), "differs from the file name"),
+    ("Head,Fact,Alternate Facts,Fact", 'A,b,' + _cell(json.dumps(OPTIONS)) + ',c', "column 'Fact' appears twice"),
+    ("Head,Fact,Alternate Facts", 'A,b,"[' + "x" * 200_000 + ']"', "field larger than field limit"),
 ])
 def test_bad_rows_name_file_and_line(tmp_path, header, row, message):
     path = _write_raw(tmp_path, f"{header}\n{row}\n")
     with pytest.raises(UserError) as err:
         read_facts(path)
     assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_nameless_columns_are_not_repeated_fields(tmp_path):
+    # A spreadsheet's trailing commas give several nameless columns: they hold no field.
+    path = _write_raw(tmp_path, "Head,Fact,Alternate Facts,,\nA,b," + _cell(json.dumps(OPTIONS)) + ",,\n")
+    assert [(f.head, f.object, f.extra) for f in read_facts(path)] == [("A", "b", {})]
 
 
 def test_duplicate_options_and_fact_ids(tmp_path):

@@ -348,6 +348,11 @@ def _text_then_newline(rows: list[list[str]]) -> None:
     rows[3][HEADER.index("Head")] = "Two\nlines"
 
 
+def _prompt_list(ctx: Ctx, split: str, text: str) -> None:
+    """Replace the import source's prompt list `split` (train or test) with `text`."""
+    (ctx.base / "src" / "prompt_template" / "50" / f"{split}.csv").write_text(text)
+
+
 def oversized_row(path: Path) -> Path:
     """`path` with a row appended whose cell exceeds the csv module's field limit (131072
     characters), which it refuses with a `csv.Error` rather than a row."""
@@ -415,6 +420,19 @@ CASES = [
          ("{data}/toy/50.csv:8", "field larger than field limit")),
     Case("damaged-train-csv-field-too-large", "train", then(tr(), lambda c: oversized_row(c.data / "toy" / "50.csv")),
          ("{data}/toy/50.csv:8", "field larger than field limit")),
+    Case("gen-import-column-twice", "gen",     # the second `Fact` held valid golds: it won, exit 0
+         imp(rows=[[*r, x] for r, x in zip(GOOD, ["bern", "doha", "suva"])], header=("Head", "Fact", "Alternate Facts", "Fact")),
+         ("{src}", "column 'Fact' appears twice (columns 2 and 4)")),
+    Case("gen-import-alias-and-column", "gen",
+         imp(rows=[[*r, x] for r, x in zip(GOOD, ["bern", "doha", "suva"])], header=("Head", "Fact", "Alternate Facts", "Object")),
+         ("{src}", "columns 'Fact' and 'Object' both give the field 'Fact'"), via="entry"),
+    Case("gen-import-template-column-twice", "gen",
+         then(imp(), lambda c: _prompt_list(c, "train", "question,question\n" + "".join(
+             f"T{i} {{head}} is,U{i} {{head}} is\n" for i in range(10)))),
+         ("prompt_template/50/train.csv", "column 'question' appears twice")),
+    Case("damaged-eval-csv-column-twice", "eval",
+         ev(mutate=lambda rows: [r.append("xq9") for r in rows] and None, header=[*HEADER, "Fact"]),
+         ("{data}/toy/50.csv", "column 'Fact' appears twice (columns 4 and 6)"), via="entry"),
     # training
     Case("train-unknown-model", "train", tr("model.base=tiny-bse"),
          ("model 'tiny-bse'", "{registry}", "closest names: tiny-base"), via="entry"),

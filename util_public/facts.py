@@ -120,7 +120,7 @@ def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: 
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise UserError(str(path), f"missing columns {missing}; found {header}")
-    col = {name: i for i, name in enumerate(header)}
+    col = textio.column_index(header, str(path))
     stem = path.stem
     facts, seen_ids, stripped, warned = [], {}, 0, 0
     for pos, (line, row) in enumerate(rows[1:]):

@@ -83,6 +83,25 @@ def read_csv(path: str | os.PathLike) -> list[tuple[int, list[str]]]:
     return records
 
 
+def column_index(header: list[str], where: str, fields: list[str | None] | None = None) -> dict[str, int]:
+    """{field: position} of a CSV header, where column i holds `fields[i]` (default: its own name;
+    an importer maps aliases such as `Object` to `Fact`, and None for a column it drops). A
+    nameless column (a trailing comma, pandas' index) holds no field. A field held by two columns
+    is refused, naming both: a dict would keep the last one silently, and a run would go on with
+    the wrong gold."""
+    index: dict[str, int] = {}
+    for i, name in enumerate(header if fields is None else fields):
+        if not name:
+            continue
+        if name in index:
+            first = header[index[name]]
+            problem = (f"column {first!r} appears twice (columns {index[name] + 1} and {i + 1})" if first == header[i]
+                       else f"columns {first!r} and {header[i]!r} both give the field {name!r}")
+            raise UserError(where, problem, "keep one of them")
+        index[name] = i
+    return index
+
+
 def read_json(path: str | os.PathLike, expect: type | tuple[type, ...] = dict, hint: str | None = None) -> Any:
     """A JSON file whose top-level value has type `expect`."""
     text = read_text(path)

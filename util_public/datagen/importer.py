@@ -68,15 +68,15 @@ def source_facts(path: Path, relation_id: str) -> list[tuple[int, Fact]]:
     missing = [c for c in REQUIRED if c not in mapped]
     if missing:
         raise UserError(str(path), f"missing columns {missing}; found {header}")
-    keep = [i for i, h in enumerate(mapped)
-            if h not in _DROPPED and h and not h.startswith("Unnamed:")]
+    col = textio.column_index(header, str(path), [None if h in _DROPPED or h.startswith("Unnamed:") else h
+                                                  for h in mapped])
     hub_choices = "Multiple Choices" in header
     out = []
     for fact_id, (line, cells) in enumerate(rows):
         where = f"{path}:{line}: fact_id {fact_id}"
         if len(cells) != len(header):
             raise UserError(where, f"{len(cells)} cells, header has {len(header)}")
-        cell = {mapped[i]: cells[i] for i in keep}
+        cell = {name: cells[i] for name, i in col.items()}
         head, obj = cell.pop("Head").strip(), cell.pop("Fact").strip()
         options = [o.strip() for o in parse_options(cell.pop("Alternate Facts"), where)]
         if hub_choices:
@@ -128,7 +128,7 @@ def _template_list(path: Path) -> list[str]:
     header, rows = read_table(path)
     if "question" not in header:
         raise UserError(str(path), f"missing column 'question'; found {header}")
-    col = header.index("question")
+    col = textio.column_index(header, str(path))["question"]
     out = []
     for line, cells in rows:
         template = cells[col].strip() if col < len(cells) else ""
