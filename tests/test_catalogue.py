@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from util_public import catalogue, prompts
 from util_public.errors import UserError
@@ -73,3 +74,36 @@ def test_unknown_relation_and_prompt_index():
         catalogue.prompts("999")
     with pytest.raises(UserError, match="valid indices: 0..9"):
         prompts.template("test-12", "50", catalogue.prompts("50"))
+
+
+def _imported(tmp_path, **fields):
+    """A data root whose prompt catalogue of 50 has valid families, with `fields` replaced."""
+    data = {"relation_id": "50", "hgp": {0: "The capital of {head} is"}, "train": ["x {head}"], "test": ["y {head}"],
+            **fields}
+    (tmp_path / "prompt_template").mkdir()
+    (tmp_path / "prompt_template" / "50.yaml").write_text(yaml.safe_dump(data))
+    return tmp_path
+
+
+def test_numbered_family_may_be_a_list(tmp_path):
+    cat = catalogue.prompts("50", _imported(tmp_path, hgp=["The capital of {head} is", "{head} has its capital"]))
+    assert cat.lookup("hgp", 1) == "{head} has its capital" and cat.indices("hgp") == [0, 1]
+
+
+@pytest.mark.parametrize("fields,where,problem", [
+    ({"hgp": "The capital of {head} is"}, "hgp", "must be an object or a list, found a string"),
+    ({"hgp": {"a": "The capital of {head} is"}}, "hgp: key 'a'", "must be an integer"),
+    ({"train": 5}, "train", "must be a list, found an integer 5"),
+    ({"unrelated": {0: "z {head}"}}, "unrelated", "must be a list, found an object"),
+    ({"negation": ["not {head}"]}, "negation", "must be an object, found a list"),
+    ({"negation": {"train": "not {head}"}}, "negation: train", "must be a list, found a string"),
+    ({"translations": ["German"]}, "translations", "must be an object, found a list"),
+    ({"translations": {"German": ["x {head}"]}}, "translations: German", "must be an object, found a list"),
+    ({"translations": {"German": {"train": 5}}}, "translations: German: train", "must be a list"),
+    ({"relation_id": [50]}, "relation_id", "must be a string or an integer"),
+])
+def test_a_field_of_the_wrong_yaml_type_names_file_key_and_shape(tmp_path, fields, where, problem):
+    with pytest.raises(UserError) as err:
+        catalogue.prompts("50", _imported(tmp_path, **fields))
+    path = tmp_path / "prompt_template" / "50.yaml"
+    assert err.value.where == f"{path}: {where}" and problem in err.value.problem

@@ -353,6 +353,15 @@ def _prompt_list(ctx: Ctx, split: str, text: str) -> None:
     (ctx.base / "src" / "prompt_template" / "50" / f"{split}.csv").write_text(text)
 
 
+def _catalogue(ctx: Ctx, **fields) -> None:
+    """The shipped prompt catalogue of 50 as an imported one, with `fields` replaced."""
+    import yaml
+
+    from util_public import catalogue
+    data = {**yaml.safe_load((catalogue.SHIPPED / "prompts" / "50.yaml").read_text(encoding="utf-8")), **fields}
+    _write_json(ctx.data / "prompt_template" / "50.yaml", yaml.safe_dump(data, allow_unicode=True))
+
+
 def oversized_row(path: Path) -> Path:
     """`path` with a row appended whose cell exceeds the csv module's field limit (131072
     characters), which it refuses with a `csv.Error` rather than a row."""
@@ -433,6 +442,16 @@ CASES = [
     Case("damaged-eval-csv-column-twice", "eval",
          ev(mutate=lambda rows: [r.append("xq9") for r in rows] and None, header=[*HEADER, "Fact"]),
          ("{data}/toy/50.csv", "column 'Fact' appears twice (columns 4 and 6)"), via="entry"),
+    Case("type-eval-catalogue-train-number", "eval", then(ev(), lambda c: _catalogue(c, train=5)),
+         ("{data}/prompt_template/50.yaml: train", "must be a list, found an integer 5", "train, test and unrelated"),
+         via="entry"),
+    Case("type-train-catalogue-negation-list", "train",
+         then(tr("data.train_text_type=hgp-0"), lambda c: _catalogue(c, negation=["not {head}"])),
+         ("{data}/prompt_template/50.yaml: negation", "must be an object, found a list", "negation {train: [...]")),
+    Case("type-eval-catalogue-translations-list", "eval", then(ev(), lambda c: _catalogue(c, translations=["German"])),
+         ("{data}/prompt_template/50.yaml: translations", "must be an object, found a list")),
+    Case("type-eval-catalogue-hgp-string", "eval", then(ev(), lambda c: _catalogue(c, hgp="The capital of {head} is")),
+         ("{data}/prompt_template/50.yaml: hgp", "must be an object or a list, found a string")),
     # training
     Case("train-unknown-model", "train", tr("model.base=tiny-bse"),
          ("model 'tiny-bse'", "{registry}", "closest names: tiny-base"), via="entry"),

@@ -21,6 +21,14 @@ from .runinfo import sha256_file
 SHIPPED = Path(__file__).resolve().parent / "catalogue"
 LANGUAGES = ("German", "Spanish", "Chinese", "Japanese")
 _FIELD = re.compile(r"\{[^{}]*\}")
+# The YAML type of each field of a prompt catalogue, checked when it loads: a family of another
+# type ended in an AttributeError or TypeError deep inside a run. hgp and mmp are looked up by
+# index (a mapping or a list); train and test must be lists, their duplicates and overlap being
+# counted over entries.
+_FAMILY_TYPES = {"hgp": (dict, list), "mmp": (dict, list), "train": list, "test": list, "unrelated": list,
+                 "negation": dict}
+_SHAPES = ("hgp and mmp are {index: template} or a list of templates; train, test and unrelated lists of "
+           "templates; negation {train: [...], test: [...]}; translations {language: {family: ...}}")
 
 
 def substitute(template: str, head: str) -> str:
@@ -150,11 +158,38 @@ def prompts(relation_id: str, data_root: Path | None = None) -> PromptCatalogue:
 @lru_cache(maxsize=None)
 def _prompts(path: Path) -> PromptCatalogue:
     data = load_yaml(path)
-    families = {k: data[k] for k in ("hgp", "mmp", "train", "test", "unrelated", "negation") if k in data}
-    translations = data.get("translations") or {}
+    textio.require_fields(data, {"schema": str, "relation_id": (str, int), "source": str}, str(path))
+    families, translations = _families(data, str(path)), _translations(data.get("translations"), path)
     for lang, fams in [("English", families), *translations.items()]:
         _validate_families(path, lang, fams)
     return PromptCatalogue(str(data.get("relation_id", path.stem)), path, sha256_file(path), families, translations)
+
+
+def _translations(data: object, path: Path) -> dict[str, dict]:
+    """{language: its families}; none when the key is absent or has no value."""
+    where = f"{path}: translations"
+    table = {} if data is None else textio.require(data, dict, where, _SHAPES)
+    return {textio.require(lang, str, f"{where}: {lang!r}", _SHAPES): _families(fams, f"{where}: {lang}")
+            for lang, fams in table.items()}
+
+
+def _families(data: object, where: str) -> dict:
+    """The prompt families of one language, each of its YAML type (`_FAMILY_TYPES`); a family
+    without a value is absent."""
+    textio.require(data, dict, where, _SHAPES)
+    families = {}
+    for name, kinds in _FAMILY_TYPES.items():
+        if data.get(name) is None:
+            continue
+        values = families[name] = textio.require(data[name], kinds, f"{where}: {name}", _SHAPES)
+        if name == "negation":
+            for split in ("train", "test"):
+                if values.get(split) is not None:
+                    textio.require(values[split], list, f"{where}: negation: {split}", _SHAPES)
+        elif isinstance(values, dict):          # looked up by index: `hgp-0` finds key 0, never "0"
+            for index in values:
+                textio.require(index, int, f"{where}: {name}: key {index!r}", _SHAPES)
+    return families
 
 
 def _validate_families(path: Path, language: str, fams: dict) -> None:
@@ -173,6 +208,7 @@ def _validate_families(path: Path, language: str, fams: dict) -> None:
     overlap = set(train) & set(test)
     if overlap:
         raise UserError(f"{path}: train/test{tag}", f"lists intersect: {sorted(overlap)[:3]}")
-    hgp0 = (fams.get("hgp") or {}).get(0)
+    hgp = fams.get("hgp") or {}
+    hgp0 = hgp.get(0) if isinstance(hgp, dict) else hgp[0]     # hgp may be a list as well
     if hgp0 is not None and hgp0 in test:
         print(f"warning: {path}: hgp-0{tag} also appears in test", file=sys.stderr)

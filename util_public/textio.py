@@ -48,21 +48,24 @@ def json_type(value: Any) -> str:
     return "true or false" if isinstance(value, bool) else _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def require(value: Any, types: type | tuple[type, ...], where: str) -> Any:
-    """`value` when it has one of `types`; else a `UserError` naming `where` and both types.
-    (A JSON true/false is never accepted as a number.)"""
+def require(value: Any, types: type | tuple[type, ...], where: str, hint: str | None = None) -> Any:
+    """`value` when it has one of `types`; else a `UserError` naming `where` and both types, and
+    `hint` (the expected shape, say). A JSON true/false is never accepted as a number."""
     types = types if isinstance(types, tuple) else (types,)
     if isinstance(value, bool) and bool not in types or not isinstance(value, types):
         wanted = " or ".join(_JSON_TYPES.get(t, t.__name__) for t in types)
-        raise UserError(where, f"must be {wanted}, found {json_type(value)} {json.dumps(value)[:60]}")
+        # default=str: YAML also yields values JSON has no form for (dates, binary)
+        shown = json.dumps(value, default=str)[:60]
+        raise UserError(where, f"must be {wanted}, found {json_type(value)} {shown}", hint)
     return value
 
 
-def require_fields(obj: dict, fields: dict[str, type | tuple[type, ...]], where: str, required: bool = False) -> dict:
+def require_fields(obj: dict, fields: dict[str, type | tuple[type, ...]], where: str, required: bool = False,
+                   hint: str | None = None) -> dict:
     """Each key of `fields` that `obj` has (every key, when `required`) holds a value of its type."""
     for key, kind in fields.items():
         if required or key in obj:
-            require(obj.get(key), kind, f"{where}: {key}")
+            require(obj.get(key), kind, f"{where}: {key}", hint)
     return obj
 
 
