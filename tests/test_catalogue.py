@@ -107,3 +107,30 @@ def test_a_field_of_the_wrong_yaml_type_names_file_key_and_shape(tmp_path, field
         catalogue.prompts("50", _imported(tmp_path, **fields))
     path = tmp_path / "prompt_template" / "50.yaml"
     assert err.value.where == f"{path}: {where}" and problem in err.value.problem
+
+
+def _relations_yaml(tmp_path, text: str):
+    (tmp_path / "relations.yaml").write_text("schema: mtg.relations/1\n" + text)
+    return tmp_path
+
+
+def test_an_unquoted_relation_id_is_its_string(tmp_path):
+    # `50:` is YAML's integer 50; it used to give "relation '50': unknown relation id; known ids ...: [50]".
+    root = _relations_yaml(tmp_path, "relations:\n  50: {name: capital, vocab: null}\n")
+    assert list(catalogue.relations(root)) == ["50"] and catalogue.relation("50", root)["name"] == "capital"
+
+
+@pytest.mark.parametrize("text,where,problem", [
+    ('relations: {"50": capital}', "relations: 50", "must be an object, found a string"),
+    ('relations: {"50": {vocab: 5}}', "relations: 50: vocab", "must be a string or null, found an integer 5"),
+    ('relations: {"50": {example_heads: Veloria}}', "relations: 50: example_heads", "must be a list or null"),
+    ('relations: {"50": {example_heads: [Veloria, 7]}}', "relations: 50: example_heads: 1", "must be a string"),
+    ('relations: {"50": {}, 50: {}}', "relations: 50", "given twice"),
+    ("relations: {1.5: {}}", "relations: 1.5", "must be a string or an integer"),
+    ("relations: [50]", "relations", "must be an object, found a list"),
+])
+def test_a_relation_entry_of_the_wrong_yaml_type_names_file_and_key(tmp_path, text, where, problem):
+    root = _relations_yaml(tmp_path, text + "\n")
+    with pytest.raises(UserError) as err:
+        catalogue.relation("50", root)
+    assert err.value.where == f"{tmp_path / 'relations.yaml'}: {where}" and problem in err.value.problem

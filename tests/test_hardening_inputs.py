@@ -362,6 +362,12 @@ def _catalogue(ctx: Ctx, **fields) -> None:
     _write_json(ctx.data / "prompt_template" / "50.yaml", yaml.safe_dump(data, allow_unicode=True))
 
 
+def _relation_50(ctx: Ctx, entry) -> None:
+    """A data-root relation catalogue whose entry for 50 is `entry`."""
+    import yaml
+    _write_json(ctx.data / "relations.yaml", yaml.safe_dump({"relations": {"50": entry}}))
+
+
 def oversized_row(path: Path) -> Path:
     """`path` with a row appended whose cell exceeds the csv module's field limit (131072
     characters), which it refuses with a `csv.Error` rather than a row."""
@@ -452,6 +458,12 @@ CASES = [
          ("{data}/prompt_template/50.yaml: translations", "must be an object, found a list")),
     Case("type-eval-catalogue-hgp-string", "eval", then(ev(), lambda c: _catalogue(c, hgp="The capital of {head} is")),
          ("{data}/prompt_template/50.yaml: hgp", "must be an object or a list, found a string")),
+    Case("type-gen-relation-entry-string", "gen", then(gen(), lambda c: _relation_50(c, "capital")),
+         ("{data}/relations.yaml: relations: 50", "must be an object, found a string", 'relations: {"<id>": {pid:'),
+         via="entry"),
+    Case("type-gen-relation-vocab-number", "gen",
+         then(gen(), lambda c: _relation_50(c, {"name": "capital", "object_type": "city", "vocab": 5})),
+         ("{data}/relations.yaml: relations: 50: vocab", "must be a string or null, found an integer 5")),
     # training
     Case("train-unknown-model", "train", tr("model.base=tiny-bse"),
          ("model 'tiny-bse'", "{registry}", "closest names: tiny-base"), via="entry"),

@@ -29,6 +29,11 @@ _FAMILY_TYPES = {"hgp": (dict, list), "mmp": (dict, list), "train": list, "test"
                  "negation": dict}
 _SHAPES = ("hgp and mmp are {index: template} or a list of templates; train, test and unrelated lists of "
            "templates; negation {train: [...], test: [...]}; translations {language: {family: ...}}")
+# The fields of a relation entry that the stages read, with their YAML types (the rest are notes).
+_NULLABLE = (str, type(None))
+_RELATION_FIELDS = {"pid": _NULLABLE, "name": _NULLABLE, "subject_type": _NULLABLE, "object_type": _NULLABLE,
+                    "subject_kind": _NULLABLE, "example_heads": (list, type(None)), "vocab": _NULLABLE}
+_RELATION_SHAPE = 'write relations: {"<id>": {pid: P36, name: capital, vocab: vocab/<id>.txt, ...}}'
 
 
 def substitute(template: str, head: str) -> str:
@@ -58,7 +63,20 @@ def relations_file(data_root: Path | None = None) -> Path:
 
 @lru_cache(maxsize=None)
 def _relations(path: Path) -> dict:
-    return load_yaml(path).get("relations", {})
+    """The relation table by id, each entry of the shape `_RELATION_FIELDS`. An id written
+    unquoted (`50:`) is a YAML integer; it is the string "50" that every caller asks for."""
+    where = f"{path}: relations"
+    table = {}
+    for key, entry in textio.require(load_yaml(path).get("relations", {}), dict, where, _RELATION_SHAPE).items():
+        rid = str(textio.require(key, (str, int), f"{where}: {key!r}", _RELATION_SHAPE))
+        if rid in table:
+            raise UserError(f"{where}: {rid}", "given twice, quoted and unquoted", "keep one of them")
+        textio.require_fields(textio.require(entry, dict, f"{where}: {rid}", _RELATION_SHAPE), _RELATION_FIELDS,
+                              f"{where}: {rid}", hint=_RELATION_SHAPE)
+        for i, head in enumerate(entry.get("example_heads") or []):
+            textio.require(head, str, f"{where}: {rid}: example_heads: {i}")
+        table[rid] = entry
+    return table
 
 
 def relations(data_root: Path | None = None) -> dict[str, dict]:
