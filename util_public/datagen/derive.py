@@ -23,8 +23,12 @@ from .schema import GenConfig
 
 
 def _unique_object_facts(cfg: GenConfig, data_root: Path, dataset: str, relation_id: str) -> list[Fact]:
+    """The source relation's facts; a source without any would derive an empty dataset."""
     facts = sorted(load_relation(data_root, dataset, relation_id, num_options=cfg.num_options),
                    key=lambda f: f.fact_id)
+    if not facts:
+        raise UserError(str(relation_file(data_root, dataset, relation_id)), "holds no facts, only a header",
+                        "generate the source relation first (data_generation/gen_script.sh)")
     counts = Counter(norm(f.object) for f in facts)
     repeated = sorted(o for o, n in counts.items() if n > 1)
     if repeated:

@@ -53,12 +53,17 @@ def locate(root: Path, pattern: str, key: str, **values: str) -> Path | None:
 
 
 def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (first line number, cells) of every non-blank row of a CSV file."""
+    """Header and (first line number, cells) of every non-blank row of a CSV file. A source
+    without rows is refused: it would import an empty fact file or prompt list, and with
+    `on_exists=overwrite` replace a good one."""
     records = textio.read_csv(path)
     if not records:
         raise UserError(str(path), "empty file, expected a header row")
     header = [h.strip() for h in records[0][1]]
-    return header, [(line, cells) for line, cells in records[1:] if any(c.strip() for c in cells)]
+    rows = [(line, cells) for line, cells in records[1:] if any(c.strip() for c in cells)]
+    if not rows:
+        raise UserError(str(path), "no rows below the header", "import a complete export of the source")
+    return header, rows
 
 
 def source_facts(path: Path, relation_id: str) -> list[tuple[int, Fact]]:
