@@ -6,7 +6,7 @@ import json
 import pytest
 
 from util_public.errors import UserError
-from util_public.facts import Fact, conflicts, facts_to_csv, read_facts, write_facts
+from util_public.facts import Fact, conflicts, facts_to_csv, load_relation, read_facts, write_facts
 
 OPTIONS = [f"opt{i:02d}x" for i in range(99)]
 
@@ -107,3 +107,11 @@ def test_whitespace_is_stripped_and_counted(tmp_path, capsys):
     (fact,) = read_facts(path)
     assert (fact.head, fact.object, fact.options[0]) == ("Veltoria", "lisbon", "opt00x")
     assert "101 cells" in capsys.readouterr().err
+
+
+def test_only_regular_files_are_listed_as_available_relations(tmp_path):
+    write_facts(tmp_path / "toy" / "50.csv", [_fact(0)])
+    (tmp_path / "toy" / "60.csv").mkdir()
+    with pytest.raises(UserError) as err:
+        load_relation(tmp_path, "toy", "999")
+    assert err.value.hint == f"available under {tmp_path / 'toy'}: ['50']"

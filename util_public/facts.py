@@ -202,7 +202,7 @@ def load_relation(data_root: Path, dataset: str, relation_id: str, **kwargs) -> 
     path = relation_file(data_root, dataset, relation_id)
     if not path.is_file():
         folder = Path(data_root) / dataset
-        have = sorted(p.stem for p in folder.glob("*.csv")) if folder.is_dir() else []
+        have = sorted(p.stem for p in folder.glob("*.csv") if p.is_file()) if folder.is_dir() else []
         raise UserError(f"relation {relation_id!r}", f"no fact file {path}",
                         f"available under {folder}: {have}" if have else "generate it with data_generation/gen_script.sh")
     return read_facts(path, **kwargs)
