@@ -11,6 +11,7 @@ import pytest
 
 from conftest import REPO
 from util_public import atomicio
+from util_public.errors import UserError
 
 
 def test_write_json_replaces_and_leaves_no_temporary(tmp_path):
@@ -19,6 +20,21 @@ def test_write_json_replaces_and_leaves_no_temporary(tmp_path):
     atomicio.write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 2}
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+@pytest.mark.parametrize("block,hint", [
+    ("dir", "a directory has that name"),      # the target itself is a directory
+    ("file", "not a folder"),                  # its parent is a regular file
+])
+def test_a_failed_write_gets_the_hint_for_its_reason(tmp_path, block, hint):
+    good = tmp_path / "good.json"
+    good.write_text("old")
+    (tmp_path / "x").mkdir() if block == "dir" else (tmp_path / "x").write_text("a file")
+    target = tmp_path / "x" if block == "dir" else tmp_path / "x" / "out.json"
+    with pytest.raises(UserError) as err:
+        atomicio.write_many([(good, b"new"), (target, b"new")])
+    assert err.value.where == str(target) and hint in err.value.hint and "disk space" not in err.value.hint
+    assert good.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["good.json", "x"]
 
 
 def test_atomic_dir_appears_only_when_complete(tmp_path):
@@ -43,6 +59,7 @@ _KILLED_WRITER = """
 import sys, time
 sys.path.insert(0, {repo!r})
 from util_public import atomicio
+from util_public.errors import UserError
 payload = "x" * 5_000_000
 atomicio.write_text({target!r}, "old\\n")
 print("ready", flush=True)

@@ -473,6 +473,10 @@ CASES = [
          then(gen("mode=derive", "derive.kind=reverse", "derive.source=105"),
               lambda c: write_csv(c.data / "sync_random_o" / "105.csv", [])),
          ("{data}/sync_random_o/105.csv", "holds no facts, only a header")),
+    Case("gen-output-second-file-is-a-directory", "gen",     # 50.csv was replaced before 71.csv failed
+         then(gen_over_existing("relation_ids=[50,71]", "on_exists=overwrite"),
+              lambda c: (c.data / "sync_random_o" / "71.csv").mkdir()),
+         ("{data}/sync_random_o/71.csv", "Is a directory", "a directory has that name"), via="entry"),
     # training
     Case("train-unknown-model", "train", tr("model.base=tiny-bse"),
          ("model 'tiny-bse'", "{registry}", "closest names: tiny-base"), via="entry"),

@@ -85,9 +85,18 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
+# The hint follows the reason: "free disk space" misleads when a directory has the file's name.
+_DISK_HINT = "free disk space or choose a writable output location"
+_ACCESS_HINT = "make it writable or choose another output location"
+_WRITE_HINTS = {errno.ENOSPC: _DISK_HINT, errno.EDQUOT: _DISK_HINT, errno.EROFS: _DISK_HINT,
+                errno.EACCES: _ACCESS_HINT, errno.EPERM: _ACCESS_HINT,
+                errno.EISDIR: "a directory has that name: move it away or choose another output file",
+                errno.ENOTDIR: "a part of the path is a file, not a folder: choose another output location"}
+
+
 def _write_error(path: Path, exc: OSError) -> UserError:
     return UserError(str(path), f"cannot write ({exc.strerror or exc})",
-                     "free disk space or choose a writable output location")
+                     _WRITE_HINTS.get(exc.errno, "choose a writable output location"))
 
 
 # A full or read-only disk, as the writers report it: an errno, or only a message (torch.save's zip
@@ -105,8 +114,7 @@ def is_disk_failure(exc: BaseException) -> bool:
     return any(marker in str(exc) for marker in _WRITER_MESSAGES)
 
 
-def disk_failure(path: Path, exc: BaseException, what: str = "",
-                 hint: str = "free disk space or choose a writable output location") -> UserError:
+def disk_failure(path: Path, exc: BaseException, what: str = "", hint: str = _DISK_HINT) -> UserError:
     """The error of a large write that `is_disk_failure`, with the free space left where it went."""
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
     existing = next(p for p in (path, *path.parents) if p.exists())
@@ -167,6 +175,8 @@ def write_many(items: list[tuple[str | os.PathLike, bytes]]) -> list[Path]:
         for path, data in items:
             current = Path(path)
             target = _target(path)
+            if target.is_dir():     # its rename would fail only after the files before it were replaced
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
             created += make_parents(target)
             staged.append((_stage(target, data), target))
         for tmp, target in staged:
