@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import yaml
 from conftest import save_tiny_checkpoint
 from evalkit import checkpoint_with_key, fictional_facts
 from hardening_kit import REPO, Roots, snapshot, start_driver
 
-from util_public import atomicio, facts
+from util_public import atomicio, catalogue, facts
 from util_public.errors import exit_on_user_error
 
 SCRIPTS = {"gen": REPO / "data_generation" / "generate.py", "train": REPO / "training" / "train.py",
@@ -289,7 +290,6 @@ def _catalogue_without_tests(ctx: Ctx) -> None:
 
 def _latin1_catalogue(ctx: Ctx) -> None:
     """The shipped prompt catalogue of 50 as an imported one, behind a comment saved in Latin-1."""
-    from util_public import catalogue
     target = ctx.data / "prompt_template" / "50.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes("# Zürich\n".encode("latin-1") + (catalogue.SHIPPED / "prompts" / "50.yaml").read_bytes())
@@ -355,20 +355,23 @@ def _prompt_list(ctx: Ctx, split: str, text: str) -> None:
 
 def _catalogue(ctx: Ctx, **fields) -> None:
     """The shipped prompt catalogue of 50 as an imported one, with `fields` replaced."""
-    import yaml
-
-    from util_public import catalogue
     data = {**yaml.safe_load((catalogue.SHIPPED / "prompts" / "50.yaml").read_text(encoding="utf-8")), **fields}
     _write_json(ctx.data / "prompt_template" / "50.yaml", yaml.safe_dump(data, allow_unicode=True))
 
 
 def _relation_50(ctx: Ctx, entry) -> None:
     """A data-root relation catalogue whose entry for 50 is `entry`."""
-    import yaml
     _write_json(ctx.data / "relations.yaml", yaml.safe_dump({"relations": {"50": entry}}))
 
 
-def oversized_row(path: Path) -> Path:
+def _second_gold(column: str):
+    """An import source whose fourth column `column` gives the gold again, with other valid
+    golds: the last column used to win silently (exit 0)."""
+    return imp(rows=[[*r, gold] for r, gold in zip(GOOD, ["bern", "doha", "suva"])],
+               header=("Head", "Fact", "Alternate Facts", column))
+
+
+def _oversized_row(path: Path) -> Path:
     """`path` with a row appended whose cell exceeds the csv module's field limit (131072
     characters), which it refuses with a `csv.Error` rather than a row."""
     with open(path, "a", encoding="utf-8") as fh:
@@ -429,24 +432,22 @@ CASES = [
     # found after issue 15, fixed by class: CSV records the csv module refuses, repeated columns,
     # catalogue YAML of the wrong type, header-only sources
     Case("gen-append-csv-field-too-large", "gen",
-         then(gen_over_existing("on_exists=append"), lambda c: oversized_row(c.data / "sync_random_o" / "50.csv")),
+         then(gen_over_existing("on_exists=append"), lambda c: _oversized_row(c.data / "sync_random_o" / "50.csv")),
          ("{data}/sync_random_o/50.csv:5", "field larger than field limit (131072)"), via="entry"),
-    Case("damaged-eval-csv-field-too-large", "eval", then(ev(), lambda c: oversized_row(c.data / "toy" / "50.csv")),
+    Case("damaged-eval-csv-field-too-large", "eval", then(ev(), lambda c: _oversized_row(c.data / "toy" / "50.csv")),
          ("{data}/toy/50.csv:8", "field larger than field limit")),
-    Case("damaged-train-csv-field-too-large", "train", then(tr(), lambda c: oversized_row(c.data / "toy" / "50.csv")),
+    Case("damaged-train-csv-field-too-large", "train", then(tr(), lambda c: _oversized_row(c.data / "toy" / "50.csv")),
          ("{data}/toy/50.csv:8", "field larger than field limit")),
-    Case("gen-import-column-twice", "gen",     # the second `Fact` held valid golds: it won, exit 0
-         imp(rows=[[*r, x] for r, x in zip(GOOD, ["bern", "doha", "suva"])], header=("Head", "Fact", "Alternate Facts", "Fact")),
+    Case("gen-import-column-twice", "gen", _second_gold("Fact"),
          ("{src}", "column 'Fact' appears twice (columns 2 and 4)")),
-    Case("gen-import-alias-and-column", "gen",
-         imp(rows=[[*r, x] for r, x in zip(GOOD, ["bern", "doha", "suva"])], header=("Head", "Fact", "Alternate Facts", "Object")),
+    Case("gen-import-alias-and-column", "gen", _second_gold("Object"),
          ("{src}", "columns 'Fact' and 'Object' both give the field 'Fact'"), via="entry"),
     Case("gen-import-template-column-twice", "gen",
          then(imp(), lambda c: _prompt_list(c, "train", "question,question\n" + "".join(
              f"T{i} {{head}} is,U{i} {{head}} is\n" for i in range(10)))),
          ("prompt_template/50/train.csv", "column 'question' appears twice")),
     Case("damaged-eval-csv-column-twice", "eval",
-         ev(mutate=lambda rows: [r.append("xq9") for r in rows] and None, header=[*HEADER, "Fact"]),
+         ev(mutate=lambda rows: [r.append("xq9") for r in rows], header=[*HEADER, "Fact"]),
          ("{data}/toy/50.csv", "column 'Fact' appears twice (columns 4 and 6)"), via="entry"),
     Case("type-eval-catalogue-train-number", "eval", then(ev(), lambda c: _catalogue(c, train=5)),
          ("{data}/prompt_template/50.yaml: train", "must be a list, found an integer 5", "train, test and unrelated"),
