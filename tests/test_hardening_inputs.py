@@ -429,7 +429,7 @@ CASES = [
          ("prompt_template/50/test.csv:11", "No head"), via="entry"),
     Case("import-template-other-field", "gen", imp(templates=["{head} lives in {city}"] * 10),
          ("prompt_template/50/test.csv:2", "{city}")),
-    # found after issue 15, fixed by class: CSV records the csv module refuses, repeated columns,
+    # found later, fixed by class: CSV records the csv module refuses, repeated columns,
     # catalogue YAML of the wrong type, header-only sources
     Case("gen-append-csv-field-too-large", "gen",
          then(gen_over_existing("on_exists=append"), lambda c: _oversized_row(c.data / "sync_random_o" / "50.csv")),
@@ -585,7 +585,7 @@ CASES = [
 ]
 
 
-# The classes of issue 15 (encodings, JSON types, limits, unwritable paths, optional packages,
+# The classes of bad input (encodings, JSON types, limits, unwritable paths, optional packages,
 # devices, names that become paths, hidden gold options, damaged checkpoints); each id starts with its class.
 CASES += [
     # encodings: every text file the stages read
@@ -797,7 +797,7 @@ def test_the_table_is_big_and_distinct():
     assert len(CASES) >= 100 and len({c.id for c in CASES}) == len(CASES)
     assert {c.stage for c in CASES} == {"gen", "train", "eval", "repr", "summ"}
     assert sum(c.via == "entry" for c in CASES) * 4 >= len(CASES)
-    for tag in CLASSES:       # every class of issue 15 has several rows
+    for tag in CLASSES:       # every class has several rows
         assert sum(c.id.startswith(tag + "-") for c in CASES) >= 2, tag
 
 

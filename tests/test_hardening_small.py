@@ -1,4 +1,4 @@
-"""The smaller defects of issue 15, one test each: tracebacks on request, sweeps that leave no file
+"""Smaller bad-input defects, one test each: tracebacks on request, sweeps that leave no file
 in the working directory, run names that paste into an override, the memorization check's
 message, the pipeline naming the registry it writes to, representation outputs that stay
 under `output_dir`, and readers of the results root that skip them."""
