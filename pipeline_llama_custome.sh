@@ -46,6 +46,14 @@ cd "${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")" && pwd)}"
 [ -f training/train.py ] || { echo "error: run from the repository root (training/train.py not found)" >&2; exit 2; }
 source scripts/bashlib.sh
 mtg_help "${1:-}" pipeline_llama_custome.sh
+# Numeric parameters, before anything runs (an unset one takes its default below).
+mtg_require int '>= 1' NPROC NNODES PHASE1_EPOCHS PHASE1_FACTS PHASE2_K PHASE2_EPOCHS PHASE2_BASE_EPOCH \
+  EFFECTIVE_BATCH PHASE2_EFFECTIVE_BATCH PER_DEVICE_BATCH PHASE2_PER_DEVICE_BATCH
+mtg_require int '>= 0' SEED
+mtg_require int '>= 1, <= 65535' MASTER_PORT
+mtg_require int '>= 0, <= 1' SKIP_SETUP PLAN_ONLY RUN_EVAL MEMCHECK
+mtg_require number '> 0' LR PHASE2_LR
+mtg_require number '>= 0, <= 1' MIN_P1_ACCURACY
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 PY=${PY:-.venv/bin/python}
 PLAN_ONLY=${PLAN_ONLY:-0}
@@ -63,9 +71,8 @@ NPROC=${NPROC:-$([ $CPU = 1 ] && echo 1 || echo "$NUM_GPUS")}
 NNODES=${NNODES:-${SLURM_NNODES:-1}}
 WORLD=$((NPROC * NNODES))
 if [ "$NNODES" -gt 1 ] && [ -z "${SLURM_JOB_ID:-}" ]; then
-  echo "error: NNODES=$NNODES: several nodes are started by srun inside a slurm job; elsewhere run" \
-       "python -m util_public.launcher --nnodes $NNODES --node-rank R on each machine (training/README.md)" >&2
-  exit 2
+  mtg_error "NNODES=$NNODES" "several nodes are started by srun inside a slurm job" \
+    "elsewhere run python -m util_public.launcher --nnodes $NNODES --node-rank R on each machine (training/README.md)"
 fi
 
 # ---- parameters (CPU defaults: settings measured to make SmolLM2-135M memorize) -----------------
@@ -118,7 +125,10 @@ fi
 
 # ---- data ----------------------------------------------------------------------------------------
 DATA_ROOT=${MTG_DATA_ROOT:-data}
-mapfile -t RELATIONS < <("$PY" -m util_public.relspec "$RELATION_ID")
+# Not `mapfile < <(...)`: a process substitution's failure goes unnoticed, and the Phase-1 dry run
+# below then said relspec's error a second time.
+RELATION_LIST=$("$PY" -m util_public.relspec "$RELATION_ID")
+mapfile -t RELATIONS <<< "$RELATION_LIST"
 MISSING=()
 for rel in "${RELATIONS[@]}"; do
   [ -f "$DATA_ROOT/$DATA_NAME/$rel.csv" ] || MISSING+=("$rel")

@@ -16,6 +16,7 @@ ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E10 "Two-hop" "$@"
 DATA_NAME=${UNIQUE_DATA:-sync_unique_o}
 CHAIN_EPOCHS=${CHAIN_EPOCHS:-$(on $SMOKE "0 1 2" "0 5 10 20")}
+mtg_require ints '>= 0' CHAIN_EPOCHS
 
 plan_data "$DATA_NAME" 105 objects.unique=true
 plan_data "$DATA_NAME" 21,105-21 mode=derive derive.kind=chain derive.first=105 derive.second=21

@@ -14,6 +14,7 @@
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E12 "Negation / malicious prompts" "$@"
 HGP_BASE=${HGP_BASE:-1}
+mtg_require int '>= 0, <= 1' HGP_BASE
 
 for rel in $RELATIONS; do
   recipe_facts "$rel"

@@ -12,6 +12,7 @@
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E13 "Seeds" "$@"
 SEEDS=${SEEDS:-$(on $SMOKE "42 0" "42 0 10 70 100")}
+mtg_require ints '>= 0' SEEDS
 
 for rel in $RELATIONS; do
   recipe_facts "$rel"

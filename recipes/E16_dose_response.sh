@@ -22,6 +22,7 @@ ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E16 "Dose-response: Phase-2 strength vs specificity" "$@"
 DOSES=${DOSES:-$(on $SMOKE "2x1 1x2" "50x1 25x1 17x1 10x1 10x3")}
 DOSE_LRS=${DOSE_LRS:-$(on $SMOKE 1e-4 "1e-5 3e-5")}
+mtg_require numbers '> 0' DOSE_LRS
 DOSE_PROMPTS=${DOSE_PROMPTS:-hgp-0,test-0,unrelated-*}
 
 for rel in $RELATIONS; do

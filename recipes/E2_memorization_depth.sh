@@ -14,6 +14,7 @@
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E2 "Memorization depth" "$@"
 DEPTH_EPOCHS=${DEPTH_EPOCHS:-$(on $SMOKE "1 2" "3 6 10 20")}
+mtg_require ints '>= 1' DEPTH_EPOCHS
 
 for rel in $RELATIONS; do
   recipe_facts "$rel"

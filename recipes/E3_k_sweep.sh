@@ -18,6 +18,8 @@ source "$ROOT/recipes/common.sh" E3 "k sweep" "$@"
 K_LIST=${K_LIST:-$(on $SMOKE "2 1" "50 20 10 5 2 1")}
 SMALL_K_EPOCHS=${SMALL_K_EPOCHS:-$(on $SMOKE 2 8)}
 K_EVAL_EPOCHS=${K_EVAL_EPOCHS:-$(on $SMOKE 1 "1 8")}
+mtg_require ints '>= 1' K_LIST K_EVAL_EPOCHS
+mtg_require int '>= 1' SMALL_K_EPOCHS
 
 for rel in $RELATIONS; do
   recipe_facts "$rel"

@@ -17,6 +17,7 @@ ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E4 "SFT baselines" "$@"
 SFT_TYPES=${SFT_TYPES:-$(on $SMOKE "hgp-0 train-mix-2" "hgp-0 train-mix-2 train-mix-4 train-mix-6 train-mix-8 train-mix")}
 SFT_EPOCHS=${SFT_EPOCHS:-$(on $SMOKE 2 20)}
+mtg_require int '>= 1' SFT_EPOCHS
 SFT_LOSS=${SFT_LOSS:-o}
 
 for rel in $RELATIONS; do

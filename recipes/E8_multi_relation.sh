@@ -15,6 +15,7 @@ ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E8 "Five relations jointly" "$@"
 MULTI_RELATION=${MULTI_RELATION:-12+21+50+71+105}
 EXTRA_BASE_EPOCH=${EXTRA_BASE_EPOCH-$(on $SMOKE 1 6)}
+mtg_require int '>= 1' EXTRA_BASE_EPOCH
 
 recipe_facts "$MULTI_RELATION"
 recipe_phase1 p1 "$MULTI_RELATION"

@@ -18,6 +18,8 @@ source "$ROOT/recipes/common.sh" E9 "Reversal" "$@"
 DATA_NAME=${UNIQUE_DATA:-sync_unique_o}
 E9_SFT=${E9_SFT:-1}
 SFT_EPOCHS=${SFT_EPOCHS:-$(on $SMOKE 2 20)}
+mtg_require int '>= 1' SFT_EPOCHS
+mtg_require int '>= 0, <= 1' E9_SFT
 
 plan_data "$DATA_NAME" 105 objects.unique=true
 plan_data "$DATA_NAME" r105 mode=derive derive.kind=reverse derive.source=105

@@ -1,7 +1,7 @@
 # Shared part of the paper recipes (recipes/E*.sh), sourced as
 #     source "$ROOT/recipes/common.sh" ID "title" "$@"
-# It sets up, reads the parameters below from the environment, and offers plan_* / recipe_*
-# functions that append steps to a plan file; `recipe_run` then executes the whole plan in ONE
+# It reads the parameters below from the environment, and offers plan_* / recipe_* functions that
+# add steps to a plan; `recipe_run` then writes it, sets up and executes the whole plan in ONE
 # Python process (python -m util_public.recipes.execute; a training stage on 2 or more ranks goes
 # through `python -m util_public.launcher` as in pipeline_llama_custome.sh). Rerunning a recipe
 # skips finished training stages and cached evaluations. `bash recipes/E<n>_*.sh --help`: this text.
@@ -41,8 +41,15 @@ source scripts/bashlib.sh
 HELP_FILES=(recipes/common.sh)
 [ "$(basename "$0")" = common.sh ] || HELP_FILES=("$0" recipes/common.sh)
 mtg_help "${3:-$RECIPE_ID}" "${HELP_FILES[@]}"
-[ -n "$RECIPE_ID" ] || { echo "error: recipes/common.sh is sourced by recipes/E*.sh, not run" >&2; exit 2; }
-[ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
+[ -n "$RECIPE_ID" ] || mtg_error recipes/common.sh "sourced by recipes/E*.sh, not run"
+# Numeric parameters, before anything runs (an unset one takes its default below). Nothing is set up
+# or written before recipe_run, so that a recipe checks its own parameters (K_LIST, ...) first too.
+mtg_require int '>= 1' NPROC NNODES FACTS K P1_EPOCHS P2_EPOCHS EFFECTIVE_BATCH P2_EFFECTIVE_BATCH \
+  PER_DEVICE_BATCH P2_PER_DEVICE_BATCH GEN_TOKENS THREADS
+mtg_require int '>= 0' SEED
+mtg_require int '>= 1, <= 65535' MASTER_PORT
+mtg_require int '>= 0, <= 1' SMOKE LEGACY SKIP_SETUP RECIPE_PLAN_ONLY
+mtg_require number '> 0' LR P2_LR
 PY=${PY:-.venv/bin/python}
 
 # ---- devices and ranks (no Python start-up: the slurm allocation, or nvidia-smi) -------------------
@@ -81,17 +88,16 @@ if [ "$SMOKE" = 1 ]; then   # a smoke run never touches the user's data, runs, r
   export MTG_RESULTS_ROOT=${MTG_RESULTS_ROOT:-$RECIPE_HOME/results}
   if [ -z "${MTG_MODELS_JSON:-}" ]; then
     export MTG_MODELS_JSON=$RECIPE_HOME/models.json
-    mkdir -p "$RECIPE_HOME"
-    [ -f "$MTG_MODELS_JSON" ] || cp models.json "$MTG_MODELS_JSON"
+    PRIVATE_REGISTRY=1     # a copy of models.json, made by recipe_run
   fi
 fi
 RECIPE_RESULTS=${RECIPE_RESULTS:-${MTG_RESULTS_ROOT:-evaluation/test_result}/recipes/$RECIPE_ID}
-mkdir -p "$RECIPE_RESULTS"
 PLAN=$RECIPE_RESULTS/plan.tsv
-: > "$PLAN"
+PLAN_STEPS=()
 
 # ---- plan steps (util_public/recipes/plan.py documents the format) --------------------------------
-_step() { local IFS=$'\t'; printf '%s\n' "$*" >> "$PLAN"; }
+# Steps are kept in PLAN_STEPS (so a plan_* call in a $(...) subshell would be lost) and written by recipe_run.
+_step() { local IFS=$'\t'; PLAN_STEPS+=("$*"); }
 plan_meta() { _step meta "$1" "$2"; }
 plan_data() { _step data "$@" ${DATA_ARGS:-}; }   # DATASET RELS(comma) [generate.py overrides], missing RELS only
 plan_language() { _step language "$@"; }   # DATASET LANGUAGE RELS(comma)
@@ -223,12 +229,18 @@ recipe_specificity() {
   plan_eval "$models" $(eval_args "$rel") "tasks=[mc]" "mc.pool_relations=$pool" "prompt.type=[hgp-0$borrowed]" "$@"
 }
 
-# recipe_run: execute the plan (or only show it with RECIPE_PLAN_ONLY=1).
+# recipe_run: write the plan and execute it (or only show it with RECIPE_PLAN_ONLY=1).
 recipe_run() {
   echo "recipe $RECIPE_ID ($RECIPE_TITLE): base $BASE_MODEL, $NUM_GPUS GPU(s), smoke=$SMOKE, plan $PLAN" >&2
+  mkdir -p "$RECIPE_RESULTS"
+  printf '%s\n' "${PLAN_STEPS[@]}" > "$PLAN"
   if [ "${RECIPE_PLAN_ONLY:-0}" = 1 ]; then
     cat "$PLAN"
     return 0
+  fi
+  [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
+  if [ "${PRIVATE_REGISTRY:-0}" = 1 ] && [ ! -f "$MTG_MODELS_JSON" ]; then
+    mkdir -p "$RECIPE_HOME" && cp models.json "$MTG_MODELS_JSON"
   fi
   "$PY" -m util_public.recipes.execute "$PLAN"
 }

@@ -1,5 +1,6 @@
 # Shared by the bash entry points (sourced, never run): `--help` from a script's header comment,
-# the number of GPUs of this node without starting Python, and a batch split over ranks.
+# bad input said the project's way, numeric parameters checked before anything runs, the number of
+# GPUs of this node without starting Python, and a batch split over ranks.
 
 # mtg_help FIRST_ARGUMENT FILE...: when FIRST_ARGUMENT is -h or --help, print the header comment of
 # each FILE (what the script does and its parameters; #SBATCH lines left out) and exit 0.
@@ -27,3 +28,40 @@ gpu_count() {
 
 # per_rank BATCH WORLD: the per-device batch that makes BATCH over WORLD ranks (at least 1).
 per_rank() { echo $(( $1 / $2 > 0 ? $1 / $2 : 1 )); }
+
+# mtg_error WHERE PROBLEM [HINT]: bad input, said as every entry point says it (one line
+# `error: WHERE: PROBLEM; HINT` on stderr), then exit 2.
+mtg_error() { echo "error: $1: $2${3:+; $3}" >&2; exit 2; }
+
+# mtg_require KIND LIMIT NAME...: each named environment parameter that is set is a KIND within LIMIT,
+# else mtg_error naming it. KIND: int (42, -1) or number (3, 0.99, 1e-5); ints / numbers: a
+# space-separated list of them (K_LIST="50 20"). LIMIT reads as in util_public/limits.py: '>= 1',
+# '> 0', '>= 0, <= 1'. Called before a value is used: bash arithmetic would take `abc` for a variable
+# name and `08` for octal, and Hydra would read `08` as a string, each failing far from the cause.
+mtg_require() {
+  local kind=$1 limit=$2 name word words what
+  shift 2
+  case $kind in
+    int) what="an integer" ;;  ints) what="a list of integers" ;;
+    number) what="a number" ;;  numbers) what="a list of numbers" ;;
+  esac
+  for name in "$@"; do
+    [ -n "${!name:-}" ] || continue                 # unset or empty: the script's default applies
+    if [[ $kind == *s ]]; then read -r -a words <<< "${!name}"; else words=("${!name}"); fi
+    for word in "${words[@]}"; do
+      _mtg_within "${kind%s}" "$word" "$limit" ||
+        mtg_error "$name" "'${!name}' is not $what $limit" "see \`bash $0 --help\`"
+    done
+  done
+}
+
+# _mtg_within KIND VALUE LIMIT: VALUE is written as a KIND (no leading zeros for an int) within LIMIT.
+_mtg_within() {
+  local pattern='^-?(0|[1-9][0-9]*)$' rule rules
+  [ "$1" = int ] || pattern='^-?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$'
+  [[ $2 =~ $pattern ]] || return 1
+  IFS=, read -r -a rules <<< "$3"
+  for rule in "${rules[@]}"; do
+    awk -v v="$2" "BEGIN { exit !(v + 0 $rule) }" || return 1
+  done
+}

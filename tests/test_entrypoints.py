@@ -1,6 +1,7 @@
 """The entry points: `--help` everywhere (bash scripts and plain-argv Python scripts; the Hydra
-scripts get Hydra's), and the pipeline's exact launch commands under a simulated slurm allocation
-(PLAN_ONLY=1; stub `srun` and `nvidia-smi` on PATH record any call).
+scripts get Hydra's), the pipeline's exact launch commands under a simulated slurm allocation
+(PLAN_ONLY=1; stub `srun` and `nvidia-smi` on PATH record any call), and bad numeric parameters of
+the pipeline and the recipes refused before anything runs.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ HELP_WORDS = {   # words each help text must show (its parameters); a recipe: it
     "bench/gpu_suite.sh": ["DEVICE", "COMPILED"],
     "bench/gpu_wheels.sh": ["PY_VERSION", ".whl"],
 }
-STUBS = ("srun", "nvidia-smi", "sbatch", "scontrol")
+STUBS = ("srun", "nvidia-smi", "sbatch", "scontrol", "python")
 # Python scripts with their own argv (not Hydra apps), found by their `__main__` guard.
 PY_ENTRY_POINTS = sorted(
     str(p.relative_to(REPO)) for folder in ("bench", "data_generation", "evaluation", "recipes", "scripts",
@@ -56,6 +57,13 @@ def stubs(tmp_path) -> tuple[Path, Path]:
 def bash(script: str, env: dict, *args: str, timeout: int = 60) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", script, *args], env=env, cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def job_env(stubs: tuple[Path, Path]) -> dict:
+    """This environment without any slurm allocation or rank settings, the stubs first on PATH."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM", "MASTER_", "NPROC", "NNODES",
+                                                                       "ACCELERATE_CONFIG"))}
+    return {**env, "PATH": f"{stubs[0]}:{os.environ['PATH']}"}
 
 
 @pytest.mark.parametrize("script", ENTRY_POINTS)
@@ -127,11 +135,8 @@ def pipeline_env(stubs, isolated_roots, sp_tokenizer, tmp_path):
     vocab = catalogue.vocab("50")
     facts.write_facts(facts.relation_file(isolated_roots["data"], "sync_random_o", "50"),
                       [facts.Fact(i, "50", f"Land{chr(65 + i)}ria", vocab[i], ["x", "y"]) for i in range(16)])
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM", "MASTER_", "NPROC", "NNODES",
-                                                                       "ACCELERATE_CONFIG"))}
-    return {**env, "PATH": f"{stubs[0]}:{os.environ['PATH']}", "SKIP_SETUP": "1", "PLAN_ONLY": "1",
-            "PY": sys.executable, "BASE_MODEL": "tiny-base", "PHASE1_FACTS": "16", "PHASE2_K": "8",
-            "OMP_NUM_THREADS": "1"}, stubs[1]
+    return {**job_env(stubs), "SKIP_SETUP": "1", "PLAN_ONLY": "1", "PY": sys.executable, "BASE_MODEL": "tiny-base",
+            "PHASE1_FACTS": "16", "PHASE2_K": "8", "OMP_NUM_THREADS": "1"}, stubs[1]
 
 
 P1_NAME = "tiny-base_50_sync_random_o_trigger-mid_normal_bs{}_lr1e-05_cosine_ep20_f0-15_seed42"
@@ -180,3 +185,53 @@ def test_two_cpu_ranks_split_the_batch_and_one_node_is_the_limit_outside_slurm(p
     assert not calls.exists()
     done = bash("pipeline_llama_custome.sh", {**env, "NNODES": "2"})
     assert done.returncode == 2 and "error: NNODES=2: several nodes are started by srun inside a slurm job" in done.stderr
+
+
+# ---- numeric parameters: one error line before anything runs -----------------------------------------
+BAD_PARAMETERS = [   # (script, variable, bad value): what went wrong before, where it is not obvious
+    ("pipeline_llama_custome.sh", "NPROC", "0"),              # division by 0 in bashlib's per_rank
+    ("pipeline_llama_custome.sh", "NPROC", "abc"),            # `abc: unbound variable`
+    ("pipeline_llama_custome.sh", "NNODES", "0"),
+    ("pipeline_llama_custome.sh", "EFFECTIVE_BATCH", "abc"),
+    ("pipeline_llama_custome.sh", "PHASE1_EPOCHS", "08"),     # octal to bash, a string to Hydra
+    ("pipeline_llama_custome.sh", "PHASE2_LR", "0"),
+    ("pipeline_llama_custome.sh", "MIN_P1_ACCURACY", "1.5"),  # noticed by memcheck after training
+    ("pipeline_llama_custome.sh", "PLAN_ONLY", "yes"),        # not 1, so it trained
+    ("recipes/E1_main.sh", "NPROC", "abc"),
+    ("recipes/E1_main.sh", "THREADS", "0"),
+    ("recipes/E1_main.sh", "LR", "fast"),
+    ("recipes/E1_main.sh", "SMOKE", "2"),
+    ("recipes/E3_k_sweep.sh", "K_LIST", "2 x"),               # a Hydra traceback once Phase 1 had trained
+    ("recipes/E13_seeds.sh", "SEEDS", "1 a"),                 # likewise
+    ("recipes/E10_two_hop.sh", "CHAIN_EPOCHS", "0 -1"),
+    ("recipes/E16_dose_response.sh", "DOSE_LRS", "1e-4 x"),
+]
+
+
+@pytest.mark.parametrize("script,variable,value", BAD_PARAMETERS,
+                         ids=[f"{s.split('/')[-1].split('_')[0]}-{v}={x}" for s, v, x in BAD_PARAMETERS])
+def test_a_bad_numeric_parameter_is_one_error_line_before_anything_runs(script, variable, value, stubs,
+                                                                          isolated_roots, tmp_path):
+    bin_dir, calls = stubs
+    outputs = [tmp_path / "recipe", tmp_path / "home", *(isolated_roots[k] for k in ("data", "runs", "results"))]
+    registry = isolated_roots["registry"].read_bytes()
+    env = {**job_env(stubs), "CUDA_VISIBLE_DEVICES": "", "SKIP_SETUP": "1", "PLAN_ONLY": "1", "RECIPE_PLAN_ONLY": "1",
+           "SMOKE": "1", "PY": str(bin_dir / "python"), "RECIPE_RESULTS": str(outputs[0]),
+           "RECIPE_HOME": str(outputs[1]), variable: value}
+    done = bash(script, env, timeout=20)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [done.stderr.strip()], done.stderr      # one line, nothing else
+    assert done.stderr.startswith(f"error: {variable}: '{value}' is not "), done.stderr
+    assert not calls.exists() and not any(p.exists() for p in outputs)
+    assert isolated_roots["registry"].read_bytes() == registry
+
+
+def test_a_bad_relation_id_is_said_once(stubs, isolated_roots):
+    """relspec's refusal stops the pipeline (a process substitution hid it: the dry run said it again)."""
+    env = {**job_env(stubs), "SKIP_SETUP": "1", "PLAN_ONLY": "1", "PY": sys.executable, "RELATION_ID": "50+",
+           "BASE_MODEL": "no-such-model"}
+    done = bash("pipeline_llama_custome.sh", env, timeout=30)
+    assert done.returncode == 2
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        "error: data.relation_id: '50+' has an empty part; use forms like 50, 12+21+50 or 21&105"]
+    assert not any(isolated_roots[k].exists() for k in ("data", "runs", "results"))
