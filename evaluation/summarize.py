@@ -12,7 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import util_public  # noqa: E402,F401
 from util_public import atomicio, packages, paths  # noqa: E402
-from util_public.errors import UserError, exit_on_user_error  # noqa: E402
+from util_public.artifacts import none_found  # noqa: E402
+from util_public.errors import exit_on_user_error  # noqa: E402
 from util_public.evaluation import report  # noqa: E402
 
 
@@ -28,8 +29,7 @@ def main(argv=None) -> int:
     roots = args.paths or [str(paths.root("results"))]
     summaries = report.find_summaries(roots)
     if not summaries:
-        raise UserError(", ".join(roots), "no evaluation summary.json found",
-                        "evaluate first (evaluation/eval.py), or name a results root or result directory")
+        raise none_found(", ".join(roots))
     print(report.table(summaries, args.metric))
     if args.png:
         print(f"chart: {report.bar_chart(summaries, args.png, args.metric)}", file=sys.stderr)

@@ -229,6 +229,42 @@ def test_collect_entry_point(tmp_path):
     assert done.returncode == 2 and "no such results directory" in done.stderr
 
 
+def _write(relative: str, text: str):
+    return lambda tmp: (tmp / relative).write_text(text)
+
+
+BAD_COLLECTIONS = {  # case -> (damage done to a root of one result, collect.py arguments, fragments of the error)
+    "recipe.json cut off": (_write("res/recipe.json", '{"x'), ["res"], ["res/recipe.json: not valid JSON"]),
+    "recipe.json models a list": (_write("res/recipe.json", '{"models": [1]}'), ["res"],
+                                  ["res/recipe.json: models: must be an object"]),
+    "summary.json cut off": (_write("res/mc/r/summary.json", '{"task'), ["res"], ["summary.json: not valid JSON"]),
+    "config.yaml not YAML": (_write("res/mc/r/config.yaml", "data: [\n"), ["res"], ["config.yaml:2: not valid YAML"]),
+    "config.yaml data: 5": (_write("res/mc/r/config.yaml", "data: 5\n"), ["res"],
+                            ["config.yaml: data: must be an object or null, found an integer 5"]),
+    "--out a directory": (lambda tmp: (tmp / "dir").mkdir(), ["res", "--out", "dir"], ["--out: ", "is a directory"]),
+    "--out under a file": (_write("file", "x"), ["res", "--out", "file/sweep.csv"], ["--out: ", "Not a directory"]),
+    "no result under the root": (lambda tmp: (tmp / "empty").mkdir(), ["empty"],
+                                 ["empty: no evaluation summary.json found; evaluate first"]),
+    "no such root": (lambda tmp: None, ["missing"], ["missing: no such results directory"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COLLECTIONS))
+def test_collect_refuses_bad_input_with_one_line_and_no_output(case, tmp_path, capsys):
+    """Each of these was a traceback (exit 1), or for an empty root a header-only sweep.csv (exit 0)."""
+    damage, args, fragments = BAD_COLLECTIONS[case]
+    _result(tmp_path / "res", "mc/r", _summary("mc", {"name": "qwen", "path": "/x", "mtg_meta": None}, "test-0",
+                                               {"all": {"n": 8, "accuracy": 0.5}}))
+    damage(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as stop:
+        collect.main([a if a.startswith("--") else str(tmp_path / a) for a in args])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    assert all(f in err for f in fragments), err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
 # ---- end to end on a tiny model ------------------------------------------------------------------------
 @pytest.fixture
 def tiny_base(sp_tokenizer, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from .. import atomicio, textio
+from ..errors import UserError
 from .checkpoint import CheckpointMeta
 from .versioned import Artifact, optional
 
@@ -89,3 +90,10 @@ def find(root: str | Path) -> Iterator[tuple[Path, ResultSummary]]:
         if path != root and kind.startswith("mtg.") and kind != ResultSummary.SCHEMA:
             continue
         yield path, ResultSummary.from_json(data, str(path))
+
+
+def none_found(where: str) -> UserError:
+    """The refusal of a root without any evaluation summary (summarize.py, the recipe collector): an
+    empty table would hide a mistyped root."""
+    return UserError(where, "no evaluation summary.json found",
+                     "evaluate first (evaluation/eval.py), or name a results root or result directory")

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 from .. import atomicio, prompts, textio
-from ..artifacts import MANIFEST_FILE, ModelRecord, ResultSummary, RunManifest, find_summaries
+from ..artifacts import MANIFEST_FILE, ModelRecord, ResultSummary, RunManifest, find_summaries, none_found
+from ..errors import UserError, exit_on_user_error
 
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
         "phase2_text_type", "phase2_epoch", "k", "step", "learning_rate", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
@@ -50,9 +50,11 @@ def _json(path: str) -> dict | None:
 
 def _recipe(directory: Path) -> dict:
     for folder in [directory, *directory.parents]:
-        found = _json(str(folder / "recipe.json"))
+        path = folder / "recipe.json"
+        found = _json(str(path))
         if found is not None:
-            return found
+            return textio.require_fields(found, {"experiment": (str, type(None)), "models": (dict, type(None))},
+                                         str(path))
     return {}
 
 
@@ -91,7 +93,10 @@ def _language(directory: Path) -> str | None:
     config = directory / "config.yaml"
     if not config.is_file():
         return None
-    return ((textio.read_yaml(config, (dict, type(None))) or {}).get("data") or {}).get("language")
+    none = type(None)
+    data = textio.require_fields(textio.read_yaml(config, (dict, none)) or {}, {"data": (dict, none)}, str(config))
+    language = textio.require_fields(data.get("data") or {}, {"language": (str, none)}, f"{config}: data")
+    return language.get("language")
 
 
 def rows(summary: ResultSummary, directory: Path) -> list[dict]:
@@ -144,9 +149,20 @@ def table(root: str | Path) -> pd.DataFrame:
 
 
 def write_csv(root: str | Path, out: str | Path) -> Path:
-    """Write the tidy table of `root` to `out` atomically; returns the path."""
+    """Write the tidy table of `root` to `out` atomically; returns the path. A root without any
+    evaluation is refused, as `evaluation/summarize.py` refuses it (it wrote a header-only table)."""
     df = table(root)
+    if df.empty:
+        raise none_found(str(root))
     return atomicio.write_text(out, df.to_csv(index=False))
+
+
+def collect(root: Path, out: Path) -> Path:
+    """`write_csv` for the command line: the root must be a folder and `out` writable before any reading."""
+    if not root.is_dir():
+        raise UserError(str(root), "no such results directory", "name a results root (evaluation/test_result/...)")
+    atomicio.check_writable_file(out, "--out")
+    return write_csv(root, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,9 +171,5 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="CSV path (default: ROOT/sweep.csv)")
     args = parser.parse_args(argv)
     root = Path(args.root)
-    if not root.is_dir():
-        print(f"error: {root}: no such results directory", file=sys.stderr)
-        return 2
-    out = write_csv(root, args.out or root / "sweep.csv")
-    print(out)
+    print(exit_on_user_error(lambda: collect(root, Path(args.out) if args.out else root / "sweep.csv")))
     return 0
