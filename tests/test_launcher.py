@@ -79,6 +79,9 @@ def test_default_config_follows_the_device_and_falls_back_to_fsdp(gpus, deepspee
     ({}, ["--node-rank", "slurm", "--nproc-per-node", "2", "--config", "ddp.yaml"],
      "error: --node-rank: slurm: SLURM_NODEID is not set"),
     ({"NPROC": "-1"}, ["--config", "ddp.yaml"], "must be at least 1"),
+    ({"NPROC": "abc"}, ["--config", "ddp.yaml"], "error: NPROC: 'abc' is not an integer"),     # were ValueErrors
+    ({"NNODES": "2x"}, ["--config", "ddp.yaml", "--nproc-per-node", "2"], "error: NNODES: '2x' is not an integer"),
+    ({"MASTER_PORT": "p"}, ["--config", "ddp.yaml", "--nproc-per-node", "2"], "error: MASTER_PORT: 'p' is not an"),
 ])
 def test_launcher_errors_exit_2(env, flags, message, monkeypatch, capsys):
     for name, value in env.items():

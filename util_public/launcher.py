@@ -67,10 +67,22 @@ def gpus_per_node() -> int:
     return torch.cuda.device_count()
 
 
+def env_int(*names: str) -> int | None:
+    """The first of these environment variables that is set, as an integer (None: none is set)."""
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            try:
+                return int(value)
+            except ValueError:
+                raise UserError(name, f"{value!r} is not an integer", "unset it or set a whole number") from None
+    return None
+
+
 def ranks(nproc: int | None = None, nnodes: int | None = None) -> tuple[int, int]:
     """(ranks per node, nodes): the given values, else the environment's (module docstring)."""
-    nproc = nproc or int(os.environ.get("NPROC") or 0) or max(gpus_per_node(), 1)
-    nnodes = nnodes or int(os.environ.get("NNODES") or os.environ.get("SLURM_NNODES") or 1)
+    nproc = nproc or env_int("NPROC") or max(gpus_per_node(), 1)
+    nnodes = nnodes or env_int("NNODES", "SLURM_NNODES") or 1
     if nproc < 1 or nnodes < 1:
         raise UserError("launcher", f"--nproc-per-node {nproc} and --nnodes {nnodes} must be at least 1")
     return nproc, nnodes
@@ -96,8 +108,9 @@ def config_path(name: str) -> str:
 
 
 def default_port() -> int:
-    if os.environ.get("MASTER_PORT"):
-        return int(os.environ["MASTER_PORT"])
+    port = env_int("MASTER_PORT")
+    if port is not None:
+        return port
     job = os.environ.get("SLURM_JOB_ID", "")
     return 29500 + (int(job) % 1000 if job.isdigit() else 0)
 
