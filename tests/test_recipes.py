@@ -17,7 +17,7 @@ from conftest import REPO, save_tiny_checkpoint
 
 from util_public import prompts
 from util_public.errors import UserError
-from util_public.recipes import collect, plan
+from util_public.recipes import collect, execute, plan
 from util_public.recipes.execute import EVAL_CONF, TRAIN_CONF, Executor, compose
 from util_public.registry import Registry
 
@@ -127,6 +127,33 @@ def test_plan_errors_name_the_line(tmp_path):
         assert str(bad) in str(err.value)
     assert plan.model_refs("p1:3,p1:final,=qwen", "w") == [plan.ModelRef("p1", "3"), plan.ModelRef("p1", "final"),
                                                           plan.ModelRef(None, None, "qwen")]
+
+
+# Each was a Hydra traceback (the undeclared key: ignored) once the earlier stages had generated
+# data and trained; the tiny base is not even registered: nothing may get that far.
+BAD_STAGES = [  # (recipe, environment, the step and override named, the problem)
+    ("E1_main.sh", {"P2_ARGS": "train.seed=a"}, "(train p2_r50): train.seed=a: ", "could not be converted to Integer"),
+    ("E3_k_sweep.sh", {"P2_ARGS": "+experiment=E99"}, "(train p2_r50_k2): +experiment=E99: ",
+     "Could not find 'experiment/E99'"),
+    ("E16_dose_response.sh", {"DOSES": "2x"}, "(train p2_r50_lr1e-4_b2x): train.epochs=: ", "converted to Integer"),
+    ("E1_main.sh", {"EVAL_ARGS": "+mc.num_option=5"}, "(eval p1_r50:final): mc.num_option: ", "not a key of this"),
+    ("E1_main.sh", {"EVAL_ARGS": "tasks=[mcq]"}, "(eval p1_r50:final): tasks: ", "unknown task 'mcq'"),
+]
+
+
+@pytest.mark.parametrize("recipe,env,step,problem", BAD_STAGES,
+                         ids=[f"{r.split('_')[0]}-{k}={v}" for r, e, *_ in BAD_STAGES for k, v in e.items()])
+def test_every_stage_is_checked_before_the_first_runs(recipe, env, step, problem, tmp_path, isolated_roots, capsys):
+    plan_path = write_plan(REPO / "recipes" / recipe, recipe_env(tmp_path, BASE_MODEL="tiny-base", **env))
+    registry = isolated_roots["registry"].read_bytes()
+    with pytest.raises(SystemExit) as stop:
+        execute.main([str(plan_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and err.startswith(f"error: {plan_path}:"), err
+    assert step in err and problem in err, err
+    assert [p.name for p in plan_path.parent.iterdir()] == ["plan.tsv"]
+    assert not any(isolated_roots[k].exists() for k in ("data", "runs", "results"))
+    assert isolated_roots["registry"].read_bytes() == registry
 
 
 # ---- the sweep table ---------------------------------------------------------------------------------

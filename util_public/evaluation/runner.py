@@ -31,11 +31,18 @@ def _max_len(backend: str, cfg: EvalConfig, model_path: str) -> int | None:
     return getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
 
 
+def check(cfg: EvalConfig) -> str:
+    """The backend `cfg` runs on, after the checks that need neither facts nor a model (a recipe makes
+    them for every evaluation before its first step)."""
+    backend_name = backends.choose(cfg.backend)
+    planning.check_config(cfg, cfg.tasks, backend_name)
+    return backend_name
+
+
 def run(cfg: EvalConfig) -> list[dict]:
     """Evaluate `cfg` end to end; returns the summaries (also printed as a table)."""
     distributed.check_started()
-    backend_name = backends.choose(cfg.backend)
-    planning.check_config(cfg, cfg.tasks, backend_name)
+    backend_name = check(cfg)
     configure_cpu(cfg.runtime.num_threads)
     device = _ranks(backend_name)
     info = describe(cfg.model.name, cfg.model.path)

@@ -8,6 +8,9 @@ Training stages run in this process on one rank (the libraries load once; a stag
 complete" as usual, so rerunning a recipe only does what is missing; evaluations reuse their
 cached result directories. The recipe's results root gets `recipe.json` (experiment, parameters,
 and which training label produced which registered model) and, at the end, `sweep.csv`.
+
+Before the first step, every step's config is composed and checked (`Executor.check`): a bad
+override of the last stage stops the recipe at once, naming the plan line, the step and the override.
 """
 from __future__ import annotations
 
@@ -16,13 +19,19 @@ import contextlib
 import gc
 import io
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from .. import atomicio, launcher, paths
 from ..artifacts import RunManifest
-from ..cli import compose, to_object
+from ..cli import compose, reject_undeclared, to_object
 from ..errors import UserError, exit_on_user_error
 from ..facts import load_relation, relation_file, write_facts
 from . import collect
@@ -31,11 +40,49 @@ from .plan import ModelRef, Step, model_refs, read
 TRAIN_CONF = paths.REPO_ROOT / "training" / "conf"
 EVAL_CONF = paths.REPO_ROOT / "evaluation" / "conf"
 GEN_CONF = paths.REPO_ROOT / "data_generation" / "conf"
+# What Hydra and OmegaConf raise for an override they cannot apply (a wrong type, an unknown key or
+# preset, broken override syntax): a traceback from them would not say which plan step it came from.
+COMPOSE_ERRORS = (HydraException, OmegaConfBaseException)
+FIX_HINT = "fix the recipe parameter that sets it (`bash recipes/E<n>_*.sh --help` lists them); nothing has run"
 
 
 def quoted(key: str, value: str) -> str:
     """A Hydra override whose value may hold characters the grammar reserves (`~` in run names)."""
     return f"{key}='{value}'"
+
+
+def checked_config(overrides: list[str], compose_fn: Callable[[list[str]], DictConfig], schema: Any,
+                   typed: Callable[[DictConfig], Any] = to_object) -> Any:
+    """`typed(compose_fn(overrides))`, refusing keys the schema lacks (appended with `+`) as the entry
+    points do. An override that Hydra or OmegaConf cannot apply is a UserError naming it."""
+    def build(some: list[str]) -> Any:
+        node = compose_fn(some)
+        reject_undeclared(node, schema)
+        return typed(node)
+
+    try:
+        return build(overrides)
+    except COMPOSE_ERRORS as exc:
+        problem = str(exc.__cause__ or exc).splitlines()[0]
+    # Their messages name the override in several ways, or not at all (a missing preset): bisect for
+    # the shortest failing prefix instead; its last override is the bad one. A composition can take
+    # 0.3 s, so not one per override.
+    good, bad = 0, len(overrides)
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (good, middle) if _fails(build, overrides[:middle]) else (middle, bad)
+    raise UserError(overrides[bad - 1], problem, FIX_HINT)
+
+
+def _fails(build: Callable[[list[str]], Any], overrides: list[str]) -> bool:
+    """Whether `overrides` fail to compose (another complaint, such as a missing key, is not that)."""
+    try:
+        build(overrides)
+    except COMPOSE_ERRORS:
+        return True
+    except UserError:
+        return False
+    return False
 
 
 def launch_command(config_name: str, overrides: list[str]) -> list[str] | None:
@@ -57,6 +104,7 @@ class Executor:
             raise UserError(str(plan_path), "the plan names no experiment (a `meta experiment ID` line)")
         results = self.meta.get("results") or str(paths.root("results") / "recipes" / self.meta["experiment"])
         self.results = paths.resolve(results)
+        self.plan_path = plan_path
         self.runs: dict[str, dict] = {}        # label -> {"run_name", "run_dir", "manifest"}
         self.models: dict[str, str] = {}       # registry name -> label
 
@@ -65,6 +113,7 @@ class Executor:
         atomicio.write_json(self.results / "recipe.json", {**self.meta, "models": self.models})
 
     def run(self) -> Path:
+        self.check()
         atomicio.check_writable_dir(self.results, "recipe results")
         self.write_recipe_json()
         for step in (s for s in self.steps if s.kind != "meta"):
@@ -74,6 +123,36 @@ class Executor:
         print(f"recipe {self.meta['experiment']}: sweep table {out}")
         return out
 
+    # -- checks before the first step ---------------------------------------------------------------
+    def check(self) -> None:
+        """Compose and check every data, training and evaluation step before the first one runs, so
+        that a bad override of a late stage costs nothing. Without the earlier stages' outputs (data,
+        base checkpoints, the models to evaluate) no stage can be dry-run here: what is checked is
+        everything its config alone decides (composition, types, undeclared keys, choices, limits,
+        the batch arithmetic on this launch's ranks, tasks, prompt names, backend). The rest (facts,
+        base model, key tokens) is checked when the stage is reached, still before it writes."""
+        from ..evaluation import runner
+        from ..training import run as train_run
+
+        world = math.prod(launcher.ranks())
+        for step in self.steps:
+            with self._naming(step):
+                if step.kind == "data":
+                    self._gen_config(step, step.args[1].split(","))
+                elif step.kind == "train":     # a base run's name is known once it has trained: its label stands in
+                    train_run.check_config(self._train_config(step, lambda label: label), world)
+                elif step.kind == "eval":      # likewise the models' names: the name plays no part in these checks
+                    runner.check(self._eval_config(self._eval_overrides(step.overrides, step.args[0])))
+
+    @contextlib.contextmanager
+    def _naming(self, step: Step) -> Iterator[None]:
+        """A UserError of `step`, prefixed with its plan line and the step (`plan.tsv:7 (train p2_r50): ...`)."""
+        try:
+            yield
+        except UserError as err:
+            raise UserError(f"{self.plan_path}:{step.line} ({step.kind} {step.args[0]}): {err.where}", err.problem,
+                            err.hint) from None
+
     # -- data ---------------------------------------------------------------------------------------
     def _data(self, step: Step) -> None:
         """Generate (or derive) the dataset's missing relation files; existing files are kept."""
@@ -82,13 +161,21 @@ class Executor:
         missing = [r for r in rels.split(",") if not relation_file(root, dataset, r).is_file()]
         if not missing:
             return
-        from ..datagen import run as gen_run, schema as gen_schema
+        from ..datagen import run as gen_run
+
+        gen_run.run(self._gen_config(step, missing))
+
+    @staticmethod
+    def _gen_config(step: Step, rels: list[str]):
+        """The typed data-generation config of a data step for the relations `rels`."""
+        from ..datagen import schema as gen_schema
 
         derive = any(o.startswith("mode=") for o in step.overrides)   # a derivation names its own outputs
-        overrides = [f"dataset={dataset}", *([] if derive else [f"relation_ids=[{','.join(missing)}]"]),
+        overrides = [f"dataset={step.args[0]}", *([] if derive else [f"relation_ids=[{','.join(rels)}]"]),
                      *step.overrides]
-        gen_run.run(gen_schema.load(compose(GEN_CONF, "gen_config", "gen_schema", gen_schema.schema_node(),
-                                            overrides)))
+        node = gen_schema.schema_node()
+        return checked_config(overrides, lambda o: compose(GEN_CONF, "gen_config", "gen_schema", node, o), node,
+                              gen_schema.load)
 
     def _language(self, step: Step) -> None:
         """Reuse the English facts under `{dataset}_{Language}` (only the prompts change language)."""
@@ -102,13 +189,8 @@ class Executor:
 
     # -- training -----------------------------------------------------------------------------------
     def _train(self, step: Step) -> None:
-        label, config_name, base = step.args
-        overrides = list(step.overrides)
-        if base != "-":
-            [ref] = model_refs(base, f"train {label}")
-            overrides.append(quoted("model.base_run", self.runs[ref.label]["run_name"]))
-            if ref.epoch != "final":      # without an epoch the base run's last checkpoint is used
-                overrides.append(f"model.base_epoch={ref.epoch}")
+        label, config_name, _ = step.args
+        overrides = self._train_overrides(step, lambda base: self.runs[base]["run_name"])
         named = self._dry_run(config_name, overrides)
         cmd = launch_command(config_name, overrides)
         if cmd:
@@ -126,6 +208,26 @@ class Executor:
         self.write_recipe_json()
 
     @staticmethod
+    def _train_overrides(step: Step, run_name: Callable[[str], str]) -> list[str]:
+        """A training step's overrides, with its base run (`run_name(label)`) when it has one."""
+        label, _, base = step.args
+        overrides = list(step.overrides)
+        if base != "-":
+            [ref] = model_refs(base, f"train {label}")
+            overrides.append(quoted("model.base_run", run_name(ref.label)))
+            if ref.epoch != "final":      # without an epoch the base run's last checkpoint is used
+                overrides.append(f"model.base_epoch={ref.epoch}")
+        return overrides
+
+    def _train_config(self, step: Step, run_name: Callable[[str], str]):
+        """The typed training config of a training step (base runs named by `run_name`)."""
+        from ..training import run as train_run
+        from ..training.schema import TrainStageConfig
+
+        return checked_config(self._train_overrides(step, run_name),
+                              lambda o: train_run.compose(step.args[1], o), TrainStageConfig)
+
+    @staticmethod
     def _dry_run(config_name: str, overrides: list[str]) -> dict:
         """{"run_name", "run_dir"} of a stage, from its dry run (validates before anything runs)."""
         from ..training import run as train_run
@@ -139,13 +241,12 @@ class Executor:
     # -- evaluation ---------------------------------------------------------------------------------
     def _eval(self, step: Step) -> None:
         from ..evaluation import runner
-        from ..evaluation.schema import EvalConfig
 
         names = self.resolve(model_refs(step.args[0], f"eval {step.args[0]}"))
         self.write_recipe_json()
         for name in names:
-            overrides = [quoted("model.name", name), quoted("output.root", str(self.results)), *step.overrides]
-            cfg = to_object(compose(EVAL_CONF, "eval", "eval_schema", EvalConfig, overrides))
+            overrides = self._eval_overrides(step.overrides, name)
+            cfg = self._eval_config(overrides)
             if cfg.backend == "hf":
                 runner.run(cfg)
                 _release_memory()
@@ -153,6 +254,17 @@ class Executor:
                 cmd = [sys.executable, str(paths.REPO_ROOT / "evaluation" / "eval.py"), *overrides]
                 if subprocess.run(cmd, cwd=paths.REPO_ROOT).returncode != 0:
                     raise SystemExit(f"error: evaluation of {name} failed: {' '.join(cmd)}")
+
+    def _eval_overrides(self, overrides: list[str], name: str) -> list[str]:
+        """An eval step's overrides for the model `name`, with the recipe's results root."""
+        return [quoted("model.name", name), quoted("output.root", str(self.results)), *overrides]
+
+    @staticmethod
+    def _eval_config(overrides: list[str]):
+        """The typed evaluation config of these overrides."""
+        from ..evaluation.schema import EvalConfig
+
+        return checked_config(overrides, lambda o: compose(EVAL_CONF, "eval", "eval_schema", EvalConfig, o), EvalConfig)
 
     def resolve(self, refs: list[ModelRef]) -> list[str]:
         """Registry names of the referenced checkpoints (epochs from the runs' manifests)."""

@@ -37,15 +37,21 @@ def compose(config_name: str = "phase1", overrides: list[str] | None = None) -> 
     return cli.compose(CONF_DIR, config_name, SCHEMA_NAME, schema.TrainStageConfig, list(overrides or []))
 
 
+def check_config(cfg: schema.TrainStageConfig, world_size: int) -> tuple[int, int]:
+    """The checks that need neither data nor a model, on `world_size` ranks (a recipe makes them for
+    every stage before its first step); returns (gradient accumulation, effective batch)."""
+    schema.validate(cfg)
+    hfargs.check_reporters(cfg.train.report_to)
+    return schema.effective_batch(cfg.train, world_size)
+
+
 def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     cfg: schema.TrainStageConfig = to_object(cfg_node)
-    schema.validate(cfg)
     distributed.check_started()
     world_size, rank = distributed.world()
     _setup_logging(rank)
     distributed.check_sharding_mode()
-    hfargs.check_reporters(cfg.train.report_to)
-    grad_accum, eff_batch = schema.effective_batch(cfg.train, world_size)
+    grad_accum, eff_batch = check_config(cfg, world_size)
     registry = Registry(cfg.registry.path, cfg.registry.lock_timeout_s, cfg.registry.allow_hub_ids)
     runs_root = paths.root("runs", cfg.save.runs_root)
     base = basemodel.resolve(cfg, registry, runs_root)
