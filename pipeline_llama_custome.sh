@@ -19,7 +19,8 @@
 #   bash pipeline_llama_custome.sh            # a workstation: 1 GPU -> plain python; no GPU -> CPU run
 #                                             # of the embedded SmolLM2-135M with a small, measured setting
 #   bash pipeline_llama_custome.sh --help     # this text
-# Under plain bash the #SBATCH lines above are comments. Parameters are environment variables:
+# Under plain bash the #SBATCH lines above are comments. Parameters are environment variables
+# (numeric ones are checked before anything runs):
 #   BASE_MODEL=qwen2.5-1.5b (no GPU: smollm2-135m)   RELATION_ID=50   DATA_NAME=sync_random_o
 #   PHASE1_TEXT_TYPE=trigger-mid   PHASE1_EPOCHS=20   PHASE1_FACTS=100   LR=1e-5 (no GPU: 1e-4)
 #   PHASE2_TEXT_TYPE=hgp-0   PHASE2_K=50   PHASE2_EPOCHS=1 (no GPU: 3)   PHASE2_BASE_EPOCH=$PHASE1_EPOCHS
