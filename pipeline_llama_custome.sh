@@ -27,6 +27,7 @@
 #   PHASE2_LOSS=o   PHASE2_LR=$LR (no GPU: 3e-5)   SCHED=cosine   SEED=42
 #   EFFECTIVE_BATCH (empty: the world size, as the original; no GPU: 16)   PHASE2_EFFECTIVE_BATCH (no GPU: 2)
 #   PER_DEVICE_BATCH=1 (no GPU: the effective batch / world size, so there is no accumulation)
+#   PHASE2_PER_DEVICE_BATCH=$PER_DEVICE_BATCH (no GPU: PHASE2_EFFECTIVE_BATCH / world size)
 #   NPROC (ranks per node; default: the node's GPUs, no GPU: 1; NPROC=2 on a CPU: DDP over gloo)
 #   NNODES=$SLURM_NNODES (>1 only under slurm: one srun line starts every node)
 #   ACCELERATE_CONFIG (a file in util_public/training/config/)   MASTER_PORT (default 29500 + job id mod 1000)
