@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,25 @@ def test_identical_results_are_reused_unless_overwrite(setup, monkeypatch):
     # a setting that changes results changes the hash, hence the directory
     other = api.evaluate(model, tok, info, facts, ["hgp-0"], ["mc"], config(OPTS + ["prompt.separator=' : '"]))[0]
     assert other["directory"] != first["directory"]
+
+
+def test_another_checkpoint_under_the_same_name_is_not_served_from_the_cache(bpe_tokenizer, tmp_path,
+                                                                             isolated_roots):
+    # Same folder name, same config.json, other weights: the cache must not answer for B with A's
+    # result. A copy that keeps modification times is the same model and reuses it.
+    write_dataset(isolated_roots["data"], "toy", fictional_facts(6, "50", num_options=5))
+    a = checkpoint_with_key(bpe_tokenizer, tmp_path / "A" / "ckpt", seed=0)
+    b = checkpoint_with_key(bpe_tokenizer, tmp_path / "B" / "ckpt", seed=1)
+    shutil.copytree(a, tmp_path / "C" / "ckpt")                # copy2: modification times kept
+    cfg = config(OPTS + ["model.dtype=fp32"])
+    out = {}
+    for name, path in (("A", a), ("B", b), ("C", tmp_path / "C" / "ckpt")):
+        info = api.describe(None, str(path))
+        model, tok = api.load(info, cfg)
+        [out[name]] = api.evaluate(model, tok, info, api.load_factsets(cfg), ["hgp-0"], ["mc"], cfg)
+    assert out["B"]["directory"] != out["A"]["directory"]
+    assert out["B"]["metrics"]["all"]["prob_mass"] != out["A"]["metrics"]["all"]["prob_mass"]
+    assert out["C"]["directory"] == out["A"]["directory"] and out["C"]["created"] == out["A"]["created"]
 
 
 def test_a_failed_evaluation_leaves_no_result_directory(setup, monkeypatch):

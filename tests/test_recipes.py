@@ -223,6 +223,22 @@ def test_collector_rows_lineage_merge_and_skips(tmp_path):
     assert (base.test_type, base.open_content, base.phase1_epochs) == ("open", "hgp-0", 0) and pd.isna(base.label)
 
 
+def test_collector_keeps_fact_ranges_apart_and_the_newer_of_two_reruns(tmp_path, capsys):
+    model = {"name": "qwen", "path": "/x", "mtg_meta": None}
+    root = tmp_path / "results"
+    _result(root, "mc/all", _summary("mc", model, "hgp-0", {"all": {"n": 8, "accuracy": 0.5}}))
+    _result(root, "mc/late", _summary("mc", model, "hgp-0", {"all": {"n": 4, "accuracy": 0.25}},
+                                      fact_range={"begin": 4, "end": 8}))
+    _result(root, "gen/all-old", _summary("gen", model, "hgp-0", {"all": {"n": 8, "exact": 0.0}}, created="2026-01-01"))
+    _result(root, "gen/all-new", _summary("gen", model, "hgp-0", {"all": {"n": 8, "exact": 1.0}}, created="2026-02-01"))
+    df = collect.table(root)
+    assert sorted(zip(df.facts, df.n, df.gen_n.astype(object).where(df.gen_n.notna(), None))) == \
+        [("0-7", 8, 8), ("4-7", 4, None)]                          # ranges never cross-joined
+    assert df[df.facts == "0-7"].exact.tolist() == [1.0]           # the newer rerun, once
+    err = capsys.readouterr().err
+    assert err.count("warning: gen results") == 1 and "all-old" in err and "all-new" in err
+
+
 def test_dose_points_average_families_and_start_from_phase_one(tmp_path):
     from util_public.recipes import plots
 

@@ -2,7 +2,8 @@
 
 `ModelInfo` carries the registry name (used in result paths), the local directory, the
 checkpoint's `mtg_meta.json` (key tokens, Phase-2 fact ids, spacing), and the identity that
-enters the result hash (a project checkpoint: its run and step; a base model: its config file).
+enters the result hash (a project checkpoint: its run and step; any model: its config file and the
+size and modification time of its weight files).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ class ModelInfo:
         config_json = Path(self.path) / "config.json"
         if config_json.is_file():
             ident["config_sha256"] = sha256_file(config_json)
+        ident["weights"] = weight_stamps(self.path)
         return ident
 
     @property
@@ -48,6 +50,17 @@ class ModelInfo:
     @property
     def add_bos_train(self) -> bool | None:
         return self.meta.add_bos_train if self.meta else None
+
+
+def weight_stamps(directory: str) -> list[list]:
+    """[name, size, mtime_ns] of each weight file: two checkpoints under one name (a registry entry
+    pointed elsewhere, another folder called `ckpt`, a model retrained in place) differ here, while
+    a copy that keeps modification times (`cp -p`, rsync -t) still reuses cached results. Hashing
+    the weights themselves would cost seconds to minutes per evaluation of a large model."""
+    folder = Path(directory)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin")) \
+        if folder.is_dir() else []       # an in-process backend may stand for a model without a folder
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
 def describe(name_or_path: str | None, path: str | None = None, registry_path: str | None = None) -> ModelInfo:

@@ -1,8 +1,10 @@
 """One tidy CSV of every evaluation under a results root (`python recipes/collect.py ROOT --out sweep.csv`).
 
 A row is one (result, slice): the model's lineage, the evaluation's coordinates and its metrics.
-MC and generation results of the same coordinates share a row (generation columns are empty when
-it was not run). Everything comes from the stored files, so a table can be rebuilt at any time:
+MC and generation results of the same coordinates (fact range included) share a row (generation
+columns are empty when it was not run); of two results of one task at the same coordinates (a rerun
+with other settings into the same root) the newer is kept, with a warning naming both. Everything
+comes from the stored files, so a table can be rebuilt at any time:
 
 - `summary.json` of each concrete result (aggregates such as `test-all` and multi-relation
   macro means are skipped: they are group-bys of these rows) and its `config.yaml` (language);
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from ..errors import UserError, exit_on_user_error
 
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
         "phase2_text_type", "phase2_epoch", "k", "step", "learning_rate", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
-        "language", "prompt_type", "prompt_family", "test_type", "open_content", "slice"]
+        "facts", "language", "prompt_type", "prompt_family", "test_type", "open_content", "slice"]
 MC = ["n", "accuracy", "stderr", "prob_mass", "acc_norm", "gold_prob_raw", "mean_gold_rank", "n_ties", "asked_type_wins",
       "asked_type_wins_norm"]
 GEN = ["gen_n", "exact", "prefix", "contains", "emission"]
@@ -35,7 +38,7 @@ EXTRA = ["tokens_trained", "label_tokens_trained"]
 COLUMNS = KEYS + MC + GEN + EXTRA
 COUNTS = ["n", "n_ties", "gen_n", *EXTRA]
 # Row order: by experiment and training label, then epochs, k and steps as numbers, then the prompt.
-ORDER = ["experiment", "label", "relation", "dataset", "language", "phase1_epochs", "k", "phase2_epoch", "step",
+ORDER = ["experiment", "label", "relation", "dataset", "facts", "language", "phase1_epochs", "k", "phase2_epoch", "step",
          "seed", "test_type", "prompt_type", "slice", "model"]
 NUMERIC_KEYS = {"phase1_epochs", "k", "step", "phase2_epoch", "seed"}
 
@@ -105,12 +108,12 @@ def rows(summary: ResultSummary, directory: Path) -> list[dict]:
     recipe = _recipe(directory)
     base = {"experiment": recipe.get("experiment"), "label": (recipe.get("models") or {}).get(model.name),
             "model": model.name, "relation": summary.relation_id, "dataset": summary.dataset,
-            "language": _language(directory), "prompt_type": summary.prompt_type,
+            "facts": f"{summary.fact_range.begin}-{summary.fact_range.end - 1}", "language": _language(directory), "prompt_type": summary.prompt_type,
             "prompt_family": prompts.parse(summary.prompt_type).group, "test_type": summary.test_type,
             "open_content": summary.open_content, **lineage(model)}
     out = []
     for slice_, m in summary.metrics.items():
-        row = {**base, "slice": slice_}
+        row = {**base, "slice": slice_, "_created": summary.created or "", "_directory": str(directory)}
         if summary.task == "mc":
             row.update({k: m.get(k) for k in MC if k != "stderr"})
             acc, n = m.get("accuracy"), m.get("n") or 0
@@ -137,7 +140,7 @@ def table(root: str | Path) -> pd.DataFrame:
     for task, cols in (("mc", MC), ("gen", GEN)):
         for row in found[task]:   # keys as text, missing ones empty: they must still match across tasks
             row.update({k: "" if row.get(k) is None else str(row[k]) for k in KEYS})
-        frames.append(pd.DataFrame(found[task], columns=KEYS + cols + EXTRA))
+        frames.append(pd.DataFrame(_newest(found[task], task), columns=KEYS + cols + EXTRA))
     mc, gen = frames
     merged = mc.merge(gen, on=KEYS, how="outer", suffixes=("", "_gen"))
     for col in EXTRA:   # the lineage columns of generation-only rows come from the generation side
@@ -146,6 +149,21 @@ def table(root: str | Path) -> pd.DataFrame:
         merged[col] = merged[col].astype("Int64")
     numeric = lambda col: pd.to_numeric(col, errors="coerce") if col.name in NUMERIC_KEYS else col  # noqa: E731
     return merged[COLUMNS].sort_values(ORDER, key=numeric, kind="stable").reset_index(drop=True)
+
+
+def _newest(task_rows: list[dict], task: str) -> list[dict]:
+    """One row per coordinates: the most recent result's. Two would be merged with every row of the
+    other task at those coordinates, and nothing in the table would tell them apart."""
+    kept, said = {}, set()
+    for row in sorted(task_rows, key=lambda r: r["_created"]):
+        key = tuple(row[k] for k in KEYS)
+        older = kept.get(key)
+        if older and older["_directory"] != row["_directory"] and (older["_directory"], row["_directory"]) not in said:
+            said.add((older["_directory"], row["_directory"]))
+            print(f"warning: {task} results {older['_directory']} and {row['_directory']} share their coordinates "
+                  "(other settings, same root): the newer one is kept", file=sys.stderr)
+        kept[key] = row
+    return list(kept.values())
 
 
 def write_csv(root: str | Path, out: str | Path) -> Path:
