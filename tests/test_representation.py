@@ -74,3 +74,25 @@ def test_run_over_two_relations_writes_dcos_and_plots(tmp_path, sp_tokenizer, is
     assert written["versions"]["torch"] == torch.__version__ and written["git"] == runinfo.git_info()
     for png in ("heatmap.png", "pca.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_run_reads_the_key_token_the_checkpoint_trained(tmp_path, sp_tokenizer, isolated_roots):
+    """A checkpoint trained with key_token.format=<KEY_{relation_id}> is analysed at <KEY_50>, not at
+    a fresh, untrained <TRIGGER_50>."""
+    import copy
+
+    from conftest import save_tiny_checkpoint
+    from util_public import facts as factsio
+    from util_public.representation_run import ReprCfg, run
+
+    tok = copy.deepcopy(sp_tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": ["<KEY_50>"]})
+    ckpt = save_tiny_checkpoint(tok, tmp_path / "keyed")
+    (ckpt / "mtg_meta.json").write_text(json.dumps({
+        "key_tokens": {"<KEY_50>": tok.convert_tokens_to_ids("<KEY_50>")}, "phase": 1,
+        "key_token_format": "<KEY_{relation_id}>", "combine_spacing": "single", "add_bos_train": False}))
+    rows = [factsio.Fact(i, "50", f"Subj{i}", f"Obj{i}", [f"d{i}k{j}" for j in range(4)]) for i in range(3)]
+    factsio.write_facts(factsio.relation_file(isolated_roots["data"], "toy", "50"), rows)
+    summaries = run(ReprCfg(models=[str(ckpt)], relations="50", dataset="toy", index_end=3, families=["hgp-0"],
+                            num_threads=1, output_dir=str(tmp_path / "repr")))
+    assert summaries["keyed"]["key_token_untrained"] is False

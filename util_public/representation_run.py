@@ -67,13 +67,16 @@ def _check_prompts(relations: list[str], families: list[str]) -> None:
 
 
 def _load(path: str, relations: list[str], dtype: str):
+    """(model, tokenizer, whether the key tokens had to be added untrained, the key-token format)."""
     resolved = modelio.resolve(path)
     tokenizer = modelio.load_tokenizer(resolved.path)
     model = modelio.load_causal_lm(resolved.path, dtype=dtype, device=modelio.default_device())
-    needed = [t for rel in relations for t in prompts.key_tokens(rel)]
-    keys = keytokens.add(tokenizer, needed, CheckpointMeta.of(resolved.path), resolved.path)
+    meta = CheckpointMeta.of(resolved.path)
+    key_format = (meta.key_token_format if meta else None) or prompts.KEY_FORMAT   # as the checkpoint trained
+    needed = [t for rel in relations for t in prompts.key_tokens(rel, key_format)]
+    keys = keytokens.add(tokenizer, needed, meta, resolved.path)
     keytokens.resize_and_init(model, tokenizer, keys, resize="grow_only", init="mean")
-    return model, tokenizer, bool(keys.added)
+    return model, tokenizer, bool(keys.added), key_format
 
 
 
@@ -98,8 +101,9 @@ def run(cfg: ReprCfg) -> dict:
     atomicio.check_writable_dir(out_dir, "output_dir")
     summaries, rows, keys_by_model, written = {}, [], {}, []
     for name, path in models.items():
-        model, tokenizer, untrained = _load(path, relations, cfg.dtype)
-        got = representation.collect(model, tokenizer, facts, cfg.families, cfg.position, cfg.batch_size)
+        model, tokenizer, untrained, key_format = _load(path, relations, cfg.dtype)
+        got = representation.collect(model, tokenizer, facts, cfg.families, cfg.position, cfg.batch_size,
+                                     key_format)
         per_layer = representation.metrics(got)
         summaries[name] = {"schema": "mtg.repr/1", "model": name, "key_token_untrained": untrained,
                            "relations": relations, "fact_range": [cfg.index_begin, cfg.index_end],
