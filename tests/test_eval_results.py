@@ -142,6 +142,11 @@ def test_multi_relation_summary_and_legacy_json(setup):
     legacy = json.loads((Path(per_rel[0]["directory"]) / "legacy.json").read_text())
     assert legacy["accuracy"] == acc[0] and len(legacy["post_processed_outputs_normalized"][0]) == 5
     assert sum(legacy["post_processed_outputs_normalized"][0]) == pytest.approx(1.0)
+    # asked for only when the result is already cached: made from its records, nothing recomputed
+    (Path(per_rel[0]["directory"]) / "legacy.json").unlink()
+    again = api.evaluate(model, tok, info, api.load_factsets(cfg), ["hgp-0"], ["mc"], cfg)
+    assert again[0]["created"] == per_rel[0]["created"]
+    assert json.loads((Path(per_rel[0]["directory"]) / "legacy.json").read_text()) == legacy
 
 
 def test_table_and_bar_chart(setup, tmp_path):

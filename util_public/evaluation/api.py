@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from .. import distributed, modelio
 from ..artifacts import FactRange, ModelRecord, ResultSummary
-from ..atomicio import check_writable_dir, clean_stale_temporaries
+from ..atomicio import check_writable_dir, clean_stale_temporaries, read_jsonl, write_json
 from . import backends, metrics, plan as planning, report, results, shards
 from .backends.hf import HFBackend
 from .backends.protocol import Backend
@@ -90,6 +90,13 @@ def pending(the_plan: Plan, cfg: EvalConfig) -> list[planning.Job]:
     return [j for j in the_plan.jobs if results.cached_summary(j.directory, j.config_hash) is None]
 
 
+def _add_legacy_json(job: planning.Job, summary: ResultSummary) -> None:
+    path = job.directory / "legacy.json"
+    if not path.is_file():
+        records = read_jsonl(job.directory / "records.jsonl")
+        write_json(path, results.legacy_layout(job.task, records, summary.metrics))
+
+
 def execute(the_plan: Plan, backend: Backend, tokenizer, info: ModelInfo, cfg: EvalConfig) -> list[dict]:
     """Run every job of a validated plan (reusing cached results) and write aggregate summaries.
     Under a launch of several ranks the pending jobs' pieces are split across them (`shards.py`);
@@ -117,6 +124,8 @@ def execute(the_plan: Plan, backend: Backend, tokenizer, info: ModelInfo, cfg: E
         if summary is None:
             summary = results.cached_summary(job.directory, job.config_hash)
             print(f"cached: {job.directory}", file=sys.stderr)
+            if cfg.output.write_legacy_json:     # not in the hash: asked for later, made from the records
+                _add_legacy_json(job, summary)
         done.append(Written("result", job.directory, summary))
     done += _family_summaries(the_plan, done, info)
     done += _combined_summaries(the_plan, done, info)
