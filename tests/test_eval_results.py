@@ -155,6 +155,8 @@ def test_table_and_bar_chart(setup, tmp_path):
     api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], ["test-0", "test-1"], ["mc"], cfg)
     found = report.find_summaries([root])
     text = report.table(found)
-    assert len(found) == 3 and "test-all" in text and "test-0" in text and "accuracy" in text
+    assert len(found) == 3 and "test-0" in text and "accuracy" in text
+    assert "test-all (2 prompts)" in text                      # a family aggregate says over how many
+    assert text.splitlines()[0].split()[4] == "facts" and " 0-5 " in text
     png = report.bar_chart(found, tmp_path / "chart.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000

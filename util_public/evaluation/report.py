@@ -47,13 +47,19 @@ def rows(summaries: list[ResultSummary], metric: str | None = None) -> list[dict
     for s in summaries:
         name = metric or HEADLINE.get(s.task, "accuracy")
         row = {"task": s.task, "model": s.model.name, "relation": s.relation_id, "dataset": s.dataset,
-               "prompt_type": s.prompt_type, "test_type": s.test_type, "metric": name}
+               "facts": f"{s.fact_range.begin}-{s.fact_range.end - 1}" if s.fact_range else "",
+               "prompt_type": _prompt_label(s), "test_type": s.test_type, "metric": name}
         for slice_ in SLICES:
             row[slice_] = _value(s, slice_, name)
             row[f"n_{slice_}"] = s.metric(slice_, "n")
         out.append(row)
-    return sorted(out, key=lambda r: tuple(str(r[k]) for k in ("task", "model", "dataset", "relation",
+    return sorted(out, key=lambda r: tuple(str(r[k]) for k in ("task", "model", "dataset", "relation", "facts",
                                                                  "test_type", "prompt_type")))
+
+
+def _prompt_label(s: ResultSummary) -> str:
+    """The prompt type; a family aggregate says over how many prompts (`test-all` may be a subset)."""
+    return f"{s.prompt_type} ({len(s.per_member)} prompts)" if s.family and s.per_member else str(s.prompt_type)
 
 
 def _cell(value: tuple[float | None, float | None]) -> str:
@@ -65,8 +71,8 @@ def _cell(value: tuple[float | None, float | None]) -> str:
 
 def table(summaries: list[ResultSummary], metric: str | None = None) -> str:
     """A fixed-width table: one row per result, the headline metric per slice."""
-    head = ["task", "model", "dataset", "relation", "test_type", "prompt_type", "metric", *SLICES, "n"]
-    body = [[str(r["task"]), str(r["model"]), str(r["dataset"]), str(r["relation"]), str(r["test_type"]),
+    head = ["task", "model", "dataset", "relation", "facts", "test_type", "prompt_type", "metric", *SLICES, "n"]
+    body = [[str(r["task"]), str(r["model"]), str(r["dataset"]), str(r["relation"]), r["facts"], str(r["test_type"]),
              str(r["prompt_type"]), r["metric"], *(_cell(r[s]) for s in SLICES), str(r["n_all"])]
             for r in rows(summaries, metric)]
     widths = [max(len(x) for x in col) for col in zip(head, *body)]
