@@ -96,6 +96,20 @@ def test_every_consumer_follows_the_one_rule(cpu_with, tmp_path, monkeypatch, cp
     assert hfargs.use_bf16("auto") is False and vllm_server.engine_dtype("auto", cpu=True) == "float32"
 
 
+@pytest.mark.parametrize("dtype,recorded", [("auto", None), ("native", None), ("fp32", "float32"),
+                                            ("bf16", "bfloat16")])
+def test_an_external_vllm_server_s_format_is_named_not_guessed(dtype, recorded):
+    from util_public.evaluation import backends
+    from util_public.evaluation.schema import config
+
+    cfg = config(["backend=vllm", "vllm.base_url=http://127.0.0.1:9/v1", f"model.dtype={dtype}"])
+    if recorded is None:       # the result hash would say "auto" whatever --dtype the server runs
+        with pytest.raises(UserError, match="server's --dtype"):
+            backends.resolved_dtype("vllm", cfg)
+    else:
+        assert backends.resolved_dtype("vllm", cfg) == recorded
+
+
 def test_unknown_dtype_names_the_choices():
     with pytest.raises(UserError, match="use auto, native, fp32, bf16 or fp16"):
         modelio.torch_dtype("fp8", "cpu")

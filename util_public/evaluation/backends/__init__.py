@@ -58,7 +58,11 @@ def resolved_dtype(name: str, cfg) -> str:
     if name == "vllm":
         from ... import vllm_env, vllm_server
 
-        if cfg.vllm.base_url:
+        if cfg.vllm.base_url:    # the server's own --dtype decides; only the user can say which it is
+            if cfg.model.dtype in ("auto", "native"):
+                raise UserError("model.dtype", f"{cfg.model.dtype!r} cannot say which format the server at "
+                                f"vllm.base_url runs, and results are cached under it",
+                                "set model.dtype to the server's --dtype (fp32, bf16 or fp16)")
             return vllm_server.DTYPES.get(cfg.model.dtype, cfg.model.dtype)
         return vllm_server.engine_dtype(cfg.model.dtype, vllm_env.require().cpu)
     device = cfg.hf.device or modelio.default_device()
