@@ -251,10 +251,12 @@ ALLOWED_DIRECT_WRITES = {
     ("util_public/embedded.py", "tokenizer.save_pretrained(out_dir)"): "same temporary directory",
     ("util_public/datagen/importer.py", ".write_text(text, encoding=\"utf-8\")"): "a throw-away mkdtemp staging copy",
     ("util_public/vllm_server.py", "open(log_path, \"ab\")"): "the vLLM server's log: append-only, as logs may be",
+    ("util_public/training/trainer.py", "save_model(self.accelerator"): "fp32 master weights inside the staged "
+                                                                       "checkpoint (checkpoints.tmp/), renamed later",
 }
 OPEN_FOR_WRITING = re.compile(r"""open\([^)]*["'][wax]b?\+?["']""")
 WRITE_CALLS = re.compile(r"\.write_text\(|\.write_bytes\(|\.to_csv\(|json\.dump\(|save_pretrained\(|savefig\(|"
-                         r"np\.save|torch\.save\(|save_file\(|yaml\.dump\(")
+                         r"np\.save|torch\.save\(|save_file\(|save_model\(|yaml\.dump\(")
 
 
 def _direct_writes() -> list[tuple[str, str]]:

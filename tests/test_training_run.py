@@ -238,6 +238,22 @@ def test_bf16_weights_and_full_state_everywhere(setup, tmp_path, monkeypatch):
     assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
 
 
+def test_a_bf16_run_resumes_from_its_fp32_master_weights_bit_for_bit(setup):
+    from util_public.training.rundir import MASTER_WEIGHTS
+
+    common = ["model.base=tiny-base", "data.index_end=10", "train.epochs=3", "train.learning_rate=1e-3",
+              "save.dtype=bf16", *FAST]
+    assert train("phase1", *common, "save.run_name=A", "train.stop_after_epochs=1") == 0
+    assert (setup["runs"] / "A" / "checkpoint-5" / MASTER_WEIGHTS).is_file()
+    assert train("phase1", *common, "save.run_name=A") == 0
+    assert train("phase1", *common, "save.run_name=B") == 0
+    assert not (setup["runs"] / "A" / "checkpoint-5" / MASTER_WEIGHTS).exists()   # pruned with the optimizer
+    for file in ("model.safetensors", MASTER_WEIGHTS):
+        resumed, straight = (load_file(str(setup["runs"] / name / "checkpoint-15" / file)) for name in "AB")
+        assert resumed.keys() == straight.keys()
+        assert [k for k in straight if not torch.equal(resumed[k], straight[k])] == [], file
+
+
 def test_bf16_copies_keep_tied_tensors_one_tensor():
     from conftest import tiny_model
 

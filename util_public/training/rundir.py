@@ -32,8 +32,11 @@ STAGING = "checkpoints.tmp"      # the Trainer's staging folder; removed on the 
 # Resume state kept only in the newest checkpoint under `save.full_state: last`. RNG files go
 # first when pruning, so a checkpoint that still has them always has the rest.
 _RNG_GLOB = "rng_state*.pth"
+# `save.dtype: bf16` publishes rounded weights; resume needs the fp32 ones (written by MtgTrainer).
+MASTER_WEIGHTS = "fp32_master/model.safetensors"
 _OTHER_STATE_GLOBS = ("optimizer*", "scheduler*.pt", "scaler.pt", "global_step*", "latest",
-                      "pytorch_model_fsdp*")   # FSDP's resume copy of the weights (model.safetensors stays)
+                      "pytorch_model_fsdp*",   # FSDP's resume copy of the weights (model.safetensors stays)
+                      MASTER_WEIGHTS.split("/")[0])
 _WEIGHT_GLOBS = ("*.safetensors", "*.bin", "global_step*")
 
 

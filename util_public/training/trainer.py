@@ -5,6 +5,7 @@ sampling, distributed launch, resume via `resume_from_checkpoint`) is the stock 
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Callable
@@ -14,7 +15,9 @@ from transformers import Trainer
 from ..atomicio import disk_failure, is_disk_failure
 from ..lmhead import head_is_plain
 from . import loss as lossfn
-from .rundir import STAGING
+from .rundir import MASTER_WEIGHTS, STAGING
+
+log = logging.getLogger("mtg.training")
 
 
 class MtgTrainer(Trainer):
@@ -23,7 +26,8 @@ class MtgTrainer(Trainer):
     staged checkpoint; it completes the directory, renames it into place and registers it.
     `final_state=False` (`save.full_state: none`): the checkpoint of the last step holds the model
     only, no optimizer/scheduler/RNG state. `save_bf16` (`save.dtype: bf16`): weights are written
-    in bf16 (the fp32 master weights stay in memory)."""
+    in bf16 (the fp32 master weights stay in memory, and a checkpoint that keeps resume state keeps
+    them too, in `MASTER_WEIGHTS`, so that a resume continues from exactly the weights it stopped at)."""
 
     def __init__(self, *args, lm_head_at_labels: bool = False,
                  finalize_checkpoint: Callable[[Path, object], None] | None = None,
@@ -43,7 +47,7 @@ class MtgTrainer(Trainer):
         if not self.model_accepts_loss_kwargs:
             num_items_in_batch = None   # the Trainer then averages per micro-batch and scales for accumulation
         # FSDP2 shards the model in place (no wrapper object), so test the launch mode, not only identity.
-        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+        sharded = self._shards_state()
         if not sharded and self.accelerator.unwrap_model(model) is model and head_is_plain(model):
             # Submodules are called directly, so the top-level forward's autocast must be re-entered.
             with self.accelerator.autocast():
@@ -88,6 +92,32 @@ class MtgTrainer(Trainer):
         if self.save_bf16 and self.args.should_save:
             state_dict = bf16_copies(self.model.state_dict() if state_dict is None else state_dict)
         super()._save(output_dir, state_dict)
+
+    def _save_optimizer_and_scheduler(self, output_dir) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        # FSDP and DeepSpeed keep full-precision weights in their own resume state already.
+        if self.save_bf16 and self.args.should_save and not self._shards_state():
+            from safetensors.torch import save_model
+
+            master = Path(output_dir) / MASTER_WEIGHTS
+            master.parent.mkdir(exist_ok=True)
+            save_model(self.accelerator.unwrap_model(self.model), str(master), metadata={"format": "pt"})
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        master = Path(resume_from_checkpoint) / MASTER_WEIGHTS
+        if model is None and master.is_file():
+            from safetensors.torch import load_model
+
+            load_model(self.model, str(master), device="cpu")
+            return
+        if self.save_bf16 and not self._shards_state():
+            log.warning("%s holds bf16 weights only (saved before checkpoints kept their fp32 master weights): "
+                        "the resumed run continues from rounded weights and will not equal an uninterrupted one",
+                        resume_from_checkpoint)
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _shards_state(self) -> bool:
+        return self.is_fsdp_enabled or self.is_deepspeed_enabled
 
 
 def bf16_copies(state_dict: dict) -> dict:
