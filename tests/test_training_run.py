@@ -169,6 +169,19 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(setup, capsys):
         train("phase1", *common, "save.run_name=A", "train.learning_rate=2e-3")
 
 
+def test_a_resume_where_the_precision_resolves_otherwise_is_refused(setup, monkeypatch):
+    from util_public import numerics
+
+    common = ["model.base=tiny-base", "data.index_end=4", "train.epochs=2", "train.precision=native",
+              "save.run_name=P", *FAST]
+    monkeypatch.setattr(numerics, "native_bf16", lambda device: False)     # a CPU without bf16 instructions
+    assert train("phase1", *common, "train.stop_after_epochs=1") == 0
+    assert manifest(setup["runs"] / "P")["hashed_config"]["train"]["resolved_precision"] == "fp32"
+    monkeypatch.setattr(numerics, "native_bf16", lambda device: True)      # the same command on an AMX CPU
+    with pytest.raises(UserError, match=r"differing keys: train\.resolved_precision: 'fp32' -> 'bf16'"):
+        train("phase1", *common)
+
+
 def test_dry_run_prints_the_name_and_writes_nothing(setup, capsys):
     assert train("phase1", "model.base=tiny-base", "data.index_end=20", "train.dry_run=true") == 0
     out = json.loads(capsys.readouterr().out)

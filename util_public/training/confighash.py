@@ -17,8 +17,11 @@ _TRAIN_KEYS = ("learning_rate", "lr_scheduler_type", "warmup_steps", "weight_dec
                "effective_batch_size", "precision", "epochs", "seed", "group_by_length")
 
 
-def hashed_view(cfg: TrainStageConfig, base_identity: dict, data_fingerprint: str, effective_batch: int) -> dict:
-    """The canonical dict that is hashed; stored in the manifest to explain a mismatch."""
+def hashed_view(cfg: TrainStageConfig, base_identity: dict, data_fingerprint: str, effective_batch: int,
+                precision: str) -> dict:
+    """The canonical dict that is hashed; stored in the manifest to explain a mismatch. `precision`
+    is what `train.precision` resolved to on this machine: `auto` and `native` mean fp32 on one
+    machine and bf16 on another, and a run resumed across them would mix the two."""
     data = dataclasses.asdict(cfg.data)
     data.pop("root")
     return {
@@ -28,7 +31,8 @@ def hashed_view(cfg: TrainStageConfig, base_identity: dict, data_fingerprint: st
         "wiki": dataclasses.asdict(cfg.wiki),
         "loss": dataclasses.asdict(cfg.loss),
         "key_token": dataclasses.asdict(cfg.key_token),
-        "train": {k: getattr(cfg.train, k) for k in _TRAIN_KEYS} | {"resolved_effective_batch": effective_batch},
+        "train": {k: getattr(cfg.train, k) for k in _TRAIN_KEYS} | {"resolved_effective_batch": effective_batch,
+                                                                  "resolved_precision": precision},
         "save": {"dtype": cfg.save.dtype},
         "data_fingerprint": data_fingerprint,
     }

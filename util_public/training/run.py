@@ -66,7 +66,8 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
         return 0
 
     fingerprint = runinfo.fingerprint(chosen.input_files)
-    view = confighash.hashed_view(cfg, base.identity, fingerprint["combined"], eff_batch)
+    precision = "bf16" if hfargs.use_bf16(cfg.train.precision) else "fp32"
+    view = confighash.hashed_view(cfg, base.identity, fingerprint["combined"], eff_batch, precision)
     config_hash = runinfo.config_hash(view)
     run_name = _run_name(cfg, base, chosen, eff_batch)
     run = RunDir(runs_root / run_name, run_name)
@@ -93,7 +94,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
         state = PartialState()
         if rank == 0:
             run.start(decision, _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size,
-                                          grad_accum, eff_batch, steps, encoded),
+                                          grad_accum, eff_batch, steps, precision, encoded),
                       OmegaConf.to_yaml(cfg_node, resolve=True), overrides, encoded.records())
             books.reconcile()      # checkpoints a killed invocation moved into place but did not book
             file_handler = _log_to_file(run.log_path)
@@ -235,7 +236,7 @@ def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, t
 
 
 def _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size, grad_accum, eff_batch, steps,
-              encoded: dataset.Encoded) -> RunManifest:
+              precision: str, encoded: dataset.Encoded) -> RunManifest:
     """What this invocation knows about the run (`RunDir.start` adds the history of a resumed one)."""
     return RunManifest(
         run_name=run_name, config_hash=config_hash, hashed_config=view, phase=cfg.phase,
@@ -243,7 +244,7 @@ def _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size, g
         versions=runinfo.package_versions(), git=runinfo.git_info(), world_size=world_size,
         per_device_batch=cfg.train.per_device_train_batch_size, gradient_accumulation=grad_accum,
         effective_batch=eff_batch, steps_per_epoch=steps, epochs=cfg.train.epochs,
-        precision="bf16" if hfargs.use_bf16(cfg.train.precision) else "fp32", n_examples=len(encoded.masked),
+        precision=precision, n_examples=len(encoded.masked),
         tokens_trained=TokenCount(encoded.tokens), label_tokens_trained=TokenCount(encoded.label_tokens),
         warnings={"dropped_long": encoded.dropped_long, "subject_only_at_start": encoded.subject_only_at_start})
 
