@@ -153,9 +153,13 @@ class RunDir:
             manifest.failure, manifest.extra = previous.failure, {**previous.extra, **manifest.extra}
         else:
             manifest.created = now()
+        if previous:
+            _warn_if_code_changed(previous.git, manifest.git)
         resumed_from = decision.checkpoint.name if decision.checkpoint else None
+        # The top-level git and versions are the last invocation's; each invocation keeps its own.
         manifest.invocations.append({"started": now(), "overrides": overrides, "resumed_from": resumed_from,
-                                     "machine": runinfo.machine()})
+                                     "machine": runinfo.machine(), "git": manifest.git,
+                                     "versions": manifest.versions})
         manifest.status = "running"
         manifest.count_tokens()
         self.save_manifest()
@@ -215,6 +219,13 @@ class RunDir:
             self.manifest.status = "failed"
             self.manifest.failure = message
             self.save_manifest()
+
+
+def _warn_if_code_changed(previous, current) -> None:
+    commits = [g.get("commit") if isinstance(g, dict) else None for g in (previous, current)]
+    if None not in commits and commits[0] != commits[1]:
+        log.warning("resuming with other code: the run's previous invocation ran commit %s, this one runs %s "
+                    "(each invocation's commit is in manifest.json's invocations)", commits[0][:12], commits[1][:12])
 
 
 def has_weights(path: Path) -> bool:
