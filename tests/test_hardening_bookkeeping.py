@@ -173,3 +173,30 @@ def test_already_complete_rerun_repairs_books_of_an_old_run(tiny_setup, capsys):
     assert "already complete" in capsys.readouterr().out
     manifest, recorded = _books(runs, "old")
     assert recorded == {"old_checkpoint-2", "old_checkpoint-4"} and recorded <= set(registry.raw())
+
+
+def test_registering_a_checkpoint_does_not_make_the_checkout_dirty(tmp_path, monkeypatch):
+    import subprocess
+
+    from util_public import runinfo
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    git("init", "-q")
+    for name in ("models.json", "code.py", "other.json"):
+        (tmp_path / name).write_text("{}\n")
+    git("add", ".")
+    git("commit", "-qm", "x")
+    monkeypatch.setattr(runinfo, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("MTG_MODELS_JSON", str(tmp_path / "models.json"))
+    Registry().register({"run_checkpoint-2": {"path": str(tmp_path), "kind": "checkpoint"}})
+    assert runinfo.git_info()["dirty"] is False                               # the registry in use
+    assert runinfo.git_info(str(tmp_path / "other.json"))["dirty"] is True    # registry.path names another file
+    Registry(tmp_path / "other.json").register({"b": {"path": str(tmp_path), "kind": "checkpoint"}})
+    assert runinfo.git_info(str(tmp_path / "other.json"))["dirty"] is True    # models.json is still changed
+    git("checkout", "-q", "models.json")
+    assert runinfo.git_info(str(tmp_path / "other.json"))["dirty"] is False
+    (tmp_path / "code.py").write_text("changed\n")
+    assert runinfo.git_info()["dirty"] is True

@@ -184,9 +184,9 @@ def test_a_resume_where_the_precision_resolves_otherwise_is_refused(setup, monke
 
 def test_each_invocation_records_its_code_and_a_changed_commit_is_named(setup, monkeypatch, capsys):
     common = ["model.base=tiny-base", "data.index_end=4", "train.epochs=2", "save.run_name=G", *FAST]
-    monkeypatch.setattr(runinfo, "git_info", lambda: {"commit": "a" * 40, "dirty": False})
+    monkeypatch.setattr(runinfo, "git_info", lambda registry: {"commit": "a" * 40, "dirty": False})
     assert train("phase1", *common, "train.stop_after_epochs=1") == 0
-    monkeypatch.setattr(runinfo, "git_info", lambda: {"commit": "b" * 40, "dirty": True})
+    monkeypatch.setattr(runinfo, "git_info", lambda registry: {"commit": "b" * 40, "dirty": True})
     capsys.readouterr()
     assert train("phase1", *common) == 0
     assert f"previous invocation ran commit {'a' * 12}, this one runs {'b' * 12}" in capsys.readouterr().err

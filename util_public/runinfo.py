@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Iterable
 
-from . import numerics
+from . import numerics, paths
 from .paths import REPO_ROOT
 
 _PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "datasets", "hydra-core",
@@ -58,15 +58,27 @@ def describe_machine(info: dict) -> str:
     return line + (f", GPUs: {', '.join(info['gpus'])}" if info.get("gpus") else "")
 
 
-def git_info() -> dict | str:
-    """Commit and dirty flag of the checkout, or "unknown" outside git."""
+def git_info(registry: str | None = None) -> dict | str:
+    """Commit and dirty flag of the checkout, or "unknown" outside git. The model registry
+    (`registry`, else MTG_MODELS_JSON, else the tracked models.json) is left out of the dirty flag:
+    every registered checkpoint changes it, and it says nothing about the code."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                               check=True, timeout=20).stdout.strip()
     try:
-        return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+        return {"commit": git("rev-parse", "HEAD"),
+                "dirty": bool(git("status", "--porcelain", "--", ".", *_exclude(paths.root("registry", registry))))}
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _exclude(path: Path) -> list[str]:
+    """A git pathspec leaving `path` out; none for a path outside the checkout (git refuses those)."""
+    try:
+        inside = Path(os.path.realpath(path)).relative_to(Path(os.path.realpath(REPO_ROOT)))
+    except ValueError:
+        return []
+    return [f":(exclude){inside}"]
 
 
 def sha256_file(path: str | Path) -> str:

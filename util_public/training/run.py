@@ -241,7 +241,7 @@ def _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size, g
     return RunManifest(
         run_name=run_name, config_hash=config_hash, hashed_config=view, phase=cfg.phase,
         base_model=BaseModelRecord(base.name, base.path, base.meta), data_fingerprint=fingerprint,
-        versions=runinfo.package_versions(), git=runinfo.git_info(), world_size=world_size,
+        versions=runinfo.package_versions(), git=runinfo.git_info(cfg.registry.path), world_size=world_size,
         per_device_batch=cfg.train.per_device_train_batch_size, gradient_accumulation=grad_accum,
         effective_batch=eff_batch, steps_per_epoch=steps, epochs=cfg.train.epochs,
         precision=precision, n_examples=len(encoded.masked),
