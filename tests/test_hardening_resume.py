@@ -90,6 +90,10 @@ def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_run(isolated_roots
         return [r[key] for r in _metrics(run_dir) if r["type"] == kind][-1]
 
     assert last(killed_dir, "step", "step") == last(straight_dir, "step", "step") == final
+    # metrics.jsonl describes the final weights' trajectory: the killed invocation's step 5 is not kept
+    for kind in ("step", "epoch"):
+        assert [r["step"] for r in _metrics(killed_dir) if r["type"] == kind] == \
+               [r["step"] for r in _metrics(straight_dir) if r["type"] == kind]
     assert abs(last(killed_dir, "step", "loss") - last(straight_dir, "step", "loss")) < 1e-5
     assert abs(last(killed_dir, "epoch", "mean_loss") - last(straight_dir, "epoch", "mean_loss")) < 1e-5
     names = set(registry.raw())

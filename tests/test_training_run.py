@@ -313,6 +313,12 @@ def test_full_state_none_drops_optimizer_state_once_complete(setup, monkeypatch)
         assert (checkpoint / "model.safetensors").is_file()
         assert not (checkpoint / "optimizer.pt").exists() and not list(checkpoint.glob("rng_state*"))
 
+    (run_dir / "DONE").unlink()       # killed after the last checkpoint: without resume state it retrains from 0
+    assert train("phase1", "model.base=tiny-base", "data.index_end=4", "train.epochs=2", "save.full_state=none",
+                 "train.optim=adamw_torch", "save.run_name=light", *FAST) == 0
+    steps = [r["step"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+    assert steps == [1, 2, 2, 3, 4, 4]        # one step record per step, and each epoch's record, once
+
 
 WRITE_FAILURES = [
     (OSError(28, "No space left on device"), "No space left on device"),

@@ -45,6 +45,11 @@ class Decision:
     action: str                       # fresh | resume | restart | complete
     checkpoint: Path | None = None    # for resume: the newest complete checkpoint with full state
 
+    @property
+    def step(self) -> int:
+        """The step training continues from (0 when it starts from the base model)."""
+        return int(self.checkpoint.name[len(CHECKPOINT_PREFIX):]) if self.checkpoint else 0
+
 
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -146,6 +151,7 @@ class RunDir:
         atomicio.clean_stale_temporaries(self.path)
         previous = self.read_manifest() if decision.action == "resume" else None
         self.path.mkdir(parents=True, exist_ok=True)
+        self._keep_metrics_until(decision.step)
         self.manifest = manifest
         if previous:
             manifest.created, manifest.checkpoints = previous.created, previous.checkpoints
@@ -166,6 +172,13 @@ class RunDir:
         atomicio.write_text(self.path / "config.yaml", config_yaml)
         atomicio.write_text(self.path / "overrides.yaml", "".join(f"- {json.dumps(o)}\n" for o in overrides) or "[]\n")
         atomicio.write_jsonl(self.texts_path, text_records)
+
+    def _keep_metrics_until(self, step: int) -> None:
+        """Drop the metrics of steps after `step`: a killed invocation logged steps past its last
+        checkpoint (or, without resume state, past 0) whose weights are gone and are trained again."""
+        if self.metrics_path.is_file():
+            records = atomicio.read_jsonl(self.metrics_path)
+            atomicio.write_jsonl(self.metrics_path, [r for r in records if r.get("step", 0) <= step])
 
     def _set_aside(self) -> None:
         n = 1
