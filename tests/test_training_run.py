@@ -191,8 +191,23 @@ def test_each_invocation_records_its_code_and_a_changed_commit_is_named(setup, m
     assert train("phase1", *common) == 0
     assert f"previous invocation ran commit {'a' * 12}, this one runs {'b' * 12}" in capsys.readouterr().err
     invocations = manifest(setup["runs"] / "G")["invocations"]
-    assert [i["git"] for i in invocations] == [{"commit": "a" * 40, "dirty": False}, {"commit": "b" * 40, "dirty": True}]
+    assert [i["git"] for i in invocations] == [{"commit": "a" * 40, "dirty": False},
+                                               {"commit": "b" * 40, "dirty": True}]
     assert all(i["versions"]["torch"] == torch.__version__ for i in invocations)
+
+
+def test_trained_fact_ids_leave_out_facts_dropped_by_max_seq_len(setup, sp_tokenizer):
+    selection = load_selection("50", setup["data"], "sync_random_o", 0, 10)
+    lengths = {t.fact_id: len(masking.mask(sp_tokenizer, t, "o").input_ids)
+               for t in texts.build(selection, "hgp-0", texts.Options())}
+    limit = sorted(lengths.values())[5]
+    kept = sorted(i for i, n in lengths.items() if n <= limit)
+    assert 0 < len(kept) < 10
+    assert train("phase1", "model.base=tiny-base", "data.index_end=10", "data.train_text_type=hgp-0", "loss.mode=o",
+                 "train.epochs=1", f"data.max_seq_len={limit}", "save.run_name=short", *FAST) == 0
+    run_dir = setup["runs"] / "short"
+    final = run_dir / manifest(run_dir)["checkpoints"]["1"]["path"]
+    assert CheckpointMeta.of(final).trained_fact_ids == {"50": kept}     # evaluation's seen slice
 
 
 def test_dry_run_prints_the_name_and_writes_nothing(setup, capsys):
@@ -370,7 +385,8 @@ def test_relation_syntax_loads_each_relation(setup):
     other = [facts.Fact(i, "71", f"Book {i}", f"writer {i}", ["x"]) for i in (0, 1, 2, 4)]
     facts.write_facts(facts.relation_file(setup["data"], "sync_random_o", "71"), other)
     together = load_selection("50+71", setup["data"], "sync_random_o", 0, 5)
-    assert together.trained_fact_ids() == {"50": list(range(5)), "71": [0, 1, 2, 4]}
+    assert {g.name: [f.fact_id for f, in g.rows] for g in together.groups} == {"50": list(range(5)),
+                                                                                "71": [0, 1, 2, 4]}
     assert [g.name for g in together.groups] == ["50", "71"]
     with pytest.raises(UserError, match=r"relation 71 lacks fact_ids \[3\]"):
         load_selection("50&71", setup["data"], "sync_random_o", 0, 5)

@@ -25,6 +25,15 @@ class Encoded:
         return [{**t.record(), "n_tokens": len(m.input_ids), "n_label_tokens": m.n_label_tokens}
                 for t, m in zip(self.texts, self.masked)]
 
+    def trained_fact_ids(self) -> dict[str, list[int]]:
+        """Fact ids per atomic relation of the kept examples: a fact whose every text was dropped
+        (`data.max_seq_len`, `wiki.on_missing_object: skip`) was never trained on."""
+        out: dict[str, set[int]] = {}
+        for text in self.texts:
+            for fact in text.facts:
+                out.setdefault(fact.relation_id, set()).add(fact.fact_id)
+        return {rel: sorted(ids) for rel, ids in out.items()}
+
     @property
     def tokens(self) -> int:
         return sum(len(m.input_ids) for m in self.masked)

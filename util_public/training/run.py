@@ -110,7 +110,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
                 file_handler.stream.write(f"mask preview\n{preview.render(tokenizer, t, m, i)}\n")
             file_handler.flush()
         state.wait_for_everyone()
-        meta = _checkpoint_meta(cfg, run_name, config_hash, base, keys, chosen, tokenizer)
+        meta = _checkpoint_meta(cfg, run_name, config_hash, base, keys, chosen, encoded, tokenizer)
         return _train(cfg, args, run, decision, books, base.path, tokenizer, keys, encoded, meta)
 
 
@@ -222,7 +222,8 @@ def _adds_bos(tokenizer, add_special_tokens: bool) -> bool:
     return tokenspans.encode(tokenizer, "a", add_special_tokens=True).ids[:1] == [tokenizer.bos_token_id]
 
 
-def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, tokenizer) -> CheckpointMeta:
+def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, encoded: dataset.Encoded,
+                     tokenizer) -> CheckpointMeta:
     """The `mtg_meta.json` fields shared by every checkpoint of the run (epoch/step added per save)."""
     inherited = base.meta.key_token_init if base.meta and base.meta.key_token_init else cfg.key_token.init
     return CheckpointMeta(
@@ -231,7 +232,7 @@ def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, t
         combine_spacing=cfg.data.combine_spacing, compose_joiner=cfg.data.compose_joiner,
         chat_template=cfg.data.chat_template, phase=cfg.phase, run_name=run_name, config_hash=config_hash,
         base_model=base.name, dataset=cfg.data.dataset, relation_spec=cfg.data.relation_id,
-        relation_ids=chosen.atomic_relations(), trained_fact_ids=chosen.trained_fact_ids(),
+        relation_ids=chosen.atomic_relations(), trained_fact_ids=encoded.trained_fact_ids(),
         train_text_type=cfg.data.train_text_type, loss_mode=cfg.loss.mode, legacy_loss=cfg.loss.legacy)
 
 

@@ -36,14 +36,6 @@ class Selection:
             seen += [r for r in group.relation_ids if r not in seen]
         return seen
 
-    def trained_fact_ids(self) -> dict[str, list[int]]:
-        out: dict[str, set[int]] = {}
-        for group in self.groups:
-            for row in group.rows:
-                for fact in row:
-                    out.setdefault(fact.relation_id, set()).add(fact.fact_id)
-        return {rel: sorted(ids) for rel, ids in out.items()}
-
     def fact_range(self) -> tuple[int, int]:
         """(first, last) fact_id over the selection, for the run name."""
         ids = [row[0].fact_id for group in self.groups for row in group.rows]
