@@ -1,7 +1,6 @@
 """The embedded SmolLM2 model: converted once from the wheel's GGUF, then loaded fast."""
 from __future__ import annotations
 
-
 import pytest
 
 from util_public.errors import UserError
