@@ -86,3 +86,21 @@ def test_concurrent_writers_lose_no_entry(tmp_path):
     data = json.loads(reg.path.read_text())
     assert len(data) == 1 + 8 * 50
     assert not [f for f in os.listdir(reg.path.parent) if ".tmp-" in f]
+
+
+def test_the_cli_lists_checks_and_prunes_only_what_is_missing(tmp_path, capsys):
+    from util_public import registry
+
+    (tmp_path / "here").mkdir()
+    reg = _registry(tmp_path, {"here": {"path": str(tmp_path / "here")}, "gone": {"path": str(tmp_path / "gone")},
+                               "hub": {"hub_id": "org/model"}, "emb": {"kind": "embedded", "path": "x"}})
+    args = ["--registry", str(reg.file)]
+    assert registry.main(["list", *args]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in listed] == ["emb", "gone", "here", "hub"]
+    assert registry.main(["check", *args]) == 1                       # non-zero: something is missing
+    assert capsys.readouterr().out.splitlines() == [f"missing: gone -> {tmp_path / 'gone'}", "4 entries, 1 missing"]
+    assert registry.main(["prune-missing", *args]) == 0
+    assert capsys.readouterr().out == "removed: gone\n"
+    assert sorted(json.loads(reg.file.read_text())) == ["emb", "here", "hub"]     # the rest kept as they were
+    assert registry.main(["check", *args]) == 0
