@@ -115,3 +115,5 @@ def test_only_regular_files_are_listed_as_available_relations(tmp_path):
     with pytest.raises(UserError) as err:
         load_relation(tmp_path, "toy", "999")
     assert err.value.hint == f"available under {tmp_path / 'toy'}: ['50']"
+    with pytest.raises(UserError, match="is a directory, not a fact file"):     # asked for by its name
+        load_relation(tmp_path, "toy", "60")

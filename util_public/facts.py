@@ -200,6 +200,8 @@ def relation_file(data_root: Path, dataset: str, relation_id: str) -> Path:
 def load_relation(data_root: Path, dataset: str, relation_id: str, **kwargs) -> list[Fact]:
     """The facts of `relation_id` in `dataset`; an unknown id lists the ids that exist."""
     path = relation_file(data_root, dataset, relation_id)
+    if path.is_dir():
+        raise UserError(str(path), "is a directory, not a fact file", "move it aside or regenerate the relation")
     if not path.is_file():
         folder = Path(data_root) / dataset
         have = sorted(p.stem for p in folder.glob("*.csv") if p.is_file()) if folder.is_dir() else []
