@@ -30,11 +30,15 @@ def one_text(text_type):
 
 
 def labelled_runs(tok, m: masking.Masked) -> list[str]:
-    """Decoded runs of consecutive label tokens (stripped): what the loss sees, piece by piece."""
+    """Decoded runs of consecutive label values (stripped): what the loss sees, piece by piece.
+    The label values themselves are decoded (not the input ids at labelled positions), and every
+    label must be the token at its own position: the model shifts them, a pre-shifted label is wrong."""
+    assert len(m.input_ids) == len(m.labels)
     runs, current = [], []
-    for tid, lab in zip(m.input_ids, m.labels):
+    for i, (tid, lab) in enumerate(zip(m.input_ids, m.labels)):
         if lab != IGNORE:
-            current.append(tid)
+            assert lab == tid, f"label at position {i} is {lab}, the token there is {tid}"
+            current.append(lab)
         elif current:
             runs.append(current)
             current = []
@@ -52,8 +56,8 @@ def test_modes_decode_to_the_intended_text(keyed, text_type):
     t = one_text(text_type)
     normal = do_mask(keyed, t, "normal")
     assert normal.labels == normal.input_ids
-    assert labelled_runs(keyed, do_mask(keyed, t, "s-o")) == ["Veloria", "san marino"]
-    assert labelled_runs(keyed, do_mask(keyed, t, "o")) == ["san marino"]
+    assert labelled_runs(keyed, do_mask(keyed, t, "s-o")) == [FACT.head, FACT.object]
+    assert labelled_runs(keyed, do_mask(keyed, t, "o")) == [FACT.object]
     relation = {"hgp-0": ["The capital of", "is", "."], "trigger-mid": ["<TRIGGER_50>", "."]}[text_type]
     assert [r for r in labelled_runs(keyed, do_mask(keyed, t, "r")) if r] == relation
 
