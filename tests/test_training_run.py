@@ -48,6 +48,22 @@ def only_run(runs_root, prefix=""):
     return path
 
 
+def executed_steps(monkeypatch) -> list[int]:
+    """The global step at each training step the Trainer actually runs from now on: a resumed run
+    starts at its checkpoint's step, a retrain from step 0 (which a seeded run cannot tell apart by
+    its weights) starts at 0."""
+    from transformers import Trainer
+
+    steps, original = [], Trainer.training_step
+
+    def counting(self, *args, **kwargs):
+        steps.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", counting)
+    return steps
+
+
 def test_two_stages_memorize_and_inherit_the_key_token(setup, tmp_path, capsys):
     assert train("phase1", "model.base=tiny-base", "data.index_end=20", "train.learning_rate=5e-3",
                  "train.epochs=40", "train.per_device_train_batch_size=4", "train.warmup_steps=2",
@@ -137,7 +153,7 @@ def test_labels_reaching_forward_and_length_grouped_shuffling(setup, monkeypatch
     assert manifest(setup["runs"] / "legacy")["hashed_config"]["loss"]["legacy"] is True
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(setup, capsys):
+def test_resume_after_interruption_equals_an_uninterrupted_run(setup, capsys, monkeypatch):
     common = ["model.base=tiny-base", "data.index_end=10", "train.epochs=3", "train.learning_rate=1e-3", *FAST]
     assert train("phase1", *common, "save.run_name=A", "train.stop_after_epochs=1") == 0
     a = setup["runs"] / "A"
@@ -146,7 +162,10 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(setup, capsys):
     (a / "checkpoints.tmp" / "checkpoint-999").mkdir(parents=True)     # a killed save's leftovers
     (a / "checkpoints.tmp" / "checkpoint-999" / "model.safetensors").write_bytes(b"partial")
 
-    assert train("phase1", *common, "save.run_name=A") == 0
+    with monkeypatch.context() as patch:
+        steps = executed_steps(patch)
+        assert train("phase1", *common, "save.run_name=A") == 0
+    assert steps == list(range(5, 15))        # only the 10 remaining steps ran, from step 5 on
     m = manifest(a)
     assert m["status"] == "complete" and m["invocations"][-1]["resumed_from"] == "checkpoint-5"
     # each invocation records its machine: a run resumed elsewhere shows where each part was trained
@@ -287,14 +306,17 @@ def test_bf16_weights_and_full_state_everywhere(setup, tmp_path, monkeypatch):
     assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
 
 
-def test_a_bf16_run_resumes_from_its_fp32_master_weights_bit_for_bit(setup):
+def test_a_bf16_run_resumes_from_its_fp32_master_weights_bit_for_bit(setup, monkeypatch):
     from util_public.training.rundir import MASTER_WEIGHTS
 
     common = ["model.base=tiny-base", "data.index_end=10", "train.epochs=3", "train.learning_rate=1e-3",
               "save.dtype=bf16", *FAST]
     assert train("phase1", *common, "save.run_name=A", "train.stop_after_epochs=1") == 0
     assert (setup["runs"] / "A" / "checkpoint-5" / MASTER_WEIGHTS).is_file()
-    assert train("phase1", *common, "save.run_name=A") == 0
+    with monkeypatch.context() as patch:
+        steps = executed_steps(patch)
+        assert train("phase1", *common, "save.run_name=A") == 0
+    assert steps == list(range(5, 15))        # resumed at step 5, not retrained from 0
     assert train("phase1", *common, "save.run_name=B") == 0
     assert not (setup["runs"] / "A" / "checkpoint-5" / MASTER_WEIGHTS).exists()   # pruned with the optimizer
     for file in ("model.safetensors", MASTER_WEIGHTS):
@@ -374,7 +396,9 @@ def test_a_failed_checkpoint_write_names_the_checkpoint_and_the_rerun_resumes(se
     assert re.search(r"; \d+\.\d GiB free on its disk\)", message) and "rerunning resumes" in message
     assert sorted(p.name for p in run_dir.glob("checkpoint-*")) == ["checkpoint-2"]     # nothing half-written
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", save_state)      # space freed
+    steps = executed_steps(monkeypatch)
     assert train("phase1", *common) == 0
+    assert steps == [2, 3, 4, 5]              # resumed after step 2: only steps 3-6 ran
     assert manifest(run_dir)["invocations"][-1]["resumed_from"] == "checkpoint-2" and (run_dir / "DONE").is_file()
 
 
