@@ -22,10 +22,11 @@ COMMON = ["model.base=tiny-base", "data.index_end=8", "train.epochs=3", "train.p
           "train.warmup_steps=2", "train.learning_rate=1e-3", "train.num_threads=1"]
 STEPS_PER_EPOCH, KILL_AT = 4, 6           # step 6 of 12 lies inside epoch 2
 
-# Runs train.py as __main__, SIGKILLing the process when the Trainer starts step KILL_AT.
+# Runs train.py as __main__, appending the global step at each training step it runs to
+# STEPS_FILE, and SIGKILLing the process when the Trainer starts step KILL_AT (0: never).
 _KILL_MID_EPOCH = """
 import os, runpy, signal, sys
-kill_at, script, *args = sys.argv[1:]
+kill_at, steps_file, script, *args = sys.argv[1:]
 sys.path.insert(0, os.path.dirname(os.path.dirname(script)))
 import util_public
 from util_public.training.trainer import MtgTrainer
@@ -33,6 +34,8 @@ real = MtgTrainer.training_step
 def training_step(self, *a, **k):
     if self.state.global_step + 1 == int(kill_at):
         os.kill(os.getpid(), signal.SIGKILL)
+    with open(steps_file, "a") as f:
+        f.write(f"{self.state.global_step}\\n")
     return real(self, *a, **k)
 MtgTrainer.training_step = training_step
 sys.argv = [script, *args]
@@ -40,9 +43,9 @@ runpy.run_path(script, run_name="__main__")
 """
 
 
-def _train_process(*args: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
+def _train_process(*args: str, steps_file, kill_at: int = 0) -> subprocess.CompletedProcess:
     argv = [str(TRAIN), "--config-name", "phase1", *args]
-    cmd = [sys.executable, "-c", _KILL_MID_EPOCH, str(kill_at), *argv] if kill_at else [sys.executable, *argv]
+    cmd = [sys.executable, "-c", _KILL_MID_EPOCH, str(kill_at), str(steps_file), *argv]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd="/",
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
@@ -61,7 +64,8 @@ def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_run(isolated_roots
     facts.write_facts(facts.relation_file(isolated_roots["data"], "sync_random_o", "50"), rows)
     killed_dir, straight_dir = isolated_roots["runs"] / "K", isolated_roots["runs"] / "S"
 
-    proc = _train_process(*COMMON, "save.run_name=K", kill_at=KILL_AT)
+    first, rerun = tmp_path / "steps-killed", tmp_path / "steps-rerun"
+    proc = _train_process(*COMMON, "save.run_name=K", steps_file=first, kill_at=KILL_AT)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     manifest = json.loads((killed_dir / "manifest.json").read_text())
     assert manifest["status"] == "running" and not (killed_dir / "DONE").exists()
@@ -71,8 +75,11 @@ def test_sigkill_mid_epoch_then_rerun_equals_an_uninterrupted_run(isolated_roots
     registered = [n for n in registry.raw() if n.startswith("K_")]
     assert registered == [f"K_checkpoint-{STEPS_PER_EPOCH}"]  # only the complete checkpoint
 
-    proc = _train_process(*COMMON, "save.run_name=K")
+    assert first.read_text().split() == [str(s) for s in range(KILL_AT - 1)]
+    proc = _train_process(*COMMON, "save.run_name=K", steps_file=rerun)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # the rerun resumed: only the steps after the epoch-1 checkpoint ran, not a seeded retrain from 0
+    assert rerun.read_text().split() == [str(s) for s in range(STEPS_PER_EPOCH, 3 * STEPS_PER_EPOCH)]
     assert run.train_stage(run.compose("phase1", [*COMMON, "save.run_name=S"]), []) == 0
 
     manifest = json.loads((killed_dir / "manifest.json").read_text())

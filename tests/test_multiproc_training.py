@@ -139,8 +139,13 @@ def test_a_killed_rank_stops_the_job_and_one_machines_rerun_ends_as_two_machines
     assert sorted(p.name for p in run_dir.glob("checkpoint-*")) == ["checkpoint-2"]
     assert not (run_dir / "DONE").exists()
 
-    resumed = run(launcher("--nproc-per-node", "2", "--port", str(free_port()), *args), env)
+    rerun = tmp_path / "rerun"
+    resumed = run(launcher("--nproc-per-node", "2", "--port", str(free_port()), PROBE, str(rerun), *args), env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # only the 4 steps after checkpoint-2 ran (4 rows per rank per step), not all 6 from step 0,
+    # and they saw what the uninterrupted run's ranks saw at those steps
+    for rank in (0, 1):
+        assert probe(rerun, rank)["rows"] == ddp["ranks"][rank]["rows"][2 * 4:], rank
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["invocations"][-1]["resumed_from"] == "checkpoint-2"
     expected, got = weights(ddp["run"]), weights(run_dir)
