@@ -101,16 +101,37 @@ def test_another_checkpoint_under_the_same_name_is_not_served_from_the_cache(bpe
     assert out["C"]["directory"] == out["A"]["directory"] and out["C"]["created"] == out["A"]["created"]
 
 
-def test_a_failed_evaluation_leaves_no_result_directory(setup, monkeypatch):
+@pytest.mark.parametrize("fails", ["scoring", "writing"])
+def test_a_failed_evaluation_leaves_no_result_directory(setup, monkeypatch, fails):
+    """Failing while scoring, or halfway through writing the result (records.jsonl staged, config.yaml
+    not): nothing at all stays under the results root, no staging directory, lock file or empty folder."""
     info, model, tok, root = setup
     cfg = config(OPTS)
+    staged = []
 
     def boom(*args):
         raise RuntimeError("interrupted")
-    monkeypatch.setitem(tasks.RUNNERS, "mc", boom)
-    with pytest.raises(RuntimeError):
+
+    if fails == "scoring":
+        monkeypatch.setitem(tasks.RUNNERS, "mc", boom)
+    else:
+        from util_public import atomicio
+
+        write_text = atomicio.write_text
+
+        def config_yaml_fails(path, *args, **kwargs):
+            if Path(path).name != "config.yaml":
+                return write_text(path, *args, **kwargs)
+            staged.extend(p.relative_to(root) for p in Path(path).parent.iterdir())
+            boom()
+
+        monkeypatch.setattr(atomicio, "write_text", config_yaml_fails)
+    with pytest.raises(RuntimeError, match="interrupted"):
         api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], ["hgp-0"], ["mc"], cfg)
-    assert not root.exists() or not any(p.name == "summary.json" or p.name.endswith(".tmp") for p in root.rglob("*"))
+    if fails == "writing":      # the failure did hit a staged, half-written result
+        [records] = staged
+        assert records.name == "records.jsonl" and ".tmp" in records.parent.name
+    assert not root.exists() or sorted(root.rglob("*")) == []
 
 
 def test_loss_probe_agrees_with_the_mc_gold_score(setup):
