@@ -141,6 +141,7 @@ def test_loss_probe_agrees_with_the_mc_gold_score(setup):
     out = api.evaluate(model, tok, info, facts, ["hgp-0"], ["mc", "loss"], cfg)
     mc = read_jsonl(Path(out[0]["directory"]) / "records.jsonl")
     loss = read_jsonl(Path(out[1]["directory"]) / "records.jsonl")
+    assert len(mc) == len(loss) == len(facts[0].facts) > 0
     for m, l in zip(mc, loss):
         s2 = [t for t in l["token_losses"] if t["token_type"] == "s2"]
         assert "".join(t["token_text"] for t in s2) == " " + m["object"]

@@ -26,7 +26,9 @@ MIN_FACTS = {"50": 30, "71": 30, "21": 20, "105": 20, "12": 20}
 def test_shipped_known_facts_validate_and_get_safe_distractors(rel):
     shipped = known.load(rel)
     assert len(shipped.facts) >= MIN_FACTS[rel] and "checked by hand" in shipped.source
-    for fact, k in zip(known.facts(rel, 100, seed=42), shipped.facts):
+    generated = known.facts(rel, 100, seed=42)
+    assert len(generated) == len(shipped.facts)           # every shipped fact becomes a question
+    for fact, k in zip(generated, shipped.facts):
         assert len(fact.options) == 99 and (fact.head, fact.object) == (k.subject, k.object)
         assert not [o for o in fact.options for x in (k.object, k.subject, *k.also_true) if conflicts(o, x)]
 

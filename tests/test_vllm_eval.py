@@ -54,6 +54,7 @@ def test_scores_and_generations_match_hf(vllm_served, hf):
     assert any(len(r.continuation) == 1 for r in reqs) and any(len(r.continuation) > 1 for r in reqs)
     assert reqs[-1].boundary_merge
     got, want = backend.score(reqs), backend_hf.score(reqs)
+    assert len(got) == len(want) == len(reqs)
     for g, w in zip(got, want):
         assert g.key == w.key and g.n_tokens == w.n_tokens
         assert abs(g.sum_logprob - w.sum_logprob) <= 1e-3 * g.n_tokens, g.key
@@ -89,8 +90,10 @@ def test_eval_entry_points_on_vllm_equal_hf(vllm_served, hf, tmp_path, isolated_
     mc_v, mc_h = _records(tmp_path / "vllm", "mc"), _records(tmp_path / "hf", "mc")
     assert sorted(mc_v) == sorted(mc_h) == ["hgp-0", "trigger-mid"]
     for ptype in mc_h:
+        assert len(mc_v[ptype]) == len(mc_h[ptype]) == 4, ptype     # one record per fact, per prompt type
         for a, b in zip(mc_v[ptype], mc_h[ptype]):
             assert a["fact_id"] == b["fact_id"] and a["pred_index"] == b["pred_index"]
+            assert len(a["option_logprobs"]) == len(b["option_logprobs"]) == 8
             assert max(abs(x - y) for x, y in zip(a["option_logprobs"], b["option_logprobs"])) <= 1e-3 * max(
                 a["option_n_tokens"])
     gen_h = _records(tmp_path / "hf", "gen")
