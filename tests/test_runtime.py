@@ -58,11 +58,22 @@ def test_other_malloc_settings_do_not_disable_it(monkeypatch):
     assert runtime.keep_freed_memory() is True
 
 
-def test_configure_cpu_sets_the_thread_count():
+def test_configure_cpu_sets_the_thread_count(monkeypatch):
+    """conftest already runs torch on 1 thread: only counts other than 1 show that it sets them."""
     import torch
 
     before = torch.get_num_threads()
+    assert before == 1
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 6)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     try:
-        assert runtime.configure_cpu(1) == 1 and torch.get_num_threads() == 1
+        assert runtime.configure_cpu(2) == 2 and torch.get_num_threads() == 2
+        assert runtime.configure_cpu(None) == 6 and torch.get_num_threads() == 6       # every core
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")        # three ranks on this machine share its cores
+        assert runtime.configure_cpu(None) == 2 and torch.get_num_threads() == 2
+        assert runtime.configure_cpu(0) == 2
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")        # more ranks than cores: still one thread each
+        assert runtime.configure_cpu(None) == 1 and torch.get_num_threads() == 1
+        assert runtime.configure_cpu(3) == 3 and torch.get_num_threads() == 3          # an explicit count wins
     finally:
         torch.set_num_threads(before)
