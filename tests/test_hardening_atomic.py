@@ -173,11 +173,23 @@ def _rewrite_forever(directory: str, ready) -> None:
         _write(Path(directory), "old")
 
 
+def _rewrite_until_paused(directory: str, paused) -> None:
+    """Writes "old", then starts writing "new" and stops at its first fsync (a file of the staged
+    result is written, nothing renamed), waiting there to be killed from outside."""
+    _write(Path(directory), "old")
+
+    def fsync(fd):
+        paused.set()
+        time.sleep(120)
+
+    os.fsync = fsync
+    _write(Path(directory), "new")
+
+
 def test_results_writer_killed_at_arbitrary_moments(tmp_path):
     directory = tmp_path / "f0-9-abcdef12"
     ctx = mp.get_context("fork")
-    seen = set()
-    for delay in (0.02, 0.07, 0.13, 0.29, 0.41):
+    for delay in (0.02, 0.07, 0.13, 0.29, 0.41):       # wherever the writer happens to be
         ready = ctx.Event()
         child = ctx.Process(target=_rewrite_forever, args=(str(directory), ready))
         child.start()
@@ -185,11 +197,26 @@ def test_results_writer_killed_at_arbitrary_moments(tmp_path):
         time.sleep(delay)
         os.kill(child.pid, signal.SIGKILL)
         child.join(30)
-        seen.add(_state(directory))
+        assert _state(directory) in ("old", "new", "absent")
         atomicio.clean_stale_temporaries(tmp_path)
         assert _state(directory) in ("old", "new")
         assert [p.name for p in tmp_path.iterdir()] == [directory.name]
-    assert seen <= {"old", "new", "absent"}
+
+    # and one kill that certainly lands mid-write (a timed kill may fall between two writes)
+    paused = ctx.Event()
+    child = ctx.Process(target=_rewrite_until_paused, args=(str(directory), paused))
+    child.start()
+    try:
+        assert paused.wait(30)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.join(30)
+    assert child.exitcode == -signal.SIGKILL
+    staged = [p for p in tmp_path.iterdir() if p != directory]
+    assert staged and all(".tmp-" in p.name for p in staged), staged       # killed with the new one half built
+    assert _state(directory) == "old"
+    assert atomicio.clean_stale_temporaries(tmp_path) == sorted(staged)
+    assert _state(directory) == "old" and [p.name for p in tmp_path.iterdir()] == [directory.name]
 
 
 def test_a_failing_disk_keeps_the_old_file_and_names_it(tmp_path, monkeypatch):
