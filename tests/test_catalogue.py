@@ -11,7 +11,9 @@ from util_public.facts import conflicts
 PAPER_FIVE = ("12", "21", "50", "71", "105")
 CANONICAL = {"50": "The capital of {head} is", "71": "The author of {head} is", "21": "{head} is educated at",
              "105": "{head} is the child of", "12": "The genre of {head} is", "7": "{head} means",
-             "105-21": "The mother of {head} is educated at", "r105": "The child of {head} is"}
+             "105-21": "The mother of {head} is educated at", "r105": "The child of {head} is",
+             "P19": "{head} was born in", "P27": "{head} is a citizen of", "P106": "The occupation of {head} is",
+             "P37": "The official language of {head} is", "P17": "{head} is located in"}
 
 
 def test_relations_cover_the_paper_and_five_more():
@@ -37,7 +39,8 @@ def test_vocabulary_is_large_and_substring_free(rel):
 @pytest.mark.parametrize("rel", list(catalogue.relations()))
 def test_prompt_catalogue_shape(rel):
     cat = catalogue.prompts(rel)
-    assert cat.lookup("hgp", 0) == CANONICAL.get(rel, cat.lookup("hgp", 0))
+    assert rel in CANONICAL, f"relation {rel}: add its canonical prompt (hgp-0) to CANONICAL"
+    assert cat.lookup("hgp", 0) == CANONICAL[rel]
     assert len(cat.families["train"]) >= 10 and len(cat.families["test"]) >= 10
     assert len(cat.families["unrelated"]) == 3
     assert cat.lookup("hgp", 9) == "{head}" and "xyzcl" in cat.lookup("hgp", 7)

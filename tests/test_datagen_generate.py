@@ -49,7 +49,8 @@ def test_schema_columns_and_guarantees(vocab_file):
         assert f.object in vocab and len(f.options) == 99 and set(f.options) <= vocab
         assert not any(conflicts(f.head, obj) for obj in vocab)     # heads never touch an object
     raw = path.read_text(encoding="utf-8").splitlines()[1]
-    assert json.loads(re.search(r'"(\[.*\])"', raw).group(1).replace('""', '"'))  # options as JSON
+    written = json.loads(re.search(r'"(\[.*\])"', raw).group(1).replace('""', '"'))  # options as JSON
+    assert written == facts[0].options and len(set(written)) == 99 and set(written) <= vocab - {facts[0].object}
 
 
 def test_default_is_the_paper_five_with_100_facts_and_99_distractors():
@@ -137,6 +138,9 @@ def test_synthetic_vocabulary():
     generate("relation_ids=[50]", "num_facts=10", "objects.vocab_source=synthetic", "objects.vocab_size=120")
     facts = read_facts(csv_path())
     assert all(f.object == f.object.lower() for f in facts)
+    # objects and distractors come from exactly 120 words (10 x 100 draws cover all of them; the default 200 would show)
+    words = {w for f in facts for w in (f.object, *f.options)}
+    assert len(words) == 120 and all(w == w.lower() for w in words)
 
 
 def test_validation_happens_before_any_output(tmp_path):
