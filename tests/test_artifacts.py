@@ -118,5 +118,5 @@ def test_cli_answers_the_shell_drivers(tmp_path, capsys):
         main(["checkpoint", str(run), "5"])
     (run / "manifest.json").write_text(json.dumps({**OLD_MANIFEST, "status": "running"}))
     done = subprocess.run([sys.executable, "-m", "util_public.artifacts", "final-checkpoint", str(run)],
-                          cwd=REPO_ROOT, capture_output=True, text=True)
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == "" and "is not complete" in done.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,8 @@ def test_concurrent_writers_of_one_result_never_mix_their_files(tmp_path):
         p.start()
     start.set()
     reads = mixed = 0
-    while any(p.is_alive() for p in writers) or reads == 0:
+    deadline = time.monotonic() + 30       # writers that died before writing must fail the test, not hang it
+    while any(p.is_alive() for p in writers) or (reads == 0 and time.monotonic() < deadline):
         try:
             dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:

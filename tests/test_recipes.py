@@ -34,7 +34,7 @@ def recipe_env(tmp_path: Path, **extra: str) -> dict:
 
 def write_plan(script: Path, env: dict) -> Path:
     done = subprocess.run(["bash", str(script)], env={**env, "RECIPE_PLAN_ONLY": "1"}, capture_output=True,
-                          text=True, cwd=REPO)
+                          text=True, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     return Path(env["RECIPE_RESULTS"]) / "plan.tsv"
 
@@ -268,7 +268,7 @@ def test_dose_points_average_families_and_start_from_phase_one(tmp_path):
 
 def test_collect_entry_point(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "recipes" / "collect.py"), str(tmp_path / "missing")],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no such results directory" in done.stderr
 
 
@@ -377,7 +377,7 @@ def test_icl_recipe_as_a_script(tiny_base, tmp_path):
     """E5 through bash and the executor's own process: the base model with the facts in context."""
     env = recipe_env(tmp_path, BASE_MODEL=tiny_base, **SMALL)
     done = subprocess.run(["bash", str(REPO / "recipes" / "E5_icl_baseline.sh")], env=env, capture_output=True,
-                          text=True, cwd=REPO)
+                          text=True, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     df = pd.read_csv(Path(env["RECIPE_RESULTS"]) / "sweep.csv")
     assert set(df.stage) == {"base"} and set(df.test_type) == {"open"} and set(df.open_content) == {"hgp-0"}
