@@ -111,6 +111,11 @@ def check_key_format(key_format: str, where: str = "key_token.format") -> None:
         raise UserError(where, f"{key_format!r} must contain '{{relation_id}}' once", f"e.g. {KEY_FORMAT}")
 
 
+def checkpoint_key_format(meta) -> str:
+    """The key-token format a checkpoint trained with (its `mtg_meta.json`), else the default."""
+    return (meta.key_token_format if meta else None) or KEY_FORMAT
+
+
 def key_tokens(relation_id: str, key_format: str = KEY_FORMAT) -> list[str]:
     """Key tokens a relation needs: one per atomic id (`a-b` composites need both)."""
     return [key_format.format(relation_id=part) for part in str(relation_id).split("-") if part]

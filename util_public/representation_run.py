@@ -72,7 +72,7 @@ def _load(path: str, relations: list[str], dtype: str):
     tokenizer = modelio.load_tokenizer(resolved.path)
     model = modelio.load_causal_lm(resolved.path, dtype=dtype, device=modelio.default_device())
     meta = CheckpointMeta.of(resolved.path)
-    key_format = (meta.key_token_format if meta else None) or prompts.KEY_FORMAT   # as the checkpoint trained
+    key_format = prompts.checkpoint_key_format(meta)
     needed = [t for rel in relations for t in prompts.key_tokens(rel, key_format)]
     keys = keytokens.add(tokenizer, needed, meta, resolved.path)
     keytokens.resize_and_init(model, tokenizer, keys, resize="grow_only", init="mean")

@@ -45,7 +45,7 @@ class ModelInfo:
 
     @property
     def key_format(self) -> str:
-        return (self.meta.key_token_format if self.meta else None) or prompts.KEY_FORMAT
+        return prompts.checkpoint_key_format(self.meta)
 
     @property
     def add_bos_train(self) -> bool | None:

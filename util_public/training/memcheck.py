@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     model = modelio.load_causal_lm(resolved.path, dtype="auto")
     tokenizer = modelio.load_tokenizer(resolved.path)
     result = greedy_accuracy(model, tokenizer, chosen, args.prompt, data_root,
-                             key_format=meta.key_token_format if meta and meta.key_token_format else prompts.KEY_FORMAT)
+                             key_format=prompts.checkpoint_key_format(meta))
     print(json.dumps({"model": args.model, "prompt": args.prompt, "relation": args.relation,
                       "accuracy": result["accuracy"], "n": result["n"], "wrong_examples": result["wrong"][:5]},
                      ensure_ascii=False))
