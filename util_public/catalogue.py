@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 
-from . import paths, textio
+from . import filecache, paths, textio
 from .errors import UserError
 from .runinfo import sha256_file
 
@@ -61,7 +60,7 @@ def relations_file(data_root: Path | None = None) -> Path:
     return override if override and override.is_file() else SHIPPED / "relations.yaml"
 
 
-@lru_cache(maxsize=None)
+@filecache.per_content
 def _relations(path: Path) -> dict:
     """The relation table by id, each entry of the shape `_RELATION_FIELDS`. An id written
     unquoted (`50:`) is a YAML integer; it is the string "50" that every caller asks for."""
@@ -100,7 +99,11 @@ def vocab_file(relation_id: str, data_root: Path | None = None) -> Path:
 
 def vocab(relation_id: str, data_root: Path | None = None) -> list[str]:
     """The relation's object vocabulary: lower-cased, de-duplicated, in file order."""
-    path = vocab_file(relation_id, data_root)
+    return read_vocab(vocab_file(relation_id, data_root))
+
+
+def read_vocab(path: Path) -> list[str]:
+    """A vocabulary file's words: lower-cased, de-duplicated, in file order."""
     if not path.is_file():
         raise UserError(str(path), "vocabulary file not found")
     seen, out = set(), []
@@ -173,7 +176,7 @@ def prompts(relation_id: str, data_root: Path | None = None) -> PromptCatalogue:
     return _prompts(path)
 
 
-@lru_cache(maxsize=None)
+@filecache.per_content
 def _prompts(path: Path) -> PromptCatalogue:
     data = load_yaml(path)
     textio.require_fields(data, {"schema": str, "relation_id": (str, int), "source": str}, str(path))

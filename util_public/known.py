@@ -22,10 +22,9 @@ facts' results).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from . import catalogue, paths
+from . import catalogue, filecache, paths
 from .errors import UserError
 from .facts import Fact, norm
 from .runinfo import sha256_file
@@ -70,7 +69,7 @@ def load(relation_id: str) -> KnownFile:
     return read(where)
 
 
-@lru_cache(maxsize=None)
+@filecache.per_content
 def read(file: Path) -> KnownFile:
     """Read and validate one known-fact file (any location, e.g. a test's)."""
     data = catalogue.load_yaml(file)
@@ -136,10 +135,10 @@ def facts(relation_id: str, num_options: int | None, seed: int) -> list[Fact]:
     """The known facts of `relation_id` as `Fact`s; with `num_options`, each gets `num_options - 1`
     distractors from the relation's vocabulary (never the object, the subject or an also_true
     answer, nor anything one of them contains or is contained in)."""
-    from .datagen.distractors import draw_distractors
+    from .datagen.distractors import draw_distractors, vocab_pool
 
     known = load(relation_id)
-    pool = _pool(str(relation_id))
+    pool = vocab_pool(str(relation_id))
     out = []
     for fact_id, k in enumerate(known.facts):
         options = [] if not num_options else draw_distractors(
@@ -149,8 +148,3 @@ def facts(relation_id: str, num_options: int | None, seed: int) -> list[Fact]:
     return out
 
 
-@lru_cache(maxsize=None)
-def _pool(relation_id: str):
-    from .datagen.distractors import DistractorPool
-
-    return DistractorPool(catalogue.vocab(relation_id))

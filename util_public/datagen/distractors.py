@@ -8,13 +8,25 @@ so each fact costs one permutation and a few vector operations.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
+from .. import catalogue, filecache
 from ..errors import UserError
 from ..facts import norm
 from ..seeding import stream
+
+
+def vocab_pool(relation_id: str, data_root: Path | None = None) -> "DistractorPool":
+    """The relation's object vocabulary as a pool, built once per version of its file."""
+    return _pool_of(catalogue.vocab_file(relation_id, data_root))
+
+
+@filecache.per_content
+def _pool_of(path: Path) -> "DistractorPool":
+    return DistractorPool(catalogue.read_vocab(path))
 
 
 class DistractorPool:

@@ -23,7 +23,6 @@ per-character choice, lm-evaluation-harness's `acc_norm` convention).
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import lru_cache
 from pathlib import Path
 
 from .. import catalogue, prompts, relspec
@@ -61,7 +60,7 @@ def shares(num_options: int, groups: int) -> tuple[int, int]:
 def pool_facts(facts: list[Fact], others: list[str], num_options: int, seed: int,
                data_root: Path | None) -> tuple[list[Fact], dict[int, list[str]]]:
     """Facts with pooled distractors, and fact_id -> each distractor's relation (stored order)."""
-    from ..datagen.distractors import draw_distractors
+    from ..datagen.distractors import draw_distractors, vocab_pool
 
     own_count, each = shares(num_options, 1 + len(others))
     out, labels = [], {}
@@ -69,7 +68,7 @@ def pool_facts(facts: list[Fact], others: list[str], num_options: int, seed: int
         options = list(fact.options[:own_count])
         kinds = [fact.relation_id] * own_count
         for other in others:
-            options += draw_distractors(_vocab_pool(other, data_root), fact.object, each, seed,
+            options += draw_distractors(vocab_pool(other, data_root), fact.object, each, seed,
                                         f"{fact.relation_id}>{other}", fact.fact_id, purpose="mc.pool",
                                         exclude=(fact.head, *options))
             kinds += [other] * each
@@ -80,13 +79,6 @@ def pool_facts(facts: list[Fact], others: list[str], num_options: int, seed: int
 
 def vocab_files(others: list[str], data_root: Path | None) -> list[Path]:
     return [catalogue.vocab_file(o, data_root) for o in others]
-
-
-@lru_cache(maxsize=None)
-def _vocab_pool(relation_id: str, data_root: Path | None):
-    from ..datagen.distractors import DistractorPool
-
-    return DistractorPool(catalogue.vocab(relation_id, data_root))
 
 
 def check_asked(prompt_type: str, relation_id: str, others: list[str]) -> None:

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
-from .. import atomicio, prompts, textio
+from .. import atomicio, filecache, prompts, textio
 from ..artifacts import MANIFEST_FILE, ModelRecord, ResultSummary, RunManifest, find_summaries, none_found
 from ..errors import UserError, exit_on_user_error
 
@@ -43,28 +42,26 @@ ORDER = ["experiment", "label", "relation", "dataset", "facts", "language", "pha
 NUMERIC_KEYS = {"phase1_epochs", "k", "step", "phase2_epoch", "seed"}
 
 
-@lru_cache(maxsize=None)
-def _json(path: str) -> dict | None:
-    p = Path(path)
-    if not p.is_file():
+@filecache.per_content
+def _json(path: Path) -> dict | None:
+    if not path.is_file():
         return None
-    return textio.read_json(p)
+    return textio.read_json(path)
 
 
 def _recipe(directory: Path) -> dict:
     for folder in [directory, *directory.parents]:
         path = folder / "recipe.json"
-        found = _json(str(path))
+        found = _json(path)
         if found is not None:
             return textio.require_fields(found, {"experiment": (str, type(None)), "models": (dict, type(None))},
                                          str(path))
     return {}
 
 
-@lru_cache(maxsize=None)
-def _manifest(run_dir: str) -> RunManifest:
-    """The run manifest beside an evaluated checkpoint (an empty one when there is none)."""
-    path = Path(run_dir) / MANIFEST_FILE
+@filecache.per_content
+def _manifest(path: Path) -> RunManifest:
+    """A run manifest (an empty one when there is none)."""
     return RunManifest.read(path) if path.is_file() else RunManifest()
 
 
@@ -73,7 +70,7 @@ def lineage(model: ModelRecord) -> dict:
     meta = model.mtg_meta
     if meta is None:
         return {"stage": "base", "base_model": model.name, "phase1_epochs": 0}
-    manifest = _manifest(str(Path(model.path or "").parent))
+    manifest = _manifest(Path(model.path or "").parent / MANIFEST_FILE)
     train = manifest.hashed_config.get("train") or {}
     out = {"seed": train.get("seed"), "learning_rate": train.get("learning_rate"), "step": meta.step,
            "loss_mode": meta.loss_mode, "legacy_loss": meta.legacy_loss}
