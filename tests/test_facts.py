@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
 from util_public.errors import UserError
-from util_public.facts import Fact, conflicts, facts_to_csv, load_relation, read_facts, write_facts
+from util_public.facts import Fact, conflicts, contained_pairs, facts_to_csv, load_relation, read_facts, write_facts
 
 OPTIONS = [f"opt{i:02d}x" for i in range(99)]
 
@@ -99,6 +100,40 @@ def test_substring_rule_error_or_warning(tmp_path, capsys):
 def test_conflict_rule_is_plain_substring():
     assert conflicts("usa", "Jerusalem") and conflicts("en", "english") and conflicts("Oslo", "oslo")
     assert not conflicts("lisbon", "oslo")
+
+
+CONTAINMENT = {   # forms -> why the case is there
+    ("usa", "jerusalem", "oslo"): "one inside another, mid-word",
+    ("aa", "aaa", "a"): "overlapping occurrences, a form inside several",
+    ("ab", "ab", "b"): "equal forms: each contains the other",
+    ("", "x", "yz"): "the empty form is in every form",
+    ("zürich", "rich", "zu"): "beyond ASCII",
+    ("new york", "york", "new york city", "city"): "spaces inside forms",
+    ("abc",): "one form",
+    (): "none",
+}
+
+
+@pytest.mark.parametrize("forms", list(CONTAINMENT), ids=list(CONTAINMENT.values()))
+def test_contained_pairs_are_exactly_the_pairwise_substrings(forms):
+    brute = {(i, j) for i, a in enumerate(forms) for j, b in enumerate(forms) if i != j and a in b}
+    found = list(contained_pairs(list(forms)))
+    assert len(found) == len(set(found)) and set(found) == brute
+
+
+def test_contained_pairs_agree_with_the_pairwise_rule_on_random_names():
+    rng = random.Random(0)
+    for _ in range(200):     # a three-letter alphabet makes containment frequent
+        forms = ["".join(rng.choice("ab ") for _ in range(rng.randint(1, 5))).strip() or "a" for _ in range(12)]
+        brute = {(i, j) for i, a in enumerate(forms) for j, b in enumerate(forms) if i != j and a in b}
+        assert set(contained_pairs(forms)) == brute, forms
+
+
+def test_the_first_pair_that_breaks_the_substring_rule_is_named(tmp_path):
+    opts = OPTIONS[:96] + ["opt05x west", "bon", "lisbon east"]    # three conflicts; gold-first order names "bon"
+    path = write_facts(tmp_path / "50.csv", [_fact(0, options=opts)])
+    with pytest.raises(UserError, match="options 'lisbon' and 'bon' violate the substring rule"):
+        read_facts(path)
 
 
 def test_whitespace_is_stripped_and_counted(tmp_path, capsys):

@@ -7,15 +7,18 @@ reports problems as `UserError`s naming the file, line and fact_id; writing is a
 from __future__ import annotations
 
 import ast
+import bisect
 import collections
 import csv
 import io
+import itertools
 import json
 import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from . import atomicio, paths, textio
 from .errors import UserError
@@ -44,13 +47,25 @@ def norm(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def _overlap(a: str, b: str) -> bool:
+def conflicts(a: str, b: str) -> bool:
+    """The substring rule: equal, or one a plain substring of the other, after `norm`."""
+    a, b = norm(a), norm(b)
     return a in b or b in a
 
 
-def conflicts(a: str, b: str) -> bool:
-    """The substring rule: equal, or one a plain substring of the other, after `norm`."""
-    return _overlap(norm(a), norm(b))
+def contained_pairs(forms: list[str]) -> Iterator[tuple[int, int]]:
+    """Every (i, j), i != j, where forms[i] occurs in forms[j] (forms as `norm` gives them: no line
+    breaks). One C-level scan of all forms joined per form, not a Python loop over all pairs: the
+    substring rule on 100 options, or a vocabulary of thousands, costs milliseconds."""
+    joined = "\n".join(forms)
+    starts = list(itertools.accumulate((len(f) + 1 for f in forms), initial=0))
+    for i, form in enumerate(forms):
+        at = joined.find(form)
+        while at != -1:
+            j = bisect.bisect_right(starts, at) - 1
+            if j != i:
+                yield i, j
+            at = joined.find(form, starts[j + 1])     # at most one hit per form j
 
 
 def parse_options(raw: str, where: str) -> list[str]:
@@ -97,15 +112,13 @@ def check_fact(fact: Fact, num_options: int | None = 100, substring_rule: str = 
     gold, normed = check_options(fact.object, opts, where)
     if substring_rule == "off":
         return False
-    everything, forms = [fact.object, *opts], [gold, *normed]
-    for i, a in enumerate(forms):
-        for j in range(i + 1, len(forms)):
-            if _overlap(a, forms[j]):
-                if substring_rule == "error":
-                    raise UserError(where, f"options {everything[i]!r} and {everything[j]!r} violate the substring rule",
-                                    "regenerate, or import with validate.substring_rule=warn")
-                return True
-    return False
+    everything = [fact.object, *opts]
+    pairs = sorted((min(i, j), max(i, j)) for i, j in contained_pairs([gold, *normed]))
+    if pairs and substring_rule == "error":
+        i, j = pairs[0]
+        raise UserError(where, f"options {everything[i]!r} and {everything[j]!r} violate the substring rule",
+                        "regenerate, or import with validate.substring_rule=warn")
+    return bool(pairs)
 
 
 def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: str = "error") -> list[Fact]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import catalogue, filecache
 from ..errors import UserError
-from ..facts import norm
+from ..facts import contained_pairs, norm
 from ..seeding import stream
 
 
@@ -37,11 +37,9 @@ class DistractorPool:
         normed = [norm(c) for c in self.candidates]
         n = len(normed)
         self._normed = normed
-        self._conflict = np.zeros((n, n), dtype=bool)
-        for i in range(n):
-            for j in range(i, n):
-                if normed[i] in normed[j] or normed[j] in normed[i]:
-                    self._conflict[i, j] = self._conflict[j, i] = True
+        self._conflict = np.eye(n, dtype=bool)
+        for i, j in contained_pairs(normed):
+            self._conflict[i, j] = self._conflict[j, i] = True
 
     def __len__(self) -> int:
         return len(self.candidates)
