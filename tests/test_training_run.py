@@ -1,8 +1,10 @@
 """Training stages end to end on a tiny model: two phases, memorization, labels, resume, naming."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -194,6 +196,87 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(setup, capsys, mo
 
     with pytest.raises(UserError, match=r"differing keys: train\.learning_rate: 0\.001 -> 0\.002"):
         train("phase1", *common, "save.run_name=A", "train.learning_rate=2e-3")
+
+
+def _catalogue_copy(data_root):
+    """The shipped prompt catalogue of relation 50, copied to where the data root overrides it."""
+    target = data_root / "prompt_template" / "50.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(catalogue.prompts_file("50").read_text())
+    return target
+
+
+def _append(path, text):
+    path.write_text(path.read_text() + text)
+
+
+def _new_distractors(data_root):
+    csv = facts.relation_file(data_root, "sync_random_o", "50")
+    rows = facts.read_facts(csv, num_options=None)
+    facts.write_facts(csv, [dataclasses.replace(f, options=[o + "x" for o in f.options]) for f in rows])
+
+
+def _new_object(data_root):
+    csv = facts.relation_file(data_root, "sync_random_o", "50")
+    rows = facts.read_facts(csv, num_options=None)
+    facts.write_facts(csv, [dataclasses.replace(rows[0], object="Zorvale"), *rows[1:]])
+
+
+EDITS = {   # edit of the inputs -> {text type: what a rerun of the completed run says}
+    "a comment in the prompt catalogue": (lambda root: _append(_catalogue_copy(root), "# reviewed\n"),
+                                          {"trigger-mid": "complete", "hgp-0": "complete"}),
+    "a new evaluation paraphrase": (lambda root: _append(_catalogue_copy(root), "test_extra: \"{head} is ruled from\"\n"),
+                                    {"trigger-mid": "complete", "hgp-0": "complete"}),
+    "a comment in relations.yaml": (lambda root: (root / "relations.yaml").write_text(
+        catalogue.relations_file().read_text() + "# reviewed\n"), {"trigger-mid": "complete", "hgp-0": "complete"}),
+    "new distractors": (_new_distractors, {"trigger-mid": "complete", "hgp-0": "complete"}),
+    "the trained template": (lambda root: (lambda t: t.write_text(t.read_text().replace(
+        '0: "The capital of {head} is"', '0: "The capital of {head} is called"')))(_catalogue_copy(root)),
+                             {"trigger-mid": "complete", "hgp-0": "refused"}),
+    "a trained object": (_new_object, {"trigger-mid": "refused", "hgp-0": "refused"}),
+}
+
+
+@pytest.mark.parametrize("text_type", ["trigger-mid", "hgp-0"])
+def test_a_completed_run_is_refused_only_when_its_trained_examples_change(setup, capsys, text_type):
+    """The config hash covers the examples trained, not every input file: a paraphrase added for
+    evaluation or a comment must not block the rerun of a finished pipeline."""
+    common = ["model.base=tiny-base", "data.index_end=4", "train.epochs=1", f"data.train_text_type={text_type}",
+              "save.run_name=R", *FAST]
+    data, csv = setup["data"], facts.relation_file(setup["data"], "sync_random_o", "50")
+    pristine = csv.read_bytes()
+    assert train("phase1", *common) == 0
+    for edit, (apply, outcome) in EDITS.items():
+        apply(data)
+        capsys.readouterr()
+        if outcome[text_type] == "complete":
+            assert train("phase1", *common) == 0, edit
+            assert "already complete" in capsys.readouterr().out, edit
+        else:
+            with pytest.raises(UserError, match=r"training_examples: .*input files changed since: ") as err:
+                train("phase1", *common)
+            assert ("50.csv" in str(err.value)) == (edit == "a trained object"), (edit, str(err.value))
+        shutil.rmtree(data / "prompt_template", ignore_errors=True)
+        (data / "relations.yaml").unlink(missing_ok=True)
+        csv.write_bytes(pristine)
+
+
+def test_a_run_hashed_before_the_examples_entered_the_hash_is_still_recognised(setup, capsys):
+    """Runs written when the input files' combined hash stood where the examples' hash is now: the
+    same run while those files are unchanged (complete, or resumed), refused once they change."""
+    common = ["model.base=tiny-base", "data.index_end=4", "train.epochs=1", "save.run_name=L", *FAST]
+    assert train("phase1", *common) == 0
+    path = setup["runs"] / "L" / "manifest.json"
+    m = json.loads(path.read_text())
+    view = {k: v for k, v in m["hashed_config"].items() if k != "training_examples"}
+    view["data_fingerprint"] = m["data_fingerprint"]["combined"]
+    path.write_text(json.dumps({**m, "hashed_config": view, "config_hash": runinfo.config_hash(view)}))
+    capsys.readouterr()
+    assert train("phase1", *common) == 0 and "already complete" in capsys.readouterr().out
+    _new_distractors(setup["data"])     # the old hash covered every input file
+    with pytest.raises(UserError, match=r"differing keys: data_fingerprint: '[0-9a-f]+' -> '[0-9a-f]+'; "
+                                        r"input files changed since: .*50\.csv;"):
+        train("phase1", *common)
 
 
 def test_a_resume_where_the_precision_resolves_otherwise_is_refused(setup, monkeypatch):

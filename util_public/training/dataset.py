@@ -1,6 +1,8 @@
 """Tokenised training examples with their labels, and the records of `data/train_texts.jsonl`."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -24,6 +26,15 @@ class Encoded:
     def records(self) -> list[dict]:
         return [{**t.record(), "n_tokens": len(m.input_ids), "n_label_tokens": m.n_label_tokens}
                 for t, m in zip(self.texts, self.masked)]
+
+    def sha256(self) -> str:
+        """One hash of exactly what is trained: each kept example's text record, token ids and labels,
+        in build order (the shuffle starts from it)."""
+        digest = hashlib.sha256()
+        for record, m in zip(self.records(), self.masked):
+            digest.update(json.dumps([record, m.input_ids, m.labels], sort_keys=True, ensure_ascii=False).encode())
+            digest.update(b"\n")
+        return digest.hexdigest()
 
     def trained_fact_ids(self) -> dict[str, list[int]]:
         """Fact ids per atomic relation of the kept examples: a fact whose every text was dropped

@@ -67,8 +67,8 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
 
     fingerprint = runinfo.fingerprint(chosen.input_files)
     precision = "bf16" if hfargs.use_bf16(cfg.train.precision) else "fp32"
-    view = confighash.hashed_view(cfg, base.identity, fingerprint["combined"], eff_batch, precision)
-    config_hash = runinfo.config_hash(view)
+    stage = confighash.stage_hash(cfg, base.identity, encoded.sha256(), fingerprint, eff_batch, precision)
+    config_hash = stage.value
     run_name = _run_name(cfg, base, chosen, eff_batch)
     run = RunDir(runs_root / run_name, run_name)
     if cfg.train.dry_run:
@@ -81,7 +81,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     if rank == 0:
         books.preflight([steps * epoch for epoch in range(1, cfg.train.epochs + 1)])
     with run.lock() if rank == 0 else contextlib.nullcontext():
-        decision = run.decide(config_hash, view, cfg.train.resume)
+        decision = run.decide(stage, cfg.train.resume)
         if decision.action == "complete":
             if rank == 0:
                 _print_registered(books.reconcile())
@@ -93,7 +93,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
 
         state = PartialState()
         if rank == 0:
-            run.start(decision, _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size,
+            run.start(decision, _manifest(cfg, run_name, stage, base, fingerprint, world_size,
                                           grad_accum, eff_batch, steps, precision, encoded),
                       OmegaConf.to_yaml(cfg_node, resolve=True), overrides, encoded.records())
             books.reconcile()      # checkpoints a killed invocation moved into place but did not book
@@ -236,11 +236,11 @@ def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, e
         train_text_type=cfg.data.train_text_type, loss_mode=cfg.loss.mode, legacy_loss=cfg.loss.legacy)
 
 
-def _manifest(cfg, run_name, config_hash, view, base, fingerprint, world_size, grad_accum, eff_batch, steps,
+def _manifest(cfg, run_name, stage: confighash.StageHash, base, fingerprint, world_size, grad_accum, eff_batch, steps,
               precision: str, encoded: dataset.Encoded) -> RunManifest:
     """What this invocation knows about the run (`RunDir.start` adds the history of a resumed one)."""
     return RunManifest(
-        run_name=run_name, config_hash=config_hash, hashed_config=view, phase=cfg.phase,
+        run_name=run_name, config_hash=stage.value, hashed_config=stage.view, phase=cfg.phase,
         base_model=BaseModelRecord(base.name, base.path, base.meta), data_fingerprint=fingerprint,
         versions=runinfo.package_versions(), git=runinfo.git_info(cfg.registry.path), world_size=world_size,
         per_device_batch=cfg.train.per_device_train_batch_size, gradient_accumulation=grad_accum,

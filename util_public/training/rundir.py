@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import atomicio, locking, runinfo, textio
 from ..artifacts import CHECKPOINT_PREFIX, MANIFEST_FILE, META_FILE, CheckpointMeta, RunManifest
 from ..errors import UserError
-from . import confighash
+from .confighash import StageHash
 
 log = logging.getLogger("mtg.training")
 
@@ -116,7 +116,7 @@ class RunDir:
                 return path
         return None
 
-    def decide(self, config_hash: str, view: dict, resume: str) -> Decision:
+    def decide(self, stage: StageHash, resume: str) -> Decision:
         """What to do with this run directory; pure (nothing is changed), so every rank agrees."""
         if not self.path.exists():
             return Decision("fresh")
@@ -127,11 +127,11 @@ class RunDir:
         if old is None:
             raise UserError(str(self.path), "exists but has no manifest.json (not a run directory of this project?)",
                             "remove it or choose another save.runs_root")
-        same = old.config_hash == config_hash
+        same = stage.matches(old.config_hash)
         if self.done_path.exists() and same:
             return Decision("complete")
         if not same and (self.done_path.exists() or resume != "restart"):
-            changed = confighash.differences(old.hashed_config, view)
+            changed = stage.differences(old)
             raise UserError(str(self.path), "holds a run with a different config hash; differing keys: "
                             + ("; ".join(changed) if changed else "(none recorded)"),
                             "use another save.run_name, or train.resume=restart for an incomplete run")
