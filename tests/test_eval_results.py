@@ -1,15 +1,18 @@
 """In-process API: result layout (SPEC §3.6), cache reuse, aggregates, loss probe, reports."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from evalkit import checkpoint_with_key, fictional_facts, write_dataset
-from util_public import runinfo
+from util_public import catalogue, runinfo
 from util_public.atomicio import read_jsonl
+from util_public.facts import read_facts
 from util_public.evaluation import api, report, tasks
 from util_public.evaluation.schema import config
 
@@ -80,6 +83,57 @@ def test_identical_results_are_reused_unless_overwrite(setup, monkeypatch):
     # a setting that changes results changes the hash, hence the directory
     other = api.evaluate(model, tok, info, facts, ["hgp-0"], ["mc"], config(OPTS + ["prompt.separator=' : '"]))[0]
     assert other["directory"] != first["directory"]
+
+
+def _catalogue_copy(data_root: Path) -> Path:
+    target = data_root / "prompt_template" / "50.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(catalogue.prompts_file("50").read_text())
+    return target
+
+
+def _edit_catalogue(data_root: Path, old: str, new: str) -> None:
+    path = _catalogue_copy(data_root)
+    path.write_text(path.read_text().replace(old, new, 1))
+
+
+def _edit_facts(data_root: Path, change) -> None:
+    csv = data_root / "toy" / "50.csv"
+    write_dataset(data_root, "toy", [change(f) if f.fact_id == 4 else f for f in read_facts(csv, num_options=None)])
+
+
+CACHE_EDITS = {   # edit of the inputs -> which stored results (trigger-mid, hgp-0; mc, gen) stay valid
+    "a new paraphrase in the catalogue": (lambda root: _edit_catalogue(root, "hgp:\n", "hgp:\n  20: \"{head} is run from\"\n"),
+                                          {"trigger-mid": True, "hgp-0": True}),
+    "a comment in relations.yaml": (lambda root: (root / "relations.yaml").write_text(
+        catalogue.relations_file().read_text() + "# reviewed\n"), {"trigger-mid": True, "hgp-0": True}),
+    "the scored template": (lambda root: _edit_catalogue(root, '0: "The capital of {head} is"',
+                                                         '0: "The capital of {head} is:"'),
+                            {"trigger-mid": True, "hgp-0": False}),
+    "one fact's distractors": (lambda root: _edit_facts(root, lambda f: dataclasses.replace(
+        f, options=[*f.options[:-1], "zzyzx"])), {"trigger-mid": False, "hgp-0": False}),
+}
+
+
+@pytest.mark.parametrize("edit", list(CACHE_EDITS))
+def test_stored_results_stay_valid_until_what_they_scored_changes(setup, monkeypatch, edit):
+    """The result hash covers the questions as scored, not every input file: adding a paraphrase
+    to evaluate must not recompute every other prompt's results."""
+    info, model, tok, _ = setup
+    data = Path(os.environ["MTG_DATA_ROOT"])
+    cfg = config(OPTS)
+    names, first = ["trigger-mid", "hgp-0"], {}
+    for task in ("mc", "gen"):
+        for out in api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], names, [task], cfg):
+            first[task, out["prompt_type"]] = out["directory"]
+    apply, valid = CACHE_EDITS[edit]
+    apply(data)
+    recomputed = []
+    for task in ("mc", "gen"):
+        monkeypatch.setitem(tasks.RUNNERS, task, lambda *a, task=task: recomputed.append(task) or [])
+        for out in api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], names, [task], cfg):
+            assert (out["directory"] == first[task, out["prompt_type"]]) == valid[out["prompt_type"]], (task, out)
+    assert len(recomputed) == 2 * sum(not v for v in valid.values())
 
 
 def test_another_checkpoint_under_the_same_name_is_not_served_from_the_cache(bpe_tokenizer, tmp_path,

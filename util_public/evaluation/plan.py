@@ -129,9 +129,11 @@ def expand(names: list[str], cat, language: str | None, relation_id: str, data_r
 
 
 def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet, fact_range: tuple[int, int],
-                  seen: set[int] | None, info: ModelInfo, data_fp: dict, backend: str, dtype: str,
+                  seen: set[int] | None, info: ModelInfo, scored: str, backend: str, dtype: str,
                   bos: list[int], spacing: str) -> dict:
-    """Everything that changes this result's numbers (SPEC §3.6), nothing that does not."""
+    """Everything that changes this result's numbers (SPEC §3.6), nothing that does not. The data
+    enter as what is scored (`_scored_sha256`), not as the input files' hashes: a paraphrase added
+    to the catalogue, or a comment, leaves every stored result of the other prompts valid."""
     p = cfg.prompt
     payload = {
         "task": task, "prompt_type": prompt_type, "relation_id": factset.relation_id, "dataset": factset.dataset,
@@ -139,7 +141,7 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
         "prompt": {"test_type": p.test_type, "open_content": p.open_content if p.test_type == "open" else None,
                    "separator": p.separator, "chat_template": p.chat_template, "bos_ids": bos,
                    "combine_spacing": spacing, "language": cfg.data.language},
-        "backend": backend, "dtype": dtype, "seed": cfg.seed, "model": info.identity, "data": data_fp["combined"],
+        "backend": backend, "dtype": dtype, "seed": cfg.seed, "model": info.identity, "data": scored,
     }
     if task == "mc":
         payload["mc"] = {"num_options": cfg.mc.num_options, "gold_position": cfg.mc.gold_position,
@@ -153,6 +155,13 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
     if prompts.parse(prompt_type).family == "ic-lke" or (p.test_type == "open" and p.open_content == "ic-lke"):
         payload["ic_lke"] = dataclasses.asdict(cfg.ic_lke)
     return payload
+
+
+def _scored_sha256(ctxs: dict[int, str], selected: list[Fact]) -> str:
+    """One hash of the questions as scored: each fact's context, and the facts themselves (object,
+    options, every column) in order."""
+    return sha256_text("\n".join(f"{fid}\t{ctx!r}" for fid, ctx in ctxs.items()) + "\n"
+                       + factio.facts_to_csv(selected))
 
 
 def _data_fingerprint(factset: FactSet, cats: list, data_root: Path, pool_path: Path | None) -> dict:
@@ -237,8 +246,9 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
                 pooling.check_asked(name, rel, pooling.pool_ids(cfg.mc.pool_relations, rel))
             ctxs = contexts.build(name, selected, spec, tokenizer=tokenizer, pool=pool, ic_cfg=cfg.ic_lke)
             _check_lengths(ctxs, tokenizer, bos, max_len, cfg, tasks)
+            scored = _scored_sha256(ctxs, selected)
             for task in fact_tasks:
-                payload = _hash_payload(cfg, task, name, factset, fact_range, seen, info, data_fp, backend, dtype,
+                payload = _hash_payload(cfg, task, name, factset, fact_range, seen, info, scored, backend, dtype,
                                         bos, spacing)
                 full = results.config_hash(payload)
                 directory = results.result_dir(root, task, name, info.name, factset.dataset, rel,
