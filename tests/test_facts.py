@@ -40,6 +40,22 @@ def test_round_trip_keeps_everything(tmp_path):
     assert header == "fact_id,relation_id,Head,Fact,Alternate Facts,Text,Title,note"
 
 
+LINE_BREAKS = ["\r", "\n", "\r\n", "\n\r", "\u2028", "\x0b", "\x0c", "\x1c", "\x85", "\r\r"]
+
+
+@pytest.mark.parametrize("brk", LINE_BREAKS, ids=[repr(b) for b in LINE_BREAKS])
+@pytest.mark.parametrize("column", ["Text", "Title", "note"])
+def test_every_line_break_in_a_free_text_cell_round_trips(tmp_path, brk, column):
+    """Text, Title and pass-through cells may hold any line break (an import passes them through):
+    the file written must read back as the same facts, the next row intact."""
+    value = f"first{brk}second{brk}"
+    fact = _fact(0, text=value) if column == "Text" else _fact(0, extra={column: value})
+    facts = [fact, _fact(1)]
+    back = read_facts(write_facts(tmp_path / "50.csv", facts))
+    assert [(f.fact_id, f.head, f.text if column == "Text" else f.extra[column]) for f in back] == \
+        [(0, "Veltoria0", value), (1, "Veltoria1", None if column == "Text" else "")]
+
+
 def test_options_are_written_as_json():
     line = facts_to_csv([_fact(3)]).splitlines()[1]
     assert line.startswith('3,50,Veltoria3,lisbon,"[""opt00x"", ""opt01x""')

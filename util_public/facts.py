@@ -190,12 +190,16 @@ def facts_to_csv(facts: list[Fact]) -> str:
         header.append("Title")
     header += extra_cols
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(header)
+    # QUOTE_MINIMAL quotes only the line terminator's characters: with "\n" endings a bare "\r" in a
+    # Text or pass-through cell went unquoted and split the row on read. Such rows are quoted whole.
+    minimal = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    quoted = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
+    minimal.writerow(header)
     for f in facts:
         base = {"fact_id": f.fact_id, "relation_id": f.relation_id, "Head": f.head, "Fact": f.object,
                 "Alternate Facts": json.dumps(f.options, ensure_ascii=False), "Text": f.text or "", **f.extra}
-        writer.writerow([base.get(c, "") for c in header])
+        row = [str(base.get(c, "")) for c in header]
+        (quoted if any("\r" in cell for cell in row) else minimal).writerow(row)
     return buf.getvalue()
 
 
