@@ -159,3 +159,25 @@ def test_trex_mc_vocabulary_and_examples_for_generation(trex_mc):
         f"objects.trex_mc_path={trex_mc}"])))
     facts = read_facts(root("data") / "sync_random_o" / "50.csv", num_options=6)
     assert all(f.object in CITIES and set(f.options) <= set(CITIES) for f in facts)
+
+
+def test_an_import_kept_with_substring_conflicts_can_be_derived_from_and_appended_to(tmp_path, capsys):
+    """`import.substring_rule: warn` (the default) writes facts whose options break the rule; every
+    later reader of the project's own file must accept them, as the import did."""
+    mothers, children = [f"Mothera{c}" for c in "bcdefghi"], [f"Childa{c}" for c in "bcdefghi"]
+    rows = []
+    for i, (child, mother) in enumerate(zip(children, mothers)):
+        options = [m for m in mothers if m != mother][:3]
+        if i == 0:
+            options[0] = f"{mother} junior"        # contains the gold: kept, with a warning
+        rows.append([child, mother, json.dumps(options)])
+    write_csv(tmp_path / "src" / "sync_random_o" / "105.csv", ["Head", "Fact", "Alternate Facts"], rows)
+    run.run(schema.load(schema.compose(["mode=import", f"import.path={tmp_path / 'src'}", "relation_ids=[105]",
+                                        "num_options=4"])))
+    assert "1 facts break the substring rule" in capsys.readouterr().err
+    data = root("data") / "sync_random_o"
+    run.run(schema.load(schema.compose(["mode=derive", "derive.kind=reverse", "derive.source=105", "num_options=4"])))
+    assert [(f.head, f.object) for f in read_facts(data / "r105.csv", num_options=4)] == list(zip(mothers, children))
+    run.run(schema.load(schema.compose(["relation_ids=[105]", "num_facts=2", "num_options=4", "on_exists=append"])))
+    appended = read_facts(data / "105.csv", num_options=4, substring_rule="warn")
+    assert [f.fact_id for f in appended] == list(range(10)) and appended[0].options[0] == "Motherab junior"

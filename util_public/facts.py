@@ -117,7 +117,8 @@ def check_fact(fact: Fact, num_options: int | None = 100, substring_rule: str = 
     if pairs and substring_rule == "error":
         i, j = pairs[0]
         raise UserError(where, f"options {everything[i]!r} and {everything[j]!r} violate the substring rule",
-                        "regenerate, or import with validate.substring_rule=warn")
+                        "regenerate the facts; imported facts are kept with import.substring_rule=warn, "
+                        "and evaluation reads them with data.substring_rule=warn")
     return bool(pairs)
 
 

@@ -23,8 +23,10 @@ from .schema import GenConfig
 
 
 def _unique_object_facts(cfg: GenConfig, data_root: Path, dataset: str, relation_id: str) -> list[Fact]:
-    """The source relation's facts; a source without any would derive an empty dataset."""
-    facts = sorted(load_relation(data_root, dataset, relation_id, num_options=cfg.num_options),
+    """The source relation's facts; a source without any would derive an empty dataset. An imported
+    source may break the substring rule among its own options (a warning at import): the derived
+    facts never use those options and are checked themselves."""
+    facts = sorted(load_relation(data_root, dataset, relation_id, num_options=cfg.num_options, substring_rule="warn"),
                    key=lambda f: f.fact_id)
     if not facts:
         raise UserError(str(relation_file(data_root, dataset, relation_id)), "holds no facts, only a header",

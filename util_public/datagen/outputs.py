@@ -31,10 +31,13 @@ class Output:
                    len(facts), dict(notes or {}))
 
 
-def existing_facts(path: Path, on_exists: str, num_options: int, substring_rule: str = "error") -> list[Fact]:
+def existing_facts(path: Path, on_exists: str, num_options: int, substring_rule: str = "warn") -> list[Fact]:
     """The facts already in `path` that an append must keep ([] when there is nothing to keep).
 
-    With `on_exists: error` an existing file is an error naming it and the alternatives.
+    With `on_exists: error` an existing file is an error naming it and the alternatives. Kept facts
+    are read with the imported-data rule (a substring conflict among a fact's options warns): an
+    import with `import.substring_rule: warn` may have written such facts, and the new facts are
+    checked on their own.
     """
     path = Path(path)
     if not path.exists():
