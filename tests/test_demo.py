@@ -73,6 +73,10 @@ def test_recipes_load_and_bad_settings_are_user_errors():
         demo.load_config("quick", ["objects=made-up"])
     with pytest.raises(UserError, match="unknown probes"):
         demo.load_config("quick", ["eval.probes=[known,ppl]"])
+    for bad, message in [("seed=-1", "seed: must be >= 0"), ("data_seed=4294967296", "data_seed: must be"),
+                         ("threads=0", "threads: must be >= 1"), ("num_options=1", "num_options: must be >= 2")]:
+        with pytest.raises(UserError, match=message):      # before the first stage runs, not inside it
+            demo.load_config("quick", [bad])
 
 
 @pytest.mark.parametrize("objects, options, name", [("catalogue", 100, "sync_random_o"),

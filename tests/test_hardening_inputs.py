@@ -635,6 +635,11 @@ CASES += [
     Case("limit-train-beta2", "train", tr("train.adam_beta2=1.5"), ("train.adam_beta2", "must be >= 0, < 1")),
     Case("limit-train-threads", "train", tr("train.num_threads=-2"), ("train.num_threads", "must be >= 1")),
     Case("limit-gen-top-p", "gen", gen("llm.top_p=0"), ("llm.top_p", "must be > 0, <= 1, got 0")),
+    # seeds: numpy's legacy seeding (transformers' set_seed) takes 0 .. 2**32 - 1; a traceback before
+    Case("limit-gen-seed", "gen", gen("seed=-1"), ("seed", "must be >= 0, <= 4294967295, got -1"), via="entry"),
+    Case("limit-train-seed", "train", tr("train.seed=4294967296"), ("train.seed", "must be >= 0, <= 4294967295")),
+    Case("limit-eval-seed", "eval", ev("seed=-3"), ("seed", "must be >= 0, <= 4294967295, got -3")),
+    Case("limit-eval-ic-lke-seed", "eval", ev("ic_lke.seed=-1"), ("ic_lke.seed", "must be >= 0")),
     Case("limit-repr-batch", "repr", lambda c: repr_args(c, f"models=[{c.keyed}]", "batch_size=0"),
          ("batch_size", "must be >= 1, got 0")),
     # unwritable paths

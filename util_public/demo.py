@@ -30,7 +30,7 @@ from typing import List, Optional
 
 from omegaconf import OmegaConf
 
-from . import known, paths, prompts, relspec, runinfo, textio
+from . import known, limits, paths, prompts, relspec, runinfo, textio
 from .artifacts import RunManifest
 from .atomicio import write_json, write_text
 from .demo_report import COLUMNS, PROBES, ROWS, plot, probe_columns, render_table, values
@@ -104,7 +104,13 @@ def load_config(variant: str, overrides: list[str] | None = None) -> DemoConfig:
     unknown = sorted(set(cfg.eval.probes) - set(PROBES))
     if unknown:
         raise UserError("eval.probes", f"unknown probes {unknown}", f"use any of {list(PROBES)}")
+    limits.check(cfg, LIMITS)
     return cfg
+
+
+# Checked before the first stage runs (the stages check them again, but only once they start).
+LIMITS = {"num_options": ">= 2", "threads": ">= 1", "eval.known_max_facts": ">= 1",
+          "seed": limits.SEED, "data_seed": limits.SEED}
 
 
 def output_dir(cfg: DemoConfig) -> Path:

@@ -11,6 +11,9 @@ from typing import Any
 
 from .errors import UserError
 
+# Every seed: numpy's legacy seeding (through transformers' `set_seed`) takes 0 .. 2**32 - 1 only.
+SEED = ">= 0, <= 4294967295"
+
 _OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 

@@ -171,6 +171,7 @@ LIMITS = {
     "num_facts": ">= 1", "num_options": ">= 2", "objects.vocab_size": ">= 1", "wiki.max_attempts": ">= 1",
     "llm.temperature": ">= 0", "llm.top_p": "> 0, <= 1", "llm.max_tokens": ">= 1", "llm.timeout_s": "> 0",
     "llm.max_retries": ">= 0", "llm.batch": ">= 1", "llm.max_rounds": ">= 1", "llm.num_examples": ">= 0",
+    "seed": limits.SEED,
 }
 
 

@@ -153,7 +153,7 @@ LIMITS = {
     "train.gradient_accumulation_steps": ">= 1", "train.effective_batch_size": ">= 1", "train.epochs": ">= 1",
     "train.logging_steps": ">= 1", "train.num_threads": ">= 1", "train.dataloader_num_workers": ">= 0",
     "train.stop_after_epochs": ">= 1", "train.preview_masks": ">= 0", "model.base_epoch": ">= 1",
-    "registry.lock_timeout_s": ">= 0",
+    "registry.lock_timeout_s": ">= 0", "train.seed": limits.SEED,
 }
 
 
