@@ -384,6 +384,10 @@ CASES = [
     # data generation
     Case("gen-unknown-relation", "gen", gen("relation_ids=[50,999]"),
          ("relation '999'", "unknown relation id", "relations.yaml"), via="entry"),
+    Case("gen-derived-relation", "gen", gen("relation_ids=[105-21]"),
+         ("relation '105-21'", "is derived (chain) from 105, 21", "mode=derive derive.kind=chain"), via="entry"),
+    Case("gen-reversed-relation", "gen", gen("relation_ids=[r105]"),
+         ("relation 'r105'", "is derived (reverse) from 105", "mode=derive derive.kind=reverse")),
     Case("gen-vocab-too-small", "gen",
          lambda c: gen("objects.vocab_source=file", f"objects.vocab_file={_small_vocab(c)}")(c),
          ("{base}/small.txt", "3 distinct objects", "num_options=100")),

@@ -51,6 +51,11 @@ class Generator:
         jobs = []
         for rel in c.relation_ids:
             meta = catalogue.relation(rel, self.data_root)
+            if meta.get("derived_from"):      # its facts follow from its sources' facts
+                sources = meta["derived_from"] if isinstance(meta["derived_from"], list) else [meta["derived_from"]]
+                raise UserError(f"relation {rel!r}", f"is derived ({meta.get('derive_kind')}) from {', '.join(sources)}; "
+                                "generated facts would have no link to them",
+                                f"generate {' and '.join(sources)}, then mode=derive derive.kind={meta.get('derive_kind')}")
             path = relation_file(self.data_root, c.dataset, rel)
             jobs.append(RelationJob(rel, meta, path, existing_facts(path, c.on_exists, c.num_options)))
         if c.subjects.source == "file":
