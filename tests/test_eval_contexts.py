@@ -91,6 +91,38 @@ def test_ic_lke_pool_too_small():
         ic_lke.example_ids(pool[0], pool, IcLkeCfg(example_num=3), "50")
 
 
+def _lineage(*stages):
+    """A Phase-2 checkpoint's metadata from (phase, dataset, {relation: ids}) stages, oldest first."""
+    lineage = [{"run_name": f"run{i}", "phase": ph, "dataset": ds, "trained_fact_ids": ids}
+               for i, (ph, ds, ids) in enumerate(stages)]
+    last = lineage[-1]
+    return ModelInfo("m", "/x", CheckpointMeta(phase=last["phase"], dataset=last["dataset"],
+                                               trained_fact_ids=last["trained_fact_ids"], lineage=lineage))
+
+
+P1_P2 = [(1, "d", {"50": list(range(8))}), (2, "d", {"50": [0, 1, 2, 3]})]
+SPLITS = {   # case -> (model, dataset evaluated, fact ids evaluated, seen, warning or None)
+    "memorized facts": (_lineage(*P1_P2), "d", range(8), {0, 1, 2, 3}, None),
+    "beyond Phase 1": (_lineage(*P1_P2), "d", range(12), {0, 1, 2, 3}, "4 of the 12 evaluated facts (8-11) were trained by no stage"),
+    "another dataset": (_lineage(*P1_P2), "other", range(8), None, "trained on d, not other"),
+    "Phase-2-only control": (_lineage((2, "d", {"50": [0, 1, 2, 3]})), "d", range(8), {0, 1, 2, 3}, None),
+    "relation Phase 1 never saw": (_lineage((1, "d", {"71": [0]}), (2, "d", {"50": [0, 1]})), "d", range(4), {0, 1}, None),
+    "no lineage recorded": (ModelInfo("m", "/x", CheckpointMeta(phase=2, trained_fact_ids={"50": [0, 1]})), "d",
+                            range(4), {0, 1}, None),
+    "a Phase-1 checkpoint elsewhere": (_lineage(P1_P2[0]), "other", range(8), None, None),
+}
+
+
+@pytest.mark.parametrize("case", list(SPLITS))
+def test_the_automatic_split_warns_where_it_would_mislead(case, capsys):
+    info, dataset, evaluated, seen, warning = SPLITS[case]
+    assert seen_fact_ids("auto", info, "50", dataset, list(evaluated)) == seen
+    err = capsys.readouterr().err
+    assert (warning in err) if warning else err == "", err
+    assert seen_fact_ids("0:2", info, "50", dataset, list(evaluated)) == {0, 1}     # an explicit split is taken as given
+    assert capsys.readouterr().err == ""
+
+
 def test_seen_fact_ids():
     phase2 = ModelInfo("m", "/nonexistent", CheckpointMeta(phase=2, trained_fact_ids={"50": [0, 1, 2]}))
     assert seen_fact_ids("auto", phase2, "50") == {0, 1, 2}

@@ -109,6 +109,9 @@ def test_two_stages_memorize_and_inherit_the_key_token(setup, tmp_path, capsys):
                                            "config_hash": m1["config_hash"], "step": 200}
     meta2 = CheckpointMeta.of(p2 / m2["checkpoints"]["1"]["path"])
     assert meta2.key_tokens == meta.key_tokens and meta2.phase == 2 and meta2.loss_mode == "o"
+    # the lineage: Phase 1 memorized 0..19 of sync_random_o, Phase 2 trained 0..9 of them
+    assert [(st["run_name"], st["phase"], st["dataset"], st["trained_fact_ids"]) for st in meta2.lineage] == [
+        (p1.name, 1, "sync_random_o", {"50": list(range(20))}), (p2.name, 2, "sync_random_o", {"50": list(range(10))})]
     assert len(modelio.load_tokenizer(p2 / m2["checkpoints"]["1"]["path"])) == 3001
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from .versioned import Artifact
+from .versioned import Artifact, optional
 
 META_FILE = "mtg_meta.json"
 
@@ -42,6 +42,10 @@ class CheckpointMeta(Artifact):
     legacy_loss: Optional[bool] = None
     epoch: Optional[int] = None          # set per checkpoint
     step: Optional[int] = None
+    # Every training stage from the base model to this one, oldest first: run_name, phase, dataset,
+    # trained_fact_ids. Evaluation asks it which facts any stage trained (a Phase-2 checkpoint's own
+    # `trained_fact_ids` are only the seen facts, not the ones Phase 1 memorized).
+    lineage: Optional[list[dict]] = optional()
 
     @classmethod
     def of(cls, model_dir: str | Path) -> CheckpointMeta | None:
@@ -63,6 +67,25 @@ class CheckpointMeta(Artifact):
         if self.phase != 2 or str(relation_id) not in self.trained_fact_ids:
             return None
         return set(self.trained_fact_ids[str(relation_id)])
+
+    def stage(self) -> dict:
+        """This checkpoint's own stage, as one `lineage` entry."""
+        return {"run_name": self.run_name, "phase": self.phase, "dataset": self.dataset,
+                "trained_fact_ids": self.trained_fact_ids}
+
+    def stages(self) -> list[dict]:
+        """The lineage; a checkpoint written before lineages were recorded knows its own stage only."""
+        return self.lineage or [self.stage()]
+
+    def datasets(self) -> set[str]:
+        """The datasets any stage of the lineage trained on."""
+        return {s["dataset"] for s in self.stages() if s.get("dataset")}
+
+    def trained_in(self, dataset: str, relation_id: str, phase: int | None = None) -> set[int]:
+        """The fact ids of `relation_id` in `dataset` that some stage of the lineage (of `phase`, if
+        given) trained."""
+        return {i for s in self.stages() if s.get("dataset") == dataset and phase in (None, s.get("phase"))
+                for i in (s.get("trained_fact_ids") or {}).get(str(relation_id), [])}
 
     @property
     def k(self) -> int | None:

@@ -7,6 +7,8 @@ size and modification time of its weight files).
 """
 from __future__ import annotations
 
+import itertools
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +79,37 @@ def describe(name_or_path: str | None, path: str | None = None, registry_path: s
     return ModelInfo(name, resolved.path, CheckpointMeta.of(resolved.path), resolved.entry)
 
 
+def _auto_split(info: ModelInfo, relation_id: str, dataset: str | None, evaluated: list[int]) -> set[int] | None:
+    """The checkpoint's seen facts for `relation_id` in `dataset`. Its fact ids mean nothing in a
+    dataset no stage of its lineage trained (no split, with a warning). Where a Phase-1 stage
+    memorized this relation, evaluated facts that no stage trained are named: "unseen" would count
+    them beside the memorized ones. (A Phase-2-only control, or a relation no stage trained, such
+    as a two-hop composite, asks about untrained facts on purpose: no warning.)"""
+    where = f"relation {relation_id} ({dataset}), model {info.name}"
+    seen, trained_on = info.meta.seen_fact_ids(relation_id), info.meta.datasets()
+    if seen is not None and dataset is not None and trained_on and dataset not in trained_on:
+        print(f"warning: {where}: trained on {', '.join(sorted(trained_on))}, not {dataset}: its fact ids name "
+              "other facts here, so no seen/unseen split (data.seen_fact_ids=b:e sets one)", file=sys.stderr)
+        return None
+    if dataset is not None and info.meta.trained_in(dataset, relation_id, phase=1):
+        trained = info.meta.trained_in(dataset, relation_id)
+        never = [i for i in evaluated if i not in trained]
+        if never:
+            print(f"warning: {where}: {len(never)} of the {len(evaluated)} evaluated facts ({id_ranges(never)}) were "
+                  "trained by no stage of this model, not even Phase 1; its 'all' and 'unseen' slices count "
+                  "them (evaluate the memorized facts: data.index_begin/index_end)", file=sys.stderr)
+    return seen
+
+
+def id_ranges(ids: list[int]) -> str:
+    """Sorted ids as compact ranges: [0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
+    out = []
+    for _, run in itertools.groupby(enumerate(sorted(ids)), key=lambda pair: pair[1] - pair[0]):
+        run = [i for _, i in run]
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
+
+
 def require_key_tokens(info: ModelInfo, tokenizer, relation_id: str) -> list[str]:
     """Every key token a trigger prompt of `relation_id` needs must be one token of the model."""
     needed = prompts.key_tokens(relation_id, info.key_format)
@@ -89,13 +122,15 @@ def require_key_tokens(info: ModelInfo, tokenizer, relation_id: str) -> list[str
     return needed
 
 
-def seen_fact_ids(setting: str | None, info: ModelInfo, relation_id: str) -> set[int] | None:
-    """The Phase-2 (seen) fact ids: `auto` from mtg_meta.json, an explicit "b:e" range, or None."""
+def seen_fact_ids(setting: str | None, info: ModelInfo, relation_id: str, dataset: str | None = None,
+                  evaluated: list[int] = ()) -> set[int] | None:
+    """The Phase-2 (seen) fact ids: `auto` from mtg_meta.json, an explicit "b:e" range, or None.
+    `auto` warns where its split would mislead (`_auto_split`)."""
     if setting is None or str(setting).lower() in ("null", "none", ""):
         return None
     text = str(setting).strip()
     if text == "auto":
-        return info.meta.seen_fact_ids(relation_id) if info.meta else None
+        return _auto_split(info, relation_id, dataset, evaluated) if info.meta else None
     begin, sep, end = text.partition(":")
     try:
         lo, hi = int(begin), int(end)

@@ -230,7 +230,8 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
         rel = factset.relation_id
         cat = _catalogue(rel, data_root)
         concrete = expand(names or prompt_types(cfg), cat, cfg.data.language, rel, data_root)
-        seen = modelinfo.seen_fact_ids(cfg.data.seen_fact_ids, info, rel) if factset.trained_split else None
+        seen = modelinfo.seen_fact_ids(cfg.data.seen_fact_ids, info, rel, cfg.data.dataset,
+                                       [f.fact_id for f in selected]) if factset.trained_split else None
         spec = contexts.ContextSpec(rel, cat, cfg.data.language, cfg.prompt.separator, cfg.prompt.test_type,
                                     cfg.prompt.open_content, cfg.prompt.chat_template, spacing, info.key_format,
                                     data_root)

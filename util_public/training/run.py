@@ -226,7 +226,7 @@ def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, e
                      tokenizer) -> CheckpointMeta:
     """The `mtg_meta.json` fields shared by every checkpoint of the run (epoch/step added per save)."""
     inherited = base.meta.key_token_init if base.meta and base.meta.key_token_init else cfg.key_token.init
-    return CheckpointMeta(
+    meta = CheckpointMeta(
         key_tokens=keys.ids, key_token_init=cfg.key_token.init if keys.added else inherited,
         key_token_format=cfg.key_token.format, add_bos_train=_adds_bos(tokenizer, cfg.data.add_special_tokens),
         combine_spacing=cfg.data.combine_spacing, compose_joiner=cfg.data.compose_joiner,
@@ -234,6 +234,8 @@ def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, e
         base_model=base.name, dataset=cfg.data.dataset, relation_spec=cfg.data.relation_id,
         relation_ids=chosen.atomic_relations(), trained_fact_ids=encoded.trained_fact_ids(),
         train_text_type=cfg.data.train_text_type, loss_mode=cfg.loss.mode, legacy_loss=cfg.loss.legacy)
+    meta.lineage = [*(base.meta.stages() if base.meta else []), meta.stage()]
+    return meta
 
 
 def _manifest(cfg, run_name, stage: confighash.StageHash, base, fingerprint, world_size, grad_accum, eff_batch, steps,
