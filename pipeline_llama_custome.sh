@@ -31,9 +31,13 @@
 #   NPROC (ranks per node; default: the node's GPUs, no GPU: 1; NPROC=2 on a CPU: DDP over gloo)
 #   NNODES=$SLURM_NNODES (>1 only under slurm: one srun line starts every node)
 #   ACCELERATE_CONFIG (a file in util_public/training/config/)   MASTER_PORT (default 29500 + job id mod 1000)
-#   EXTRA_ARGS_PHASE1 / EXTRA_ARGS_PHASE2 (more Hydra overrides)   RUN_EVAL=0 (1: evaluation/eval.py)
+#   EXTRA_ARGS_PHASE1 / EXTRA_ARGS_PHASE2 (more Hydra overrides)
+#   RUN_EVAL=0 (1: evaluation/eval.py on the Phase-1 facts 0..PHASE1_FACTS-1: Phase 1 under its own
+#     prompt, Phase 2 under its prompt on the unseen facts and under every test paraphrase)
 #   MEMCHECK (no GPU: 1; greedy key-prompt accuracy of Phase 1, must reach MIN_P1_ACCURACY=0.99)
-#   PLAN_ONLY=0 (1: print the exact data, Phase-1 and Phase-2 commands, one a line, and stop)
+#   PLAN_ONLY=0 (1: print the commands it would run, one a line, and stop: data generation where the
+#     data is missing, Phase 1, Phase 2, and with RUN_EVAL=1 the evaluations; names that only exist
+#     once Phase 1 ran appear as <placeholders>)
 #   SKIP_SETUP=0 (1: skip scripts/setup.sh)   PY=.venv/bin/python
 # Several ranks go through `python -m util_public.launcher` (accelerate launch with a config file;
 # every rank checks that the world it joined is the one asked for). Under slurm: submit from the
@@ -169,8 +173,17 @@ P2_ARGS=(--config-name phase2 "model.base_run='$P1_NAME'" "model.base_epoch=$PHA
          "train.effective_batch_size=$PHASE2_EFFECTIVE_BATCH")
 [ "$PHASE2_PER_DEVICE_BATCH" -gt 1 ] && P2_ARGS+=("train.group_by_length=true")
 P2_ARGS+=("${EXTRA2[@]}")
+# Every evaluation stays within the facts Phase 1 memorized: "unseen" means memorized, not trained in Phase 2.
+evaluations() {  # evaluations PHASE1_CHECKPOINT PHASE2_CHECKPOINT
+  local common=("data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" "data.index_end=$PHASE1_FACTS" "tasks=[gen,mc]")
+  run_step "$PY" evaluation/eval.py "model.name='$1'" "${common[@]}" "prompt.type=$PHASE1_TEXT_TYPE"
+  run_step "$PY" evaluation/eval.py "model.name='$2'" "${common[@]}" "prompt.type=$PHASE2_TEXT_TYPE" \
+    "data.index_begin=$PHASE2_K"
+  run_step "$PY" evaluation/eval.py "model.name='$2'" "${common[@]}" "prompt.type=[test-*]"
+}
 if [ "$PLAN_ONLY" = 1 ]; then   # Phase 2's dry run needs the Phase-1 run
   launch_step training/train.py "${P2_ARGS[@]}"
+  [ "$RUN_EVAL" = 0 ] || evaluations '<phase-1 final checkpoint>' '<phase-2 final checkpoint>'
   exit 0
 fi
 P2_JSON=$("$PY" training/train.py "${P2_ARGS[@]}" train.dry_run=true)
@@ -204,14 +217,7 @@ if [ "$MEMCHECK" = 1 ] && [[ "$RELATION_ID" != *[+\&]* ]] && single_prompt "$PHA
     done
   fi
 fi
-if [ "$RUN_EVAL" = 1 ]; then
-  "$PY" evaluation/eval.py "model.name='$P1_FINAL'" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" \
-    "prompt.type=$PHASE1_TEXT_TYPE" "tasks=[gen,mc]"
-  "$PY" evaluation/eval.py "model.name='$P2_FINAL'" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" \
-    "prompt.type=$PHASE2_TEXT_TYPE" "data.index_begin=$PHASE2_K" "tasks=[gen,mc]"
-  "$PY" evaluation/eval.py "model.name='$P2_FINAL'" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" \
-    "prompt.type=[test-*]" "tasks=[gen,mc]"
-fi
+[ "$RUN_EVAL" = 0 ] || evaluations "$P1_FINAL" "$P2_FINAL"
 
 echo "pipeline: registered checkpoints (in $REGISTRY)" >&2
 for dir in "$P1_DIR" "$P2_DIR"; do

@@ -189,6 +189,19 @@ def test_two_cpu_ranks_split_the_batch_and_one_node_is_the_limit_outside_slurm(p
     assert done.returncode == 2 and "error: NNODES=2: several nodes are started by srun inside a slurm job" in done.stderr
 
 
+def test_planned_evaluations_stay_within_the_facts_phase_one_memorized(pipeline_env):
+    """RUN_EVAL scored every fact of the dataset: "unseen" then held facts Phase 1 never trained."""
+    env, _ = pipeline_env
+    lines = plan(bash("pipeline_llama_custome.sh", {**env, "CUDA_VISIBLE_DEVICES": "", "RUN_EVAL": "1",
+                                                    "MEMCHECK": "0"}))
+    evals = [line for line in lines if "evaluation/eval.py" in line]
+    assert [next(a for a in line if a.startswith("model.name=")) for line in evals] == [
+        "model.name='<phase-1 final checkpoint>'", *["model.name='<phase-2 final checkpoint>'"] * 2]
+    assert all("data.index_end=16" in line for line in evals)
+    assert [sorted(a for a in line if a.startswith(("prompt.type=", "data.index_begin="))) for line in evals] == [
+        ["prompt.type=trigger-mid"], ["data.index_begin=8", "prompt.type=hgp-0"], ["prompt.type=[test-*]"]]
+
+
 # ---- numeric parameters: one error line before anything runs -----------------------------------------
 BAD_PARAMETERS = [   # (script, variable, bad value): what went wrong before, where it is not obvious
     ("pipeline_llama_custome.sh", "NPROC", "0"),              # division by 0 in bashlib's per_rank
