@@ -55,6 +55,9 @@ def test_layout_records_and_family_summary(setup):
     values = [s["metrics"]["all"]["accuracy"] for s in results[1:]]
     assert family["metrics"]["all"]["accuracy"]["values"] == values
     assert family["metrics"]["all"]["accuracy"]["mean"] == pytest.approx(sum(values) / 2)
+    # n counts facts: two prompts about the same 5 facts are 5 facts (not 10: a standard error from
+    # it would be too small by sqrt(2)), per slice
+    assert {k: family["metrics"][k]["n"] for k in ("all", "seen", "unseen")} == {"all": 5, "seen": 2, "unseen": 3}
 
 
 def test_an_empty_slice_is_reported_with_the_relation_by_name(setup, capsys):
@@ -215,6 +218,7 @@ def test_multi_relation_summary_and_legacy_json(setup):
     acc = [s["metrics"]["all"]["accuracy"] for s in per_rel]
     assert combined["metrics"]["all"]["accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
     assert combined["metrics"]["all"]["accuracy"]["micro"] == pytest.approx(sum(acc) / 2)   # equal sizes
+    assert combined["metrics"]["all"]["n"] == 12        # two relations: different facts add up
     legacy = json.loads((Path(per_rel[0]["directory"]) / "legacy.json").read_text())
     assert legacy["accuracy"] == acc[0] and len(legacy["post_processed_outputs_normalized"][0]) == 5
     assert sum(legacy["post_processed_outputs_normalized"][0]) == pytest.approx(1.0)

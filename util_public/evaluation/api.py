@@ -200,25 +200,28 @@ def _combined_summaries(the_plan: Plan, done: list[Written], info: ModelInfo) ->
                                        first.test_type, first.open_content, slice_, full)
         summary = results.new_summary(task, full, relation_id=rels, dataset=first.dataset,
                                       model=ModelRecord(info.name), prompt_type=ptype, test_type=first.test_type,
-                                      **_aggregate(task, members, "relation_id", micro=True))
+                                      **_aggregate(task, members, "relation_id", across_relations=True))
         results.write_summary_only(directory, summary)
         out.append(Written("combined", directory, summary))
     return out
 
 
-def _aggregate(task: str, members: list[ResultSummary], key: str, micro: bool = False) -> dict:
-    """per_member: {member: metrics}; metrics: slice -> metric -> {values, mean, sd[, micro]}."""
+def _aggregate(task: str, members: list[ResultSummary], key: str, across_relations: bool = False) -> dict:
+    """per_member: {member: metrics}; metrics: slice -> metric -> {values, mean, sd[, micro]}. `n`
+    counts facts: the prompts of a family ask about the same facts (n of one of them), relations
+    about different ones (their sum, and an n-weighted micro mean beside the macro one)."""
     per_member = {getattr(m, key): m.metrics for m in members}
     agg: dict = {}
     for slice_ in {s for m in members for s in m.metrics}:
-        agg[slice_] = {"n": sum(m.metrics.get(slice_, {}).get("n", 0) for m in members)}
+        counts = [m.metrics.get(slice_, {}).get("n", 0) for m in members]
+        agg[slice_] = {"n": sum(counts) if across_relations else max(counts)}
         for metric in metrics.TASK_METRICS[task]:
             values = [m.metric(slice_, metric) for m in members]
             if metric.startswith("n_"):     # counts add up; a mean of counts says little
                 agg[slice_][metric] = {"values": values, "total": sum(v or 0 for v in values)}
                 continue
             entry = {"values": values, **metrics.mean_sd(values)}
-            if micro:
+            if across_relations:
                 pairs = [(m.metrics[slice_]["n"], m.metrics[slice_][metric]) for m in members
                          if slice_ in m.metrics and m.metrics[slice_].get(metric) is not None]
                 total = sum(n for n, _ in pairs)
