@@ -33,6 +33,12 @@ def test_lines_carry_standard_errors_the_mean_and_where_each_ran(tmp_path):
     assert "0.80 (sd 0.14)" in lines[4] and lines[4].count("|") == lines[2].count("|")
 
 
+def test_the_mean_of_a_cell_only_one_run_has_shows_no_spread(tmp_path):
+    a, b = _results(tmp_path / "s0", "50", 0.9), _results(tmp_path / "s1", "50", None)   # b: no value there
+    mean = demo_collect.table([demo_collect.load(a), demo_collect.load(b)], mean=True).splitlines()[-1]
+    assert mean.startswith("| mean of 2 |") and "0.90 (sd n/a)" in mean
+
+
 def test_a_file_that_is_not_demo_output_is_a_user_error(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text("{}")

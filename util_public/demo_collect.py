@@ -66,8 +66,9 @@ def table(runs: list[dict], mean: bool) -> str:
         values = []
         for heading, row, column in CELLS:
             xs = [r["rows"][row][column] for r in runs if r["rows"][row][column] is not None]
+            sd = f"{statistics.stdev(xs):.2f}" if len(xs) > 1 else "n/a"     # one run with a value: no spread
             values.append("n/a" if not xs else f"{statistics.mean(xs):.3g}" if "prob" in heading
-                          else f"{statistics.mean(xs):.2f} (sd {statistics.stdev(xs):.2f})")
+                          else f"{statistics.mean(xs):.2f} (sd {sd})")
         lines.append(f"| mean of {len(runs)} | {runs[0]['n']} | " + " | ".join(values) + " | | |")
     return "\n".join(lines) + "\n"
 
