@@ -85,7 +85,12 @@ def test_every_entry_point_answers_help_without_doing_work(script, stubs, isolat
 
 def test_the_python_entry_points_are_found():
     assert {"util_public/demo.py", "util_public/recipes/execute.py", "util_public/relspec.py",
-            "scripts/check_model.py", "util_public/artifacts/__main__.py"} <= set(PY_ENTRY_POINTS)
+            "scripts/check_model.py", "util_public/artifacts/__main__.py",
+            "util_public/recipes/collect.py"} <= set(PY_ENTRY_POINTS)
+    # a command-line `main(argv)` without the guard did nothing under `python -m` and exited 0
+    argv_mains = {str(p.relative_to(REPO)) for p in (REPO / "util_public").rglob("*.py")
+                  if "def main(argv" in p.read_text(encoding="utf-8")}
+    assert argv_mains <= set(PY_ENTRY_POINTS), argv_mains - set(PY_ENTRY_POINTS)
 
 
 @pytest.mark.parametrize("script", PY_ENTRY_POINTS)

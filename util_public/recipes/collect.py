@@ -188,3 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root)
     print(exit_on_user_error(lambda: collect(root, Path(args.out) if args.out else root / "sweep.csv")))
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
