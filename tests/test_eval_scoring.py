@@ -10,6 +10,7 @@ from conftest import tiny_model
 from util_public.evaluation import metrics
 from util_public.evaluation import requests as rq
 from util_public.evaluation.backends.hf import HFBackend
+from util_public.errors import UserError
 from util_public.evaluation.records import ScoreRecord
 
 CONTEXTS = ["The capital of Trikaberria is", "Lomonsaria's capital is", "The seat of government of Ka is in"]
@@ -117,10 +118,22 @@ def _records(scores, chars=None):
     return [ScoreRecord(i, s, 1, c, False) for i, (s, c) in enumerate(zip(scores, chars))]
 
 
-def test_ties_count_as_wrong_and_are_reported():
-    fact = metrics.mc_fact(_records([-1.0, -2.0, -1.0]), gold=2)
+@pytest.mark.parametrize("gold", [0, 2])
+def test_ties_count_as_wrong_and_are_reported(gold):
+    """Wherever the gold sits, a tie is wrong, and the prediction is the tied other option (the
+    arg-max with the gold last), never the gold beside correct=False. gold_rank counts only strictly
+    better options (SPEC §6.3)."""
+    fact = metrics.mc_fact(_records([-1.0, -2.0, -1.0]), gold=gold)
     assert fact["tie"] and not fact["correct"] and fact["gold_rank"] == 1
+    assert fact["pred_index"] == 2 - gold and fact["pred_index_norm"] == 2 - gold and not fact["correct_norm"]
     assert metrics.summarize("mc", [{**fact, "seen": None}])["all"]["n_ties"] == 1
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_score_that_is_not_a_log_probability_stops_the_evaluation(bad):
+    with pytest.raises(UserError, match="fact_id 7: option scores are not log-probabilities"):
+        metrics.mc_fact(_records([-1.0, bad, -3.0]), gold=0, where="hgp-0 relation 50 fact_id 7")
+    assert metrics.mc_fact(_records([-1.0, -math.inf]), gold=0)["correct"]     # probability 0 is one
 
 
 def test_correctness_is_independent_of_gold_position():

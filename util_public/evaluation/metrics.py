@@ -13,25 +13,40 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..errors import UserError
 from . import textprobe
 from .records import ScoreRecord
 
 
-def mc_fact(scores: Sequence[ScoreRecord], gold: int) -> dict:
+def _choice(values: np.ndarray, gold: int) -> tuple[int, bool]:
+    """(predicted option, correct): the gold only when it beats every other option strictly; in a
+    tie the first best other option is the prediction, as the arg-max with the gold last would say."""
+    others = np.delete(np.arange(values.size), gold)
+    if not others.size:
+        return gold, True
+    best = int(others[np.argmax(values[others])])
+    return (gold, True) if values[gold] > values[best] else (best, False)
+
+
+def mc_fact(scores: Sequence[ScoreRecord], gold: int, where: str = "question") -> dict:
     """Per-fact MC fields of SPEC §3.6 from the option records (in option order)."""
     s = np.array([r.sum_logprob for r in scores], dtype=np.float64)
+    if np.isnan(s).any() or np.isposinf(s).any():     # the model's log-probabilities broke down
+        raise UserError(where, f"option scores are not log-probabilities: {s.tolist()[:5]}...",
+                        "non-finite logits; in bf16 or fp16 try model.dtype=fp32")
     chars = np.array([r.n_chars for r in scores], dtype=np.float64)
     others = np.delete(s, gold)
     best_other = others.max() if others.size else -math.inf
     lse = float(np.logaddexp.reduce(s))
     norm = s / chars
-    norm_others = np.delete(norm, gold)
+    pred, correct = _choice(s, gold)
+    pred_norm, correct_norm = _choice(norm, gold)
     return {
-        "pred_index": int(np.argmax(s)),
-        "pred_index_norm": int(np.argmax(norm)),
-        "correct": bool(s[gold] > best_other),
+        "pred_index": pred,
+        "pred_index_norm": pred_norm,
+        "correct": correct,
         "tie": bool(s[gold] == best_other),
-        "correct_norm": bool(norm[gold] > (norm_others.max() if norm_others.size else -math.inf)),
+        "correct_norm": correct_norm,
         "gold_logprob": float(s[gold]),
         "gold_prob": float(math.exp(s[gold] - lse)) if math.isfinite(lse) else 0.0,
         "gold_rank": int(1 + np.sum(others > s[gold])),

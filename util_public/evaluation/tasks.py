@@ -35,7 +35,7 @@ def run_mc(job: Job, chunk: list, backend, tokenizer, cfg: EvalConfig, bos: list
     kinds = job.factset.option_relations
     for fact, options, gold, at in questions:
         opts = scores[at:at + len(options)]
-        scored = metrics.mc_fact(opts, gold)
+        scored = metrics.mc_fact(opts, gold, f"{job.prompt_type} relation {fact.relation_id} fact_id {fact.fact_id}")
         out.append({"fact_id": fact.fact_id, "relation_id": fact.relation_id, "subject": fact.head,
                     "object": fact.object, "prompt_type": job.prompt_type,
                     "context": job.contexts[fact.fact_id], "options": options, "gold_index": gold,
