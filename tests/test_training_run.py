@@ -539,3 +539,18 @@ def test_gradient_accumulation_in_a_masked_mode_equals_one_big_batch(setup, tmp_
                      if r["type"] == "step"] for name, r_ in runs.items()}
     assert len(losses["big"]) == 4
     assert losses["accumulated"] == pytest.approx(losses["big"], rel=1e-5)
+
+
+def test_a_phase_two_on_facts_its_base_never_trained_is_warned_about(setup, capsys):
+    """`phase2 model.base_run=X` alone trained relation 50 of sync_random_o, whatever X memorized."""
+    common = ["train.epochs=1", "data.index_end=4", *FAST]
+    vocab = catalogue.vocab("71")
+    facts.write_facts(facts.relation_file(setup["data"], "sync_random_o", "71"),
+                      [facts.Fact(i, "71", h, vocab[i], ["a", "b", "c"]) for i, h in enumerate(HEADS[:6])])
+    assert train("phase1", "model.base=tiny-base", "data.relation_id=71", "save.run_name=P1", *common) == 0
+    capsys.readouterr()
+    assert train("phase2", "model.base_run=P1", "save.run_name=wrong", *common) == 0
+    assert ("warning: this stage trains relation(s) 50 of sync_random_o; its base P1_checkpoint-2 trained 71 of "
+            "sync_random_o") in capsys.readouterr().err
+    assert train("phase2", "model.base_run=P1", "data.relation_id=71", "save.run_name=right", *common) == 0
+    assert "warning: this stage" not in capsys.readouterr().err

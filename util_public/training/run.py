@@ -58,6 +58,9 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     modelio.check_checkpoint(base.path)     # before any output: loadable, and never from pickles
     data_root = paths.root("data", cfg.data.root)
     chosen = selection.load(cfg.data.relation_id, data_root, cfg.data.dataset, cfg.data.index_begin, cfg.data.index_end)
+    unrelated = basemodel.unrelated_data(base, cfg.data.dataset, chosen.atomic_relations())
+    if unrelated and rank == 0:
+        print(f"warning: {unrelated}", file=sys.stderr)
 
     tokenizer, keys, encoded = _examples(cfg, base, chosen, data_root)
     if cfg.train.preview_masks:
