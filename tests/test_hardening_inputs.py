@@ -216,6 +216,13 @@ def _embedded(ctx: Ctx, name: str, cache_dir: str | None = None) -> None:
     registry(ctx, {name: entry})
 
 
+def _run_dir(ctx: Ctx) -> Path:
+    """A training run's directory (checkpoints one level down) where a checkpoint is expected."""
+    for step in (5, 20, 10):
+        shutil.copytree(ctx.plain, ctx.base / "run" / f"checkpoint-{step}")
+    return ctx.base / "run"
+
+
 def _pickled(ctx: Ctx) -> Path:
     """A copy of the plain checkpoint whose weights are a pickle (pytorch_model.bin) only."""
     target = ctx.base / "pickled"
@@ -566,7 +573,10 @@ CASES = [
          ("{data}/toy/50.csv:6: fact_id 3", "Head contains a newline")),
     Case("eval-csv-duplicate-fact-id", "eval", ev(mutate=cell(5, "fact_id", "0")), ("duplicate fact_id 0",)),
     Case("eval-pickle-only-checkpoint", "eval", lambda c: ev(f"model.path={_pickled(c)}")(c),
-         ("{base}/pickled", "no *.safetensors weights"), via="entry"),
+         ("{base}/pickled", "no *.safetensors weights (pickled pytorch_model.bin is not loaded"), via="entry"),
+    Case("eval-run-directory-as-checkpoint", "eval", lambda c: ev(f"model.path={_run_dir(c)}")(c),
+         ("{base}/run: is a training run's directory, not a checkpoint", "{base}/run/checkpoint-20",
+          "final-checkpoint {base}/run")),
     Case("eval-config-typo", "eval", ev("mc.num_option=5"), ("num_option",), via="entry", code=None),
     Case("eval-wrong-type", "eval", ev("mc.num_options=five"), ("num_options",), via="entry", code=None),
     Case("eval-config-appended-typo", "eval", ev("+mc.num_option=5"), ("mc.num_option", "not a key"), via="entry"),

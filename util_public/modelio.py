@@ -74,8 +74,16 @@ def check_checkpoint(model_dir: str | Path) -> None:
 
     weights = sorted(Path(model_dir).glob("*.safetensors"))
     if not weights:
-        raise UserError(str(model_dir), "no *.safetensors weights (pickled *.bin checkpoints are not loaded)",
-                        "re-save the model with save_pretrained(..., safe_serialization=True)")
+        checkpoints = sorted(Path(model_dir).glob("checkpoint-*"), key=lambda p: (len(p.name), p.name))
+        if checkpoints:      # a run directory: its checkpoints are one level down
+            raise UserError(str(model_dir), "is a training run's directory, not a checkpoint",
+                            f"point at one of its checkpoints (e.g. {checkpoints[-1]}), or name it: "
+                            f"python -m util_public.artifacts final-checkpoint {model_dir}")
+        pickles = sorted(Path(model_dir).glob("*.bin"))
+        raise UserError(str(model_dir), "no *.safetensors weights" + (
+            f" (pickled {pickles[0].name} is not loaded: it can run code)" if pickles else ""),
+                        "re-save the model with save_pretrained(..., safe_serialization=True)" if pickles
+                        else "point at a directory with config.json and *.safetensors")
     textio.read_json(Path(model_dir) / "config.json", dict, DAMAGED_HINT)
     for path in weights:
         try:
