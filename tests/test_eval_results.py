@@ -126,9 +126,12 @@ def test_stored_results_stay_valid_until_what_they_scored_changes(setup, monkeyp
     data = Path(os.environ["MTG_DATA_ROOT"])
     cfg = config(OPTS)
     names, first = ["trigger-mid", "hgp-0"], {}
+    questions = {}
     for task in ("mc", "gen"):
         for out in api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], names, [task], cfg):
             first[task, out["prompt_type"]] = out["directory"]
+            questions.setdefault(out["prompt_type"], set()).add(out["questions_sha256"])
+    assert all(len(q) == 1 and len(next(iter(q))) == 64 for q in questions.values())   # mc and gen: one question set
     apply, valid = CACHE_EDITS[edit]
     apply(data)
     recomputed = []

@@ -239,6 +239,29 @@ def test_collector_keeps_fact_ranges_apart_and_the_newer_of_two_reruns(tmp_path,
     assert err.count("warning: gen results") == 1 and "all-old" in err and "all-new" in err
 
 
+def test_results_on_other_questions_than_the_newest_are_left_out_of_both_tables(tmp_path, capsys):
+    """mc and gen of test-0, then its template edited and only mc rerun: the old gen result must not
+    stand beside the new mc one as if both asked the new question (collect.py and summarize.py)."""
+    from util_public.evaluation import report
+
+    model = {"name": "qwen", "path": "/x", "mtg_meta": None}
+    root = tmp_path / "results"
+    for task, name, created, questions, metrics in [
+            ("mc", "mc/old", "2026-01-01", "A", {"all": {"n": 8, "accuracy": 0.5}}),
+            ("gen", "gen/old", "2026-01-01", "A", {"all": {"n": 8, "exact": 0.5}}),
+            ("mc", "mc/new", "2026-02-01", "B", {"all": {"n": 8, "accuracy": 0.75}}),
+            ("gen", "gen/other-prompt", "2026-01-01", "C", {"all": {"n": 8, "exact": 1.0}})]:
+        prompt = "test-1" if "other" in name else "test-0"
+        _result(root, name, _summary(task, model, prompt, metrics, created=created, questions_sha256=questions))
+    df = collect.table(root).set_index("prompt_type")
+    assert df.loc["test-0"].accuracy == 0.75 and pd.isna(df.loc["test-0"].exact) and df.loc["test-1"].exact == 1.0
+    err = capsys.readouterr().err
+    assert "gen result" in err and "gen/old scored other questions than the newest result of test-0" in err
+    shown = {(s.task, s.prompt_type): s.metric("all", "accuracy") or s.metric("all", "exact")
+             for s in report.find_summaries([root])}
+    assert shown == {("mc", "test-0"): 0.75, ("gen", "test-1"): 1.0}
+
+
 def test_dose_points_average_families_and_start_from_phase_one(tmp_path):
     from util_public.recipes import plots
 

@@ -15,8 +15,8 @@ Each carries `schema: "<kind>/<version>"`; older files (and files without the fi
 """
 from .checkpoint import META_FILE, CheckpointMeta
 from .manifest import CHECKPOINT_PREFIX, MANIFEST_FILE, BaseModelRecord, CheckpointRecord, RunManifest, TokenCount
-from .summary import SUMMARY_FILE, FactRange, ModelRecord, ResultSummary, find as find_summaries, none_found
+from .summary import SUMMARY_FILE, FactRange, ModelRecord, ResultSummary, current, find as find_summaries, none_found
 
 __all__ = ["META_FILE", "MANIFEST_FILE", "CHECKPOINT_PREFIX", "SUMMARY_FILE", "CheckpointMeta", "RunManifest",
            "CheckpointRecord", "TokenCount", "BaseModelRecord", "ResultSummary", "ModelRecord", "FactRange",
-           "find_summaries", "none_found"]
+           "current", "find_summaries", "none_found"]

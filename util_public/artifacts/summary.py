@@ -9,6 +9,7 @@ left out of the others; the rest is always written (null where it does not apply
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -62,6 +63,9 @@ class ResultSummary(Artifact):
     add_bos_eval: Optional[bool] = None
     per_member: Optional[dict] = optional()         # aggregates: member -> its metrics
     metrics: dict[str, dict] = field(default_factory=dict)
+    # Fact results: one hash of the questions as scored (each context and the facts). The mc and gen
+    # results of one prompt agree on it; an edited template or fact changes it.
+    questions_sha256: Optional[str] = optional()
 
     @classmethod
     def read(cls, path, hint: str | None = READ_HINT) -> ResultSummary:
@@ -74,6 +78,12 @@ class ResultSummary(Artifact):
 
     def metric(self, slice_: str, name: str) -> Any:
         return (self.metrics.get(slice_) or {}).get(name)
+
+    def coordinates(self) -> tuple:
+        """What the result is about, whatever the task: model, prompt, data and facts."""
+        facts = (self.fact_range.begin, self.fact_range.end) if self.fact_range else None
+        return (self.model.name, self.prompt_type, self.test_type, self.open_content, self.dataset,
+                self.relation_id, facts)
 
 
 def find(root: str | Path) -> Iterator[tuple[Path, ResultSummary]]:
@@ -90,6 +100,34 @@ def find(root: str | Path) -> Iterator[tuple[Path, ResultSummary]]:
         if path != root and kind.startswith("mtg.") and kind != ResultSummary.SCHEMA:
             continue
         yield path, ResultSummary.from_json(data, str(path))
+
+
+def current(found: list[tuple[Path, ResultSummary]]) -> list[tuple[Path, ResultSummary]]:
+    """The results one table shows, in path order: per task and coordinates the newest (two would
+    be indistinguishable rows; the older is named), and only results that scored the questions the
+    newest result at their coordinates scored (after a template was edited and mc rerun, the old gen
+    result would be read as the new prompt's; it is named and left out)."""
+    newest: dict[tuple, tuple[Path, ResultSummary]] = {}
+    for path, summary in sorted(found, key=lambda f: f[1].created or ""):
+        key = (summary.task, *summary.coordinates())
+        if key in newest:
+            print(f"warning: {summary.task} results {newest[key][0].parent} and {path.parent} share their coordinates "
+                  "(other settings, same root): the newer one is kept", file=sys.stderr)
+        newest[key] = (path, summary)
+    questions = {}
+    for _, summary in sorted(newest.values(), key=lambda f: f[1].created or ""):
+        if summary.questions_sha256:
+            questions[summary.coordinates()] = summary.questions_sha256
+    kept = []
+    for path, summary in newest.values():
+        latest = questions.get(summary.coordinates())
+        if summary.questions_sha256 and latest and summary.questions_sha256 != latest:
+            print(f"warning: {summary.task} result {path.parent} scored other questions than the newest result "
+                  f"of {summary.prompt_type} (its template or facts changed since): left out; evaluate "
+                  f"tasks=[{summary.task}] again", file=sys.stderr)
+            continue
+        kept.append((path, summary))
+    return sorted(kept, key=lambda f: f[0])
 
 
 def none_found(where: str) -> UserError:

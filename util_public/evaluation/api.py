@@ -144,7 +144,8 @@ def _summary(job: planning.Job, records: list[dict], info: ModelInfo, versions: 
     return results.new_summary(
         job.task, job.config_hash, model=ModelRecord(info.name, info.path, info.meta), **_coordinates(job, cfg),
         backend=versions, data_fingerprint=job.data_fingerprint, add_bos_train=info.add_bos_train,
-        add_bos_eval=bool(the_plan.bos), metrics=metrics.summarize(job.task, records, _label(job)))
+        add_bos_eval=bool(the_plan.bos), metrics=metrics.summarize(job.task, records, _label(job)),
+        questions_sha256=job.payload.get("data") if job.factset else None)
 
 
 def _label(job: planning.Job) -> str:

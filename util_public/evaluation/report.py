@@ -30,8 +30,9 @@ def result_line(summary: ResultSummary, directory: Path) -> str:
 
 
 def find_summaries(paths: list[str | Path]) -> list[ResultSummary]:
-    """Every evaluation summary under the given roots, result directories or files."""
-    return [summary for root in paths for _, summary in artifacts.find_summaries(root)]
+    """The current evaluation summaries under each of the given roots, result directories or files
+    (`artifacts.current`: per root, the newest result per task and coordinates)."""
+    return [summary for root in paths for _, summary in artifacts.current(list(artifacts.find_summaries(root)))]
 
 
 def _value(summary: ResultSummary, slice_: str, metric: str) -> tuple[float | None, float | None]:

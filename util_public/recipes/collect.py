@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from .. import atomicio, filecache, prompts, textio
-from ..artifacts import MANIFEST_FILE, ModelRecord, ResultSummary, RunManifest, find_summaries, none_found
+from ..artifacts import MANIFEST_FILE, ModelRecord, ResultSummary, RunManifest, current, find_summaries, none_found
 from ..errors import UserError, exit_on_user_error
 
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
@@ -110,7 +109,7 @@ def rows(summary: ResultSummary, directory: Path) -> list[dict]:
             "open_content": summary.open_content, **lineage(model)}
     out = []
     for slice_, m in summary.metrics.items():
-        row = {**base, "slice": slice_, "_created": summary.created or "", "_directory": str(directory)}
+        row = {**base, "slice": slice_}
         if summary.task == "mc":
             row.update({k: m.get(k) for k in MC if k != "stderr"})
             acc, n = m.get("accuracy"), m.get("n") or 0
@@ -122,8 +121,9 @@ def rows(summary: ResultSummary, directory: Path) -> list[dict]:
 
 
 def summaries(root: Path):
-    """(summary, directory) of every concrete mc/gen result under `root` (temporaries skipped)."""
-    for path, summary in find_summaries(root):
+    """(summary, directory) of every current concrete mc/gen result under `root` (temporaries
+    skipped; `artifacts.current`: one per task and coordinates, all of them on the same questions)."""
+    for path, summary in current(list(find_summaries(root))):
         if summary.task in ("mc", "gen") and summary.is_fact_result:
             yield summary, path.parent
 
@@ -137,7 +137,7 @@ def table(root: str | Path) -> pd.DataFrame:
     for task, cols in (("mc", MC), ("gen", GEN)):
         for row in found[task]:   # keys as text, missing ones empty: they must still match across tasks
             row.update({k: "" if row.get(k) is None else str(row[k]) for k in KEYS})
-        frames.append(pd.DataFrame(_newest(found[task], task), columns=KEYS + cols + EXTRA))
+        frames.append(pd.DataFrame(found[task], columns=KEYS + cols + EXTRA))
     mc, gen = frames
     merged = mc.merge(gen, on=KEYS, how="outer", suffixes=("", "_gen"))
     for col in EXTRA:   # the lineage columns of generation-only rows come from the generation side
@@ -146,21 +146,6 @@ def table(root: str | Path) -> pd.DataFrame:
         merged[col] = merged[col].astype("Int64")
     numeric = lambda col: pd.to_numeric(col, errors="coerce") if col.name in NUMERIC_KEYS else col  # noqa: E731
     return merged[COLUMNS].sort_values(ORDER, key=numeric, kind="stable").reset_index(drop=True)
-
-
-def _newest(task_rows: list[dict], task: str) -> list[dict]:
-    """One row per coordinates: the most recent result's. Two would be merged with every row of the
-    other task at those coordinates, and nothing in the table would tell them apart."""
-    kept, said = {}, set()
-    for row in sorted(task_rows, key=lambda r: r["_created"]):
-        key = tuple(row[k] for k in KEYS)
-        older = kept.get(key)
-        if older and older["_directory"] != row["_directory"] and (older["_directory"], row["_directory"]) not in said:
-            said.add((older["_directory"], row["_directory"]))
-            print(f"warning: {task} results {older['_directory']} and {row['_directory']} share their coordinates "
-                  "(other settings, same root): the newer one is kept", file=sys.stderr)
-        kept[key] = row
-    return list(kept.values())
 
 
 def write_csv(root: str | Path, out: str | Path) -> Path:
