@@ -119,8 +119,8 @@ def _relations_yaml(tmp_path, text: str):
 
 def test_an_unquoted_relation_id_is_its_string(tmp_path):
     # `50:` is YAML's integer 50; it used to give "relation '50': unknown relation id; known ids ...: [50]".
-    root = _relations_yaml(tmp_path, "relations:\n  50: {name: capital, vocab: null}\n")
-    assert list(catalogue.relations(root)) == ["50"] and catalogue.relation("50", root)["name"] == "capital"
+    root = _relations_yaml(tmp_path, "relations:\n  50: {name: capitol, vocab: null}\n")
+    assert catalogue.relation("50", root)["name"] == "capitol" and catalogue.relations(root)["50"]["vocab"] is None
 
 
 @pytest.mark.parametrize("text,where,problem", [
@@ -137,3 +137,31 @@ def test_a_relation_entry_of_the_wrong_yaml_type_names_file_and_key(tmp_path, te
     with pytest.raises(UserError) as err:
         catalogue.relation("50", root)
     assert err.value.where == f"{tmp_path / 'relations.yaml'}: {where}" and problem in err.value.problem
+
+
+def test_a_data_root_adds_its_own_relation_beside_the_shipped_ones(tmp_path):
+    """The README's recipe: one entry, its vocabulary and prompts under the data root; facts are
+    generated for it, and the shipped relations still resolve (their vocabularies too)."""
+    from util_public.datagen import run, schema
+    from util_public.facts import read_facts
+
+    root = _relations_yaml(tmp_path, 'relations:\n  "P1303": {pid: P1303, name: instrument, subject_type: person, '
+                                     'object_type: musical instrument, subject_kind: person, example_heads: [], '
+                                     'vocab: vocab/P1303.txt}\n')
+    words = ["harp", "cello", "oboe", "tuba", "lute", "sitar", "banjo", "kazoo", "zither", "bassoon", "ukulele",
+             "marimba"]
+    (root / "vocab").mkdir()
+    (root / "vocab" / "P1303.txt").write_text("\n".join(words) + "\n")
+    (root / "prompt_template").mkdir()
+    (root / "prompt_template" / "P1303.yaml").write_text(
+        'schema: "mtg.prompts/1"\nrelation_id: "P1303"\nsource: "authored"\nhgp:\n  0: "{head} plays the"\n')
+    assert catalogue.vocab_file("P1303", root) == root / "vocab" / "P1303.txt"
+    assert catalogue.vocab_file("50", root) == catalogue.SHIPPED / "vocab" / "50.txt"
+    assert catalogue.prompts("P1303", root).lookup("hgp", 0) == "{head} plays the"
+    assert catalogue.prompts("50", root).path == catalogue.SHIPPED / "prompts" / "50.yaml"
+    run.run(schema.load(schema.compose([f"output_dir={root}", "relation_ids=[P1303,50]", "num_facts=4",
+                                        "num_options=5"])))
+    made = read_facts(root / "sync_random_o" / "P1303.csv", num_options=5)
+    assert len(made) == 4 and all(f.object in words and set(f.options) <= set(words) for f in made)
+    with pytest.raises(UserError, match="a new relation goes into"):
+        catalogue.relation("P9999", root)

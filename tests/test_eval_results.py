@@ -109,7 +109,7 @@ CACHE_EDITS = {   # edit of the inputs -> which stored results (trigger-mid, hgp
     "a new paraphrase in the catalogue": (lambda root: _edit_catalogue(root, "hgp:\n", "hgp:\n  20: \"{head} is run from\"\n"),
                                           {"trigger-mid": True, "hgp-0": True}),
     "a comment in relations.yaml": (lambda root: (root / "relations.yaml").write_text(
-        catalogue.relations_file().read_text() + "# reviewed\n"), {"trigger-mid": True, "hgp-0": True}),
+        catalogue.relations_files()[0].read_text() + "# reviewed\n"), {"trigger-mid": True, "hgp-0": True}),
     "the scored template": (lambda root: _edit_catalogue(root, '0: "The capital of {head} is"',
                                                          '0: "The capital of {head} is:"'),
                             {"trigger-mid": True, "hgp-0": False}),

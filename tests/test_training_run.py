@@ -231,7 +231,7 @@ EDITS = {   # edit of the inputs -> {text type: what a rerun of the completed ru
     "a new evaluation paraphrase": (lambda root: _append(_catalogue_copy(root), "test_extra: \"{head} is ruled from\"\n"),
                                     {"trigger-mid": "complete", "hgp-0": "complete"}),
     "a comment in relations.yaml": (lambda root: (root / "relations.yaml").write_text(
-        catalogue.relations_file().read_text() + "# reviewed\n"), {"trigger-mid": "complete", "hgp-0": "complete"}),
+        catalogue.relations_files()[0].read_text() + "# reviewed\n"), {"trigger-mid": "complete", "hgp-0": "complete"}),
     "new distractors": (_new_distractors, {"trigger-mid": "complete", "hgp-0": "complete"}),
     "the trained template": (lambda root: (lambda t: t.write_text(t.read_text().replace(
         '0: "The capital of {head} is"', '0: "The capital of {head} is called"')))(_catalogue_copy(root)),

@@ -1,9 +1,12 @@
 """The relation and prompt-template catalogue (SPEC §3.2, §3.3).
 
-Shipped files live in `util_public/catalogue/`; an importer may write `{data_root}/relations.yaml`
-and `{data_root}/prompt_template/{relation_id}.yaml`, which take precedence. Every template is
-validated on load (exactly one `{head}`, no other field, no surrounding whitespace), and
-substitution is a literal replacement, never `str.format`.
+Shipped files live in `util_public/catalogue/`. A data root may add relations or override shipped
+ones: the entries of `{data_root}/relations.yaml` are merged over the shipped table (an importer
+writes a full copy, a user adding one relation writes only that entry), a `vocab:` path is looked
+up under the data root first, then among the shipped vocabularies, and
+`{data_root}/prompt_template/{relation_id}.yaml` replaces a relation's prompt catalogue. Every
+template is validated on load (exactly one `{head}`, no other field, no surrounding whitespace),
+and substitution is a literal replacement, never `str.format`.
 """
 from __future__ import annotations
 
@@ -55,9 +58,10 @@ def load_yaml(path: Path) -> dict:
     return textio.read_yaml(path, dict)
 
 
-def relations_file(data_root: Path | None = None) -> Path:
+def relations_files(data_root: Path | None = None) -> list[Path]:
+    """The relation catalogues in force, in merge order: the shipped one, then the data root's."""
     override = Path(data_root) / "relations.yaml" if data_root else None
-    return override if override and override.is_file() else SHIPPED / "relations.yaml"
+    return [SHIPPED / "relations.yaml", *([override] if override and override.is_file() else [])]
 
 
 @filecache.per_content
@@ -79,14 +83,18 @@ def _relations(path: Path) -> dict:
 
 
 def relations(data_root: Path | None = None) -> dict[str, dict]:
-    return _relations(relations_file(data_root))
+    table: dict[str, dict] = {}
+    for path in relations_files(data_root):
+        table.update(_relations(path))
+    return table
 
 
 def relation(relation_id: str, data_root: Path | None = None) -> dict:
     table = relations(data_root)
     if str(relation_id) not in table:
         raise UserError(f"relation {relation_id!r}", "unknown relation id",
-                        f"known ids in {relations_file(data_root)}: {sorted(table)}")
+                        f"known ids in {' + '.join(map(str, relations_files(data_root)))}: {sorted(table)}; "
+                        "a new relation goes into {data_root}/relations.yaml (data_generation/README.md)")
     return table[str(relation_id)]
 
 
@@ -94,7 +102,8 @@ def vocab_file(relation_id: str, data_root: Path | None = None) -> Path:
     rel = relation(relation_id, data_root)
     if not rel.get("vocab"):
         raise UserError(f"relation {relation_id!r}", "has no object vocabulary in the catalogue")
-    return relations_file(data_root).parent / rel["vocab"] if data_root else SHIPPED / rel["vocab"]
+    candidates = [*([Path(data_root) / rel["vocab"]] if data_root else []), SHIPPED / rel["vocab"]]
+    return next((c for c in candidates if c.is_file()), candidates[0])
 
 
 def vocab(relation_id: str, data_root: Path | None = None) -> list[str]:

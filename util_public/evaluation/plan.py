@@ -167,7 +167,7 @@ def _scored_sha256(ctxs: dict[int, str], selected: list[Fact]) -> str:
 def _data_fingerprint(factset: FactSet, cats: list, data_root: Path, pool_path: Path | None) -> dict:
     """sha256 of every input file (facts, prompt catalogues including borrowed ones, relation
     catalogue, IC-LKE pool) + one combined."""
-    files = [catalogue.relations_file(data_root)] + [c.path for c in cats if c] + list(factset.sources)
+    files = catalogue.relations_files(data_root) + [c.path for c in cats if c] + list(factset.sources)
     if factset.path is not None:
         files.append(factset.path)
     if pool_path is not None:

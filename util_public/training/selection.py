@@ -56,7 +56,7 @@ def load(spec: str, data_root: Path, dataset: str, begin: int, end: int | None) 
             files.append(factio.relation_file(data_root, dataset, rel))
             files.append(catalogue.prompts_file(rel, data_root))
         groups.append(Group(ids, _pair(ids, per_relation, data_root, dataset)))
-    files.append(catalogue.relations_file(data_root))
+    files += catalogue.relations_files(data_root)
     return Selection(spec, groups, [f for f in dict.fromkeys(files) if f.is_file()])
 
 
