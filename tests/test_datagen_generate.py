@@ -166,3 +166,19 @@ def test_schema_rejects_unknown_keys_and_bad_values():
             schema.load(schema.compose([override]))
     cfg = schema.load(schema.compose(["import.repair=true", "relation_ids=[50]"]))
     assert cfg.import_.repair is True and cfg.relation_ids == ["50"]
+
+
+SPELLINGS = {   # the words of a vocabulary file -> the objects it gives (de-duplicated under norm)
+    ("Gießen", "Ελλάς", "Ｔｏｋｙｏ"): ["gießen", "ｔｏｋｙｏ", "ελλάς"],            # spelt as written, lower-cased
+    ("Straße", "STRASSE", "Strasse"): ["strasse"],                                  # one word, its most frequent spelling
+    ("Zu\u0308rich", "ZÜRICH"): ["zürich"],                                         # composed
+    ("new\u200byork", "NewYork", "New  York"): ["newyork", "new york"],            # invisible characters, whitespace
+    ("oslo", "Oslo", "lima"): ["oslo", "lima"],                                     # frequency first
+}
+
+
+@pytest.mark.parametrize("words", list(SPELLINGS), ids=[" ".join(w) for w in SPELLINGS])
+def test_vocabulary_words_keep_their_spelling_and_only_lose_their_case(words):
+    from util_public.datagen.vocab import prepare
+
+    assert prepare(words) == SPELLINGS[words]

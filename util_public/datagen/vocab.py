@@ -8,6 +8,7 @@ one seeded permutation (seed, "objects", relation).
 """
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,25 @@ class Vocabulary:
 
 
 def prepare(items: Iterable[str]) -> list[str]:
-    """Lower-cased, de-duplicated, sorted by (frequency descending, then alphabetically)."""
-    counts = Counter(norm(item) for item in items if item and item.strip())
-    return sorted(counts, key=lambda w: (-counts[w], w))
+    """Lower-cased, de-duplicated, sorted by (frequency descending, then alphabetically). Words are
+    compared in `norm` form (case-folded, NFKC) but kept as written, lower-cased: "Gießen" stays
+    "gießen" (case folding would write "giessen"), "Straße" and "STRASSE" are one word, kept in its
+    most frequent spelling (ties: the first in code-point order)."""
+    counts: Counter = Counter()
+    spellings: dict[str, Counter] = {}
+    for item in items:
+        if item and item.strip():
+            key = norm(item)
+            counts[key] += 1
+            spellings.setdefault(key, Counter())[_lowered(item)] += 1
+    return [min(spellings[k], key=lambda w: (-spellings[k][w], w)) for k in sorted(counts, key=lambda w: (-counts[w], w))]
+
+
+def _lowered(item: str) -> str:
+    """The word as written, lower-cased: composed (NFC), invisible format characters dropped,
+    whitespace runs collapsed; unlike `norm`, neither case-folded nor compatibility-mapped."""
+    text = "".join(ch for ch in unicodedata.normalize("NFC", item) if unicodedata.category(ch) != "Cf")
+    return " ".join(text.lower().split())
 
 
 def _shown(path: Path) -> str:
