@@ -1,6 +1,7 @@
 """`mode: import` of the public layouts from local fixture files (SPEC §4.6, §3.3, §10)."""
 import csv
 import json
+import re
 
 import pytest
 import yaml
@@ -181,3 +182,25 @@ def test_an_import_kept_with_substring_conflicts_can_be_derived_from_and_appende
     run.run(schema.load(schema.compose(["relation_ids=[105]", "num_facts=2", "num_options=4", "on_exists=append"])))
     appended = read_facts(data / "105.csv", num_options=4, substring_rule="warn")
     assert [f.fact_id for f in appended] == list(range(10)) and appended[0].options[0] == "Motherab junior"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda rows: rows[::-1], "fact_id 0: subject 'Quillmarsh' where the English file has 'Velmora' (4 rows differ)"),
+    (lambda rows: rows[:-1], "4 facts, the English"),
+])
+def test_a_translation_out_of_step_with_the_english_facts_is_refused(source, change, message):
+    """SPEC §3.1: translations keep the fact_ids. Reordered or missing rows paired ids with other facts."""
+    header = ["", "Head", "Fact", "Alternate Facts"]
+    write_csv(source / "sync_random_o_German" / "50.csv", header, change(fiction_rows()))
+    with pytest.raises(UserError, match=re.escape(message)):
+        do_import(source, "import.languages=[German]")
+    assert not (root("data") / "sync_random_o_German").exists() and not (root("data") / "sync_random_o").exists()
+
+
+def test_a_translation_with_translated_subjects_is_taken_row_for_row(source):
+    header = ["", "Head", "Fact", "Alternate Facts"]
+    write_csv(source / "sync_random_o_German" / "50.csv", header,
+              [[i, f"{h}ien", obj, opts] for i, h, obj, opts in fiction_rows()])
+    do_import(source, "import.languages=[German]")
+    german = read_facts(root("data") / "sync_random_o_German" / "50.csv", num_options=6)
+    assert [f.head for f in german] == [f"{h}ien" for h in HEADS]

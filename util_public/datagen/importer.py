@@ -118,6 +118,23 @@ def validated(path: Path, relation_id: str, cfg: GenConfig) -> tuple[list[Fact],
     return [f for _, f in rows], notes
 
 
+def check_aligned(english: Path, translated: Path, relation_id: str) -> None:
+    """A translation keeps the English file's facts, row for row (SPEC §3.1: the same fact_ids): the
+    same number of rows, and where subjects are kept (fictional names usually are) each in the same
+    row. Rows in another order, or one dropped, would silently pair a fact_id with another fact."""
+    heads = [f.head for _, f in source_facts(english, relation_id)]
+    theirs = [f.head for _, f in source_facts(translated, relation_id)]
+    if len(theirs) != len(heads):
+        raise UserError(str(translated), f"{len(theirs)} facts, the English {english} has {len(heads)}",
+                        "a translation keeps every fact, in the English order")
+    shared = set(heads) & set(theirs)
+    moved = [i for i, (a, b) in enumerate(zip(heads, theirs)) if a != b and (a in shared or b in shared)]
+    if moved:
+        i = moved[0]
+        raise UserError(f"{translated}: fact_id {i}", f"subject {theirs[i]!r} where the English file has "
+                        f"{heads[i]!r} ({len(moved)} rows differ)", "a translation keeps the English row order")
+
+
 def _fact_output(cfg: GenConfig, data_root: Path, dataset: str, relation_id: str, source: Path) -> Output:
     facts, notes = validated(source, relation_id, cfg)
     target = relation_file(data_root, dataset, relation_id)
@@ -254,6 +271,7 @@ def run_import(cfg: GenConfig, data_root: Path) -> list[Output]:
     outputs: list[Output] = []
     if imp.format == "t_rex_fiction":
         for dataset in imp.datasets:
+            english = {}
             for language in [None, *imp.languages]:
                 folder = f"{dataset}_{language}" if language else dataset
                 for rel in cfg.relation_ids:
@@ -261,6 +279,10 @@ def run_import(cfg: GenConfig, data_root: Path) -> list[Output]:
                     if source is None:
                         raise UserError(f"relation {rel}", f"no file for dataset {folder!r} matching "
                                         f"{imp.facts_pattern!r} under {root}")
+                    if language is None:
+                        english[rel] = source
+                    else:
+                        check_aligned(english[rel], source, rel)
                     outputs.append(_fact_output(cfg, data_root, folder, rel, source))
         outputs += [o for rel in cfg.relation_ids if (o := prompt_output(cfg, root, data_root, rel))]
         return outputs
