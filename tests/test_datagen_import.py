@@ -97,12 +97,16 @@ def _break(source, kind):
         rows[2][3] = str(options_for(CITIES[2], 4) + [CITIES[2]])
         write_csv(path, ["", "Head", "Fact", "Alternate Facts"], rows)
         return f"{path}:4: fact_id 2", "the gold object 'quito' is among the distractors"
+    if kind == "duplicate head":
+        rows[3][1] = rows[1][1].upper()
+        write_csv(path, ["", "Head", "Fact", "Alternate Facts"], rows)
+        return f"{path}:5: fact_id 3", "Head 'OSTRIN DALE' repeats line 3"
     template = source / "prompt_template" / "50" / "test.csv"
     write_csv(template, ["question"], [[t] for t in TEST[:3]] + [["No placeholder here"]] + [[t] for t in TEST[4:]])
     return f"{template}:5", "must contain '{head}' exactly once"
 
 
-@pytest.mark.parametrize("kind", ["column", "options", "gold", "template"])
+@pytest.mark.parametrize("kind", ["column", "options", "gold", "duplicate head", "template"])
 def test_bad_input_names_file_and_line_and_writes_nothing(source, kind):
     where, problem = _break(source, kind)
     with pytest.raises(UserError) as err:
@@ -204,3 +208,15 @@ def test_a_translation_with_translated_subjects_is_taken_row_for_row(source):
     do_import(source, "import.languages=[German]")
     german = read_facts(root("data") / "sync_random_o_German" / "50.csv", num_options=6)
     assert [f.head for f in german] == [f"{h}ien" for h in HEADS]
+
+
+def test_surrounding_whitespace_is_stripped_counted_and_recorded(source, capsys):
+    rows = fiction_rows()
+    rows[0][1], rows[1][2] = f"  {rows[0][1]} ", f"{rows[1][2]}\t"
+    write_csv(source / "sync_random_o" / "50.csv", ["", "Head", "Fact", "Alternate Facts"], rows)
+    do_import(source)
+    assert "stripped surrounding whitespace from 2 cells" in capsys.readouterr().err
+    facts = read_facts(root("data") / "sync_random_o" / "50.csv", num_options=6)
+    assert (facts[0].head, facts[1].object) == (HEADS[0], CITIES[1])
+    manifest = json.loads((root("data") / "sync_random_o" / "manifest.json").read_text())
+    assert [entry["stripped_cells"] for entry in manifest["files"].values()] == [2]

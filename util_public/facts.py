@@ -156,23 +156,32 @@ def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: 
         relation_id = cell.get("relation_id", stem).strip() or stem
         if relation_id != stem:
             raise UserError(where, f"relation_id {relation_id!r} differs from the file name {stem!r}")
-        raw_values = [cell["Head"], cell["Fact"]]
-        options = parse_options(cell["Alternate Facts"], where)
-        stripped += sum(v != v.strip() for v in raw_values + options)
-        head, obj = cell["Head"].strip(), cell["Fact"].strip()
+        head, obj, options, n = strip_cells(cell["Head"], cell["Fact"], parse_options(cell["Alternate Facts"], where))
+        stripped += n
         extra = {k: v for k, v in cell.items() if k not in ORDER}
         if "Title" in cell:
             extra["Title"] = cell["Title"]
         text_value = cell.get("Text")
-        fact = Fact(fact_id, relation_id, head, obj, [o.strip() for o in options],
-                    text_value if text_value not in (None, "") else None, extra)
+        fact = Fact(fact_id, relation_id, head, obj, options, text_value if text_value not in (None, "") else None,
+                    extra)
         warned += check_fact(fact, num_options, substring_rule, where)
         facts.append(fact)
-    if stripped:
-        print(f"warning: {path}: stripped surrounding whitespace from {stripped} cells", file=sys.stderr)
+    warn_stripped(path, stripped)
     if warned:
         print(f"warning: {path}: {warned} facts break the substring rule", file=sys.stderr)
     return facts
+
+
+def strip_cells(head: str, obj: str, options: list[str]) -> tuple[str, str, list[str], int]:
+    """Head, Fact and options without surrounding whitespace, and how many cells had some (SPEC
+    §3.1: stripped on read, and counted)."""
+    cells = [head, obj, *options]
+    return head.strip(), obj.strip(), [o.strip() for o in options], sum(c != c.strip() for c in cells)
+
+
+def warn_stripped(path: Path, count: int) -> None:
+    if count:
+        print(f"warning: {path}: stripped surrounding whitespace from {count} cells", file=sys.stderr)
 
 
 def _check_cell(value: str, column: str, where: str) -> None:

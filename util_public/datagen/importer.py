@@ -24,7 +24,7 @@ import yaml
 
 from .. import catalogue, paths, textio
 from ..errors import UserError
-from ..facts import Fact, check_fact, norm, parse_options, relation_file
+from ..facts import Fact, check_fact, norm, parse_options, relation_file, strip_cells, warn_stripped
 from . import vocab
 from .distractors import DistractorPool, draw_distractors
 from .outputs import Output, append, check_file_absent, existing_facts, next_fact_id
@@ -68,6 +68,11 @@ def read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
 
 def source_facts(path: Path, relation_id: str) -> list[tuple[int, Fact]]:
     """(line, fact) for every row of a public-layout fact file; options parsed, cells stripped."""
+    return read_source(path, relation_id)[0]
+
+
+def read_source(path: Path, relation_id: str) -> tuple[list[tuple[int, Fact]], int]:
+    """`source_facts`, and how many Head, Fact and option cells had surrounding whitespace."""
     header, rows = read_table(path)
     mapped = [_HUB_COLUMNS.get(h, h) for h in header]
     missing = [c for c in REQUIRED if c not in mapped]
@@ -76,25 +81,33 @@ def source_facts(path: Path, relation_id: str) -> list[tuple[int, Fact]]:
     col = textio.column_index(header, str(path), [None if h in _DROPPED or h.startswith("Unnamed:") else h
                                                   for h in mapped])
     hub_choices = "Multiple Choices" in header
-    out = []
+    out, stripped = [], 0
     for fact_id, (line, cells) in enumerate(rows):
         where = f"{path}:{line}: fact_id {fact_id}"
         if len(cells) != len(header):
             raise UserError(where, f"{len(cells)} cells, header has {len(header)}")
         cell = {name: cells[i] for name, i in col.items()}
-        head, obj = cell.pop("Head").strip(), cell.pop("Fact").strip()
-        options = [o.strip() for o in parse_options(cell.pop("Alternate Facts"), where)]
+        head, obj, options, n = strip_cells(cell.pop("Head"), cell.pop("Fact"),
+                                            parse_options(cell.pop("Alternate Facts"), where))
+        stripped += n
         if hub_choices:
             options = [o for o in options if norm(o) != norm(obj)]
         text = cell.pop("Text", "") or None
         out.append((line, Fact(fact_id, relation_id, head, obj, options, text, cell)))
-    return out
+    return out, stripped
 
 
 # -- validation and repair ----------------------------------------------------------------------------
 def validated(path: Path, relation_id: str, cfg: GenConfig) -> tuple[list[Fact], dict]:
     """The facts of one source file, checked (or repaired) by §3.1, and notes for the manifest."""
-    imp, rows = cfg.import_, source_facts(path, relation_id)
+    imp, (rows, stripped) = cfg.import_, read_source(path, relation_id)
+    warn_stripped(path, stripped)
+    first_line: dict[str, int] = {}
+    for line, fact in rows:      # in the source's own terms (the output file's append check came first)
+        if first_line.setdefault(norm(fact.head), line) != line:
+            raise UserError(f"{path}:{line}: fact_id {fact.fact_id}",
+                            f"Head {fact.head!r} repeats line {first_line[norm(fact.head)]}",
+                            "each subject names one fact of a relation")
     pool = None
     repaired, warned = [], 0
     for line, fact in rows:
@@ -114,7 +127,7 @@ def validated(path: Path, relation_id: str, cfg: GenConfig) -> tuple[list[Fact],
     if warned:
         print(f"warning: {path}: {warned} facts break the substring rule", file=sys.stderr)
     notes = {"source": str(path), "format": imp.format, "substring_warnings": warned,
-             "repaired_fact_ids": repaired}
+             "stripped_cells": stripped, "repaired_fact_ids": repaired}
     return [f for _, f in rows], notes
 
 
