@@ -405,3 +405,29 @@ def test_icl_recipe_as_a_script(tiny_base, tmp_path):
     df = pd.read_csv(Path(env["RECIPE_RESULTS"]) / "sweep.csv")
     assert set(df.stage) == {"base"} and set(df.test_type) == {"open"} and set(df.open_content) == {"hgp-0"}
     assert set(df.prompt_family) == {"test", "unrelated"} and (df.n == 4).all()
+
+
+def test_a_derived_or_copied_dataset_that_no_longer_follows_its_source_is_refused(isolated_roots):
+    """A recipe keeps existing data files; after 105 was regenerated, r105 and the language copy of 105
+    still held the old facts, and nothing said so."""
+    from types import SimpleNamespace
+
+    from util_public.datagen import run as gen_run, schema as gen_schema
+
+    def generate(*extra):
+        gen_run.run(gen_schema.load(gen_schema.compose(["relation_ids=[105]", "num_facts=12", "num_options=5",
+                                                       "objects.unique=true", *extra])))
+
+    executor = SimpleNamespace(_gen_config=Executor._gen_config)
+    derived = plan.Step("data", ["sync_random_o", "r105"], ["mode=derive", "derive.kind=reverse",
+                                                            "derive.source=105", "num_options=5"])
+    copied = plan.Step("language", ["sync_random_o", "Spanish", "105"])
+    generate()
+    for _ in range(2):              # made, then kept: they follow the source
+        Executor._data(executor, derived)
+        Executor._language(executor, copied)
+    generate("on_exists=overwrite", "seed=7")
+    with pytest.raises(UserError, match=r"r105\.csv: derived \(reverse\) from .*105\.csv as it was before"):
+        Executor._data(executor, derived)
+    with pytest.raises(UserError, match=r"Spanish/105\.csv: holds other facts than .*sync_random_o/105\.csv"):
+        Executor._language(executor, copied)

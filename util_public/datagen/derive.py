@@ -16,7 +16,8 @@ from pathlib import Path
 from .. import catalogue
 from ..errors import UserError
 from ..facts import Fact, check_fact, load_relation, norm, relation_file
-from . import vocab
+from ..runinfo import sha256_file
+from . import manifest, vocab
 from .distractors import DistractorPool, draw_distractors
 from .outputs import Output, existing_facts
 from .schema import GenConfig
@@ -63,7 +64,8 @@ def reverse(cfg: GenConfig, data_root: Path, source_dataset: str) -> list[Output
     facts = [Fact(f.fact_id, new_rel, f.object, f.head,
                   draw_distractors(pool, f.head, cfg.num_options - 1, cfg.seed, new_rel, f.fact_id))
              for f in source]
-    notes = {"derived_from": {"relation_id": rel, "dataset": source_dataset, "kind": "reverse"}}
+    notes = {"derived_from": {"relation_id": rel, "dataset": source_dataset, "kind": "reverse",
+                              "sha256": sha256_file(relation_file(data_root, source_dataset, rel))}}
     return [Output.facts(target, _built(facts, target, cfg.num_options), notes)]
 
 
@@ -83,7 +85,8 @@ def chain(cfg: GenConfig, data_root: Path, source_dataset: str) -> list[Output]:
     composite_facts = [Fact(f.fact_id, composite, f.head, c,
                             draw_distractors(pool, c, k, cfg.seed, composite, f.fact_id))
                        for f, c in zip(a_facts, c_objects)]
-    notes = {"derived_from": {"first": first, "second": second, "dataset": source_dataset, "kind": "chain"},
+    notes = {"derived_from": {"first": first, "second": second, "dataset": source_dataset, "kind": "chain",
+                              "sha256": sha256_file(relation_file(data_root, source_dataset, first))},
              "vocab_source": words.source}
     outputs = []
     if source_dataset != cfg.dataset:
@@ -103,3 +106,18 @@ def run_derive(cfg: GenConfig, data_root: Path) -> list[Output]:
                         "use error or overwrite")
     source_dataset = cfg.derive.source_dataset or cfg.dataset
     return (reverse if cfg.derive.kind == "reverse" else chain)(cfg, data_root, source_dataset)
+
+
+def stale(data_root: Path, dataset: str, relation_id: str) -> str | None:
+    """Why the derived file of `relation_id` no longer follows from its source (None when it does,
+    or when the manifest does not say where it came from): the source was regenerated since."""
+    entry = (manifest.read(Path(data_root) / dataset).get("files") or {}).get(f"{relation_id}.csv") or {}
+    origin = entry.get("derived_from") or {}
+    source_rel = origin.get("relation_id") or origin.get("first")
+    if not origin.get("sha256") or not source_rel:
+        return None
+    source = relation_file(data_root, origin.get("dataset") or dataset, source_rel)
+    if source.is_file() and sha256_file(source) == origin["sha256"]:
+        return None
+    return (f"derived ({origin.get('kind')}) from {source} as it was before; that file changed or is gone, "
+            "so the derived facts no longer match it")

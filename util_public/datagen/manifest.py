@@ -30,6 +30,11 @@ def producer(mode: str, seed: int, config: dict, llm_cache: str | None) -> dict:
             "git": runinfo.git_info(), "packages": runinfo.package_versions()}
 
 
+def read(dataset_dir: Path) -> dict:
+    """A dataset's manifest ({} when there is none or it is not one)."""
+    return _read(Path(dataset_dir) / FILE)
+
+
 def _read(path: Path) -> dict:
     if not path.is_file():
         return {}

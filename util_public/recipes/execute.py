@@ -33,7 +33,7 @@ from .. import atomicio, launcher, paths
 from ..artifacts import RunManifest
 from ..cli import compose, reject_undeclared, to_object
 from ..errors import UserError, exit_on_user_error
-from ..facts import load_relation, relation_file, write_facts
+from ..facts import load_relation, read_facts, relation_file, write_facts
 from . import collect
 from .plan import ModelRef, Step, model_refs, read
 
@@ -155,10 +155,18 @@ class Executor:
 
     # -- data ---------------------------------------------------------------------------------------
     def _data(self, step: Step) -> None:
-        """Generate (or derive) the dataset's missing relation files; existing files are kept."""
+        """Generate (or derive) the dataset's missing relation files; existing files are kept,
+        unless a derived one no longer follows from its regenerated source (refused)."""
+        from ..datagen import derive
+
         dataset, rels = step.args
         root = paths.root("data")
         missing = [r for r in rels.split(",") if not relation_file(root, dataset, r).is_file()]
+        for rel in sorted(set(rels.split(",")) - set(missing)):
+            why = derive.stale(root, dataset, rel)
+            if why:
+                raise UserError(str(relation_file(root, dataset, rel)), why,
+                                "derive it again (remove it and rerun the recipe), or restore the source")
         if not missing:
             return
         from ..datagen import run as gen_run
@@ -183,9 +191,15 @@ class Executor:
         root = paths.root("data")
         for rel in rels.split(","):
             target = relation_file(root, f"{dataset}_{language}", rel)
-            if not target.is_file():
-                write_facts(target, load_relation(root, dataset, rel, num_options=None))
-                print(f"wrote {target} (English facts; prompts in {language})", file=sys.stderr)
+            english = load_relation(root, dataset, rel, num_options=None, substring_rule="warn")
+            if target.is_file():
+                if read_facts(target, num_options=None, substring_rule="warn") != english:
+                    raise UserError(str(target), f"holds other facts than {relation_file(root, dataset, rel)} "
+                                    "(the English facts changed since it was copied)",
+                                    "remove it and rerun the recipe to copy them again")
+                continue
+            write_facts(target, english)
+            print(f"wrote {target} (English facts; prompts in {language})", file=sys.stderr)
 
     # -- training -----------------------------------------------------------------------------------
     def _train(self, step: Step) -> None:
