@@ -62,4 +62,3 @@ def unrelated_data(base: Base, dataset: str, relations: list[str]) -> str | None
                       for r in (stage.get("trained_fact_ids") or {})})
     return (f"this stage trains relation(s) {', '.join(relations)} of {dataset}; its base {base.name} trained "
             f"{', '.join(earlier)}: set data.relation_id and data.dataset to continue on those facts")
-
