@@ -264,19 +264,26 @@ def test_a_completed_run_is_refused_only_when_its_trained_examples_change(setup,
         csv.write_bytes(pristine)
 
 
-def test_a_run_hashed_before_the_examples_entered_the_hash_is_still_recognised(setup, capsys):
-    """Runs written when the input files' combined hash stood where the examples' hash is now: the
-    same run while those files are unchanged (complete, or resumed), refused once they change."""
+@pytest.mark.parametrize("own_relations", [False, True], ids=["shipped relations.yaml", "data root's relations.yaml"])
+def test_a_run_hashed_before_the_examples_entered_the_hash_is_still_recognised(setup, capsys, own_relations):
+    """Runs written when the input files' combined hash stood where the examples' hash is now (and
+    a data root's relations.yaml replaced the shipped one in that list): the same run while those
+    files are unchanged, refused once they change."""
     common = ["model.base=tiny-base", "data.index_end=4", "train.epochs=1", "save.run_name=L", *FAST]
+    data = setup["data"]
+    if own_relations:      # an import writes one
+        (data / "relations.yaml").write_text(catalogue.relations_files()[0].read_text())
     assert train("phase1", *common) == 0
     path = setup["runs"] / "L" / "manifest.json"
     m = json.loads(path.read_text())
+    old_inputs = [facts.relation_file(data, "sync_random_o", "50"), catalogue.prompts_file("50", data),
+                  data / "relations.yaml" if own_relations else catalogue.relations_files()[0]]
     view = {k: v for k, v in m["hashed_config"].items() if k != "training_examples"}
-    view["data_fingerprint"] = m["data_fingerprint"]["combined"]
+    view["data_fingerprint"] = runinfo.fingerprint(old_inputs)["combined"]       # as 35ec4ce wrote it
     path.write_text(json.dumps({**m, "hashed_config": view, "config_hash": runinfo.config_hash(view)}))
     capsys.readouterr()
     assert train("phase1", *common) == 0 and "already complete" in capsys.readouterr().out
-    _new_distractors(setup["data"])     # the old hash covered every input file
+    _new_distractors(data)     # the old hash covered every input file
     with pytest.raises(UserError, match=r"differing keys: data_fingerprint: '[0-9a-f]+' -> '[0-9a-f]+'; "
                                         r"input files changed since: .*50\.csv;"):
         train("phase1", *common)

@@ -64,6 +64,13 @@ def relations_files(data_root: Path | None = None) -> list[Path]:
     return [SHIPPED / "relations.yaml", *([override] if override and override.is_file() else [])]
 
 
+def unmerged(files: list[Path], data_root: Path | None) -> list[Path]:
+    """`files` as versions before the merge listed them: a data root's relations.yaml instead of,
+    not beside, the shipped one (what the legacy config hash of a training run covered)."""
+    shipped, *override = relations_files(data_root)
+    return [f for f in files if not (override and f == shipped)]
+
+
 @filecache.per_content
 def _relations(path: Path) -> dict:
     """The relation table by id, each entry of the shape `_RELATION_FIELDS`. An id written

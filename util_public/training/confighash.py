@@ -70,10 +70,11 @@ class StageHash:
 
 
 def stage_hash(cfg: TrainStageConfig, base_identity: dict, examples_sha256: str, data_fingerprint: dict,
-               effective_batch: int, precision: str) -> StageHash:
+               legacy_fingerprint: str, effective_batch: int, precision: str) -> StageHash:
+    """The stage's hash; `legacy_fingerprint` is the combined hash of the input files as the legacy
+    hash listed them (`catalogue.unmerged`)."""
     view = hashed_view(cfg, base_identity, examples_sha256, effective_batch, precision)
-    legacy = {k: v for k, v in view.items() if k != "training_examples"} | {
-        "data_fingerprint": data_fingerprint["combined"]}
+    legacy = {k: v for k, v in view.items() if k != "training_examples"} | {"data_fingerprint": legacy_fingerprint}
     return StageHash(runinfo.config_hash(view), view, legacy, data_fingerprint["files"])
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .. import atomicio, distributed, keytokens, modelio, paths, runinfo, tokenspans
+from .. import atomicio, catalogue, distributed, keytokens, modelio, paths, runinfo, tokenspans
 from ..artifacts import BaseModelRecord, CheckpointMeta, RunManifest, TokenCount
 from .. import cli
 from ..cli import to_object
@@ -70,7 +70,8 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
 
     fingerprint = runinfo.fingerprint(chosen.input_files)
     precision = "bf16" if hfargs.use_bf16(cfg.train.precision) else "fp32"
-    stage = confighash.stage_hash(cfg, base.identity, encoded.sha256(), fingerprint, eff_batch, precision)
+    legacy = runinfo.fingerprint(catalogue.unmerged(chosen.input_files, data_root))["combined"]
+    stage = confighash.stage_hash(cfg, base.identity, encoded.sha256(), fingerprint, legacy, eff_batch, precision)
     config_hash = stage.value
     run_name = _run_name(cfg, base, chosen, eff_batch)
     run = RunDir(runs_root / run_name, run_name)
