@@ -110,6 +110,9 @@ SPLITS = {   # case -> (model, dataset evaluated, fact ids evaluated, seen, warn
     "no lineage recorded": (ModelInfo("m", "/x", CheckpointMeta(phase=2, trained_fact_ids={"50": [0, 1]})), "d",
                             range(4), {0, 1}, None),
     "a Phase-1 checkpoint elsewhere": (_lineage(P1_P2[0]), "other", range(8), None, None),
+    "a Phase-1 checkpoint beyond its facts": (_lineage(P1_P2[0]), "d", range(10), None,
+                                              "(8-9) were trained by no stage of this model, not even Phase 1; its "
+                                              "'all' slice counts them"),
 }
 
 

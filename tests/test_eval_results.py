@@ -105,16 +105,18 @@ def _edit_facts(data_root: Path, change) -> None:
     write_dataset(data_root, "toy", [change(f) if f.fact_id == 4 else f for f in read_facts(csv, num_options=None)])
 
 
-CACHE_EDITS = {   # edit of the inputs -> which stored results (trigger-mid, hgp-0; mc, gen) stay valid
+BOTH = ("mc", "gen")
+CACHE_EDITS = {   # edit of the inputs -> the (task, prompt type) results it makes stale; the rest stay valid
     "a new paraphrase in the catalogue": (lambda root: _edit_catalogue(root, "hgp:\n", "hgp:\n  20: \"{head} is run from\"\n"),
-                                          {"trigger-mid": True, "hgp-0": True}),
+                                          set()),
     "a comment in relations.yaml": (lambda root: (root / "relations.yaml").write_text(
-        catalogue.relations_files()[0].read_text() + "# reviewed\n"), {"trigger-mid": True, "hgp-0": True}),
+        catalogue.relations_files()[0].read_text() + "# reviewed\n"), set()),
     "the scored template": (lambda root: _edit_catalogue(root, '0: "The capital of {head} is"',
-                                                         '0: "The capital of {head} is:"'),
-                            {"trigger-mid": True, "hgp-0": False}),
+                                                         '0: "The capital of {head} is:"'), {(t, "hgp-0") for t in BOTH}),
     "one fact's distractors": (lambda root: _edit_facts(root, lambda f: dataclasses.replace(
-        f, options=[*f.options[:-1], "zzyzx"])), {"trigger-mid": False, "hgp-0": False}),
+        f, options=[*f.options[:-1], "zzyzx"])), {("mc", "trigger-mid"), ("mc", "hgp-0")}),   # gen never scores them
+    "one fact's object": (lambda root: _edit_facts(root, lambda f: dataclasses.replace(f, object="zzyzx")),
+                          {(t, p) for t in BOTH for p in ("trigger-mid", "hgp-0")}),
 }
 
 
@@ -127,19 +129,19 @@ def test_stored_results_stay_valid_until_what_they_scored_changes(setup, monkeyp
     cfg = config(OPTS)
     names, first = ["trigger-mid", "hgp-0"], {}
     questions = {}
-    for task in ("mc", "gen"):
+    for task in BOTH:
         for out in api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], names, [task], cfg):
             first[task, out["prompt_type"]] = out["directory"]
             questions.setdefault(out["prompt_type"], set()).add(out["questions_sha256"])
     assert all(len(q) == 1 and len(next(iter(q))) == 64 for q in questions.values())   # mc and gen: one question set
-    apply, valid = CACHE_EDITS[edit]
+    apply, stale = CACHE_EDITS[edit]
     apply(data)
     recomputed = []
-    for task in ("mc", "gen"):
+    for task in BOTH:
         monkeypatch.setitem(tasks.RUNNERS, task, lambda *a, task=task: recomputed.append(task) or [])
         for out in api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], names, [task], cfg):
-            assert (out["directory"] == first[task, out["prompt_type"]]) == valid[out["prompt_type"]], (task, out)
-    assert len(recomputed) == 2 * sum(not v for v in valid.values())
+            assert (out["directory"] == first[task, out["prompt_type"]]) == ((task, out["prompt_type"]) not in stale)
+    assert sorted(recomputed) == sorted(t for t, _ in stale)
 
 
 def test_another_checkpoint_under_the_same_name_is_not_served_from_the_cache(bpe_tokenizer, tmp_path,

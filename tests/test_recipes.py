@@ -5,6 +5,7 @@ integration tests run recipes end to end at SMOKE size on a tiny from-config mod
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, save_tiny_checkpoint
 
-from util_public import prompts
+from util_public import facts, prompts
 from util_public.errors import UserError
 from util_public.recipes import collect, execute, plan
 from util_public.recipes.execute import EVAL_CONF, TRAIN_CONF, Executor, compose
@@ -262,6 +263,20 @@ def test_results_on_other_questions_than_the_newest_are_left_out_of_both_tables(
     assert shown == {("mc", "test-0"): 0.75, ("gen", "test-1"): 1.0}
 
 
+def test_one_table_over_every_recipe_keeps_each_experiments_rows(tmp_path, capsys):
+    """recipes/README: `collect.py evaluation/test_result/recipes` is one table over every recipe;
+    every recipe evaluates the same base model, and E1's result must not hide E3's."""
+    model = {"name": "qwen", "path": "/x", "mtg_meta": None}
+    root = tmp_path / "recipes"
+    for experiment, acc, created in (("E1", 0.5, "2026-01-01"), ("E3", 0.25, "2026-02-01")):
+        _result(root / experiment, "mc/hgp-0", _summary("mc", model, "hgp-0", {"all": {"n": 8, "accuracy": acc}},
+                                                       created=created, questions_sha256="Q"))
+        (root / experiment / "recipe.json").write_text(json.dumps({"experiment": experiment, "models": {}}))
+    df = collect.table(root)
+    assert sorted(zip(df.experiment, df.accuracy)) == [("E1", 0.5), ("E3", 0.25)]
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_dose_points_average_families_and_start_from_phase_one(tmp_path):
     from util_public.recipes import plots
 
@@ -426,8 +441,16 @@ def test_a_derived_or_copied_dataset_that_no_longer_follows_its_source_is_refuse
     for _ in range(2):              # made, then kept: they follow the source
         Executor._data(executor, derived)
         Executor._language(executor, copied)
+    # an imported translation (E11 takes one when present) is the language's own facts: kept
+    translated = plan.Step("language", ["sync_random_o", "German", "105"])
+    german = facts.relation_file(isolated_roots["data"], "sync_random_o_German", "105")
+    facts.write_facts(german, [dataclasses.replace(f, object=f.object + " (de)")
+                               for f in facts.load_relation(isolated_roots["data"], "sync_random_o", "105", num_options=5)])
+    Executor._language(executor, translated)
     generate("on_exists=overwrite", "seed=7")
     with pytest.raises(UserError, match=r"r105\.csv: derived \(reverse\) from .*105\.csv as it was before"):
         Executor._data(executor, derived)
-    with pytest.raises(UserError, match=r"Spanish/105\.csv: holds other facts than .*sync_random_o/105\.csv"):
+    with pytest.raises(UserError, match=r"Spanish/105\.csv: derived \(language copy\) from .*sync_random_o/105\.csv"):
         Executor._language(executor, copied)
+    Executor._language(executor, translated)
+    assert facts.read_facts(german, num_options=5)[0].object.endswith(" (de)")

@@ -63,8 +63,9 @@ class ResultSummary(Artifact):
     add_bos_eval: Optional[bool] = None
     per_member: Optional[dict] = optional()         # aggregates: member -> its metrics
     metrics: dict[str, dict] = field(default_factory=dict)
-    # Fact results: one hash of the questions as scored (each context and the facts). The mc and gen
-    # results of one prompt agree on it; an edited template or fact changes it.
+    # Fact results: one hash of the questions asked (each context, and the facts without their
+    # distractors, which only multiple choice scores). The mc, gen and loss results of one prompt
+    # agree on it; an edited template or fact changes it.
     questions_sha256: Optional[str] = optional()
 
     @classmethod
@@ -103,24 +104,26 @@ def find(root: str | Path) -> Iterator[tuple[Path, ResultSummary]]:
 
 
 def current(found: list[tuple[Path, ResultSummary]]) -> list[tuple[Path, ResultSummary]]:
-    """The results one table shows, in path order: per task and coordinates the newest (two would
-    be indistinguishable rows; the older is named), and only results that scored the questions the
-    newest result at their coordinates scored (after a template was edited and mc rerun, the old gen
-    result would be read as the new prompt's; it is named and left out)."""
+    """The results one table shows, in path order: per experiment (the folder of the nearest
+    `recipe.json`: recipes evaluate the same models apart), task and coordinates the newest (two
+    would be indistinguishable rows; the older is named), and only results that asked the questions
+    the newest result at their coordinates asked (after a template was edited and mc rerun, the old
+    gen result would be read as the new prompt's; it is named and left out)."""
     newest: dict[tuple, tuple[Path, ResultSummary]] = {}
+    experiment = {path: _experiment(path) for path, _ in found}
     for path, summary in sorted(found, key=lambda f: f[1].created or ""):
-        key = (summary.task, *summary.coordinates())
+        key = (experiment[path], summary.task, *summary.coordinates())
         if key in newest:
             print(f"warning: {summary.task} results {newest[key][0].parent} and {path.parent} share their coordinates "
                   "(other settings, same root): the newer one is kept", file=sys.stderr)
         newest[key] = (path, summary)
     questions = {}
-    for _, summary in sorted(newest.values(), key=lambda f: f[1].created or ""):
+    for path, summary in sorted(newest.values(), key=lambda f: f[1].created or ""):
         if summary.questions_sha256:
-            questions[summary.coordinates()] = summary.questions_sha256
+            questions[experiment[path], summary.coordinates()] = summary.questions_sha256
     kept = []
     for path, summary in newest.values():
-        latest = questions.get(summary.coordinates())
+        latest = questions.get((experiment[path], summary.coordinates()))
         if summary.questions_sha256 and latest and summary.questions_sha256 != latest:
             print(f"warning: {summary.task} result {path.parent} scored other questions than the newest result "
                   f"of {summary.prompt_type} (its template or facts changed since): left out; evaluate "
@@ -128,6 +131,11 @@ def current(found: list[tuple[Path, ResultSummary]]) -> list[tuple[Path, ResultS
             continue
         kept.append((path, summary))
     return sorted(kept, key=lambda f: f[0])
+
+
+def _experiment(path: Path) -> Path | None:
+    """The folder of the nearest `recipe.json` above a result (None outside recipes)."""
+    return next((folder for folder in Path(path).parents if (folder / "recipe.json").is_file()), None)
 
 
 def none_found(where: str) -> UserError:

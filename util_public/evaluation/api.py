@@ -145,7 +145,7 @@ def _summary(job: planning.Job, records: list[dict], info: ModelInfo, versions: 
         job.task, job.config_hash, model=ModelRecord(info.name, info.path, info.meta), **_coordinates(job, cfg),
         backend=versions, data_fingerprint=job.data_fingerprint, add_bos_train=info.add_bos_train,
         add_bos_eval=bool(the_plan.bos), metrics=metrics.summarize(job.task, records, _label(job)),
-        questions_sha256=job.payload.get("data") if job.factset else None)
+        questions_sha256=job.questions_sha256)
 
 
 def _label(job: planning.Job) -> str:
@@ -210,7 +210,9 @@ def _combined_summaries(the_plan: Plan, done: list[Written], info: ModelInfo) ->
 def _aggregate(task: str, members: list[ResultSummary], key: str, across_relations: bool = False) -> dict:
     """per_member: {member: metrics}; metrics: slice -> metric -> {values, mean, sd[, micro]}. `n`
     counts facts: the prompts of a family ask about the same facts (n of one of them), relations
-    about different ones (their sum, and an n-weighted micro mean beside the macro one)."""
+    about different ones (their sum, and an n-weighted micro mean beside the macro one). Counts
+    (`n_ties`, `n_boundary_merges`) keep each member's value and their total, which in a family
+    counts question x prompt pairs (up to n x prompts)."""
     per_member = {getattr(m, key): m.metrics for m in members}
     agg: dict = {}
     for slice_ in {s for m in members for s in m.metrics}:

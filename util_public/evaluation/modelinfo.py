@@ -95,9 +95,10 @@ def _auto_split(info: ModelInfo, relation_id: str, dataset: str | None, evaluate
         trained = info.meta.trained_in(dataset, relation_id)
         never = [i for i in evaluated if i not in trained]
         if never:
+            slices = "'all' slice counts" if seen is None else "'all' and 'unseen' slices count"
             print(f"warning: {where}: {len(never)} of the {len(evaluated)} evaluated facts ({id_ranges(never)}) were "
-                  "trained by no stage of this model, not even Phase 1; its 'all' and 'unseen' slices count "
-                  "them (evaluate the memorized facts: data.index_begin/index_end)", file=sys.stderr)
+                  f"trained by no stage of this model, not even Phase 1; its {slices} them (evaluate the "
+                  "memorized facts: data.index_begin/index_end)", file=sys.stderr)
     return seen
 
 

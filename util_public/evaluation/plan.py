@@ -47,6 +47,7 @@ class Job:
     fact_range: tuple[int, int]     # first and last selected fact_id
     data_fingerprint: dict          # per-file sha256 and the combined hash
     text: textprobe.Text | None = None
+    questions_sha256: str | None = None     # the contexts and facts without options: what every task asks
 
 
 @dataclass
@@ -157,11 +158,13 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
     return payload
 
 
-def _scored_sha256(ctxs: dict[int, str], selected: list[Fact]) -> str:
+def _scored_sha256(ctxs: dict[int, str], selected: list[Fact], options: bool) -> str:
     """One hash of the questions as scored: each fact's context, and the facts themselves (object,
-    options, every column) in order."""
+    every column, and with `options` the distractors: multiple choice scores them, generation and
+    the loss probe do not) in order."""
+    facts = selected if options else [dataclasses.replace(f, options=[]) for f in selected]
     return sha256_text("\n".join(f"{fid}\t{ctx!r}" for fid, ctx in ctxs.items()) + "\n"
-                       + factio.facts_to_csv(selected))
+                       + factio.facts_to_csv(facts))
 
 
 def _data_fingerprint(factset: FactSet, cats: list, data_root: Path, pool_path: Path | None) -> dict:
@@ -247,8 +250,9 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
                 pooling.check_asked(name, rel, pooling.pool_ids(cfg.mc.pool_relations, rel))
             ctxs = contexts.build(name, selected, spec, tokenizer=tokenizer, pool=pool, ic_cfg=cfg.ic_lke)
             _check_lengths(ctxs, tokenizer, bos, max_len, cfg, tasks)
-            scored = _scored_sha256(ctxs, selected)
+            questions = _scored_sha256(ctxs, selected, options=False)
             for task in fact_tasks:
+                scored = _scored_sha256(ctxs, selected, options=True) if task == "mc" else questions
                 payload = _hash_payload(cfg, task, name, factset, fact_range, seen, info, scored, backend, dtype,
                                         bos, spacing)
                 full = results.config_hash(payload)
@@ -256,7 +260,7 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
                                                cfg.prompt.test_type, cfg.prompt.open_content,
                                                results.slice_name(*fact_range), full)
                 job = Job(task, name, prompts.parse(name).group, factset, selected, ctxs, seen, payload, full,
-                          directory, fact_range, data_fp)
+                          directory, fact_range, data_fp, questions_sha256=questions)
                 plan.jobs.append(job)
     if "ppl" in tasks:
         plan.jobs.append(_text_job(cfg, info, tokenizer, bos, backend, dtype, max_len, root))

@@ -33,7 +33,8 @@ from .. import atomicio, launcher, paths
 from ..artifacts import RunManifest
 from ..cli import compose, reject_undeclared, to_object
 from ..errors import UserError, exit_on_user_error
-from ..facts import load_relation, read_facts, relation_file, write_facts
+from ..facts import load_relation, relation_file
+from ..runinfo import sha256_file
 from . import collect
 from .plan import ModelRef, Step, model_refs, read
 
@@ -186,19 +187,24 @@ class Executor:
                               gen_schema.load)
 
     def _language(self, step: Step) -> None:
-        """Reuse the English facts under `{dataset}_{Language}` (only the prompts change language)."""
+        """Reuse the English facts under `{dataset}_{Language}` (only the prompts change language),
+        unless that folder holds the relation already (an imported translation is kept; a copy this
+        step made is refused once the English facts it copied changed)."""
+        from ..datagen import derive, manifest, outputs
+
         dataset, language, rels = step.args
         root = paths.root("data")
         for rel in rels.split(","):
-            target = relation_file(root, f"{dataset}_{language}", rel)
-            english = load_relation(root, dataset, rel, num_options=None, substring_rule="warn")
+            target, source = relation_file(root, f"{dataset}_{language}", rel), relation_file(root, dataset, rel)
             if target.is_file():
-                if read_facts(target, num_options=None, substring_rule="warn") != english:
-                    raise UserError(str(target), f"holds other facts than {relation_file(root, dataset, rel)} "
-                                    "(the English facts changed since it was copied)",
-                                    "remove it and rerun the recipe to copy them again")
+                why = derive.stale(root, f"{dataset}_{language}", rel)
+                if why:
+                    raise UserError(str(target), why, "remove it and rerun the recipe to copy the facts again")
                 continue
-            write_facts(target, english)
+            english = load_relation(root, dataset, rel, num_options=None, substring_rule="warn")
+            origin = {"relation_id": rel, "dataset": dataset, "kind": "language copy", "sha256": sha256_file(source)}
+            outputs.write([outputs.Output.facts(target, english, {"derived_from": origin})],
+                          manifest.producer("language copy", 0, {"dataset": dataset, "language": language}, None))
             print(f"wrote {target} (English facts; prompts in {language})", file=sys.stderr)
 
     # -- training -----------------------------------------------------------------------------------
