@@ -1,6 +1,8 @@
 """Context strings per prompt type (SPEC §6.2) and IC-LKE many-shot prompts (SPEC §6.7)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from evalkit import fictional_facts
@@ -83,6 +85,23 @@ def test_ic_lke_shares_one_example_order_unless_resampled():
     assert len({tuple(s) for s in per_query}) > 2
     assert all(pool[i].fact_id != f.fact_id for f, s in zip(pool, per_query) for i in s)
     assert per_query[0] == ic_lke.example_ids(pool[0], pool, fresh, "50")   # seeded per fact
+
+
+@pytest.mark.parametrize("pool_kind", ["CSV copy (relation id = file stem)", "renumbered copy", "other case"])
+def test_ic_lke_never_shows_the_query_its_answer_from_a_pool_that_names_facts_its_own_way(pool_kind):
+    """A pool read from a CSV file takes its relation id from the file name, another dataset numbers
+    its facts its own way: the query's fact must still never be an example."""
+    facts = fictional_facts(8, num_options=3)
+    rename = {"CSV copy (relation id = file stem)": lambda f: dataclasses.replace(f, relation_id="mypool"),
+              "renumbered copy": lambda f: dataclasses.replace(f, fact_id=f.fact_id + 100),
+              "other case": lambda f: dataclasses.replace(f, head=f.head.upper())}[pool_kind]
+    pool = [rename(f) for f in facts]
+    cfg = IcLkeCfg(example_num=7, seed=10, example_source="/x/mypool.csv")
+    for query in facts:
+        shown = [pool[i] for i in ic_lke.example_ids(query, pool, cfg, "50")]
+        assert len(shown) == 7 and query.head.lower() not in {f.head.lower() for f in shown}, query
+    with pytest.raises(UserError, match="only 7 usable"):
+        ic_lke.example_ids(facts[0], pool, IcLkeCfg(example_num=8), "50")
 
 
 def test_ic_lke_pool_too_small():

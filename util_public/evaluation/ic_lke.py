@@ -12,7 +12,7 @@ from pathlib import Path
 from .. import facts as factio
 from .. import paths, seeding
 from ..errors import UserError
-from ..facts import Fact
+from ..facts import Fact, norm
 from .schema import IcLkeCfg
 
 
@@ -26,9 +26,12 @@ def load_pool(source: str, query_facts: list[Fact], data_root: Path, relation_id
 
 
 def example_ids(query: Fact, pool: list[Fact], cfg: IcLkeCfg, relation_id: str) -> list[int]:
-    """Positions in `pool` of the examples shown before `query`, in prompt order."""
-    allowed = [i for i, f in enumerate(pool)
-               if not (cfg.exclude_query and f.fact_id == query.fact_id and f.relation_id == query.relation_id)]
+    """Positions in `pool` of the examples shown before `query`, in prompt order. With
+    `exclude_query`, no example is about the query's subject: matched by the subject itself, since
+    a pool from a CSV file or another dataset numbers and names its facts its own way (matching
+    fact_id and relation_id let a CSV copy of the evaluated facts show each query its answer)."""
+    subject = norm(query.head)
+    allowed = [i for i, f in enumerate(pool) if not (cfg.exclude_query and norm(f.head) == subject)]
     if len(allowed) < cfg.example_num:
         raise UserError("ic_lke.example_num", f"{cfg.example_num} examples requested for fact_id {query.fact_id}, "
                         f"but the pool has only {len(allowed)} usable facts",
