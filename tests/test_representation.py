@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import tiny_model
@@ -98,3 +99,37 @@ def test_run_reads_the_key_token_the_checkpoint_trained(tmp_path, sp_tokenizer, 
     summaries = run(ReprCfg(models=[str(ckpt)], relations="50", dataset="toy", index_end=3, families=["hgp-0"],
                             num_threads=1, output_dir=str(tmp_path / "repr")))
     assert summaries["keyed"]["key_token_untrained"] is False
+
+
+def test_a_rerun_replaces_the_folder_reads_the_data_roots_prompts_and_needs_two_facts(tmp_path, sp_tokenizer,
+                                                                                    isolated_roots, capsys):
+    """Rerunning into one output_dir with fewer models left the others' summaries beside the new
+    table; prompts came from the shipped catalogue where training and evaluation read the data
+    root's; one fact per relation crashed in the PCA after writing part of the output."""
+    from conftest import save_tiny_checkpoint
+    from util_public import catalogue, facts as factsio
+    from util_public.errors import UserError
+    from util_public.registry import Registry
+    from util_public.representation_run import ReprCfg, run
+
+    for name in ("a", "b"):
+        save_tiny_checkpoint(sp_tokenizer, tmp_path / name)
+    Registry().register({n: {"path": str(tmp_path / n), "kind": "base"} for n in ("a", "b")})
+    data = isolated_roots["data"]
+    rows = [factsio.Fact(i, "50", f"Subj{i}", f"Obj{i}", [f"d{i}k{j}" for j in range(4)]) for i in range(3)]
+    factsio.write_facts(factsio.relation_file(data, "toy", "50"), rows)
+    own = data / "prompt_template" / "50.yaml"        # an index only the data root's catalogue has
+    own.parent.mkdir(parents=True)
+    own.write_text(catalogue.prompts_file("50").read_text().replace("hgp:\n", 'hgp:\n  40: "Imported {head} is"\n', 1))
+    out = tmp_path / "repr"
+    common = dict(relations="50", dataset="toy", families=["hgp-40"], num_threads=1, output_dir=str(out))
+    run(ReprCfg(models=["a", "b"], index_end=3, **common))
+    run(ReprCfg(models=["a"], index_end=3, **common))
+    assert sorted(p.name for p in out.iterdir()) == ["a", "heatmap.png", "pca.png", "table.csv"]
+    assert f"wrote {out / 'table.csv'}" in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"selects fewer than 2 facts of relation\(s\) 50"):
+        run(ReprCfg(models=["b"], index_end=1, **common))
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="holds notes.txt, which a representation run does not write"):
+        run(ReprCfg(models=["b"], index_end=3, **common))
+    assert sorted(p.name for p in out.iterdir()) == ["a", "heatmap.png", "notes.txt", "pca.png", "table.csv"]

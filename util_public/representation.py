@@ -12,6 +12,7 @@ memory with the `mean` initialisation and is flagged `key_token_untrained`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -54,8 +55,10 @@ def _key_position(tokenizer, text: str, key_token: str) -> int:
 
 
 def collect(model, tokenizer, facts_by_relation: dict[str, list[Fact]], families: list[str],
-            position: str = "last", batch_size: int = 32, key_format: str = prompts.KEY_FORMAT) -> Collected:
-    """Key-token and prompt states for every relation, fact and template of `families`."""
+            position: str = "last", batch_size: int = 32, key_format: str = prompts.KEY_FORMAT,
+            data_root: Path | None = None) -> Collected:
+    """Key-token and prompt states for every relation, fact and template of `families` (templates
+    from the data root's catalogue where it has one, as training and evaluation read them)."""
     got = Collected()
     for rel, facts in facts_by_relation.items():
         key_token = prompts.key_tokens(rel, key_format)[-1]
@@ -63,7 +66,7 @@ def collect(model, tokenizer, facts_by_relation: dict[str, list[Fact]], families
                      for f in facts]
         key_pos = [_key_position(tokenizer, t, key_token) for t in key_texts]
         got.key[rel] = _states(model, tokenizer, key_texts, key_pos, batch_size)
-        cat = catalogue.prompts(rel)
+        cat = catalogue.prompts(rel, data_root)
         for family in families:
             names = prompts.expand(family, cat)
             texts = [catalogue.substitute(prompts.template(n, rel, cat, key_format=key_format), f.head)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
@@ -56,11 +57,11 @@ def _models(names: list[str]) -> dict[str, str]:
     return out
 
 
-def _check_prompts(relations: list[str], families: list[str]) -> None:
+def _check_prompts(relations: list[str], families: list[str], data_root: Path) -> None:
     """Every family expands for every relation (what `representation.collect` will build), and
     selects at least one prompt."""
     for rel in relations:
-        cat = catalogue.prompts(rel)
+        cat = catalogue.prompts(rel, data_root)
         if not [p for family in families for p in prompts.expand(family, cat)]:
             raise UserError("families", f"{families} selects no prompt for relation {rel}",
                             "e.g. families=[hgp-0,test-*]")
@@ -94,16 +95,44 @@ def run(cfg: ReprCfg) -> dict:
     facts = {rel: factsio.select(factsio.load_relation(data_root, cfg.dataset, rel, num_options=None,
                                                        substring_rule="off"),
                                  cfg.index_begin, cfg.index_end, f"relation {rel}") for rel in relations}
-    _check_prompts(relations, cfg.families)
+    small = [rel for rel, chosen in facts.items() if len(chosen) < 2]
+    if small:        # one key state per model: no spread for the PCA, no pairs for the cosines
+        raise UserError("index_begin/index_end", f"[{cfg.index_begin}, {cfg.index_end}) selects fewer than 2 facts "
+                        f"of relation(s) {', '.join(small)}", "select at least 2 facts")
+    _check_prompts(relations, cfg.families, data_root)
     models = _models(cfg.models)
     out_dir = paths.resolve(cfg.output_dir) if cfg.output_dir else \
         paths.root("results") / "repr" / runinfo.sha256_text(repr(cfg))[:8]
     atomicio.check_writable_dir(out_dir, "output_dir")
+    _check_replaceable(out_dir)
+    with atomicio.atomic_dir(out_dir) as staging:      # the folder holds one complete run, never a mix
+        summaries, written = _write(cfg, models, relations, facts, data_root, staging)
+    _print(summaries, plotting.short_labels(list(summaries)), [out_dir / p.relative_to(staging) for p in written])
+    return summaries
+
+
+OWN_FILES = {"table.csv", "heatmap.png", "pca.png"}
+MODEL_FILES = {"summary.json", "vectors.npz"}
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """The run replaces `output_dir` whole: it must be new, empty, or an earlier run's output."""
+    for entry in sorted(out_dir.iterdir()) if out_dir.is_dir() else []:
+        ours = entry.name in OWN_FILES if entry.is_file() else \
+            entry.is_dir() and {c.name for c in entry.iterdir()} <= MODEL_FILES and (entry / "summary.json").is_file()
+        if not ours:
+            raise UserError("output_dir", f"{out_dir} holds {entry.name}, which a representation run does not write",
+                            "name a new or empty folder (the run replaces the folder whole)")
+
+
+def _write(cfg: ReprCfg, models: dict[str, str], relations: list[str], facts: dict, data_root: Path,
+           out_dir: Path) -> tuple[dict, list[Path]]:
+    """Every model's summary (and vectors), the table, the heatmap and the PCA, under `out_dir`."""
     summaries, rows, keys_by_model, written = {}, [], {}, []
     for name, path in models.items():
         model, tokenizer, untrained, key_format = _load(path, relations, cfg.dtype)
         got = representation.collect(model, tokenizer, facts, cfg.families, cfg.position, cfg.batch_size,
-                                     key_format)
+                                     key_format, data_root)
         per_layer = representation.metrics(got)
         summaries[name] = {"schema": "mtg.repr/1", "model": name, "key_token_untrained": untrained,
                            "relations": relations, "fact_range": [cfg.index_begin, cfg.index_end],
@@ -129,8 +158,7 @@ def run(cfg: ReprCfg) -> dict:
     written.append(representation_plots.heatmap(out_dir / "heatmap.png",
                                                 {n: s["per_layer"] for n, s in summaries.items()}, labels))
     written.append(representation_plots.pca(out_dir / "pca.png", keys_by_model, labels))
-    _print(summaries, labels, written)
-    return summaries
+    return summaries, written
 
 
 def _print(summaries: dict, labels: dict[str, str], written: list) -> None:
