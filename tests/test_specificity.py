@@ -139,6 +139,23 @@ def test_pooled_summary_reports_the_asked_type(model50):
         assert {r["asked_relation"] for r in records} == {"50" if s["prompt_type"] == "hgp-0" else "71"}
 
 
+@pytest.mark.parametrize("num_options", [4, 5, 7])
+def test_pooled_questions_take_the_first_stored_distractors_at_any_option_count(model50, num_options):
+    """The facts hold 6 distractors (7 options); a pooled question of fewer options takes a prefix
+    of them (it refused anything but 7: 'N distractors, expected M')."""
+    info, tok = model50
+    cfg = config(["data.dataset=toy", f"mc.num_options={num_options}", "mc.pool_relations=71"])
+    [pooled] = planning.load_factsets(cfg)
+    own, each = pooling.shares(num_options, 2)
+    plain = fictional_facts(4, num_options=7)
+    for fact, stored in zip(pooled.facts, plain):
+        assert len(fact.options) == num_options - 1 and fact.options[:own] == stored.options[:own]
+        assert pooled.option_relations[fact.fact_id] == ["50"] * own + ["71"] * each
+    with pytest.raises(UserError, match="fact_id 0: 6 stored distractors; pooled over 2 relations, "
+                                        "mc.num_options=16 takes 8 of them"):
+        planning.load_factsets(config(["data.dataset=toy", "mc.num_options=16", "mc.pool_relations=71"]))
+
+
 @pytest.mark.parametrize("spec, problem", [("71++105", "empty part"), ("71&105", "compositions"),
                                            ("71+71", "names a relation twice"), ("105+50", "evaluated relation 50")])
 def test_pool_relations_read_by_the_one_relation_spec_parser(spec, problem):

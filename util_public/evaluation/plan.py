@@ -69,6 +69,8 @@ def load_factsets(cfg: EvalConfig) -> list[FactSet]:
     if not any(t in FACT_TASKS for t in cfg.tasks):
         return []
     num_options = cfg.mc.num_options if "mc" in cfg.tasks else None
+    if cfg.mc.pool_relations and cfg.data.dataset != known.DATASET:
+        num_options = None      # pooled questions take the first stored distractors they need (pooling checks)
     sets = known_factsets(cfg, num_options) if cfg.data.dataset == known.DATASET else fact_files(cfg, num_options)
     return pooled(cfg, sets) if cfg.mc.pool_relations else sets
 

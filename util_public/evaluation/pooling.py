@@ -65,6 +65,10 @@ def pool_facts(facts: list[Fact], others: list[str], num_options: int, seed: int
     own_count, each = shares(num_options, 1 + len(others))
     out, labels = [], {}
     for fact in facts:
+        if len(fact.options) < own_count:
+            raise UserError(f"relation {fact.relation_id} fact_id {fact.fact_id}",
+                            f"{len(fact.options)} stored distractors; pooled over {1 + len(others)} relations, "
+                            f"mc.num_options={num_options} takes {own_count} of them", "lower mc.num_options")
         options = list(fact.options[:own_count])
         kinds = [fact.relation_id] * own_count
         for other in others:
