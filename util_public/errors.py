@@ -5,9 +5,10 @@ message `error: <where>: <problem>; <hint>` and exit code 2 (1 is left for real 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -25,6 +26,16 @@ class UserError(Exception):
     def message(self) -> str:
         text = f"error: {self.where}: {self.problem}"
         return f"{text}; {self.hint}" if self.hint else text
+
+
+@contextlib.contextmanager
+def under(key: str) -> Iterator[None]:
+    """Errors raised inside name the setting `key` first: what the user wrote, then what was wrong
+    with it (a pooled relation's unknown id said only "relation '999'")."""
+    try:
+        yield
+    except UserError as err:
+        raise UserError(f"{key}: {err.where}", err.problem, err.hint) from None
 
 
 def exit_on_user_error(fn: Callable[[], T], debug: bool | None = None) -> T:

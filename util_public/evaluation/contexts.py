@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import catalogue, prompts
 from ..catalogue import PromptCatalogue
-from ..errors import UserError
+from ..errors import UserError, under
 from ..facts import Fact
 from . import ic_lke
 from .schema import IcLkeCfg
@@ -39,6 +39,12 @@ def check_test_type(spec: ContextSpec) -> None:
     if spec.test_type == "open" and not spec.open_content:
         raise UserError("prompt.open_content", "test_type=open needs the fact statement type to prepend",
                         "set prompt.open_content=hgp-0 (or another single-template type, or wiki)")
+    if spec.test_type == "open" and spec.open_content != "wiki":
+        with under(f"prompt.open_content={spec.open_content}"):
+            kind = prompts.parse(str(spec.open_content))
+        if kind.wildcard or kind.family == "ic-lke":
+            raise UserError(f"prompt.open_content={spec.open_content}", "is not one statement of the fact",
+                            "name one prompt, such as hgp-0, trigger-mid or wiki")
 
 
 def wiki_context(fact: Fact) -> str:
@@ -57,8 +63,10 @@ def statement(open_content: str, fact: Fact, spec: ContextSpec) -> str:
         if not fact.text:
             raise UserError(f"fact_id {fact.fact_id}", "prompt.open_content=wiki but the fact has no Text")
         return fact.text
-    tpl = prompts.template(open_content, spec.relation_id, spec.catalogue, spec.language,
-                           key_format=spec.key_format, combine_spacing=spec.combine_spacing, data_root=spec.data_root)
+    with under(f"prompt.open_content={open_content}"):
+        tpl = prompts.template(open_content, spec.relation_id, spec.catalogue, spec.language,
+                               key_format=spec.key_format, combine_spacing=spec.combine_spacing,
+                               data_root=spec.data_root)
     return f"{catalogue.substitute(tpl, fact.head)} {fact.object}."
 
 

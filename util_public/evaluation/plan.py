@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import catalogue, known, limits, modelio, paths, prompts, relspec
 from .. import facts as factio
-from ..errors import UserError
+from ..errors import UserError, under
 from ..facts import Fact
 from ..runinfo import fingerprint, sha256_text
 from . import contexts, ic_lke, loss_probe, metrics, modelinfo, pooling, requests, results, textprobe
@@ -102,7 +102,7 @@ def pooled(cfg: EvalConfig, sets: list[FactSet]) -> list[FactSet]:
     data_root = paths.root("data", cfg.data.root)
     out = []
     for fs in sets:
-        others = pooling.pool_ids(cfg.mc.pool_relations, fs.relation_id)
+        others = pooling.pool_ids(cfg.mc.pool_relations, fs.relation_id, data_root)
         facts, kinds = pooling.pool_facts(fs.facts, others, cfg.mc.num_options, cfg.seed, data_root)
         sources = tuple(p for p in (fs.path, *fs.sources) if p) + tuple(pooling.vocab_files(others, data_root))
         out.append(FactSet(fs.relation_id, pooling.dataset_name(fs.dataset, others), None, facts, sources,
@@ -210,7 +210,8 @@ def check_config(cfg: EvalConfig, tasks: list[str], backend: str) -> None:
 
 def _pool(cfg: EvalConfig, factset: FactSet, data_root: Path) -> tuple[list[Fact], Path | None]:
     source = cfg.ic_lke.example_source
-    pool = ic_lke.load_pool(source, factset.facts, data_root, factset.relation_id)
+    with under(f"ic_lke.example_source={source}"):
+        pool = ic_lke.load_pool(source, factset.facts, data_root, factset.relation_id)
     if source == "same":
         return pool, None
     return pool, paths.resolve(source) if source.endswith(".csv") else factio.relation_file(
@@ -249,7 +250,7 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
         for name in concrete:
             _check_key_tokens(name, cfg, info, tokenizer, rel)
             if factset.option_relations is not None:
-                pooling.check_asked(name, rel, pooling.pool_ids(cfg.mc.pool_relations, rel))
+                pooling.check_asked(name, rel, pooling.pool_ids(cfg.mc.pool_relations, rel, data_root))
             ctxs = contexts.build(name, selected, spec, tokenizer=tokenizer, pool=pool, ic_cfg=cfg.ic_lke)
             _check_lengths(ctxs, tokenizer, bos, max_len, cfg, tasks)
             questions = _scored_sha256(ctxs, selected, options=False)

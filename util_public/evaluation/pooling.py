@@ -26,11 +26,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from .. import catalogue, prompts, relspec
-from ..errors import UserError
+from ..errors import UserError, under
 from ..facts import Fact
 
 
-def pool_ids(spec: str | None, relation_id: str) -> list[str]:
+def pool_ids(spec: str | None, relation_id: str, data_root: Path | None = None) -> list[str]:
     """The other relations of `mc.pool_relations` ("71+105"), validated against `relation_id`."""
     if not spec:
         return []
@@ -40,6 +40,9 @@ def pool_ids(spec: str | None, relation_id: str) -> list[str]:
     if relation_id in ids:
         raise UserError("mc.pool_relations", f"{spec!r} names the evaluated relation {relation_id} itself",
                         "list only the other relations whose objects join the options")
+    with under("mc.pool_relations"):
+        for rel in ids:
+            catalogue.vocab_file(rel, data_root)      # an unknown id, or one without objects to pool
     return ids
 
 
