@@ -146,5 +146,3 @@ def facts(relation_id: str, num_options: int | None, seed: int) -> list[Fact]:
             exclude=(k.subject, *k.also_true))
         out.append(Fact(fact_id, str(relation_id), k.subject, k.object, options))
     return out
-
-
