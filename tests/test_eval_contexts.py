@@ -136,13 +136,15 @@ SPLITS = {   # case -> (model, dataset evaluated, fact ids evaluated, seen, warn
 
 
 @pytest.mark.parametrize("case", list(SPLITS))
-def test_the_automatic_split_warns_where_it_would_mislead(case, capsys):
+def test_the_automatic_split_warns_where_it_would_mislead(case, capsys, monkeypatch):
     info, dataset, evaluated, seen, warning = SPLITS[case]
     assert seen_fact_ids("auto", info, "50", dataset, list(evaluated)) == seen
     err = capsys.readouterr().err
     assert (warning in err) if warning else err == "", err
     assert seen_fact_ids("0:2", info, "50", dataset, list(evaluated)) == {0, 1}     # an explicit split is taken as given
     assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "1")       # another rank plans the same jobs: the same split, said once
+    assert seen_fact_ids("auto", info, "50", dataset, list(evaluated)) == seen and capsys.readouterr().err == ""
 
 
 def test_seen_fact_ids():

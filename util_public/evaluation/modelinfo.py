@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import modelio, prompts
+from .. import distributed, modelio, prompts
 from ..artifacts import CheckpointMeta
 from ..errors import UserError
 from ..registry import check_name
@@ -86,15 +86,17 @@ def _auto_split(info: ModelInfo, relation_id: str, dataset: str | None, evaluate
     them beside the memorized ones. (A Phase-2-only control, or a relation no stage trained, such
     as a two-hop composite, asks about untrained facts on purpose: no warning.)"""
     where = f"relation {relation_id} ({dataset}), model {info.name}"
+    say = distributed.is_main()         # every rank plans the same jobs; one says so
     seen, trained_on = info.meta.seen_fact_ids(relation_id), info.meta.datasets()
     if seen is not None and dataset is not None and trained_on and dataset not in trained_on:
-        print(f"warning: {where}: trained on {', '.join(sorted(trained_on))}, not {dataset}: its fact ids name "
-              "other facts here, so no seen/unseen split (data.seen_fact_ids=b:e sets one)", file=sys.stderr)
+        if say:
+            print(f"warning: {where}: trained on {', '.join(sorted(trained_on))}, not {dataset}: its fact ids name "
+                  "other facts here, so no seen/unseen split (data.seen_fact_ids=b:e sets one)", file=sys.stderr)
         return None
     if dataset is not None and info.meta.trained_in(dataset, relation_id, phase=1):
         trained = info.meta.trained_in(dataset, relation_id)
         never = [i for i in evaluated if i not in trained]
-        if never:
+        if never and say:
             slices = "'all' slice counts" if seen is None else "'all' and 'unseen' slices count"
             print(f"warning: {where}: {len(never)} of the {len(evaluated)} evaluated facts ({id_ranges(never)}) were "
                   f"trained by no stage of this model, not even Phase 1; its {slices} them (evaluate the "
