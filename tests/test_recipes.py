@@ -454,3 +454,20 @@ def test_a_derived_or_copied_dataset_that_no_longer_follows_its_source_is_refuse
         Executor._language(executor, copied)
     Executor._language(executor, translated)
     assert facts.read_facts(german, num_options=5)[0].object.endswith(" (de)")
+
+
+def test_a_recipes_sweep_shows_its_own_evaluations_not_an_earlier_plans(tmp_path, monkeypatch, isolated_roots):
+    """Rerun with another K into the same results root, the earlier plan's Phase-2 model and control
+    range stayed in sweep.csv (with empty labels, or twice): the executor collects what it evaluated."""
+    from util_public.evaluation import runner
+
+    root = tmp_path / "results"
+    model = {"name": "qwen", "path": "/x", "mtg_meta": None}
+    for name, begin in (("mc/old", 2), ("mc/new", 1)):
+        _result(root, name, _summary("mc", model, "hgp-0", {"all": {"n": 2, "accuracy": 0.5}},
+                                     fact_range={"begin": begin, "end": 4}))
+    steps = [plan.Step("meta", ["experiment", "E1"]), plan.Step("meta", ["results", str(root)]),
+             plan.Step("eval", ["=qwen"], ["data.index_begin=1"])]
+    monkeypatch.setattr(runner, "run", lambda cfg: [{"directory": str(root / "mc" / "new")}])
+    df = pd.read_csv(Executor(steps, tmp_path / "plan.tsv").run())
+    assert df.facts.tolist() == ["1-3"]

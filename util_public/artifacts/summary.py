@@ -112,7 +112,9 @@ def current(found: list[tuple[Path, ResultSummary]]) -> list[tuple[Path, ResultS
     newest: dict[tuple, tuple[Path, ResultSummary]] = {}
     experiment = {path: _experiment(path) for path, _ in found}
     for path, summary in sorted(found, key=lambda f: f[1].created or ""):
-        key = (experiment[path], summary.task, *summary.coordinates())
+        # an aggregate records no fact range; its directory name starts with the slice (f2-3-<hash>)
+        facts = None if summary.fact_range else path.parent.name.rsplit("-", 1)[0]
+        key = (experiment[path], summary.task, *summary.coordinates(), facts)
         if key in newest:
             print(f"warning: {summary.task} results {newest[key][0].parent} and {path.parent} share their coordinates "
                   "(other settings, same root): the newer one is kept", file=sys.stderr)

@@ -120,18 +120,22 @@ def rows(summary: ResultSummary, directory: Path) -> list[dict]:
     return out
 
 
-def summaries(root: Path):
+def summaries(root: Path, only: set[Path] | None = None):
     """(summary, directory) of every current concrete mc/gen result under `root` (temporaries
-    skipped; `artifacts.current`: one per task and coordinates, all of them on the same questions)."""
-    for path, summary in current(list(find_summaries(root))):
+    skipped; `artifacts.current`: one per task and coordinates, all of them on the same questions);
+    with `only`, just the results in those directories (a recipe's own evaluations)."""
+    found = [(path, summary) for path, summary in find_summaries(root)
+             if only is None or path.parent.resolve() in only]
+    for path, summary in current(found):
         if summary.task in ("mc", "gen") and summary.is_fact_result:
             yield summary, path.parent
 
 
-def table(root: str | Path) -> pd.DataFrame:
-    """All rows under `root`, MC and generation merged on the coordinates, in a stable order."""
+def table(root: str | Path, only: set[Path] | None = None) -> pd.DataFrame:
+    """All rows under `root` (or those in `only`), MC and generation merged on the coordinates, in a
+    stable order."""
     found = {"mc": [], "gen": []}
-    for summary, directory in summaries(Path(root)):
+    for summary, directory in summaries(Path(root), only):
         found[summary.task] += rows(summary, directory)
     frames = []
     for task, cols in (("mc", MC), ("gen", GEN)):
@@ -148,10 +152,11 @@ def table(root: str | Path) -> pd.DataFrame:
     return merged[COLUMNS].sort_values(ORDER, key=numeric, kind="stable").reset_index(drop=True)
 
 
-def write_csv(root: str | Path, out: str | Path) -> Path:
-    """Write the tidy table of `root` to `out` atomically; returns the path. A root without any
-    evaluation is refused, as `evaluation/summarize.py` refuses it (it wrote a header-only table)."""
-    df = table(root)
+def write_csv(root: str | Path, out: str | Path, only: set[Path] | None = None) -> Path:
+    """Write the tidy table of `root` (or of the results in `only`) to `out` atomically; returns the
+    path. A root without any evaluation is refused, as `evaluation/summarize.py` refuses it (it
+    wrote a header-only table)."""
+    df = table(root, only)
     if df.empty:
         raise none_found(str(root))
     return atomicio.write_text(out, df.to_csv(index=False))

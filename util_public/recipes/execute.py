@@ -108,6 +108,7 @@ class Executor:
         self.plan_path = plan_path
         self.runs: dict[str, dict] = {}        # label -> {"run_name", "run_dir", "manifest"}
         self.models: dict[str, str] = {}       # registry name -> label
+        self.evaluated: set[Path] | None = set()   # result directories of this plan (None: not known)
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def write_recipe_json(self) -> None:
@@ -120,7 +121,9 @@ class Executor:
         for step in (s for s in self.steps if s.kind != "meta"):
             print(f"recipe {self.meta['experiment']}: {step.kind} {' '.join(step.args)}", file=sys.stderr)
             getattr(self, f"_{step.kind}")(step)
-        out = collect.write_csv(self.results, self.results / "sweep.csv")
+        # This plan's evaluations only: a rerun with other settings (another K) into the same results
+        # root leaves the earlier plan's results there, which its sweep table must not show.
+        out = collect.write_csv(self.results, self.results / "sweep.csv", self.evaluated)
         print(f"recipe {self.meta['experiment']}: sweep table {out}")
         return out
 
@@ -268,9 +271,12 @@ class Executor:
             overrides = self._eval_overrides(step.overrides, name)
             cfg = self._eval_config(overrides)
             if cfg.backend == "hf":
-                runner.run(cfg)
+                done = runner.run(cfg)
+                if self.evaluated is not None:
+                    self.evaluated |= {Path(d["directory"]).resolve() for d in done}
                 _release_memory()
             else:   # vLLM (or auto, which may pick it) gets its own process, one engine per process (SPEC §6.5)
+                self.evaluated = None      # its result directories stay in that process: the table shows all
                 cmd = [sys.executable, str(paths.REPO_ROOT / "evaluation" / "eval.py"), *overrides]
                 if subprocess.run(cmd, cwd=paths.REPO_ROOT).returncode != 0:
                     raise SystemExit(f"error: evaluation of {name} failed: {' '.join(cmd)}")
