@@ -27,7 +27,8 @@
 #   SMOKE=0          1: the reduced size above, with every root isolated under RECIPE_HOME
 #   RECIPE_HOME      runs/recipes-smoke (SMOKE only): data, runs, results and a private models.json
 #   RECIPE_RESULTS   {results root}/recipes/ID: result dirs, recipe.json, plan.tsv and sweep.csv
-#   RECIPE_PLAN_ONLY=1  write plan.tsv and stop (what would run)
+#   RECIPE_PLAN_ONLY=1  write plan.tsv, print it, check every step as a run would first, and stop
+#   RECIPE_CHECK=0      with RECIPE_PLAN_ONLY=1: skip the check (a few seconds of Python)
 #   NPROC            ranks per node for training: the node's GPUs / 1 (NPROC=2 on a CPU: DDP over gloo)
 #   NNODES=$SLURM_NNODES  ACCELERATE_CONFIG, MASTER_PORT: as in pipeline_llama_custome.sh
 #   SKIP_SETUP=0     1: skip scripts/setup.sh     PY=.venv/bin/python
@@ -48,7 +49,8 @@ mtg_require int '>= 1' NPROC NNODES FACTS K P1_EPOCHS P2_EPOCHS EFFECTIVE_BATCH 
   PER_DEVICE_BATCH P2_PER_DEVICE_BATCH GEN_TOKENS THREADS
 mtg_require int '>= 0' SEED
 mtg_require int '>= 1, <= 65535' MASTER_PORT
-mtg_require int '>= 0, <= 1' SMOKE LEGACY SKIP_SETUP RECIPE_PLAN_ONLY
+RECIPE_CHECK=${RECIPE_CHECK:-1}
+mtg_require int '>= 0, <= 1' SMOKE LEGACY SKIP_SETUP RECIPE_PLAN_ONLY RECIPE_CHECK
 mtg_require number '> 0' LR P2_LR
 PY=${PY:-.venv/bin/python}
 
@@ -236,6 +238,10 @@ recipe_run() {
   printf '%s\n' "${PLAN_STEPS[@]}" > "$PLAN"
   if [ "${RECIPE_PLAN_ONLY:-0}" = 1 ]; then
     cat "$PLAN"
+    # the checks a run makes before its first step (they need the environment; without it, say so)
+    if [ "$RECIPE_CHECK" = 0 ]; then :
+    elif [ -x "$PY" ]; then "$PY" -m util_public.recipes.execute --check "$PLAN"
+    else echo "recipe: the plan is not checked ($PY missing: bash scripts/setup.sh)" >&2; fi
     return 0
   fi
   [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh

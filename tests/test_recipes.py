@@ -28,7 +28,7 @@ SCRIPTS = sorted((REPO / "recipes").glob("E*.sh"), key=lambda p: int(p.name.spli
 def recipe_env(tmp_path: Path, **extra: str) -> dict:
     """Environment of a recipe run: isolated roots (conftest), no setup, no GPU, one thread."""
     env = {**os.environ, "SKIP_SETUP": "1", "CUDA_VISIBLE_DEVICES": "", "SMOKE": "1", "THREADS": "1",
-           "RECIPE_RESULTS": str(tmp_path / "recipe"), **extra}
+           "RECIPE_RESULTS": str(tmp_path / "recipe"), "RECIPE_CHECK": "0", **extra}     # plans only: fast
     env.pop("SLURM_GPUS_ON_NODE", None)
     return env
 
@@ -139,11 +139,15 @@ BAD_STAGES = [  # (recipe, environment, the step and override named, the problem
     ("E16_dose_response.sh", {"DOSES": "2x"}, "(train p2_r50_lr1e-4_b2x): train.epochs=: ", "converted to Integer"),
     ("E1_main.sh", {"EVAL_ARGS": "+mc.num_option=5"}, "(eval p1_r50:final): mc.num_option: ", "not a key of this"),
     ("E1_main.sh", {"EVAL_ARGS": "tasks=[mcq]"}, "(eval p1_r50:final): tasks: ", "unknown task 'mcq'"),
+    # a Phase-2 base epoch the Phase-1 step keeps no checkpoint of (it failed once that stage was reached)
+    ("E2_memorization_depth.sh", {"DEPTH_EPOCHS": "1 5", "P1_EPOCHS": "2"}, "(train p2_r50_from5): model.base_epoch: ",
+     "p1_r50 trains 2 epochs and keeps checkpoints of epochs [1, 2], not 5"),
 ]
 
 
 @pytest.mark.parametrize("recipe,env,step,problem", BAD_STAGES,
-                         ids=[f"{r.split('_')[0]}-{k}={v}" for r, e, *_ in BAD_STAGES for k, v in e.items()])
+                         ids=[f"{r.split('_')[0]}-" + ",".join(f"{k}={v}" for k, v in e.items())
+                              for r, e, *_ in BAD_STAGES])
 def test_every_stage_is_checked_before_the_first_runs(recipe, env, step, problem, tmp_path, isolated_roots, capsys):
     plan_path = write_plan(REPO / "recipes" / recipe, recipe_env(tmp_path, BASE_MODEL="tiny-base", **env))
     registry = isolated_roots["registry"].read_bytes()
@@ -155,6 +159,16 @@ def test_every_stage_is_checked_before_the_first_runs(recipe, env, step, problem
     assert [p.name for p in plan_path.parent.iterdir()] == ["plan.tsv"]
     assert not any(isolated_roots[k].exists() for k in ("data", "runs", "results"))
     assert isolated_roots["registry"].read_bytes() == registry
+
+
+def test_a_plan_shown_is_a_plan_checked(tmp_path, isolated_roots):
+    """RECIPE_PLAN_ONLY=1 printed, exit 0, a plan its run refused at once (DOSES="50x1 foo")."""
+    env = recipe_env(tmp_path, RECIPE_CHECK="1", PY=sys.executable, DOSES="50x1 foo")
+    done = subprocess.run(["bash", str(REPO / "recipes" / "E16_dose_response.sh")],
+                          env={**env, "RECIPE_PLAN_ONLY": "1"}, capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 2 and "(train p2_r50_lr1e-4_bfoo): train.epochs=foo" in done.stderr, done.stderr
+    assert "train\tp2_r50_lr1e-4_bfoo" in done.stdout          # the plan itself is still shown
+    assert not any(isolated_roots[k].exists() for k in ("data", "runs", "results"))
 
 
 # ---- the sweep table ---------------------------------------------------------------------------------

@@ -95,6 +95,24 @@ def launch_command(config_name: str, overrides: list[str]) -> list[str] | None:
             str(paths.REPO_ROOT / "training" / "train.py"), "--config-name", config_name, *overrides]
 
 
+def _check_base_epoch(step: Step, trained: dict) -> None:
+    """A training step's base epoch must be one its base step keeps a checkpoint of (known from the
+    base step's config before anything runs: it failed hours later, when the stage was reached)."""
+    base = step.args[2]
+    if base == "-":
+        return
+    [ref] = model_refs(base, f"train {step.args[0]}")
+    source = trained.get(ref.label)
+    if source is None or ref.epoch in (None, "final"):
+        return
+    epoch, epochs = int(ref.epoch), source.train.epochs
+    kept = range(1, epochs + 1) if source.save.every_epoch else [epochs]
+    if epoch not in kept:
+        raise UserError("model.base_epoch", f"{ref.label} trains {epochs} epochs and keeps checkpoints of epochs "
+                        f"{list(kept) if len(kept) < 12 else f'1..{epochs}'}, not {epoch}",
+                        "choose a base epoch it keeps, or train the base longer")
+
+
 class Executor:
     """Runs the steps in order, remembering which run each training label produced."""
 
@@ -139,12 +157,15 @@ class Executor:
         from ..training import run as train_run
 
         world = math.prod(launcher.ranks())
+        trained = {}
         for step in self.steps:
             with self._naming(step):
                 if step.kind == "data":
                     self._gen_config(step, step.args[1].split(","))
                 elif step.kind == "train":     # a base run's name is known once it has trained: its label stands in
-                    train_run.check_config(self._train_config(step, lambda label: label), world)
+                    trained[step.args[0]] = cfg = self._train_config(step, lambda label: label)
+                    train_run.check_config(cfg, world)
+                    _check_base_epoch(step, trained)
                 elif step.kind == "eval":      # likewise the models' names: the name plays no part in these checks
                     runner.check(self._eval_config(self._eval_overrides(step.overrides, step.args[0])))
 
@@ -327,8 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m util_public.recipes.execute", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("plan_file", help="a plan.tsv written by a recipe (recipes/common.sh)")
-    plan_file = parser.parse_args(sys.argv[1:] if argv is None else argv).plan_file
-    exit_on_user_error(lambda: Executor(read(plan_file), Path(plan_file)).run())
+    parser.add_argument("--check", action="store_true",
+                        help="only check every step (what the run checks before its first step), run nothing")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    executor = exit_on_user_error(lambda: Executor(read(args.plan_file), Path(args.plan_file)))
+    exit_on_user_error(executor.check if args.check else executor.run)
     return 0
 
 
