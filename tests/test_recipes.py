@@ -139,6 +139,8 @@ BAD_STAGES = [  # (recipe, environment, the step and override named, the problem
     ("E16_dose_response.sh", {"DOSES": "2x"}, "(train p2_r50_lr1e-4_b2x): train.epochs=: ", "converted to Integer"),
     ("E1_main.sh", {"EVAL_ARGS": "+mc.num_option=5"}, "(eval p1_r50:final): mc.num_option: ", "not a key of this"),
     ("E1_main.sh", {"EVAL_ARGS": "tasks=[mcq]"}, "(eval p1_r50:final): tasks: ", "unknown task 'mcq'"),
+    ("E4_sft_baseline.sh", {"SFT_TYPES": "bogus"}, "(train sft_r50_bogus): data.train_text_type: prompt type 'bogus'",
+     "unknown prompt type"),
     # a Phase-2 base epoch the Phase-1 step keeps no checkpoint of (it failed once that stage was reached)
     ("E2_memorization_depth.sh", {"DEPTH_EPOCHS": "1 5", "P1_EPOCHS": "2"}, "(train p2_r50_from5): model.base_epoch: ",
      "p1_r50 trains 2 epochs and keeps checkpoints of epochs [1, 2], not 5"),

@@ -41,6 +41,7 @@ def check_config(cfg: schema.TrainStageConfig, world_size: int) -> tuple[int, in
     """The checks that need neither data nor a model, on `world_size` ranks (a recipe makes them for
     every stage before its first step); returns (gradient accumulation, effective batch)."""
     schema.validate(cfg)
+    texts.check_text_type(cfg.data.train_text_type)
     hfargs.check_reporters(cfg.train.report_to)
     return schema.effective_batch(cfg.train, world_size)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import catalogue, prompts, seeding
-from ..errors import UserError
+from ..errors import UserError, under
 from ..facts import Fact
 from . import occurrences
 from .selection import Group, Selection
@@ -107,6 +107,15 @@ def _prompt_names(component: str, cat: catalogue.PromptCatalogue | None) -> list
                         "train with trigger-*, subject, hgp/mmp/train/test/unrelated/NegTrain/NegTest-k, "
                         "train-mix[-N], mix, wiki, ic-lke-inject-entity or X&Y")
     return [component]
+
+
+def check_text_type(text_type: str) -> None:
+    """What the text type alone decides: every component a training type (a recipe checks every
+    stage's before the first runs; `train-mix-N` and the templates need the catalogue, later)."""
+    with under("data.train_text_type"):
+        for component in components(text_type):
+            if not _TRAIN_MIX.match(component):
+                _prompt_names(component, None)
 
 
 def needs_catalogue(component: str) -> bool:
