@@ -111,14 +111,22 @@ def fingerprint(paths: Iterable[str | Path]) -> dict:
     of identical content identical only when the layout is the same; the combined hash uses
     file names without directories for that reason.
     """
-    files = {}
-    for p in sorted({Path(p).resolve() for p in paths}):
-        try:
-            key = str(p.relative_to(REPO_ROOT))
-        except ValueError:
-            key = str(p)
-        files[key] = sha256_file(p)
-    combined = hashlib.sha256()
+    files = {file_key(p): sha256_file(p) for p in sorted({Path(p).resolve() for p in paths})}
+    return {"files": files, "combined": combined(files)}
+
+
+def file_key(path: str | Path) -> str:
+    """A file's name in a fingerprint: repository-relative when inside the checkout."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(p)
+
+
+def combined(files: dict[str, str]) -> str:
+    """The combined hash of {file key: sha256} pairs (by file name, not directory)."""
+    digest = hashlib.sha256()
     for key in sorted(files, key=lambda k: (Path(k).name, files[k])):
-        combined.update(f"{Path(key).name}\0{files[key]}\n".encode())
-    return {"files": files, "combined": combined.hexdigest()}
+        digest.update(f"{Path(key).name}\0{files[key]}\n".encode())
+    return digest.hexdigest()

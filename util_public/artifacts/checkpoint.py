@@ -81,6 +81,10 @@ class CheckpointMeta(Artifact):
         """The datasets any stage of the lineage trained on."""
         return {s["dataset"] for s in self.stages() if s.get("dataset")}
 
+    def trained_relations(self) -> set[tuple[str, str]]:
+        """(relation id, dataset) of every relation some stage of the lineage trained."""
+        return {(r, s["dataset"]) for s in self.stages() if s.get("dataset") for r in (s.get("trained_fact_ids") or {})}
+
     def trained_in(self, dataset: str, relation_id: str, phase: int | None = None) -> set[int]:
         """The fact ids of `relation_id` in `dataset` that some stage of the lineage (of `phase`, if
         given) trained."""

@@ -23,7 +23,7 @@ import math
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from hydra.errors import HydraException
 from omegaconf import DictConfig
@@ -32,7 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .. import atomicio, launcher, paths
 from ..artifacts import RunManifest
 from ..cli import compose, reject_undeclared, to_object
-from ..errors import UserError, exit_on_user_error
+from ..errors import UserError, exit_on_user_error, under
 from ..facts import load_relation, relation_file
 from ..runinfo import sha256_file
 from . import collect
@@ -169,14 +169,9 @@ class Executor:
                 elif step.kind == "eval":      # likewise the models' names: the name plays no part in these checks
                     runner.check(self._eval_config(self._eval_overrides(step.overrides, step.args[0])))
 
-    @contextlib.contextmanager
-    def _naming(self, step: Step) -> Iterator[None]:
+    def _naming(self, step: Step) -> contextlib.AbstractContextManager[None]:
         """A UserError of `step`, prefixed with its plan line and the step (`plan.tsv:7 (train p2_r50): ...`)."""
-        try:
-            yield
-        except UserError as err:
-            raise UserError(f"{self.plan_path}:{step.line} ({step.kind} {step.args[0]}): {err.where}", err.problem,
-                            err.hint) from None
+        return under(f"{self.plan_path}:{step.line} ({step.kind} {step.args[0]})")
 
     # -- data ---------------------------------------------------------------------------------------
     def _data(self, step: Step) -> None:

@@ -52,13 +52,9 @@ def unrelated_data(base: Base, dataset: str, relations: list[str]) -> str | None
     """Why a stage's facts look unrelated to what its base checkpoint trained (None when they do
     not): a Phase 2 started with only `model.base_run` trains the default relation and dataset,
     whatever its Phase 1 memorized. A deliberate choice (another relation on purpose) may ignore it."""
-    if base.meta is None or not base.meta.datasets():
+    trained = base.meta.trained_relations() if base.meta else set()
+    if not trained or any((r, dataset) in trained for r in relations):
         return None
-    trained = {r for stage in base.meta.stages() if stage.get("dataset") == dataset
-               for r in (stage.get("trained_fact_ids") or {})}
-    if trained & set(relations):
-        return None
-    earlier = sorted({f"{r} of {stage['dataset']}" for stage in base.meta.stages() if stage.get("dataset")
-                      for r in (stage.get("trained_fact_ids") or {})})
+    earlier = sorted(f"{r} of {d}" for r, d in trained)
     return (f"this stage trains relation(s) {', '.join(relations)} of {dataset}; its base {base.name} trained "
             f"{', '.join(earlier)}: set data.relation_id and data.dataset to continue on those facts")

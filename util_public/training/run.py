@@ -71,7 +71,8 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
 
     fingerprint = runinfo.fingerprint(chosen.input_files)
     precision = "bf16" if hfargs.use_bf16(cfg.train.precision) else "fp32"
-    legacy = runinfo.fingerprint(catalogue.unmerged(chosen.input_files, data_root))["combined"]
+    legacy = runinfo.combined({runinfo.file_key(f): fingerprint["files"][runinfo.file_key(f)]
+                               for f in catalogue.unmerged(chosen.input_files, data_root)})
     stage = confighash.stage_hash(cfg, base.identity, encoded.sha256(), fingerprint, legacy, eff_batch, precision)
     config_hash = stage.value
     run_name = _run_name(cfg, base, chosen, eff_batch)
