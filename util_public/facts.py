@@ -42,9 +42,14 @@ def norm(text: str) -> str:
     """The form in which two names are compared (duplicates, the gold among the options, the
     substring rule): Unicode NFKC (so decomposed and composed accents agree), invisible format
     characters such as zero-width spaces dropped, case-folded, whitespace runs collapsed."""
-    if not text.isascii():
-        text = "".join(ch for ch in unicodedata.normalize("NFKC", text) if unicodedata.category(ch) != "Cf")
-    return " ".join(text.casefold().split())
+    return " ".join(visible(text, "NFKC").casefold().split())
+
+
+def visible(text: str, form: str) -> str:
+    """`text` in the Unicode normal `form`, invisible format characters (zero-width spaces) dropped."""
+    if text.isascii():
+        return text
+    return "".join(ch for ch in unicodedata.normalize(form, text) if unicodedata.category(ch) != "Cf")
 
 
 def conflicts(a: str, b: str) -> bool:

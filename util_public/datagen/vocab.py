@@ -8,7 +8,6 @@ one seeded permutation (seed, "objects", relation).
 """
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Callable, Iterable
 
 from .. import catalogue, paths, textio
 from ..errors import UserError
-from ..facts import norm
+from ..facts import norm, visible
 from ..seeding import stream
 from . import names
 from .schema import GenConfig
@@ -46,8 +45,7 @@ def prepare(items: Iterable[str]) -> list[str]:
 def _lowered(item: str) -> str:
     """The word as written, lower-cased: composed (NFC), invisible format characters dropped,
     whitespace runs collapsed; unlike `norm`, neither case-folded nor compatibility-mapped."""
-    text = "".join(ch for ch in unicodedata.normalize("NFC", item) if unicodedata.category(ch) != "Cf")
-    return " ".join(text.lower().split())
+    return " ".join(visible(item, "NFC").lower().split())
 
 
 def _shown(path: Path) -> str:
