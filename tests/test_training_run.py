@@ -560,4 +560,18 @@ def test_a_phase_two_on_facts_its_base_never_trained_is_warned_about(setup, caps
     assert ("warning: this stage trains relation(s) 50 of sync_random_o; its base P1_checkpoint-2 trained 71 of "
             "sync_random_o") in capsys.readouterr().err
     assert train("phase2", "model.base_run=P1", "data.relation_id=71", "save.run_name=right", *common) == 0
-    assert "warning: this stage" not in capsys.readouterr().err
+    assert "warning:" not in capsys.readouterr().err
+
+
+def test_a_phase_two_on_facts_its_phase_one_never_memorized_is_warned_about(setup, capsys):
+    """Phase 2 should unlock memorized facts: facts 4-5, beyond Phase 1's 0-3, are named."""
+    common = ["train.epochs=1", *FAST]
+    assert train("phase1", "model.base=tiny-base", "data.index_end=4", "save.run_name=P1", *common) == 0
+    capsys.readouterr()
+    assert train("phase2", "model.base_run=P1", "data.index_begin=2", "data.index_end=6", "save.run_name=beyond",
+                 *common) == 0
+    assert ("warning: this Phase 2 trains facts of sync_random_o that Phase 1 of its base P1_checkpoint-2 never "
+            "memorized, so it teaches them rather than unlocking them: relation 50: facts 4-5 (it memorized 0-3)"
+            ) in capsys.readouterr().err
+    assert train("phase2", "model.base_run=P1", "data.index_end=4", "save.run_name=within", *common) == 0
+    assert "warning:" not in capsys.readouterr().err

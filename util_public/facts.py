@@ -242,6 +242,15 @@ def load_relation(data_root: Path, dataset: str, relation_id: str, **kwargs) -> 
     return read_facts(path, **kwargs)
 
 
+def id_ranges(ids: list[int]) -> str:
+    """Sorted ids as compact ranges: [0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
+    out = []
+    for _, run in itertools.groupby(enumerate(sorted(ids)), key=lambda pair: pair[1] - pair[0]):
+        run = [i for _, i in run]
+        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ", ".join(out)
+
+
 def select(facts: list[Fact], begin: int, end: int | None, where: str) -> list[Fact]:
     """Facts with begin <= fact_id < end (end None = all), in fact_id order. A range that reaches
     past the data (asking for facts that do not exist) or selects nothing is an error, for every

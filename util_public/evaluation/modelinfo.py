@@ -7,12 +7,11 @@ size and modification time of its weight files).
 """
 from __future__ import annotations
 
-import itertools
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import distributed, modelio, prompts
+from .. import distributed, facts as factio, modelio, prompts
 from ..artifacts import CheckpointMeta
 from ..errors import UserError
 from ..registry import check_name
@@ -98,19 +97,10 @@ def _auto_split(info: ModelInfo, relation_id: str, dataset: str | None, evaluate
         never = [i for i in evaluated if i not in trained]
         if never and say:
             slices = "'all' slice counts" if seen is None else "'all' and 'unseen' slices count"
-            print(f"warning: {where}: {len(never)} of the {len(evaluated)} evaluated facts ({id_ranges(never)}) were "
-                  f"trained by no stage of this model, not even Phase 1; its {slices} them (evaluate the "
-                  "memorized facts: data.index_begin/index_end)", file=sys.stderr)
+            print(f"warning: {where}: {len(never)} of the {len(evaluated)} evaluated facts "
+                  f"({factio.id_ranges(never)}) were trained by no stage of this model, not even Phase 1; its "
+                  f"{slices} them (evaluate the memorized facts: data.index_begin/index_end)", file=sys.stderr)
     return seen
-
-
-def id_ranges(ids: list[int]) -> str:
-    """Sorted ids as compact ranges: [0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
-    out = []
-    for _, run in itertools.groupby(enumerate(sorted(ids)), key=lambda pair: pair[1] - pair[0]):
-        run = [i for _, i in run]
-        out.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
-    return ", ".join(out)
 
 
 def require_key_tokens(info: ModelInfo, tokenizer, relation_id: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import paths
+from .. import facts as factio, paths
 from ..artifacts import MANIFEST_FILE, CheckpointMeta, RunManifest
 from ..errors import UserError
 from ..registry import Registry
@@ -58,3 +58,23 @@ def unrelated_data(base: Base, dataset: str, relations: list[str]) -> str | None
     earlier = sorted(f"{r} of {d}" for r, d in trained)
     return (f"this stage trains relation(s) {', '.join(relations)} of {dataset}; its base {base.name} trained "
             f"{', '.join(earlier)}: set data.relation_id and data.dataset to continue on those facts")
+
+
+def unmemorized(base: Base, dataset: str, trained: dict[str, list[int]]) -> str | None:
+    """Which facts a Phase 2 trains that its base's Phase 1 never memorized (None: none). Phase 2
+    should unlock memorized facts through a prompt; facts it meets for the first time are taught, not
+    unlocked, and the seen/unseen comparison no longer measures the method."""
+    if base.meta is None:
+        return None
+    new = {}
+    for relation, ids in trained.items():
+        memorized = base.meta.trained_in(dataset, relation, phase=1)
+        if memorized and set(ids) - memorized:
+            new[relation] = (sorted(set(ids) - memorized), sorted(memorized))
+    if not new:
+        return None
+    said = "; ".join(f"relation {r}: facts {factio.id_ranges(ids)} (it memorized {factio.id_ranges(memorized)})"
+                     for r, (ids, memorized) in new.items())
+    return (f"this Phase 2 trains facts of {dataset} that Phase 1 of its base {base.name} never memorized, "
+            f"so it teaches them rather than unlocking them: {said}; keep data.index_begin/index_end within "
+            "the memorized facts")

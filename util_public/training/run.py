@@ -64,6 +64,9 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
         print(f"warning: {unrelated}", file=sys.stderr)
 
     tokenizer, keys, encoded = _examples(cfg, base, chosen, data_root)
+    unmemorized = basemodel.unmemorized(base, cfg.data.dataset, encoded.trained_fact_ids()) if cfg.phase == 2 else None
+    if unmemorized and rank == 0:
+        print(f"warning: {unmemorized}", file=sys.stderr)
     if cfg.train.preview_masks:
         for i, (t, m) in enumerate(list(zip(encoded.texts, encoded.masked))[:cfg.train.preview_masks]):
             print(preview.render(tokenizer, t, m, i))
