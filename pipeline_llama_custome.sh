@@ -60,6 +60,12 @@ mtg_require int '>= 1, <= 65535' MASTER_PORT
 mtg_require int '>= 0, <= 1' SKIP_SETUP PLAN_ONLY RUN_EVAL MEMCHECK
 mtg_require number '> 0' LR PHASE2_LR
 mtg_require number '>= 0, <= 1' MIN_P1_ACCURACY
+# Phase 2 unlocks facts Phase 1 memorized, and the memorized facts it leaves out are the unseen ones.
+[ "${PHASE2_K:-50}" -lt "${PHASE1_FACTS:-100}" ] || mtg_error PHASE2_K \
+  "'${PHASE2_K:-50}' is not below PHASE1_FACTS (${PHASE1_FACTS:-100})" \
+  "Phase 2 trains facts 0..PHASE2_K-1 of those Phase 1 memorized, and the others are the unseen facts"
+[ "${PHASE2_BASE_EPOCH:-${PHASE1_EPOCHS:-20}}" -le "${PHASE1_EPOCHS:-20}" ] || mtg_error PHASE2_BASE_EPOCH \
+  "'$PHASE2_BASE_EPOCH' is not at most PHASE1_EPOCHS (${PHASE1_EPOCHS:-20})" "Phase 2 starts from a Phase-1 epoch"
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 PY=${PY:-.venv/bin/python}
 PLAN_ONLY=${PLAN_ONLY:-0}

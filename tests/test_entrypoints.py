@@ -217,6 +217,8 @@ BAD_PARAMETERS = [   # (script, variable, bad value): what went wrong before, wh
     ("pipeline_llama_custome.sh", "PHASE2_LR", "0"),
     ("pipeline_llama_custome.sh", "MIN_P1_ACCURACY", "1.5"),  # noticed by memcheck after training
     ("pipeline_llama_custome.sh", "PLAN_ONLY", "yes"),        # not 1, so it trained
+    ("pipeline_llama_custome.sh", "PHASE2_K", "100"),         # every memorized fact seen: no unseen ones
+    ("pipeline_llama_custome.sh", "PHASE2_BASE_EPOCH", "21"),  # refused by Phase 2, after Phase 1 had trained
     ("recipes/E1_main.sh", "NPROC", "abc"),
     ("recipes/E1_main.sh", "THREADS", "0"),
     ("recipes/E1_main.sh", "LR", "fast"),
