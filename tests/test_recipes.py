@@ -144,6 +144,9 @@ BAD_STAGES = [  # (recipe, environment, the step and override named, the problem
     # a Phase-2 base epoch the Phase-1 step keeps no checkpoint of (it failed once that stage was reached)
     ("E2_memorization_depth.sh", {"DEPTH_EPOCHS": "1 5", "P1_EPOCHS": "2"}, "(train p2_r50_from5): model.base_epoch: ",
      "p1_r50 trains 2 epochs and keeps checkpoints of epochs [1, 2], not 5"),
+    # a k above the facts Phase 1 memorized: Phase 2 taught facts 4..5 instead of unlocking them
+    ("E3_k_sweep.sh", {"K_LIST": "6"}, "(train p2_r50_k6): data.index_begin/index_end: ",
+     "facts 0..5 of relation(s) 50, but its base p1_r50:2 memorized facts 0..3"),
 ]
 
 

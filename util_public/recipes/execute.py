@@ -29,7 +29,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from .. import atomicio, launcher, paths
+from .. import atomicio, launcher, paths, relspec
 from ..artifacts import RunManifest
 from ..cli import compose, reject_undeclared, to_object
 from ..errors import UserError, exit_on_user_error, under
@@ -113,6 +113,25 @@ def _check_base_epoch(step: Step, trained: dict) -> None:
                         "choose a base epoch it keeps, or train the base longer")
 
 
+def _check_within_memorized(step: Step, cfg, trained: dict) -> None:
+    """A Phase-2 step's facts must lie within those its Phase-1 base step memorized, for every
+    relation both train in one dataset: Phase 2 unlocks memorized facts, and facts it meets for the
+    first time would be taught instead (E3 with a k above the facts Phase 1 trained)."""
+    base = step.args[2]
+    if cfg.phase != 2 or base == "-":
+        return
+    source = trained.get(model_refs(base, f"train {step.args[0]}")[0].label)
+    if source is None or source.phase != 1 or source.data.dataset != cfg.data.dataset:
+        return
+    shared = set(relspec.atomic(cfg.data.relation_id)) & set(relspec.atomic(source.data.relation_id))
+    begin, end = cfg.data.index_begin, cfg.data.index_end
+    lo, hi = source.data.index_begin, source.data.index_end
+    if shared and (begin < lo or (hi is not None and (end is None or end > hi))):
+        raise UserError("data.index_begin/index_end", f"facts {begin}..{'end' if end is None else end - 1} of "
+                        f"relation(s) {', '.join(sorted(shared))}, but its base {step.args[2]} memorized facts "
+                        f"{lo}..{'end' if hi is None else hi - 1}", "Phase 2 trains facts Phase 1 memorized")
+
+
 class Executor:
     """Runs the steps in order, remembering which run each training label produced."""
 
@@ -166,6 +185,7 @@ class Executor:
                     trained[step.args[0]] = cfg = self._train_config(step, lambda label: label)
                     train_run.check_config(cfg, world)
                     _check_base_epoch(step, trained)
+                    _check_within_memorized(step, cfg, trained)
                 elif step.kind == "eval":      # likewise the models' names: the name plays no part in these checks
                     runner.check(self._eval_config(self._eval_overrides(step.overrides, step.args[0])))
 
