@@ -8,8 +8,8 @@
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
 # E2 memorization depth (SPEC §7): Phase 2 from Phase-1 epochs DEPTH_EPOCHS, all checkpoints of the
-# SAME P1_EPOCHS-epoch cosine run (not separate short runs); memorization of each of those Phase-1
-# checkpoints and EV of each Phase-2 model.
+# SAME P1_EPOCHS-epoch cosine run (not separate short runs); memorization and the control of each of
+# those Phase-1 checkpoints and EV of each Phase-2 model.
 #   DEPTH_EPOCHS="3 6 10 20" (SMOKE: "1 2")
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E2 "Memorization depth" "$@"
@@ -22,6 +22,7 @@ for rel in $RELATIONS; do
   for e in $DEPTH_EPOCHS; do
     recipe_phase2 "p2_r${rel}_from$e" "p1_r$rel:$e" "$rel"
     recipe_memory "p1_r$rel:$e" "$rel"
+    recipe_control "p1_r$rel:$e" "$rel"
     recipe_ev "p2_r${rel}_from$e:final" "$rel"
   done
 done

@@ -8,7 +8,7 @@
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
 # E6 no-key ablation (SPEC §7): Phase 1 on "S O." (`subject`, +experiment=E6), then hgp-0 as in E1;
-# memorization is measured with the `subject` prompt (there is no key token).
+# memorization is measured with the `subject` prompt (there is no key token); the control of P1.
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E6 "No key token" "$@"
 
@@ -17,6 +17,7 @@ for rel in $RELATIONS; do
   recipe_phase1 "p1_r$rel" "$rel" +experiment=E6
   recipe_phase2 "p2_r$rel" "p1_r$rel:$P1_EPOCHS" "$rel"
   recipe_memory "p1_r$rel:final" "$rel" subject
+  recipe_control "p1_r$rel:final" "$rel"
   recipe_ev "p2_r$rel:final" "$rel" subject
 done
 recipe_run

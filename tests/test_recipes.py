@@ -373,14 +373,14 @@ def tiny_base(sp_tokenizer, tmp_path):
     return "tiny-base"
 
 
-def phase1_control_scores_unseen_facts_only(d: pd.DataFrame, dataset: str = "sync_random_o") -> bool:
-    """recipe_control: the Phase-1 model under EV's prompts, on the Phase-2 model's unseen facts (2 of 4)."""
+def phase1_control_scores_unseen_facts_only(d: pd.DataFrame, dataset: str = "sync_random_o", unseen: int = 2) -> bool:
+    """recipe_control: the Phase-1 model under EV's prompts, on the Phase-2 model's unseen facts (K..3)."""
     control = d[(d.stage == "phase1") & (d.dataset == dataset) & (d.prompt_family != "trigger-mid")
                 & ~d.prompt_type.str.endswith("-all")]   # a family's pooled row counts facts x prompts
     assert set(control.prompt_family) == {"hgp", "test", "unrelated"}, set(control.prompt_family)
     scored = control[control.n > 0]    # the seen slice is reported empty (n = 0)
     assert set(scored.slice) == {"all", "unseen"}, set(scored.slice)
-    assert (scored.n == 2).all(), scored[["prompt_type", "slice", "n"]]
+    assert (scored.n == unseen).all(), scored[["prompt_type", "slice", "n"]]
     assert scored[scored.prompt_type == "hgp-0"][["accuracy", "gen_n"]].notna().all().all()
     return True
 
@@ -395,12 +395,17 @@ RUNS = {  # recipe -> (extra environment, check of its sweep table)
         and d[(d.prompt_family == "unrelated") & (d.stage == "phase2")].emission.notna().all()
         and phase1_control_scores_unseen_facts_only(d)),
     "E2": ({}, lambda d: set(d[d.stage == "phase2"].phase1_epochs) == {1, 2}
-           and set(d[d.stage == "phase1"].phase1_epochs) == {1, 2}),
-    "E3": ({"K_LIST": "1"}, lambda d: set(d.k.dropna()) == {1} and set(d.phase2_epoch.dropna()) == {1, 2}),
+           and set(d[d.stage == "phase1"].phase1_epochs) == {1, 2}
+           and set(d[(d.stage == "phase1") & (d.prompt_type == "hgp-0")].phase1_epochs) == {1, 2}
+           and phase1_control_scores_unseen_facts_only(d)),
+    "E3": ({"K_LIST": "1"}, lambda d: set(d.k.dropna()) == {1} and set(d.phase2_epoch.dropna()) == {1, 2}
+           and phase1_control_scores_unseen_facts_only(d, unseen=3)),
     "E4": ({"SFT_TYPES": "train-mix-2"}, lambda d: set(d.stage) == {"sft"} and set(d.phase2_epoch) == {1, 2}
            and d.groupby("phase2_epoch").tokens_trained.first().is_monotonic_increasing),
     "E8": ({"MULTI_RELATION": "50+105", "EXTRA_BASE_EPOCH": ""}, lambda d: set(d.relation) == {"50", "105"}
-           and set(d[d.stage == "phase2"].k) == {2}),
+           and set(d[d.stage == "phase2"].k) == {2}
+           and set(d[(d.stage == "phase1") & (d.prompt_type == "hgp-0")].relation) == {"50", "105"}
+           and phase1_control_scores_unseen_facts_only(d)),
     "E9": ({"SFT_EPOCHS": "1"}, lambda d: set(d[d.relation == "r105"].stage) == {"phase1", "phase2", "sft"}
            and set(d[(d.relation == "105") & (d.prompt_type == "hgp-0")].stage) == {"phase1", "phase2", "sft"}
            and phase1_control_scores_unseen_facts_only(d[d.relation == "105"], "sync_unique_o")),
