@@ -480,6 +480,36 @@ def test_a_derived_or_copied_dataset_that_no_longer_follows_its_source_is_refuse
     assert facts.read_facts(german, num_options=5)[0].object.endswith(" (de)")
 
 
+def test_an_evaluation_in_its_own_process_reports_its_results_to_the_sweep(tmp_path, monkeypatch, isolated_roots,
+                                                                            bpe_tokenizer):
+    """A vLLM evaluation runs eval.py in a process of its own; its result directories stayed there,
+    so the sweep showed every result under the root, an earlier plan's too. The child names them
+    (runner.RESULTS_LIST_ENV); hf stands in for vLLM in the child here."""
+    from evalkit import checkpoint_with_key, fictional_facts, write_dataset
+    from util_public import vllm_env
+
+    write_dataset(isolated_roots["data"], "toy", fictional_facts(4, num_options=5))
+    Registry().register({"tiny-key": {"path": str(checkpoint_with_key(bpe_tokenizer, tmp_path / "ckpt")),
+                                      "kind": "base"}})
+    root = tmp_path / "results"
+    _result(root, "mc/earlier", _summary("mc", {"name": "other", "path": "/x", "mtg_meta": None}, "hgp-0",
+                                         {"all": {"n": 2, "accuracy": 0.5}}))
+    steps = [plan.Step("meta", ["experiment", "E1"]), plan.Step("meta", ["results", str(root)]),
+             plan.Step("eval", ["=tiny-key"], ["backend=vllm", "data.dataset=toy", "mc.num_options=5", "tasks=[mc]",
+                                                "prompt.type=[hgp-0]", "runtime.num_threads=1"])]
+    monkeypatch.setattr(vllm_env, "require", lambda where: None)
+    real_run, children = subprocess.run, []
+
+    def child(cmd, **kw):
+        children.append(cmd)
+        return real_run([*cmd, "backend=hf"], **kw)
+
+    monkeypatch.setattr(execute.subprocess, "run", child)
+    df = pd.read_csv(Executor(steps, tmp_path / "plan.tsv").run())
+    assert len(children) == 1
+    assert set(df.model) == {"tiny-key"} and set(df.prompt_type) == {"hgp-0"} and (df.n[df.slice == "all"] == 4).all()
+
+
 def test_a_recipes_sweep_shows_its_own_evaluations_not_an_earlier_plans(tmp_path, monkeypatch, isolated_roots):
     """Rerun with another K into the same results root, the earlier plan's Phase-2 model and control
     range stayed in sweep.csv (with empty labels, or twice): the executor collects what it evaluated."""

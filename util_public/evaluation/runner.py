@@ -8,13 +8,15 @@ rank loads the model and scores its share of the questions; rank 0 writes (`shar
 """
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 from .. import distributed, modelio
 from ..artifacts import ResultSummary
-from ..atomicio import check_writable_dir
+from ..atomicio import check_writable_dir, write_json
 from ..cli import to_object
 from ..errors import UserError
 from ..runtime import configure_cpu
@@ -99,6 +101,14 @@ class _NoModel:
     score = token_logprobs = generate = _unloaded
 
 
+# Where a caller that runs eval.py as a subprocess (a recipe's vLLM evaluation: one engine per
+# process) learns the result directories it wrote or found cached, as a JSON list.
+RESULTS_LIST_ENV = "MTG_EVAL_RESULTS_LIST"
+
+
 def task(cfg: DictConfig, overrides: list[str]) -> None:
     """`cli.hydra_entry` callback shared by eval.py, eval_gen.py, eval_all_loss.py and ic_lke.py."""
-    run(to_object(cfg))
+    summaries = run(to_object(cfg))
+    listing = os.environ.get(RESULTS_LIST_ENV)
+    if listing and distributed.is_main():
+        write_json(Path(listing), [s["directory"] for s in summaries])

@@ -20,8 +20,10 @@ import gc
 import io
 import json
 import math
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +31,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from .. import atomicio, launcher, paths, relspec
+from .. import atomicio, launcher, paths, relspec, textio
 from ..artifacts import RunManifest
 from ..cli import compose, reject_undeclared, to_object
 from ..errors import UserError, exit_on_user_error, under
@@ -145,7 +147,7 @@ class Executor:
         self.plan_path = plan_path
         self.runs: dict[str, dict] = {}        # label -> {"run_name", "run_dir", "manifest"}
         self.models: dict[str, str] = {}       # registry name -> label
-        self.evaluated: set[Path] | None = set()   # result directories of this plan (None: not known)
+        self.evaluated: set[Path] = set()      # result directories of this plan's evaluations
 
     # -- bookkeeping --------------------------------------------------------------------------------
     def write_recipe_json(self) -> None:
@@ -307,15 +309,23 @@ class Executor:
             overrides = self._eval_overrides(step.overrides, name)
             cfg = self._eval_config(overrides)
             if cfg.backend == "hf":
-                done = runner.run(cfg)
-                if self.evaluated is not None:
-                    self.evaluated |= {Path(d["directory"]).resolve() for d in done}
+                self.evaluated |= {Path(d["directory"]).resolve() for d in runner.run(cfg)}
                 _release_memory()
             else:   # vLLM (or auto, which may pick it) gets its own process, one engine per process (SPEC §6.5)
-                self.evaluated = None      # its result directories stay in that process: the table shows all
-                cmd = [sys.executable, str(paths.REPO_ROOT / "evaluation" / "eval.py"), *overrides]
-                if subprocess.run(cmd, cwd=paths.REPO_ROOT).returncode != 0:
-                    raise SystemExit(f"error: evaluation of {name} failed: {' '.join(cmd)}")
+                self.evaluated |= self._eval_in_process(name, overrides)
+
+    @staticmethod
+    def _eval_in_process(name: str, overrides: list[str]) -> set[Path]:
+        """eval.py in a process of its own; the result directories it wrote or found cached."""
+        from ..evaluation import runner
+
+        cmd = [sys.executable, str(paths.REPO_ROOT / "evaluation" / "eval.py"), *overrides]
+        with tempfile.TemporaryDirectory(prefix="mtg-eval-") as tmp:
+            listing = Path(tmp) / "results.json"
+            env = {**os.environ, runner.RESULTS_LIST_ENV: str(listing)}
+            if subprocess.run(cmd, cwd=paths.REPO_ROOT, env=env).returncode != 0:
+                raise SystemExit(f"error: evaluation of {name} failed: {' '.join(cmd)}")
+            return {Path(d).resolve() for d in textio.read_json(listing, list)}
 
     def _eval_overrides(self, overrides: list[str], name: str) -> list[str]:
         """An eval step's overrides for the model `name`, with the recipe's results root."""
