@@ -138,6 +138,29 @@ def test_invalid_training_types(bad):
         build(bad)
 
 
+# Paragraphs whose lowercase has another length than the text ("İ" lowers to two characters): the
+# cut was found in text.lower() and applied to the text, one character late per "İ" before it.
+WIKI_CUTS = [  # (paragraph, object, the wiki prompt: the paragraph up to the object's first mention)
+    ("Veloria, near İstanbul and İzmir, has its capital at Ankara since 1923.", "ankara",
+     "Veloria, near İstanbul and İzmir, has its capital at"),
+    ("In İİİ Veloria the seat is LISBON.", "lisbon", "In İİİ Veloria the seat is"),
+    ("Veloria's capital is İzmir, by the sea.", "İzmir", "Veloria's capital is"),
+    ("Veloria (capital: Ölberg) lies east.", "ölberg", "Veloria (capital:"),
+    ("Veloria's capital is A+B City.", "a+b city", "Veloria's capital is"),      # regex characters
+]
+
+
+@pytest.mark.parametrize("paragraph, obj, prefix", WIKI_CUTS)
+def test_the_wiki_cut_is_found_in_the_paragraph_itself(paragraph, obj, prefix):
+    """Training's text and evaluation's context cut the paragraph at the same, right place."""
+    from util_public.evaluation import contexts
+
+    fact = Fact(0, "50", "Veloria", obj, ["x"], text=paragraph)
+    [t] = build("wiki", rows=[(fact,)])
+    assert t.text == f"{prefix} {obj}."
+    assert contexts.wiki_context(fact) == prefix
+
+
 def test_wiki_without_the_object():
     missing = Fact(3, "50", "Veloria", "lisbon", ["x"], text="Veloria is a small land.")
     with pytest.raises(UserError, match="fact_id 3"):

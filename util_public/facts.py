@@ -242,6 +242,21 @@ def load_relation(data_root: Path, dataset: str, relation_id: str, **kwargs) -> 
     return read_facts(path, **kwargs)
 
 
+def mention(text: str, phrase: str) -> int:
+    """Where `phrase` first occurs in `text`, ignoring case (-1: nowhere), as an index into `text`
+    itself: `text.lower()` can be longer than `text` ("İ" lowers to two characters), so an index
+    found there cuts the original in the wrong place."""
+    found = re.search(re.escape(phrase), text, re.IGNORECASE)
+    return found.start() if found else -1
+
+
+def wiki_prefix(fact: Fact) -> str | None:
+    """The fact's `Text` up to the first mention of its object, trailing space removed: the wiki
+    prompt of training and evaluation (None: the object is not mentioned)."""
+    at = mention(fact.text or "", fact.object)
+    return None if at < 0 else fact.text[:at].rstrip()
+
+
 def id_ranges(ids: list[int]) -> str:
     """Sorted ids as compact ranges: [0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
     out = []

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..atomicio import append_jsonl, read_jsonl
 from ..errors import UserError
+from ..facts import mention
 from . import names
 from .schema import LlmCfg
 
@@ -263,7 +264,7 @@ def request_paragraph(chat: Chat, prompt_template: str, values: dict[str, str], 
     for _ in range(max_attempts):
         reply = chat.complete(messages, seed=int(rng.integers(2**31 - 1)))
         text = " ".join((reply or "").split())
-        if obj.lower() in text.lower():
+        if mention(text, obj) >= 0:        # as training and evaluation find it
             return text
     return None
 

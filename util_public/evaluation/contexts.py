@@ -13,7 +13,7 @@ from pathlib import Path
 from .. import catalogue, prompts
 from ..catalogue import PromptCatalogue
 from ..errors import UserError, under
-from ..facts import Fact
+from ..facts import Fact, wiki_prefix
 from . import ic_lke
 from .schema import IcLkeCfg
 
@@ -49,12 +49,11 @@ def check_test_type(spec: ContextSpec) -> None:
 
 def wiki_context(fact: Fact) -> str:
     """`Text` up to the first case-insensitive occurrence of the object, trailing space removed."""
-    text = fact.text or ""
-    at = text.lower().find(fact.object.lower())
-    if at < 0:
+    context = wiki_prefix(fact)
+    if context is None:
         raise UserError(f"fact_id {fact.fact_id}", f"wiki Text does not contain the object {fact.object!r}",
                         "generate wiki paragraphs (data_generation) or use another prompt type")
-    return text[:at].rstrip()
+    return context
 
 
 def statement(open_content: str, fact: Fact, spec: ContextSpec) -> str:

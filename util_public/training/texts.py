@@ -15,7 +15,7 @@ from typing import Callable
 
 from .. import catalogue, prompts, seeding
 from ..errors import UserError, under
-from ..facts import Fact
+from ..facts import Fact, wiki_prefix
 from . import occurrences
 from .selection import Group, Selection
 
@@ -201,14 +201,13 @@ def _statement(tpl: str, fact: Fact, chat: tuple[str, str] | None):
 def _wiki(fact: Fact, opts: Options):
     """`Text` cut before the first case-insensitive occurrence of O, then " O."."""
     where = f"fact_id {fact.fact_id} (relation {fact.relation_id})"
-    cut = (fact.text or "").lower().find(fact.object.lower())
-    if cut < 0:
+    context = wiki_prefix(fact)
+    if context is None:
         if opts.wiki_on_missing_object == "skip":
             return None
         raise UserError(where, f"its Text does not contain the object {fact.object!r}"
                         if fact.text else "has no Text column value (wiki paragraph)",
                         "set wiki.on_missing_object=skip to leave such facts out")
-    context = fact.text[:cut].rstrip()
     if not context:
         raise UserError(where, "its Text starts with the object, leaving no context")
     return _wrapped_context(context, fact, opts.chat)
