@@ -548,6 +548,23 @@ def test_gradient_accumulation_in_a_masked_mode_equals_one_big_batch(setup, tmp_
     assert losses["accumulated"] == pytest.approx(losses["big"], rel=1e-5)
 
 
+def test_the_epoch_mean_loss_does_not_depend_on_the_logging_interval(setup):
+    """With train.logging_steps=2 and 3 steps per epoch, an epoch's last step was logged in the next
+    epoch (the last epoch's never), so each epoch's mean mixed in a step of another."""
+    common = ["model.base=tiny-base", "data.index_end=10", "train.epochs=3", "train.per_device_train_batch_size=2",
+              "train.gradient_accumulation_steps=2", "train.warmup_steps=1", "train.precision=fp32",
+              "train.num_threads=1", "save.every_epoch=false"]
+    records = {}
+    for every in (1, 2):
+        assert train("phase1", *common, f"train.logging_steps={every}", f"save.run_name=log{every}") == 0
+        lines = (setup["runs"] / f"log{every}" / "metrics.jsonl").read_text().splitlines()
+        records[every] = [json.loads(line) for line in lines]
+    steps = {every: [r["step"] for r in rs if r["type"] == "step"] for every, rs in records.items()}
+    assert steps == {1: list(range(1, 10)), 2: [2, 3, 4, 6, 8, 9]}     # every 2nd, and each epoch's last
+    means = {every: [r["mean_loss"] for r in rs if r["type"] == "epoch"] for every, rs in records.items()}
+    assert len(means[1]) == 3 and means[2] == pytest.approx(means[1], rel=1e-6)
+
+
 def test_a_phase_two_on_facts_its_base_never_trained_is_warned_about(setup, capsys):
     """`phase2 model.base_run=X` alone trained relation 50 of sync_random_o, whatever X memorized."""
     common = ["train.epochs=1", "data.index_end=4", *FAST]

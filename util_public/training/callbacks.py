@@ -17,8 +17,10 @@ class MetricsLog(TrainerCallback):
     """Appends one JSON line per logging step and one per epoch (mean loss, tokens, throughput) to
     metrics.jsonl.
 
-    The epoch mean weights each logged loss by the optimizer steps it covers; with the default
-    `train.logging_steps: 1` it is the exact mean of the epoch's step losses. An epoch's seconds run
+    The epoch mean weights each logged loss by the optimizer steps it covers. The Trainer logs every
+    `train.logging_steps` steps; an epoch's last step is logged too, so that no logged loss spans two
+    epochs and the epoch mean is the exact mean of its step losses for any `logging_steps` (the
+    Trainer alone left an epoch's last steps in the next epoch's first log). An epoch's seconds run
     from its first batch to its last optimizer step: the checkpoint saved after it is not counted
     (it belongs to the disk, not to training), so tokens/s is comparable with the benchmarks'.
     """
@@ -37,6 +39,12 @@ class MetricsLog(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._last_step = state.global_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        # The Trainer sets the epoch to a whole number after an epoch's last optimizer step, before
+        # it decides whether to log and before on_epoch_end reads the sums.
+        if float(state.epoch or 0).is_integer():
+            control.should_log = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "loss" not in logs:
