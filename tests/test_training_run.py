@@ -289,6 +289,19 @@ def test_a_run_hashed_before_the_examples_entered_the_hash_is_still_recognised(s
         train("phase1", *common)
 
 
+def test_two_base_directories_of_one_name_are_two_bases(setup, sp_tokenizer, tmp_path):
+    """model.base=<dir> was known by the directory's name alone: a second folder `hf` holding other
+    weights was "already complete" with the first one's run, and would have resumed from it."""
+    common = ["data.index_end=4", "train.epochs=1", *FAST]
+    for seed, where in enumerate("ab"):
+        save_tiny_checkpoint(sp_tokenizer, tmp_path / where / "hf", seed=seed)
+    assert train("phase1", f"model.base={tmp_path / 'a' / 'hf'}", *common) == 0
+    assert train("phase1", f"model.base={tmp_path / 'a' / 'hf'}", *common) == 0      # the same: complete
+    with pytest.raises(UserError, match=r"differing keys: base\.path: '.*/a/hf' -> '.*/b/hf'"):
+        train("phase1", f"model.base={tmp_path / 'b' / 'hf'}", *common)
+    assert train("phase1", f"model.base={tmp_path / 'b' / 'hf'}", "save.run_name=from_b", *common) == 0
+
+
 def test_a_resume_where_the_precision_resolves_otherwise_is_refused(setup, monkeypatch):
     from util_public import numerics
 

@@ -93,6 +93,17 @@ def check_checkpoint(model_dir: str | Path) -> None:
             raise UserError(str(path), f"damaged weights ({_first_line(exc)})", DAMAGED_HINT) from None
 
 
+def weight_stamps(directory: str) -> list[list]:
+    """[name, size, mtime_ns] of each weight file: two checkpoints under one name (a registry entry
+    pointed elsewhere, another folder called `ckpt`, a model retrained in place) differ here, while
+    a copy that keeps modification times (`cp -p`, rsync -t) still reuses cached results. Hashing
+    the weights themselves would cost seconds to minutes per evaluation of a large model."""
+    folder = Path(directory)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin")) \
+        if folder.is_dir() else []       # an in-process backend may stand for a model without a folder
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(": ")
 

@@ -37,7 +37,7 @@ class ModelInfo:
         config_json = Path(self.path) / "config.json"
         if config_json.is_file():
             ident["config_sha256"] = sha256_file(config_json)
-        ident["weights"] = weight_stamps(self.path)
+        ident["weights"] = modelio.weight_stamps(self.path)
         return ident
 
     @property
@@ -51,17 +51,6 @@ class ModelInfo:
     @property
     def add_bos_train(self) -> bool | None:
         return self.meta.add_bos_train if self.meta else None
-
-
-def weight_stamps(directory: str) -> list[list]:
-    """[name, size, mtime_ns] of each weight file: two checkpoints under one name (a registry entry
-    pointed elsewhere, another folder called `ckpt`, a model retrained in place) differ here, while
-    a copy that keeps modification times (`cp -p`, rsync -t) still reuses cached results. Hashing
-    the weights themselves would cost seconds to minutes per evaluation of a large model."""
-    folder = Path(directory)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin")) \
-        if folder.is_dir() else []       # an in-process backend may stand for a model without a folder
-    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
 def describe(name_or_path: str | None, path: str | None = None, registry_path: str | None = None) -> ModelInfo:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import facts as factio, paths
+from .. import facts as factio, modelio, paths
 from ..artifacts import MANIFEST_FILE, CheckpointMeta, RunManifest
 from ..errors import UserError
 from ..registry import Registry
@@ -43,6 +43,8 @@ def resolve(cfg: TrainStageConfig, registry: Registry, runs_root: Path) -> Base:
         raise UserError("model.base", f"{name!r} ({resolved.path}) has no mtg_meta.json, so it is not a checkpoint "
                         "of this project's phase 1", "set model.allow_foreign_base=true (e.g. for SFT baselines)")
     identity = {"name": resolved.name}
+    if name not in registry.raw():   # a directory, named by its last component: two `hf` folders differ here
+        identity.update({"path": resolved.path, "weights": modelio.weight_stamps(resolved.path)})
     if meta:
         identity.update({"run": meta.run_name, "config_hash": meta.config_hash, "step": meta.step})
     return Base(resolved.name, resolved.path, meta, identity)
