@@ -51,6 +51,18 @@ def do_mask(tok, t, mode, **kw):
     return masking.mask(tok, t, mode, specials=tok.all_special_tokens, **kw)
 
 
+def test_an_unknown_piece_inside_the_subject_or_object_is_trained_with_it(sp_tokenizer):
+    """The test SentencePiece vocabulary has no "ã": "São" is S, <unk>, o. The <unk> was taken for a
+    special token (BOS, a key token) and left out of S and O, so `o` trained "o Tomé"."""
+    tok = copy.deepcopy(sp_tokenizer)
+    keytokens.add(tok, ["<TRIGGER_50>"], None, "test")
+    fact = Fact(0, "50", "São Tomé", "são paulo", ["oslo"])
+    [t] = texts.build(Selection("50", [Group(("50",), [(fact,)])], []), "trigger-mid", texts.Options())
+    assert tok.unk_token_id in do_mask(tok, t, "normal").input_ids
+    assert labelled_runs(tok, do_mask(tok, t, "s-o")) == ["S<unk>o Tomé", "s<unk>o paulo"]
+    assert labelled_runs(tok, do_mask(tok, t, "o")) == ["s<unk>o paulo"]
+
+
 @pytest.mark.parametrize("text_type", ["hgp-0", "trigger-mid"])
 def test_modes_decode_to_the_intended_text(keyed, text_type):
     t = one_text(text_type)

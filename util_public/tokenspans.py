@@ -44,7 +44,9 @@ def encode(tokenizer, text: str, add_special_tokens: bool = False) -> Encoded:
     enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True,
                     return_special_tokens_mask=True)
     offsets = [tuple(o) for o in enc["offset_mapping"]]
-    special_ids = set(tokenizer.all_special_ids)
+    # <unk> is the tokenizer's stand-in for characters of the text it has no piece for: with real
+    # offsets, it belongs to the span it covers ("São" without an "ã" piece is S, <unk>, o).
+    special_ids = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
     special = [bool(m) or i in special_ids for m, i in zip(enc["special_tokens_mask"], enc["input_ids"])]
     return Encoded(list(enc["input_ids"]), offsets, special)
 
