@@ -7,6 +7,7 @@ import pytest
 
 from util_public import demo_report, plotting, representation_plots
 from util_public.artifacts import ModelRecord, ResultSummary
+from util_public.errors import UserError
 from util_public.evaluation import report
 from util_public.training import curves
 
@@ -73,6 +74,19 @@ def test_summary_chart_one_metric_per_panel_short_labels(drawn, tmp_path):
     assert LONG not in "".join(ticks) and all(t.split("\n")[0] in ("M1", "M2") for t in ticks)
     assert LONG in "".join(line.strip() for line in figure.key)      # the key names it, wrapped to fit
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_summary_chart_leaves_out_results_without_the_metric(drawn, tmp_path):
+    """`summarize.py --metric prefix --png` beside MC results divided by zero (a panel of no bars)."""
+    summaries = [_summary("mc", "m", "hgp-0", {"all": {"n": 8, "accuracy": 0.5}}),
+                 _summary("gen", "m", "hgp-0", {"all": {"n": 8, "prefix": 0.25}, "unseen": {"n": 4, "prefix": 0.5}})]
+    report.bar_chart(summaries, tmp_path / "chart.png", "prefix")
+    [figure] = drawn
+    assert [ax.get_ylabel() for ax in figure.fig.axes] == [report.axis_label("gen", "prefix")]
+    with pytest.raises(UserError, match="--metric: no result has contains to chart; metrics of these results: "
+                                        "accuracy, prefix"):
+        report.bar_chart(summaries, tmp_path / "none.png", "contains")
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_summary_chart_names_relation_105_apart_from_its_reversal_r105(drawn, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import artifacts, plotting
 from ..artifacts import ResultSummary
+from ..errors import UserError
 
 HEADLINE = {"mc": "accuracy", "gen": "contains", "loss": "avg_loss", "ppl": "perplexity"}
 AXIS = {("mc", "accuracy"): "MC accuracy", ("gen", "contains"): "generation: contains gold",
@@ -100,8 +101,15 @@ def _tick(row: dict, label: str, varies: set[str]) -> str:
 def bar_chart(summaries: list[ResultSummary], png: str | Path, metric: str | None = None) -> Path:
     """One panel per (task, metric), a bar group per result (model as M1, M2, ...: the key under the
     panels names them), one bar per slice present, with the standard deviation of aggregates. A panel
-    with more groups than fit MAX_WIDTH_IN continues on the next rows, on the same y-range."""
-    table_rows = rows(summaries, metric)
+    with more groups than fit MAX_WIDTH_IN continues on the next rows, on the same y-range. Results
+    without the metric (`--metric prefix` beside MC results) are left out, as the table shows them
+    as "-"; none with it is an error."""
+    table_rows = [r for r in rows(summaries, metric) if any(r[s][0] is not None for s in SLICES)]
+    if not table_rows:
+        present = sorted({m for s in summaries for values in s.metrics.values() if isinstance(values, dict)
+                          for m in values if m != "n"})
+        raise UserError("--metric" if metric else "--png", f"no result has {metric or 'its headline metric'} to "
+                        "chart", f"metrics of these results: {', '.join(present) or 'none'}")
     labels = plotting.short_labels(sorted({str(r["model"]) for r in table_rows}))
     panels: dict[tuple, list[dict]] = {}
     for r in table_rows:
