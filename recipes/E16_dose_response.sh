@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-#SBATCH --job-name=mtg-E12
+#SBATCH --job-name=mtg-E16
 #SBATCH --nodes=1
 #SBATCH --gres=gpu:1
 #SBATCH --cpus-per-task=8

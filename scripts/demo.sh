@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main demo (docs/DEMO.md): facts -> Phase 1 -> Phase 2 -> evaluation, one table and one PNG.
-#   bash scripts/demo.sh                 # Qwen2.5-Coder-0.5B-Instruct, recipes/demo.yaml (11-22 min, 2 cores)
+#   bash scripts/demo.sh                 # Qwen2.5-Coder-0.5B-Instruct, recipes/demo.yaml (9-22 min, 2 cores)
 #   bash scripts/demo.sh quick           # SmolLM2-135M, recipes/demo_quick.yaml (<= 5 min)
 #   bash scripts/demo.sh quick seed=0    # extra arguments are dotlist overrides of the recipe
 # Outputs: runs/demo-<variant>/ (table.md, demo.png, results.json, data, runs, results, models.json).
