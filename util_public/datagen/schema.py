@@ -51,10 +51,12 @@ class ObjectsCfg:
 
 @dataclass
 class WikiCfg:
-    enabled: bool = False
+    enabled: bool = False                   # mode generate: fill each new fact's Text column with a paragraph
     source: str = "template"                # template | llm
-    max_attempts: int = 3
+    max_attempts: int = 3                   # source llm: requests per fact for a paragraph mentioning the object
     on_missing_object: str = "error"        # error | skip
+    # source llm: the user prompt per fact; {head} and {object} required, {subject_type}, {object_type}
+    # and {example} (the fact's template paragraph, for the model to rephrase) optional.
     prompt_template: str = DEFAULT_WIKI_PROMPT
 
 
@@ -64,36 +66,46 @@ class LlmCfg:
     base_url: Optional[str] = None          # else $OPENAI_BASE_URL
     api_key_env: str = "OPENAI_API_KEY"     # the variable's NAME; the key itself never enters a config
     api_version: str = "2024-06-01"         # azure only
-    model: Optional[str] = None             # required; no guessed default
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 2048
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    batch: int = 25
-    max_rounds: int = 20
-    num_examples: int = 10
+    model: Optional[str] = None             # required (azure: else $DEPLOYMENT_NAME); no guessed default
+    temperature: float = 0.7                # sampling temperature, sent with every request
+    top_p: float = 1.0                      # nucleus sampling, sent with every request
+    max_tokens: int = 2048                  # reply length limit in tokens, sent with every request
+    timeout_s: float = 60.0                 # the openai client's timeout per attempt, in seconds
+    max_retries: int = 3                    # openai client retries per request: up to max_retries + 1 attempts
+    batch: int = 25                         # names asked for per request: {n} = min(batch, names still missing)
+    max_rounds: int = 20                    # requests per relation's subject (or object) list before failing
+    num_examples: int = 10                  # examples shown per name request ({examples}), redrawn for each request
     send_seed: bool = True                  # a per-request `seed` (servers that honour it become repeatable)
     extra_body: Dict[str, Any] = field(default_factory=dict)   # server-specific request fields
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT   # the system message of every request (names and wiki paragraphs)
+    # The user prompt of name requests (subjects.source or objects.vocab_source llm): {n} and
+    # {entity_type} required, {examples} (up to llm.num_examples, numbered) optional.
     prompt_template: str = DEFAULT_NAMES_PROMPT
     cache: bool = True                      # replay cached replies before calling the API
 
 
 @dataclass
 class ImportCfg:
-    path: Optional[str] = None
+    path: Optional[str] = None              # mode import's source folder (required); the patterns below are within it
     format: str = "t_rex_fiction"           # t_rex_fiction | trex_mc
+    # t_rex_fiction: the source datasets ({dataset} in the patterns), each written under its own name
     datasets: List[str] = field(default_factory=lambda: ["sync_random_o"])
+    # t_rex_fiction: also import {dataset}_{language} for each, checked to keep the English file's rows in order
     languages: List[str] = field(default_factory=list)
     splits: List[str] = field(default_factory=lambda: ["train", "test", "rtest"])   # trex_mc
+    # Re-draw, from the source file's objects and options, the options of each fact that breaks the option
+    # rules (count, duplicates, the gold among them, substring conflicts: then substring_rule is unused);
+    # false: such a fact is an error, a substring conflict follows substring_rule. A bad Head or Fact
+    # cell is an error either way.
     repair: bool = False
-    substring_rule: str = "warn"            # warn | error | off (imported data, SPEC §3.1)
-    facts_pattern: str = "{dataset}/{relation_id}.csv"
-    prompts_pattern: str = "prompt_template/{relation_id}/{split}.csv"
-    negation_pattern: str = "prompt_template/negation/{relation_id}/{split}.csv"
+    substring_rule: str = "warn"            # warn | error | off: gold or option inside another option
+    facts_pattern: str = "{dataset}/{relation_id}.csv"   # t_rex_fiction: one file per dataset and relation (globs ok)
+    prompts_pattern: str = "prompt_template/{relation_id}/{split}.csv"   # t_rex_fiction, optional: train/test prompts
+    negation_pattern: str = "prompt_template/negation/{relation_id}/{split}.csv"   # optional negation prompts, likewise
+    # trex_mc: a relation's file per import.splits entry (absent ones skipped, none at all is an error);
+    # also read below objects.trex_mc_path.
     trex_mc_pattern: str = "trex_MC/R{relation_id}/{split}_R{relation_id}.csv"
-    trex_mc_names: str = "trex_MC/all_relationID_names_nomask.json"
+    trex_mc_names: str = "trex_MC/all_relationID_names_nomask.json"   # optional id -> [pid, name] JSON (trex_mc)
     trex_mc_dataset: str = "trex_mc"        # trex_mc output datasets: {trex_mc_dataset}_{split}
 
 
@@ -109,24 +121,24 @@ class DeriveCfg:
 @dataclass
 class GenCore:
     mode: str = "generate"                  # generate | import | derive
-    dataset: str = "sync_random_o"
-    relation_ids: List[str] = field(default_factory=lambda: list(PAPER_RELATIONS))
-    num_facts: int = 100
-    num_options: int = 100
-    seed: int = 0
+    dataset: str = "sync_random_o"          # the dataset folder that generate and derive write (import names its own)
+    relation_ids: List[str] = field(default_factory=lambda: list(PAPER_RELATIONS))   # relations to generate or import
+    num_facts: int = 100                    # new facts per relation (mode generate)
+    num_options: int = 100                  # options per fact: the gold and num_options - 1 distractors (every mode)
+    seed: int = 0                           # seeds every random stream: names, objects, distractors, wiki, llm requests
     on_exists: str = "error"                # error | overwrite | append
     output_dir: Optional[str] = None        # the data root; null = paths.root("data")
-    debug: bool = False
-    subjects: SubjectsCfg = field(default_factory=SubjectsCfg)
-    objects: ObjectsCfg = field(default_factory=ObjectsCfg)
-    wiki: WikiCfg = field(default_factory=WikiCfg)
-    llm: LlmCfg = field(default_factory=LlmCfg)
-    derive: DeriveCfg = field(default_factory=DeriveCfg)
+    debug: bool = False                     # traceback on a user error; false leaves it to MTG_DEBUG=1
+    subjects: SubjectsCfg = field(default_factory=SubjectsCfg)   # where the subjects (Heads) come from (generate)
+    objects: ObjectsCfg = field(default_factory=ObjectsCfg)   # object vocabulary and sampling (generate, derive chain)
+    wiki: WikiCfg = field(default_factory=WikiCfg)   # the optional Text paragraphs (generate)
+    llm: LlmCfg = field(default_factory=LlmCfg)   # client and requests of the llm sources
+    derive: DeriveCfg = field(default_factory=DeriveCfg)   # mode derive
 
 
 @dataclass
 class GenConfig(GenCore):
-    import_: ImportCfg = field(default_factory=ImportCfg)
+    import_: ImportCfg = field(default_factory=ImportCfg)   # the `import` section (a keyword: see the module doc)
 
 
 _CHOICES = {
