@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util_public  # noqa: E402,F401  (sets OMP_WAIT_POLICY before torch loads)
-from util_public import atomicio, runinfo  # noqa: E402
+from util_public import atomicio, runinfo, runtime  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 H100_BF16_PEAK = 989e12      # dense bf16 FLOP/s of an H100/H200 (NVIDIA's datasheet)
@@ -38,12 +38,15 @@ SHAPES = {
 }
 
 
-def add_common_args(parser) -> None:
-    parser.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
+def add_common_args(parser, random_model: bool = True,
+                    out_help: str = "JSON record path (default bench/results/<name>-<time>.json)") -> None:
+    """--device, --threads, --out, and for a script that builds a random-weight model --shape, --seed."""
+    if random_model:
+        parser.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
+        parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (1 under contention)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="JSON record path (default bench/results/<name>-<time>.json)")
+    parser.add_argument("--out", default=None, help=out_help)
 
 
 def setup_device(args):
@@ -112,7 +115,9 @@ def sync(device) -> None:
 
 class PeakMemory:
     """Peak memory of a block. CUDA: `max_memory_allocated` (total, weights included) and its rise
-    over the start. CPU: resident set size sampled every 2 ms in a thread (rise over the start)."""
+    over the start. CPU: resident set size sampled every 2 ms in a thread (rise over the start),
+    after returning the memory the allocator kept to the system: `configure_cpu` keeps freed memory
+    for reuse, so a block after a warm-up call showed no rise at all."""
 
     def __init__(self, device):
         self.cuda = str(device).startswith("cuda")
@@ -127,6 +132,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.start = torch.cuda.memory_allocated()
         else:
+            runtime.release_freed_memory()
             self.start = self.peak = _rss()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()

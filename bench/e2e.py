@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    log_path = common.RESULTS / f"e2e-{stamp}.log"
+    log_path = Path(args.out).with_suffix(".log") if args.out else common.RESULTS / f"e2e-{stamp}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     info = common.machine("cpu")
     print(common.describe(info))

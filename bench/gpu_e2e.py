@@ -54,6 +54,9 @@ def build_project(args, work: Path) -> None:
     device = torch.device(args.device)
     model = common.build_model(args.shape, device, torch.bfloat16, args.seed)
     model.save_pretrained(work / "base")
+    del model
+    if device.type == "cuda":   # the steps' processes need the GPU: this one keeps only its context
+        torch.cuda.empty_cache()
     PreTrainedTokenizerFast.from_pretrained(str(args.tokenizer)).save_pretrained(work / "base")
     registry = json.loads((REPO / "models.json").read_text())
     registry[BASE] = {"path": str(work / "base"), "kind": "base"}
@@ -130,7 +133,8 @@ def summaries(root: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    common.add_common_args(parser)
+    common.add_common_args(parser, out_help="JSON record path (default $OUT/gpu_e2e.json, else "
+                                             "bench/results/gpu_e2e/gpu_e2e.json; the log and bench.json beside it)")
     parser.set_defaults(shape="qwen2.5-1.5b", device="cuda", threads=4)
     parser.add_argument("--facts", type=int, default=2560)
     parser.add_argument("--batch", type=int, default=256, help="sequences per optimizer step (one process)")
@@ -149,7 +153,7 @@ def main() -> None:
            "MTG_RESULTS_ROOT": str(work / "results"), "MTG_MODELS_JSON": str(work / "models.json"),
            "PYTHONUNBUFFERED": "1"}
     info = common.machine(args.device)
-    print(common.describe(info), flush=True)
+    print(f"{common.describe(info)}\nsettings: {vars(args)}", flush=True)
 
     def record() -> dict:
         bench = out / "bench.json"

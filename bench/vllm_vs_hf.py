@@ -126,7 +126,7 @@ def parity(hf: dict, vl: dict, prompt: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_common_args(parser)
+    common.add_common_args(parser, random_model=False)   # it evaluates a real checkpoint
     parser.add_argument("--model", default="smollm2-135m", help="a registry name or a checkpoint folder")
     parser.add_argument("--data-root", default=None, help="default: MTG_DATA_ROOT or data/")
     parser.add_argument("--dataset", default="sync_random_o")
@@ -149,7 +149,7 @@ def main() -> None:
     info = api.describe(None, args.model)     # a registry name, or a folder named by its last part
     tok = modelio.load_tokenizer(info.path)
     machine = common.machine(device)
-    print(common.describe(machine) + f"\nevaluation threads: {args.threads}")
+    print(common.describe(machine) + f"\nsettings: {vars(args)}")
     try:
         hf, vl, speed, version = measure(args, base, work, info, tok, device, prompts)
     finally:

@@ -15,7 +15,7 @@ from util_public import runtime
 _PROBE = """
 import sys
 from util_public import runtime
-if sys.argv[1] == "keep":
+if sys.argv[1] in ("keep", "release"):
     assert runtime.keep_freed_memory()
 def rss_mib():
     with open("/proc/self/statm") as f:
@@ -23,6 +23,8 @@ def rss_mib():
 before = rss_mib()
 block = bytearray(256 * 2**20)      # zero-filled: every page is touched
 del block
+if sys.argv[1] == "release":
+    assert runtime.release_freed_memory()
 print(round(rss_mib() - before))
 """
 
@@ -41,6 +43,7 @@ def _retained_mib(mode: str) -> int:
 def test_freed_blocks_stay_in_the_process_only_when_asked():
     assert _retained_mib("default") < 16          # glibc unmaps a freed 256 MiB block at once
     assert _retained_mib("keep") >= 250           # kept for the next step's allocation
+    assert _retained_mib("release") < 16          # given back: the benchmarks' RSS measurements start clean
 
 
 def test_user_thresholds_win(monkeypatch):

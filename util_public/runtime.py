@@ -42,8 +42,23 @@ def keep_freed_memory() -> bool:
     if any(name in tunables for name in ("trim_threshold", "mmap_threshold")) or any(
             name in os.environ for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")):
         return False
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
-    except (OSError, AttributeError, TypeError):  # no libc found, or one without mallopt (macOS)
+    mallopt = _glibc("mallopt")
+    return bool(mallopt and mallopt(_M_TRIM_THRESHOLD, _KEEP) and mallopt(_M_MMAP_THRESHOLD, _KEEP))
+
+
+def release_freed_memory() -> bool:
+    """Return the memory glibc keeps for reuse to the system (`malloc_trim`), so that a resident-set
+    measurement that follows starts from what is in use; False where libc is not glibc."""
+    trim = _glibc("malloc_trim")
+    if trim is None:
         return False
-    return bool(mallopt(_M_TRIM_THRESHOLD, _KEEP)) and bool(mallopt(_M_MMAP_THRESHOLD, _KEEP))
+    trim(0)
+    return True
+
+
+def _glibc(function: str):
+    """A function of the C library, or None (no libc found, or one without it, as on macOS)."""
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c")), function)
+    except (OSError, AttributeError, TypeError):
+        return None
