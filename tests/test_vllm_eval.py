@@ -127,7 +127,8 @@ def test_backend_starts_its_own_server_with_the_config(vllm_served, hf, monkeypa
     settings, timeout = calls[0]
     assert (settings.model_path, settings.dtype, settings.max_model_len, settings.cpu_kvcache_gib, settings.seed,
             settings.num_threads, timeout) == (str(vllm_served.path), "fp32", 512, 2, 5, 1, 77)
-    assert backend.versions()["device"] == "cpu" and backend.max_len == 512
+    assert backend.versions()["device"] == "cpu" and backend.context == 512
+    assert backend.max_len == 511            # the longest sequence scored: each request generates a token
     backend.close()
     assert calls[-1] == "close"
 

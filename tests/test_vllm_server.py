@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,6 +49,26 @@ def test_a_server_that_exits_while_starting_is_one_error_line_naming_the_log(tmp
     assert "ValueError: no config.json in /models/m" in message and str(tmp_path / "server.log") in message
 
 
+# The end of a server log -> the reason the error quotes (vLLM ends a config error with pydantic's footer).
+STOP_REASONS = [
+    ("loading\nValueError: no config.json in /models/m", "ValueError: no config.json in /models/m"),
+    ("pydantic_core._pydantic_core.ValidationError: 1 validation error for ModelConfig\n"
+     "  Value error, max_model_len (4096) is greater than the derived max_model_len (2048) [type=value_error]\n"
+     "    For further information visit https://errors.pydantic.dev/2.14/v/value_error",
+     "Value error, max_model_len (4096) is greater than the derived max_model_len (2048) [type=value_error]"),
+    ("starting\nKilled", "Killed"),            # no line names an error: the last one
+]
+
+
+@pytest.mark.parametrize("log, reason", STOP_REASONS)
+def test_the_error_quotes_the_line_that_says_why_the_server_stopped(log, reason, tmp_path, monkeypatch):
+    (tmp_path / "said").write_text(log + "\n")
+    _fake_python(tmp_path, f'cat {tmp_path / "said"}; exit 1', monkeypatch)
+    with pytest.raises(UserError) as err:
+        vllm_server.start(SETTINGS, timeout_s=30, log_path=tmp_path / "server.log")
+    assert f"while starting: {reason}" in err.value.message
+
+
 def test_a_server_that_never_answers_is_stopped_with_its_children(tmp_path, monkeypatch):
     _fake_python(tmp_path, f'sleep 300 & echo $! > {tmp_path}/child; wait', monkeypatch)
     started = time.monotonic()
@@ -69,19 +91,43 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+# A stand-in for the OpenAI server: answers GET /v1/models on the port it is given.
+SERVE = ('port=$(echo "$@" | sed -E "s/.*--port ([0-9]+).*/\\1/"); exec python3 -c "'
+         'import http.server, sys\n'
+         'class H(http.server.BaseHTTPRequestHandler):\n'
+         '    def do_GET(self):\n'
+         '        self.send_response(200); self.end_headers(); self.wfile.write(b\'{\\"data\\": []}\')\n'
+         'http.server.HTTPServer((\'127.0.0.1\', int(sys.argv[1])), H).serve_forever()" $port')
+
+
 def test_a_server_that_answers_is_ready_and_close_removes_its_temporary_log(tmp_path, monkeypatch):
-    # A stand-in for the OpenAI server: answers GET /v1/models on the port it is given.
-    serve = ('port=$(echo "$@" | sed -E "s/.*--port ([0-9]+).*/\\1/"); exec python3 -c "'
-             'import http.server, sys\n'
-             'class H(http.server.BaseHTTPRequestHandler):\n'
-             '    def do_GET(self):\n'
-             '        self.send_response(200); self.end_headers(); self.wfile.write(b\'{\\"data\\": []}\')\n'
-             'http.server.HTTPServer((\'127.0.0.1\', int(sys.argv[1])), H).serve_forever()" $port')
-    _fake_python(tmp_path, serve, monkeypatch)
+    _fake_python(tmp_path, SERVE, monkeypatch)
     with vllm_server.start(SETTINGS, timeout_s=30) as server:
         assert server.base_url.startswith("http://127.0.0.1:") and server.log_path.is_file()
         assert vllm_server.get_json(f"{server.base_url}/models") == {"data": []}
     assert server.proc.poll() is not None and not server.log_path.exists()
+
+
+def test_the_server_stops_when_the_process_that_started_it_is_killed(tmp_path, monkeypatch):
+    """`timeout`, `kill` or scancel of an evaluation left its vLLM server (and engine) running."""
+    _fake_python(tmp_path, SERVE, monkeypatch)
+    starter = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from util_public import vllm_server\n"
+        "s = vllm_server.start(vllm_server.Settings('/models/m', 'm', 'fp32', 256), timeout_s=30)\n"
+        "print(s.proc.pid, flush=True)\n"
+        "time.sleep(300)\n")], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        server = int(starter.stdout.readline())
+        assert _alive(server)
+        starter.kill()                                    # SIGKILL: no clean-up code of ours runs
+        deadline = time.monotonic() + 15
+        while _alive(server) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(server)
+    finally:
+        starter.kill()
+        starter.wait()
 
 
 def test_without_an_environment_the_error_names_the_setup_command(tmp_path, monkeypatch):

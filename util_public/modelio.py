@@ -15,6 +15,13 @@ def resolve(name_or_path: str, registry_path: str | None = None) -> ResolvedMode
     return Registry(registry_path).resolve(name_or_path)
 
 
+def context_length(model_dir: str | Path) -> int | None:
+    """The model's own context limit (`max_position_embeddings` of its config), None when unstated."""
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(str(model_dir)), "max_position_embeddings", None)
+
+
 def load_tokenizer(model_dir: str | Path):
     from transformers import AutoTokenizer
 

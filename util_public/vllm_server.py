@@ -109,13 +109,15 @@ class Server:
         self.proc, self.base_url, self.served_name, self.log_path = proc, base_url, served_name, log_path
         self.temporary_log = temporary_log
 
-    def last_log_line(self) -> str:
-        """The log's last non-empty line (where vLLM states why it stopped)."""
+    def reason(self) -> str:
+        """Why the server stopped, from the end of its log: the last line naming an error (a
+        validation error ends with a pydantic footer line that names none), else the last line."""
         try:
-            lines = [line for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
+            lines = [line.strip() for line in self.log_path.read_text(errors="replace").splitlines() if line.strip()]
         except OSError:
             return ""
-        return lines[-1].strip() if lines else ""
+        return next((line for line in reversed(lines) if "error" in line.lower()
+                     and not line.startswith("For further information")), lines[-1] if lines else "")
 
     def wait_ready(self, timeout_s: float) -> None:
         """Poll /v1/models until it answers; an exit or the deadline is an error with the log's end."""
@@ -123,7 +125,7 @@ class Server:
         while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise UserError("vllm server", f"exited with code {self.proc.returncode} while starting: "
-                                f"{self.last_log_line()[:300]}", f"the whole log: {self.log_path}")
+                                f"{self.reason()[:300]}", f"the whole log: {self.log_path}")
             try:
                 get_json(f"{self.base_url}/models", timeout=5)
                 return
@@ -152,6 +154,29 @@ class Server:
         self.close()
 
 
+def _stopped_with_this_process():
+    """For Popen's preexec_fn: the server is sent SIGTERM when the process that started it ends,
+    however it ends (Linux's parent-death signal; `timeout`, `kill` and slurm's scancel left the
+    server and its engine running, since `Server.close` runs only at a normal exit). None elsewhere.
+    The C function is looked up here, before the fork: the child may only call it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:      # the parent ended before the signal was armed
+            os._exit(1)
+
+    return set_parent_death_signal
+
+
+_PR_SET_PDEATHSIG = 1       # from linux/prctl.h
+
+
 def start(s: Settings, timeout_s: float = 600, log_path: Path | None = None) -> Server:
     """Start a server for `s` on a free loopback port and wait until it answers."""
     env = vllm_env.require()
@@ -165,7 +190,8 @@ def start(s: Settings, timeout_s: float = 600, log_path: Path | None = None) -> 
     t0 = time.monotonic()
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(command(env, s, port), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=environment(env, s), start_new_session=True)
+                                stderr=subprocess.STDOUT, env=environment(env, s), start_new_session=True,
+                                preexec_fn=_stopped_with_this_process())
     server = Server(proc, f"http://127.0.0.1:{port}/v1", s.served_name, log_path, temporary)
     try:
         server.wait_ready(timeout_s)

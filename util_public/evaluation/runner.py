@@ -26,11 +26,13 @@ from .schema import EvalConfig
 
 
 def _max_len(backend: str, cfg: EvalConfig, model_path: str) -> int | None:
+    """The longest sequence the backend scores: the model's context; on vLLM at most
+    vllm.max_model_len, less the one token the server generates per request."""
     if backend == "vllm":
-        return cfg.vllm.max_model_len
-    from transformers import AutoConfig
+        from .backends.vllm import context_tokens
 
-    return getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+        return context_tokens(cfg.vllm.max_model_len, model_path) - 1
+    return modelio.context_length(model_path)
 
 
 def check(cfg: EvalConfig) -> str:

@@ -75,7 +75,8 @@ class HFBackend:
         import transformers
 
         return {"backend": "hf", "torch": torch.__version__, "transformers": transformers.__version__,
-                "device": str(self.device), "dtype": str(next(self.model.parameters()).dtype)}
+                "device": str(self.device),
+                "dtype": str(next(self.model.parameters()).dtype).removeprefix("torch.")}   # as vllm names it
 
     # ---- limits ----------------------------------------------------------------------------
     def check_length(self, key, n_tokens: int) -> None:

@@ -10,27 +10,30 @@ never tokenises; what differs from `hf` is the engine alone.
   128 ids) and `max_tokens: 1`; the generated token is the greedy one. Prompt log-probs recompute
   the whole prompt (they bypass the prefix cache), so this is the cheap path (docs/PERFORMANCE.md).
 - Generation: `temperature: 0`, `max_tokens`, the same EOS ids as hf, answered as token ids.
-Several HTTP requests are in flight at once, so the engine's batch stays full between them.
+Several HTTP requests are in flight at once, so the engine's batch stays full between them; while
+they wait, the server is checked every `WATCH_S` (a stopped server can hold a request open for
+vllm.request_timeout_s).
 """
 from __future__ import annotations
 
 import json
 import math
+import threading
 import urllib.error
 import urllib.request
 import weakref
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
-from ... import vllm_env, vllm_server
+from ... import modelio, vllm_env, vllm_server
 from ...errors import UserError
 from ..records import ScoreRecord, from_token_logprobs
 from ..requests import Request
 
 MAX_TARGET_IDS = 128      # vLLM's limit on `logprob_token_ids` per request
 IN_FLIGHT = 4             # HTTP requests sent concurrently
+WATCH_S = 10.0            # how often a waiting evaluation checks that the server still lives
 # Sent with every request: a server applies the model's generation_config.json defaults (a repetition
 # penalty, say) to whatever a request leaves out; hf's greedy decoding switches them off too (greedy.py).
 GREEDY = {"temperature": 0.0, "repetition_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}
@@ -54,12 +57,15 @@ class VllmBackend:
             env = vllm_env.require()
             self.dtype = vllm_server.engine_dtype(cfg.model.dtype, env.cpu)
             self.server = vllm_server.start(vllm_server.Settings(
-                model_path, "mtg-eval", cfg.model.dtype, v.max_model_len, cfg.seed, v.tensor_parallel_size,
+                model_path, "mtg-eval", cfg.model.dtype, context_tokens(v.max_model_len, model_path), cfg.seed,
+                v.tensor_parallel_size,
                 v.gpu_memory_utilization, v.cpu_kvcache_gib, v.enforce_eager, v.enable_prefix_caching,
                 cfg.runtime.num_threads), v.start_timeout_s)
             self._stop_server = weakref.finalize(self, self.server.close)
             self.url, self.device = self.server.base_url, "cpu" if env.cpu else "cuda"
-        self.model, self.max_len, served_root = self._served_model()
+        self.model, self.context, served_root = self._served_model()
+        # The longest sequence scored: a scoring request also generates one token in the context.
+        self.max_len = self.context - 1 if self.context else None
         if Path(served_root).resolve() != Path(model_path).resolve():
             raise UserError("vllm.base_url", f"the server at {self.url} serves {served_root}, not {model_path}",
                             "start it with --model set to that checkpoint, or drop vllm.base_url")
@@ -81,8 +87,9 @@ class VllmBackend:
         return entry["id"], entry.get("max_model_len"), entry.get("root") or entry["id"]
 
     def check_length(self, key, n_tokens: int) -> None:
-        if self.max_len and n_tokens > self.max_len:
-            raise UserError(f"request {key}", f"{n_tokens} tokens exceed vllm.max_model_len={self.max_len}",
+        """`n_tokens`, prompt and generated tokens together, must fit the server's context."""
+        if self.context and n_tokens > self.context:
+            raise UserError(f"request {key}", f"{n_tokens} tokens exceed vllm.max_model_len={self.context}",
                             "raise vllm.max_model_len or shorten the prompt")
 
     # ---- HTTP --------------------------------------------------------------------------------
@@ -95,16 +102,65 @@ class VllmBackend:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as reply:
                 choices = json.load(reply)["choices"]
         except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"vLLM server {self.url}: HTTP {exc.code}: {exc.read()[:500]!r}") from None
+            raise UserError(f"vllm server {self.url}", f"HTTP {exc.code}: {exc.read()[:300]!r}",
+                            self._log_hint()) from None
         except OSError as exc:
-            raise RuntimeError(f"vLLM server {self.url}: {exc}") from None
+            raise UserError(f"vllm server {self.url}", f"no answer ({exc})", self._log_hint()) from None
         return sorted(choices, key=lambda c: c["index"])
 
     def _post_all(self, bodies: list[dict]) -> list[list[dict]]:
-        if len(bodies) <= 1:
-            return [self._post(b) for b in bodies]
-        with ThreadPoolExecutor(IN_FLIGHT) as pool:
-            return list(pool.map(self._post, bodies))
+        """The choices of each body, `IN_FLIGHT` requests at a time. The requests wait in daemon
+        threads: when the server dies, this thread says so and the process can exit, where a
+        thread pool would wait for its workers' open requests."""
+        results: list = [None] * len(bodies)
+        failures: list[BaseException] = []
+        pending = iter(range(len(bodies)))
+        lock = threading.Lock()
+
+        def work() -> None:
+            while not failures:
+                with lock:
+                    i = next(pending, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = self._post(bodies[i])
+                except BaseException as exc:     # re-raised in the calling thread
+                    failures.append(exc)
+
+        threads = [threading.Thread(target=work, daemon=True) for _ in range(min(IN_FLIGHT, len(bodies)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive() and not failures:
+                t.join(WATCH_S)
+                if t.is_alive():
+                    self._check_alive()
+        if failures:
+            raise failures[0]
+        return results
+
+    def _check_alive(self) -> None:
+        """A server this backend started must still run; any server must accept a connection to
+        /health. A refused connection or an error status means it stopped (a stopping vLLM leaves
+        open requests unanswered); a slow answer only that it is busy."""
+        if self.server is not None and self.server.proc.poll() is not None:
+            raise UserError("vllm server", f"exited with code {self.server.proc.returncode} during the evaluation: "
+                            f"{self.server.reason()[:300]}", self._log_hint())
+        try:
+            with urllib.request.urlopen(self.url.removesuffix("/v1") + "/health", timeout=WATCH_S):
+                return
+        except urllib.error.HTTPError as exc:
+            problem = f"its /health answers HTTP {exc.code}"
+        except OSError as exc:
+            if not isinstance(getattr(exc, "reason", exc), ConnectionError):
+                return                                  # a timeout: busy, not gone
+            problem = f"it refuses connections ({exc})"
+        raise UserError(f"vllm server {self.url}", f"stopped during the evaluation: {problem}", self._log_hint())
+
+    def _log_hint(self) -> str:
+        where = f"its log: {self.server.log_path}" if self.server is not None else "check the server"
+        return f"{where}; rerun the evaluation: results already written are kept"
 
     def _rows(self, prompts: list[list[int]], **params) -> list[dict]:
         """One choice per prompt, `rows_per_call` prompts per HTTP request."""
@@ -179,6 +235,13 @@ class VllmBackend:
             cut = next((k for k, t in enumerate(ids) if t in self.stop), len(ids))
             results.append(ids[:cut])
         return results
+
+
+def context_tokens(max_model_len: int, model_path: str) -> int:
+    """The server's context: vllm.max_model_len, capped at the model's own limit (vLLM refuses a
+    larger one, and the default 4096 exceeds many small models')."""
+    own = modelio.context_length(model_path)
+    return min(max_model_len, own) if own else max_model_len
 
 
 def _from_prompt_logprobs(request: Request, prompt_logprobs: list) -> tuple[list[float], list[bool]]:

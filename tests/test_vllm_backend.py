@@ -1,0 +1,104 @@
+"""The vLLM backend's HTTP side against stand-in servers (no vLLM): a server that stops or fails
+mid-evaluation is one error line, and the context it is given fits the model."""
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+
+import pytest
+from conftest import save_tiny_checkpoint
+
+from util_public.errors import UserError
+from util_public.evaluation import runner
+from util_public.evaluation.backends import vllm
+from util_public.evaluation.schema import EvalConfig
+
+BODY = {"prompt": [[1, 2, 3]], "max_tokens": 1}
+
+
+class StandIn(http.server.ThreadingHTTPServer):
+    """/health answers 200; /v1/completions answers `status`, or never (until `release`), as a
+    stopping vLLM leaves the requests it holds."""
+    daemon_threads = True
+
+    def __init__(self, status: int | None):
+        self.status, self.release = status, threading.Event()
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def stop_listening(self) -> None:
+        self.shutdown()
+        self.server_close()          # new connections are refused; the held requests stay open
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if self.server.status is None:
+            self.server.release.wait(60)
+            return
+        self.send_response(self.server.status)
+        self.end_headers()
+        self.wfile.write(json.dumps({"choices": []}).encode() if self.server.status == 200 else b"engine dead")
+
+
+def backend(url: str, timeout_s: float = 3600) -> vllm.VllmBackend:
+    """The backend's HTTP state without a model: no server of its own, `url` to talk to."""
+    b = object.__new__(vllm.VllmBackend)
+    b.url, b.model, b.timeout_s, b.server, b.rows_per_call = url, "m", timeout_s, None, 1
+    return b
+
+
+def test_a_server_that_stops_mid_request_is_an_error_not_a_wait(monkeypatch):
+    """SIGTERM left vLLM 'waiting for connections to close': an evaluation waited out
+    vllm.request_timeout_s (an hour) on the requests it held."""
+    monkeypatch.setattr(vllm, "WATCH_S", 0.2)
+    server = StandIn(status=None)
+    threading.Timer(0.5, server.stop_listening).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(UserError, match=r"stopped during the evaluation: it refuses connections"):
+            backend(server.url)._post_all([BODY] * 6)
+    finally:
+        server.release.set()
+    assert time.monotonic() - started < 10
+
+
+def test_a_busy_server_is_waited_for():
+    server = StandIn(status=200)
+    assert backend(server.url)._post_all([BODY] * 6) == [[]] * 6
+    server.stop_listening()
+
+
+def test_a_failed_request_is_one_error_line():
+    """An engine error came back as a RuntimeError traceback (exit 1), not the project's error line."""
+    server = StandIn(status=500)
+    with pytest.raises(UserError, match=r"vllm server .*: HTTP 500: b'engine dead'"):
+        backend(server.url)._post_all([BODY] * 3)
+    server.stop_listening()
+
+
+@pytest.mark.parametrize("asked, own, given", [(4096, 2048, 2048), (1024, 2048, 1024), (4096, 8192, 4096)])
+def test_the_server_context_is_capped_at_the_models_own(asked, own, given, sp_tokenizer, tmp_path):
+    """vllm.max_model_len=4096 (the default) made vLLM refuse every model with a shorter context."""
+    ckpt = save_tiny_checkpoint(sp_tokenizer, tmp_path / "m")
+    config = json.loads((ckpt / "config.json").read_text())
+    config["max_position_embeddings"] = own
+    (ckpt / "config.json").write_text(json.dumps(config))
+    assert vllm.context_tokens(asked, str(ckpt)) == given
+    cfg = EvalConfig()
+    cfg.vllm.max_model_len = asked
+    assert runner._max_len("vllm", cfg, str(ckpt)) == given - 1      # one token generated per request
