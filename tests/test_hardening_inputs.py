@@ -684,7 +684,7 @@ CASES += [
     Case("package-train-wandb", "train", tr("train.report_to=[wandb]"), ("train.report_to", "wandb is not installed")),
     Case("package-train-unknown-reporter", "train", tr("train.report_to=tensorbored"),
          ("train.report_to", "unknown integration 'tensorbored'", "tensorboard")),
-    Case("package-train-deepspeed", "train", tr(), ("accelerate config", "deepspeed is not installed"),
+    Case("package-train-deepspeed", "train", tr(), ("accelerate config", "deepspeed does not import"),
          patch=lambda monkeypatch, ctx: monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")),
     Case("package-gen-openai", "gen", gen("subjects.source=llm", "llm.model=m", "llm.base_url=http://127.0.0.1:9/v1"),
          ("llm.client", "'openai'"), patch=missing_package("openai")),

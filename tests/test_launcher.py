@@ -68,9 +68,9 @@ def test_launch_commands(env, flags, expected, monkeypatch, capsys):
 @pytest.mark.parametrize("gpus,deepspeed,config", [(0, True, "ddp.yaml"), (2, True, "ds_z2.yaml"),
                                                    (2, False, "fsdp.yaml")])
 def test_default_config_follows_the_device_and_falls_back_to_fsdp(gpus, deepspeed, config, monkeypatch, capsys):
-    monkeypatch.setattr(launcher.importlib.util, "find_spec", lambda name: object() if deepspeed else None)
+    monkeypatch.setattr(launcher, "deepspeed_problem", lambda: None if deepspeed else "ImportError: broken build")
     assert launcher.default_config(gpus) == config
-    fallback = "launcher: deepspeed is not importable: the FSDP fallback (fsdp.yaml)"
+    fallback = "launcher: deepspeed does not import (ImportError: broken build): the FSDP fallback (fsdp.yaml)"
     assert (fallback in capsys.readouterr().err) == (config == "fsdp.yaml")
 
 
@@ -82,6 +82,15 @@ def test_default_config_follows_the_device_and_falls_back_to_fsdp(gpus, deepspee
     ({"NPROC": "abc"}, ["--config", "ddp.yaml"], "error: NPROC: 'abc' is not an integer"),     # were ValueErrors
     ({"NNODES": "2x"}, ["--config", "ddp.yaml", "--nproc-per-node", "2"], "error: NNODES: '2x' is not an integer"),
     ({"MASTER_PORT": "p"}, ["--config", "ddp.yaml", "--nproc-per-node", "2"], "error: MASTER_PORT: 'p' is not an"),
+    # a 0 read as unset (1 ran), ports out of range reached accelerate's OverflowError, and more nodes
+    # than slurm allocated were planned
+    ({"NPROC": "0"}, ["--config", "ddp.yaml"], "--nproc-per-node 0 and --nnodes 1 must be at least 1"),
+    ({}, ["--config", "ddp.yaml", "--nproc-per-node", "0"], "--nproc-per-node 0 and --nnodes 1 must be at least 1"),
+    ({}, ["--config", "ddp.yaml", "--nnodes", "0"], "must be at least 1"),
+    ({}, ["--config", "ddp.yaml", "--port", "0"], "error: --port: 0 is not a TCP port (1..65535)"),
+    ({"MASTER_PORT": "99999"}, ["--config", "ddp.yaml"], "error: --port: 99999 is not a TCP port"),
+    ({"SLURM_JOB_ID": "7", "SLURM_NNODES": "2"}, ["--config", "ddp.yaml", "--nnodes", "3"],
+     "error: --nnodes: 3 nodes, but this slurm job has 2 (SLURM_NNODES)"),
 ])
 def test_launcher_errors_exit_2(env, flags, message, monkeypatch, capsys):
     for name, value in env.items():
@@ -89,6 +98,17 @@ def test_launcher_errors_exit_2(env, flags, message, monkeypatch, capsys):
     with pytest.raises(SystemExit) as done:
         launcher.main(["--print", *flags, "train.py"])
     assert done.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_deepspeed_config_without_deepspeed_stops_before_any_rank_starts(monkeypatch, capsys):
+    """accelerate failed with an ImportError traceback on every rank, then the launcher said
+    "rerun": no rank had started. `--print` still shows the plan (it may run where deepspeed is)."""
+    monkeypatch.setattr(launcher.subprocess, "Popen", lambda *a, **kw: pytest.fail("a rank was started"))
+    with pytest.raises(SystemExit) as done:
+        launcher.main(["--config", "ds_z2.yaml", "--nproc-per-node", "2", "train.py"])
+    assert done.value.code == 2 and capsys.readouterr().err.startswith(
+        "error: --config: ds_z2.yaml selects DeepSpeed, but deepspeed does not import (ModuleNotFoundError")
+    assert launcher.main(["--print", "--config", "ds_z2.yaml", "--nproc-per-node", "2", "train.py"]) == 0
 
 
 def test_recipe_stages_use_the_launcher_from_two_ranks(monkeypatch):

@@ -179,7 +179,8 @@ WORLD_CASES = [   # (environment, expected error or warning)
     ({"MTG_EXPECTED_WORLD_SIZE": "2"}, "error: launch: 2 processes were asked for, but this process runs in a world of 1"),
     ({"MTG_EXPECTED_WORLD_SIZE": "4", "WORLD_SIZE": "2", "RANK": "0"}, "asked for, but this process runs in a world of 2"),
     ({"ACCELERATE_USE_FSDP": "true"}, "selects FSDP, which accelerate applies only on GPUs"),
-    ({"ACCELERATE_USE_DEEPSPEED": "true"}, "selects DeepSpeed, but deepspeed is not installed; pip install deepspeed, "
+    ({"ACCELERATE_USE_DEEPSPEED": "true"}, "selects DeepSpeed, but deepspeed does not import (ModuleNotFoundError: No "
+                                           "module named 'deepspeed'); pip install deepspeed, "
                                            "or launch with util_public/training/config/fsdp.yaml (the FSDP fallback)"),
     ({"ACCELERATE_USE_DEEPSPEED": "true", "+deepspeed": "1"}, "selects DeepSpeed, which accelerate applies only on GPUs"),
 ]
@@ -199,16 +200,21 @@ def test_a_launch_that_cannot_run_as_asked_stops_before_writing(env, message, mo
     assert not isolated_roots["runs"].exists()
 
 
-def test_accelerates_one_process_cpu_launcher_is_named_in_a_warning(monkeypatch, capsys):
+@pytest.mark.parametrize("use_cpu, warned", [("True", True), ("False", True), (None, False)])
+def test_accelerates_one_process_launcher_is_named_in_a_warning(use_cpu, warned, monkeypatch, capsys):
+    """Its simple launcher, asked for 2 processes, sets MASTER_ADDR and ACCELERATE_USE_CPU ("True"
+    with --cpu, "False" without: that one trained alone without a word) and starts one. MASTER_ADDR
+    alone is anyone's (a cluster's environment): no warning."""
     from util_public import distributed
 
-    for name in ("WORLD_SIZE", "RANK", "MTG_EXPECTED_WORLD_SIZE"):
+    for name in ("WORLD_SIZE", "RANK", "MTG_EXPECTED_WORLD_SIZE", "ACCELERATE_USE_CPU"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")      # what its simple launcher sets for --num_processes 2
+    if use_cpu is not None:
+        monkeypatch.setenv("ACCELERATE_USE_CPU", use_cpu)
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     distributed.check_started()
-    assert "warning: launch: `accelerate launch --cpu` set MASTER_ADDR but started a single process" in \
-        capsys.readouterr().err
+    said = "warning: launch: `accelerate launch` was asked for several processes (it set MASTER_ADDR) but started"
+    assert (said in capsys.readouterr().err) is warned
 
 
 def test_train_precision_overrides_an_accelerate_configs_mixed_precision(monkeypatch, tmp_path):

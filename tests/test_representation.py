@@ -133,3 +133,20 @@ def test_a_rerun_replaces_the_folder_reads_the_data_roots_prompts_and_needs_two_
     with pytest.raises(UserError, match="holds notes.txt, which a representation run does not write"):
         run(ReprCfg(models=["b"], index_end=3, **common))
     assert sorted(p.name for p in out.iterdir()) == ["a", "heatmap.png", "notes.txt", "pca.png", "table.csv"]
+
+
+@pytest.mark.parametrize("env, problem", [
+    ({"WORLD_SIZE": "2", "RANK": "1"}, "launch: represent.py runs in one process, not 2 ranks"),
+    ({"MTG_EXPECTED_WORLD_SIZE": "2"}, "launch: 2 processes were asked for, but this process runs in a world of 1"),
+])
+def test_a_representation_run_under_the_launcher_is_refused(env, problem, monkeypatch, tmp_path):
+    """Under `util_public.launcher --nproc-per-node 2` every rank ran the whole analysis and replaced
+    the same output folder."""
+    from util_public.errors import UserError
+    from util_public.representation_run import ReprCfg, run
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UserError, match=problem):
+        run(ReprCfg(models=["a"], relations="50", output_dir=str(tmp_path / "repr")))
+    assert not (tmp_path / "repr").exists()

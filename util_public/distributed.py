@@ -30,18 +30,28 @@ def is_main() -> bool:
 
 
 def check_started() -> None:
-    """Refuse a world that is not the one the launch asked for; warn where accelerate's
-    one-process CPU launcher was asked for several (it sets MASTER_ADDR but starts one)."""
+    """Refuse a world that is not the one the launch asked for; warn where accelerate's simple
+    launcher was asked for several processes: it sets MASTER_ADDR (for more than one process) and
+    ACCELERATE_USE_CPU (always), but starts one (with `--cpu`, or without CUDA)."""
     size, _ = world()
     expected = os.environ.get(EXPECTED_WORLD)
     if expected and int(expected) != size:
         raise UserError("launch", f"{expected} processes were asked for, but this process runs in a world of "
                         f"{size} (WORLD_SIZE={os.environ.get('WORLD_SIZE', 'unset')})", LAUNCH_HINT)
-    if (size == 1 and "RANK" not in os.environ and "MASTER_ADDR" in os.environ
-            and os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true"):
-        print("warning: launch: `accelerate launch --cpu` set MASTER_ADDR but started a single process "
-              f"(RANK and WORLD_SIZE unset); this process trains alone. For several CPU ranks, {LAUNCH_HINT}",
-              file=sys.stderr)
+    if size == 1 and "RANK" not in os.environ and "MASTER_ADDR" in os.environ and "ACCELERATE_USE_CPU" in os.environ:
+        print("warning: launch: `accelerate launch` was asked for several processes (it set MASTER_ADDR) but "
+              f"started a single one (RANK and WORLD_SIZE unset); this process runs alone. For several ranks, "
+              f"{LAUNCH_HINT}", file=sys.stderr)
+
+
+def deepspeed_problem() -> str | None:
+    """Why `import deepspeed` fails (None: it imports)."""
+    try:
+        import deepspeed  # noqa: F401
+    except Exception as exc:       # ImportError, or whatever a broken build raises while importing
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return None
 
 
 def check_sharding_mode() -> None:
@@ -55,12 +65,11 @@ def check_sharding_mode() -> None:
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
     if deepspeed:
-        try:
-            import deepspeed as _  # noqa: F401
-        except ImportError:
-            raise UserError("accelerate config", "selects DeepSpeed, but deepspeed is not installed",
+        problem = deepspeed_problem()
+        if problem is not None:
+            raise UserError("accelerate config", f"selects DeepSpeed, but deepspeed does not import ({problem})",
                             "pip install deepspeed, or launch with util_public/training/config/fsdp.yaml "
-                            "(the FSDP fallback)") from None
+                            "(the FSDP fallback)")
     if not (deepspeed or fsdp):
         return
     import torch

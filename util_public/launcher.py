@@ -24,7 +24,6 @@ command(s) instead of running them.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shlex
 import signal
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .distributed import EXPECTED_WORLD
+from .distributed import EXPECTED_WORLD, deepspeed_problem
 from .errors import UserError, exit_on_user_error
 
 CONFIG_DIR = paths.REPO_ROOT / "util_public" / "training" / "config"
@@ -80,22 +79,48 @@ def env_int(*names: str) -> int | None:
 
 
 def ranks(nproc: int | None = None, nnodes: int | None = None) -> tuple[int, int]:
-    """(ranks per node, nodes): the given values, else the environment's (module docstring)."""
-    nproc = nproc or env_int("NPROC") or max(gpus_per_node(), 1)
-    nnodes = nnodes or env_int("NNODES", "SLURM_NNODES") or 1
+    """(ranks per node, nodes): the given values, else the environment's (module docstring). A
+    0 is refused like any count below 1 (it once read as unset, and 1 ran)."""
+    nproc = first_set(nproc, env_int("NPROC"), max(gpus_per_node(), 1))
+    nnodes = first_set(nnodes, env_int("NNODES", "SLURM_NNODES"), 1)
     if nproc < 1 or nnodes < 1:
         raise UserError("launcher", f"--nproc-per-node {nproc} and --nnodes {nnodes} must be at least 1")
+    allocated = env_int("SLURM_NNODES")
+    if allocated is not None and nnodes > allocated:
+        raise UserError("--nnodes", f"{nnodes} nodes, but this slurm job has {allocated} (SLURM_NNODES)",
+                        "ask sbatch for the nodes (--nodes), or launch on fewer")
     return nproc, nnodes
 
 
+def first_set(*values: int | None) -> int:
+    """The first value that is not None (0 counts as set)."""
+    return next(v for v in values if v is not None)
+
+
 def default_config(gpus: int) -> str:
-    """ddp.yaml without GPUs; on GPUs DeepSpeed ZeRO-2 (the original's default), or FSDP without deepspeed."""
+    """ddp.yaml without GPUs; on GPUs DeepSpeed ZeRO-2 (the original's default), or FSDP where
+    deepspeed does not import (absent, or installed but broken)."""
     if gpus == 0:
         return "ddp.yaml"
-    if importlib.util.find_spec("deepspeed") is not None:
+    problem = deepspeed_problem()
+    if problem is None:
         return "ds_z2.yaml"
-    print("launcher: deepspeed is not importable: the FSDP fallback (fsdp.yaml)", file=sys.stderr)
+    print(f"launcher: deepspeed does not import ({problem}): the FSDP fallback (fsdp.yaml)", file=sys.stderr)
     return "fsdp.yaml"
+
+
+
+def check_config_runs(path: str) -> None:
+    """A config selecting DeepSpeed needs deepspeed to import: accelerate fails on every rank with
+    a traceback otherwise, before the ranks' own check can say so."""
+    from omegaconf import OmegaConf
+
+    if str(OmegaConf.load(path).get("distributed_type", "")).upper() != "DEEPSPEED":
+        return
+    problem = deepspeed_problem()
+    if problem is not None:
+        raise UserError("--config", f"{Path(path).name} selects DeepSpeed, but deepspeed does not import ({problem})",
+                        "pip install deepspeed, or launch with --config fsdp.yaml (the FSDP fallback)")
 
 
 def config_path(name: str) -> str:
@@ -113,6 +138,12 @@ def default_port() -> int:
         return port
     job = os.environ.get("SLURM_JOB_ID", "")
     return 29500 + (int(job) % 1000 if job.isdigit() else 0)
+
+
+def check_port(port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise UserError("--port", f"{port} is not a TCP port (1..65535)", "set --port or MASTER_PORT to a free port")
+    return port
 
 
 def node_rank(launch: Launch) -> int:
@@ -168,7 +199,7 @@ def resolve(opts: argparse.Namespace) -> Launch:
     config = opts.config or os.environ.get("ACCELERATE_CONFIG") or default_config(gpus_per_node())
     addr = opts.master_addr or os.environ.get("SLURMD_NODENAME") or "127.0.0.1"
     return Launch(nproc, nnodes, opts.node_rank or os.environ.get("SLURM_NODEID", "0"), addr,
-                  opts.port or default_port(), config_path(config))
+                  check_port(first_set(opts.port, default_port())), config_path(config))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         for rank in range(launch.nnodes) if srun else []:
             print(f"# node {rank}: {shlex.join(accelerate_command(launch, rank, script))}")
         return 0
+    exit_on_user_error(lambda: check_config_runs(launch.config))    # where it runs (a plan may be made elsewhere)
     return run(command, {**os.environ, EXPECTED_WORLD: str(launch.world)}, script[0])
 
 
@@ -195,8 +227,9 @@ def run(cmd: list[str], env: dict, script: str) -> int:
     code = proc.wait()
     if code != 0:
         print(f"error: launch: {script} stopped on at least one rank (exit code {code}; the 'Root Cause' "
-              "above names the first rank that failed); rerun the same command: training resumes from "
-              "the newest complete checkpoint, evaluation reuses finished results", file=sys.stderr)
+              "above names the first rank that failed, an `error:` line what it refused); after a killed "
+              "or crashed rank rerun the same command, after a refusal fix what it names: training resumes "
+              "from the newest complete checkpoint, evaluation reuses finished results", file=sys.stderr)
     return code if code >= 0 else 128 - code
 
 

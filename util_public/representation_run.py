@@ -17,7 +17,7 @@ from typing import List, Optional
 import numpy as np
 
 from . import atomicio, catalogue, facts as factsio, keytokens, limits, modelio, paths, plotting, prompts, relspec
-from . import representation, representation_plots, runinfo
+from . import distributed, representation, representation_plots, runinfo
 from .artifacts import CheckpointMeta
 from .cli import to_object
 from .errors import UserError
@@ -82,6 +82,10 @@ def _load(path: str, relations: list[str], dtype: str):
 
 
 def run(cfg: ReprCfg) -> dict:
+    distributed.check_started()
+    if distributed.world()[0] > 1:      # every rank ran the whole analysis and replaced one folder
+        raise UserError("launch", f"represent.py runs in one process, not {distributed.world()[0]} ranks",
+                        "run it without the launcher")
     if cfg.position not in ("last", "key"):
         raise UserError("position", f"{cfg.position!r} is not last or key")
     limits.check(cfg, {"batch_size": ">= 1", "num_threads": ">= 1", "index_begin": ">= 0"})
