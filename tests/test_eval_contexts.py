@@ -51,9 +51,14 @@ def test_unknown_prompt_index_lists_valid_ones():
         contexts.build("test-42", [FACT], _spec())
 
 
-def test_wiki_without_the_object_is_an_error():
-    bad = Fact(4, "50", "Veltoria", "oslo", [], text="No capital mentioned.")
-    with pytest.raises(UserError, match="fact_id 4"):
+@pytest.mark.parametrize("text, problem", [
+    ("No capital mentioned.", "does not contain the object 'oslo'"),
+    ("Osloville is near.", "does not contain the object 'oslo'"),           # a whole word, not a part of one
+    ("Oslo is the capital of Veltoria.", "starts with the object, leaving no context"),   # was scored with ''
+])
+def test_wiki_without_a_context_is_an_error(text, problem):
+    bad = Fact(4, "50", "Veltoria", "oslo", [], text=text)
+    with pytest.raises(UserError, match=f"fact_id 4: .*{problem}"):
         contexts.build("wiki", [bad], _spec())
 
 

@@ -139,7 +139,8 @@ def test_invalid_training_types(bad):
 
 
 # Paragraphs whose lowercase has another length than the text ("İ" lowers to two characters): the
-# cut was found in text.lower() and applied to the text, one character late per "İ" before it.
+# cut was found in text.lower() and applied to the text, one character late per "İ" before it; and
+# a mention inside another word ("Romeville") cut there, where data generation counts whole words.
 WIKI_CUTS = [  # (paragraph, object, the wiki prompt: the paragraph up to the object's first mention)
     ("Veloria, near İstanbul and İzmir, has its capital at Ankara since 1923.", "ankara",
      "Veloria, near İstanbul and İzmir, has its capital at"),
@@ -147,6 +148,7 @@ WIKI_CUTS = [  # (paragraph, object, the wiki prompt: the paragraph up to the ob
     ("Veloria's capital is İzmir, by the sea.", "İzmir", "Veloria's capital is"),
     ("Veloria (capital: Ölberg) lies east.", "ölberg", "Veloria (capital:"),
     ("Veloria's capital is A+B City.", "a+b city", "Veloria's capital is"),      # regex characters
+    ("Romeville lies near Veloria, whose capital is Rome.", "rome", "Romeville lies near Veloria, whose capital is"),
 ]
 
 

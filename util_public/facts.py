@@ -242,19 +242,18 @@ def load_relation(data_root: Path, dataset: str, relation_id: str, **kwargs) -> 
     return read_facts(path, **kwargs)
 
 
-def mention(text: str, phrase: str) -> int:
-    """Where `phrase` first occurs in `text`, ignoring case (-1: nowhere), as an index into `text`
-    itself: `text.lower()` can be longer than `text` ("İ" lowers to two characters), so an index
-    found there cuts the original in the wrong place."""
-    found = re.search(re.escape(phrase), text, re.IGNORECASE)
-    return found.start() if found else -1
+def mentions(text: str, phrase: str) -> list[int]:
+    """Where `phrase` occurs in `text` as whole words, ignoring case ("rome" is not mentioned by
+    "Romeville"), as indices into `text` itself: `text.lower()` can be longer than `text` ("İ"
+    lowers to two characters), so an index found there cuts the original in the wrong place."""
+    return [m.start() for m in re.finditer(r"(?<!\w)" + re.escape(phrase) + r"(?!\w)", text, re.IGNORECASE)]
 
 
 def wiki_prefix(fact: Fact) -> str | None:
     """The fact's `Text` up to the first mention of its object, trailing space removed: the wiki
     prompt of training and evaluation (None: the object is not mentioned)."""
-    at = mention(fact.text or "", fact.object)
-    return None if at < 0 else fact.text[:at].rstrip()
+    first = mentions(fact.text or "", fact.object)[:1]
+    return fact.text[:first[0]].rstrip() if first else None
 
 
 def id_ranges(ids: list[int]) -> str:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ..atomicio import append_jsonl, read_jsonl
 from ..errors import UserError
-from ..facts import mention
+from ..facts import mentions
 from . import names
 from .schema import LlmCfg
 
@@ -264,7 +264,7 @@ def request_paragraph(chat: Chat, prompt_template: str, values: dict[str, str], 
     for _ in range(max_attempts):
         reply = chat.complete(messages, seed=int(rng.integers(2**31 - 1)))
         text = " ".join((reply or "").split())
-        if mention(text, obj) >= 0:        # as training and evaluation find it
+        if mentions(text, obj):            # as training and evaluation find it
             return text
     return None
 

@@ -7,10 +7,9 @@ words; fillers that happen to contain O are not used.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
+from ..facts import mentions
 from ..seeding import stream
 
 # Opening and object sentences per Wikidata property; {S} subject, {O} object, {Y} and {Z} years,
@@ -39,11 +38,6 @@ _FILLERS = (
     "{S} drew wider attention only in recent decades.",
 )
 
-def whole_word_count(text: str, phrase: str) -> int:
-    """Case-insensitive occurrences of `phrase` as whole words in `text`."""
-    return len(re.findall(r"(?<!\w)" + re.escape(phrase.lower()) + r"(?!\w)", text.lower()))
-
-
 def _pick(rng: np.random.Generator, items: tuple[str, ...]) -> str:
     return items[int(rng.integers(len(items)))]
 
@@ -66,8 +60,8 @@ def paragraph(head: str, obj: str, relation: dict, seed: int, relation_id: str, 
         return pattern
 
     first, statement = fill(opening), fill(_pick(rng, object_sentences), obj)
-    usable = [f for f in (fill(f) for f in _FILLERS) if whole_word_count(f, obj) == 0]
+    usable = [f for f in (fill(f) for f in _FILLERS) if not mentions(f, obj)]
     body = [usable[int(i)] for i in rng.permutation(len(usable))[:int(rng.integers(1, 4))]]
     body.insert(int(rng.integers(len(body) + 1)), statement)
     text = " ".join([first, *body])
-    return text if whole_word_count(text, obj) == 1 else None
+    return text if len(mentions(text, obj)) == 1 else None

@@ -53,6 +53,8 @@ def wiki_context(fact: Fact) -> str:
     if context is None:
         raise UserError(f"fact_id {fact.fact_id}", f"wiki Text does not contain the object {fact.object!r}",
                         "generate wiki paragraphs (data_generation) or use another prompt type")
+    if not context:     # training refuses it too: the object would be scored with no context at all
+        raise UserError(f"fact_id {fact.fact_id}", "its wiki Text starts with the object, leaving no context")
     return context
 
 
