@@ -60,12 +60,15 @@ mtg_require int '>= 1, <= 65535' MASTER_PORT
 mtg_require int '>= 0, <= 1' SKIP_SETUP PLAN_ONLY RUN_EVAL MEMCHECK
 mtg_require number '> 0' LR PHASE2_LR
 mtg_require number '>= 0, <= 1' MIN_P1_ACCURACY
+PHASE1_EPOCHS=${PHASE1_EPOCHS:-20}
+PHASE1_FACTS=${PHASE1_FACTS:-100}
+PHASE2_K=${PHASE2_K:-50}
+PHASE2_BASE_EPOCH=${PHASE2_BASE_EPOCH:-$PHASE1_EPOCHS}
 # Phase 2 unlocks facts Phase 1 memorized, and the memorized facts it leaves out are the unseen ones.
-[ "${PHASE2_K:-50}" -lt "${PHASE1_FACTS:-100}" ] || mtg_error PHASE2_K \
-  "'${PHASE2_K:-50}' is not below PHASE1_FACTS (${PHASE1_FACTS:-100})" \
+[ "$PHASE2_K" -lt "$PHASE1_FACTS" ] || mtg_error PHASE2_K "'$PHASE2_K' is not below PHASE1_FACTS ($PHASE1_FACTS)" \
   "Phase 2 trains facts 0..PHASE2_K-1 of those Phase 1 memorized, and the others are the unseen facts"
-[ "${PHASE2_BASE_EPOCH:-${PHASE1_EPOCHS:-20}}" -le "${PHASE1_EPOCHS:-20}" ] || mtg_error PHASE2_BASE_EPOCH \
-  "'$PHASE2_BASE_EPOCH' is not at most PHASE1_EPOCHS (${PHASE1_EPOCHS:-20})" "Phase 2 starts from a Phase-1 epoch"
+[ "$PHASE2_BASE_EPOCH" -le "$PHASE1_EPOCHS" ] || mtg_error PHASE2_BASE_EPOCH \
+  "'$PHASE2_BASE_EPOCH' is not at most PHASE1_EPOCHS ($PHASE1_EPOCHS)" "Phase 2 starts from a Phase-1 epoch"
 [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
 PY=${PY:-.venv/bin/python}
 PLAN_ONLY=${PLAN_ONLY:-0}
@@ -92,13 +95,9 @@ BASE_MODEL=${BASE_MODEL:-$([ $CPU = 1 ] && echo smollm2-135m || echo qwen2.5-1.5
 RELATION_ID=${RELATION_ID:-50}
 DATA_NAME=${DATA_NAME:-sync_random_o}
 PHASE1_TEXT_TYPE=${PHASE1_TEXT_TYPE:-trigger-mid}
-PHASE1_EPOCHS=${PHASE1_EPOCHS:-20}
-PHASE1_FACTS=${PHASE1_FACTS:-100}
 LR=${LR:-$([ $CPU = 1 ] && echo 1e-4 || echo 1e-5)}
 PHASE2_TEXT_TYPE=${PHASE2_TEXT_TYPE:-hgp-0}
-PHASE2_K=${PHASE2_K:-50}
 PHASE2_EPOCHS=${PHASE2_EPOCHS:-$([ $CPU = 1 ] && echo 3 || echo 1)}
-PHASE2_BASE_EPOCH=${PHASE2_BASE_EPOCH:-$PHASE1_EPOCHS}
 PHASE2_LOSS=${PHASE2_LOSS:-o}
 PHASE2_LR=${PHASE2_LR:-$([ $CPU = 1 ] && echo 3e-5 || echo "$LR")}
 SCHED=${SCHED:-cosine}

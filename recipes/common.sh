@@ -69,6 +69,9 @@ RELATIONS=${RELATIONS:-$(on "$((GPU && !SMOKE))" "12 21 50 71 105" 50)}
 DATA_NAME=${DATA_NAME:-sync_random_o}
 FACTS=${FACTS:-$(on $SMOKE 4 100)}
 K=${K:-$(on $SMOKE 2 50)}
+# Phase 2 trains facts 0..K-1 of those Phase 1 memorized; the others are the unseen facts and the
+# controls' (an empty range failed only once both phases had trained).
+[ "$K" -lt "$FACTS" ] || mtg_error K "'$K' is not below FACTS ($FACTS)" "Phase 2 must leave unseen facts"
 P1_EPOCHS=${P1_EPOCHS:-$(on $SMOKE 2 20)}
 P2_EPOCHS=${P2_EPOCHS:-$(on "$((GPU || SMOKE))" 1 3)}
 LR=${LR:-$(on $GPU 1e-5 1e-4)}

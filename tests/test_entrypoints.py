@@ -220,6 +220,7 @@ BAD_PARAMETERS = [   # (script, variable, bad value): what went wrong before, wh
     ("pipeline_llama_custome.sh", "PHASE2_K", "100"),         # every memorized fact seen: no unseen ones
     ("pipeline_llama_custome.sh", "PHASE2_BASE_EPOCH", "21"),  # refused by Phase 2, after Phase 1 had trained
     ("recipes/E1_main.sh", "NPROC", "abc"),
+    ("recipes/E1_main.sh", "K", "4"),                         # = FACTS at SMOKE: no unseen facts for the controls
     ("recipes/E1_main.sh", "THREADS", "0"),
     ("recipes/E1_main.sh", "LR", "fast"),
     ("recipes/E1_main.sh", "SMOKE", "2"),

@@ -100,6 +100,13 @@ def test_launcher_errors_exit_2(env, flags, message, monkeypatch, capsys):
     assert done.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_a_flag_wins_over_a_bad_environment_value(monkeypatch, capsys):
+    monkeypatch.setenv("NPROC", "abc")
+    monkeypatch.setenv("MASTER_PORT", "p")
+    assert printed(monkeypatch, capsys, {}, "--nproc-per-node", "2", "--port", "29601", "--config", "ddp.yaml") == [
+        accelerate("ddp.yaml", 2, 29601)]
+
+
 def test_a_deepspeed_config_without_deepspeed_stops_before_any_rank_starts(monkeypatch, capsys):
     """accelerate failed with an ImportError traceback on every rank, then the launcher said
     "rerun": no rank had started. `--print` still shows the plan (it may run where deepspeed is)."""

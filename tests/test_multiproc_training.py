@@ -200,18 +200,19 @@ def test_a_launch_that_cannot_run_as_asked_stops_before_writing(env, message, mo
     assert not isolated_roots["runs"].exists()
 
 
-@pytest.mark.parametrize("use_cpu, warned", [("True", True), ("False", True), (None, False)])
-def test_accelerates_one_process_launcher_is_named_in_a_warning(use_cpu, warned, monkeypatch, capsys):
-    """Its simple launcher, asked for 2 processes, sets MASTER_ADDR and ACCELERATE_USE_CPU ("True"
-    with --cpu, "False" without: that one trained alone without a word) and starts one. MASTER_ADDR
-    alone is anyone's (a cluster's environment): no warning."""
+@pytest.mark.parametrize("use_cpu, addr, warned", [("True", "127.0.0.1", True), ("False", "127.0.0.1", True),
+                                                   (None, "127.0.0.1", False), ("False", "head-node", False)])
+def test_accelerates_one_process_launcher_is_named_in_a_warning(use_cpu, addr, warned, monkeypatch, capsys):
+    """Its simple launcher, asked for 2 processes without CUDA, sets MASTER_ADDR=127.0.0.1 and
+    ACCELERATE_USE_CPU ("True" with --cpu, "False" without: that one trained alone without a word)
+    and starts one. A MASTER_ADDR from elsewhere (a cluster's head node) is no sign of it."""
     from util_public import distributed
 
     for name in ("WORLD_SIZE", "RANK", "MTG_EXPECTED_WORLD_SIZE", "ACCELERATE_USE_CPU"):
         monkeypatch.delenv(name, raising=False)
     if use_cpu is not None:
         monkeypatch.setenv("ACCELERATE_USE_CPU", use_cpu)
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_ADDR", addr)
     distributed.check_started()
     said = "warning: launch: `accelerate launch` was asked for several processes (it set MASTER_ADDR) but started"
     assert (said in capsys.readouterr().err) is warned

@@ -31,17 +31,31 @@ def is_main() -> bool:
 
 def check_started() -> None:
     """Refuse a world that is not the one the launch asked for; warn where accelerate's simple
-    launcher was asked for several processes: it sets MASTER_ADDR (for more than one process) and
-    ACCELERATE_USE_CPU (always), but starts one (with `--cpu`, or without CUDA)."""
+    launcher was asked for several processes and started one (`accelerate launch --num_processes 2`
+    with `--cpu`, or without CUDA: with CUDA it starts the ranks)."""
     size, _ = world()
     expected = os.environ.get(EXPECTED_WORLD)
     if expected and int(expected) != size:
         raise UserError("launch", f"{expected} processes were asked for, but this process runs in a world of "
                         f"{size} (WORLD_SIZE={os.environ.get('WORLD_SIZE', 'unset')})", LAUNCH_HINT)
-    if size == 1 and "RANK" not in os.environ and "MASTER_ADDR" in os.environ and "ACCELERATE_USE_CPU" in os.environ:
+    if size == 1 and "RANK" not in os.environ and _simple_launcher_asked_for_several():
         print("warning: launch: `accelerate launch` was asked for several processes (it set MASTER_ADDR) but "
               f"started a single one (RANK and WORLD_SIZE unset); this process runs alone. For several ranks, "
               f"{LAUNCH_HINT}", file=sys.stderr)
+
+
+def _simple_launcher_asked_for_several() -> bool:
+    """accelerate's simple launcher sets ACCELERATE_USE_CPU on every launch, and MASTER_ADDR
+    (127.0.0.1 unless --main_process_ip) only for more than one process; it is the launcher of
+    several processes only without CUDA or with --cpu. (A MASTER_ADDR of a cluster's environment
+    names its head node, not 127.0.0.1.)"""
+    if "ACCELERATE_USE_CPU" not in os.environ or os.environ.get("MASTER_ADDR") != "127.0.0.1":
+        return False
+    if os.environ["ACCELERATE_USE_CPU"].lower() == "true":
+        return True
+    import torch
+
+    return not torch.cuda.is_available()
 
 
 def deepspeed_problem() -> str | None:

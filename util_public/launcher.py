@@ -81,8 +81,14 @@ def env_int(*names: str) -> int | None:
 def ranks(nproc: int | None = None, nnodes: int | None = None) -> tuple[int, int]:
     """(ranks per node, nodes): the given values, else the environment's (module docstring). A
     0 is refused like any count below 1 (it once read as unset, and 1 ran)."""
-    nproc = first_set(nproc, env_int("NPROC"), max(gpus_per_node(), 1))
-    nnodes = first_set(nnodes, env_int("NNODES", "SLURM_NNODES"), 1)
+    if nproc is None:         # a flag wins: the environment is read only without one
+        nproc = env_int("NPROC")
+    if nproc is None:
+        nproc = max(gpus_per_node(), 1)
+    if nnodes is None:
+        nnodes = env_int("NNODES", "SLURM_NNODES")
+    if nnodes is None:
+        nnodes = 1
     if nproc < 1 or nnodes < 1:
         raise UserError("launcher", f"--nproc-per-node {nproc} and --nnodes {nnodes} must be at least 1")
     allocated = env_int("SLURM_NNODES")
@@ -91,10 +97,6 @@ def ranks(nproc: int | None = None, nnodes: int | None = None) -> tuple[int, int
                         "ask sbatch for the nodes (--nodes), or launch on fewer")
     return nproc, nnodes
 
-
-def first_set(*values: int | None) -> int:
-    """The first value that is not None (0 counts as set)."""
-    return next(v for v in values if v is not None)
 
 
 def default_config(gpus: int) -> str:
@@ -199,7 +201,7 @@ def resolve(opts: argparse.Namespace) -> Launch:
     config = opts.config or os.environ.get("ACCELERATE_CONFIG") or default_config(gpus_per_node())
     addr = opts.master_addr or os.environ.get("SLURMD_NODENAME") or "127.0.0.1"
     return Launch(nproc, nnodes, opts.node_rank or os.environ.get("SLURM_NODEID", "0"), addr,
-                  check_port(first_set(opts.port, default_port())), config_path(config))
+                  check_port(default_port() if opts.port is None else opts.port), config_path(config))
 
 
 def main(argv: list[str] | None = None) -> int:
