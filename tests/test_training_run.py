@@ -297,6 +297,9 @@ def test_two_base_directories_of_one_name_are_two_bases(setup, sp_tokenizer, tmp
         save_tiny_checkpoint(sp_tokenizer, tmp_path / where / "hf", seed=seed)
     assert train("phase1", f"model.base={tmp_path / 'a' / 'hf'}", *common) == 0
     assert train("phase1", f"model.base={tmp_path / 'a' / 'hf'}", *common) == 0      # the same: complete
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    for same in (f"{tmp_path}/a/../a/hf", f"{tmp_path}/link/hf"):                      # spelled otherwise
+        assert train("phase1", f"model.base={same}", *common) == 0
     with pytest.raises(UserError, match=r"differing keys: base\.path: '.*/a/hf' -> '.*/b/hf'"):
         train("phase1", f"model.base={tmp_path / 'b' / 'hf'}", *common)
     assert train("phase1", f"model.base={tmp_path / 'b' / 'hf'}", "save.run_name=from_b", *common) == 0

@@ -1,6 +1,7 @@
 """The model a stage starts from: a registry name, or a run's checkpoint at a chosen epoch."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +44,9 @@ def resolve(cfg: TrainStageConfig, registry: Registry, runs_root: Path) -> Base:
         raise UserError("model.base", f"{name!r} ({resolved.path}) has no mtg_meta.json, so it is not a checkpoint "
                         "of this project's phase 1", "set model.allow_foreign_base=true (e.g. for SFT baselines)")
     identity = {"name": resolved.name}
-    if name not in registry.raw():   # a directory, named by its last component: two `hf` folders differ here
-        identity.update({"path": resolved.path, "weights": modelio.weight_stamps(resolved.path)})
+    if name not in registry.raw() and paths.resolve(name).is_dir():
+        # A directory is named by its last component: two `hf` folders differ by path and weights.
+        identity.update({"path": os.path.realpath(resolved.path), "weights": modelio.weight_stamps(resolved.path)})
     if meta:
         identity.update({"run": meta.run_name, "config_hash": meta.config_hash, "step": meta.step})
     return Base(resolved.name, resolved.path, meta, identity)
