@@ -19,12 +19,13 @@ BODY = {"prompt": [[1, 2, 3]], "max_tokens": 1}
 
 
 class StandIn(http.server.ThreadingHTTPServer):
-    """/health answers 200; /v1/completions answers `status`, or never (until `release`), as a
-    stopping vLLM leaves the requests it holds."""
+    """/health answers `health` after `health_delay` s; /v1/completions answers `status` after `delay` s,
+    or (`status` None) holds each request until `release`, as a stopping vLLM does, then answers it."""
     daemon_threads = True
 
-    def __init__(self, status: int | None):
-        self.status, self.release = status, threading.Event()
+    def __init__(self, status: int | None, health: int = 200, delay: float = 0.0, health_delay: float = 0.0):
+        self.status, self.health, self.release = status, health, threading.Event()
+        self.delay, self.health_delay = delay, health_delay
         super().__init__(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -42,17 +43,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        self.send_response(200)
+        time.sleep(self.server.health_delay)
+        self.send_response(self.server.health)
         self.end_headers()
 
     def do_POST(self):
         self.rfile.read(int(self.headers["Content-Length"]))
-        if self.server.status is None:
+        time.sleep(self.server.delay)
+        status = self.server.status
+        if status is None:
             self.server.release.wait(60)
-            return
-        self.send_response(self.server.status)
+            status = 200
+        self.send_response(status)
         self.end_headers()
-        self.wfile.write(json.dumps({"choices": []}).encode() if self.server.status == 200 else b"engine dead")
+        self.wfile.write(json.dumps({"choices": []}).encode() if status == 200 else b"engine dead")
 
 
 def backend(url: str, timeout_s: float = 3600) -> vllm.VllmBackend:
@@ -77,8 +81,12 @@ def test_a_server_that_stops_mid_request_is_an_error_not_a_wait(monkeypatch):
     assert time.monotonic() - started < 10
 
 
-def test_a_busy_server_is_waited_for():
-    server = StandIn(status=200)
+@pytest.mark.parametrize("health, health_delay", [(200, 0.0), (200, 1.0), (404, 0.0)])
+def test_a_busy_server_is_waited_for(health, health_delay, monkeypatch):
+    """Answers after 1 s, several checks apart: a /health that times out (a busy server) or that
+    a proxy in front of the server does not know (404) is no sign of a stopped server."""
+    monkeypatch.setattr(vllm, "WATCH_S", 0.2)
+    server = StandIn(status=200, health=health, delay=1.0, health_delay=health_delay)
     assert backend(server.url)._post_all([BODY] * 6) == [[]] * 6
     server.stop_listening()
 
@@ -88,6 +96,23 @@ def test_a_failed_request_is_one_error_line():
     server = StandIn(status=500)
     with pytest.raises(UserError, match=r"vllm server .*: HTTP 500: b'engine dead'"):
         backend(server.url)._post_all([BODY] * 3)
+    server.stop_listening()
+
+
+def test_a_failing_health_check_stops_the_requests_not_yet_sent(monkeypatch):
+    """When the check failed, the worker threads went on sending the remaining requests."""
+    monkeypatch.setattr(vllm, "WATCH_S", 0.2)
+    server = StandIn(status=None, health=503)
+    sent = []
+    post = vllm.VllmBackend._post
+    monkeypatch.setattr(vllm.VllmBackend, "_post", lambda self, body: sent.append(body) or post(self, body))
+    try:
+        with pytest.raises(UserError, match="stopped during the evaluation: its /health answers HTTP 503"):
+            backend(server.url)._post_all([BODY] * 12)
+    finally:
+        server.release.set()                        # the held requests are answered now
+    time.sleep(0.5)
+    assert len(sent) == vllm.IN_FLIGHT              # and the workers sent none of the other eight
     server.stop_listening()
 
 

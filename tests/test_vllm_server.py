@@ -17,8 +17,10 @@ SETTINGS = vllm_server.Settings("/models/m", "m", "fp32", max_model_len=256, see
 
 
 def _fake_python(tmp_path: Path, body: str, monkeypatch) -> Path:
+    """A stand-in for vLLM's interpreter running `body`; it runs our start-up wrapper
+    (`vllm_server.stopped_with_this_process`) with a real Python, as the real one does."""
     script = tmp_path / "python"
-    script.write_text(f"#!/bin/bash\n{body}\n")
+    script.write_text(f'#!/bin/bash\nif [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\n{body}\n')
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("MTG_VLLM_PYTHON", str(script))
     return script

@@ -154,27 +154,27 @@ class Server:
         self.close()
 
 
-def _stopped_with_this_process():
-    """For Popen's preexec_fn: the server is sent SIGTERM when the process that started it ends,
-    however it ends (Linux's parent-death signal; `timeout`, `kill` and slurm's scancel left the
-    server and its engine running, since `Server.close` runs only at a normal exit). None elsewhere.
-    The C function is looked up here, before the fork: the child may only call it."""
+# Run before the server's own interpreter, in a process with no other threads: ask Linux to send it
+# SIGTERM when the thread that started it ends (prctl PR_SET_PDEATHSIG, 1), unless that has already
+# happened, then become the server. (Arming it between fork and exec, in Popen's preexec_fn, may
+# deadlock where the parent has other threads, as an evaluation does.)
+_PARENT_DEATH = """
+import ctypes, os, signal, sys
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def stopped_with_this_process(cmd: list[str]) -> list[str]:
+    """`cmd` (an interpreter first), sent SIGTERM when the thread that runs it ends, however that
+    ends: `timeout`, `kill` and slurm's scancel of an evaluation left its server and engine running,
+    since `Server.close` runs only at a normal exit. Every caller starts servers from its main
+    thread, so that is the process. Linux only; elsewhere `cmd` unchanged."""
     if not sys.platform.startswith("linux"):
-        return None
-    import ctypes
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def set_parent_death_signal() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:      # the parent ended before the signal was armed
-            os._exit(1)
-
-    return set_parent_death_signal
-
-
-_PR_SET_PDEATHSIG = 1       # from linux/prctl.h
+        return cmd
+    return [cmd[0], "-c", _PARENT_DEATH, str(os.getpid()), *cmd]
 
 
 def start(s: Settings, timeout_s: float = 600, log_path: Path | None = None) -> Server:
@@ -189,9 +189,8 @@ def start(s: Settings, timeout_s: float = 600, log_path: Path | None = None) -> 
     print(f"vllm: starting a server for {s.model_path} on 127.0.0.1:{port} (log {log_path})", file=sys.stderr)
     t0 = time.monotonic()
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(command(env, s, port), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=environment(env, s), start_new_session=True,
-                                preexec_fn=_stopped_with_this_process())
+        proc = subprocess.Popen(stopped_with_this_process(command(env, s, port)), stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, env=environment(env, s), start_new_session=True)
     server = Server(proc, f"http://127.0.0.1:{port}/v1", s.served_name, log_path, temporary)
     try:
         server.wait_ready(timeout_s)

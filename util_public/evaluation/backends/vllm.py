@@ -131,19 +131,24 @@ class VllmBackend:
         threads = [threading.Thread(target=work, daemon=True) for _ in range(min(IN_FLIGHT, len(bodies)))]
         for t in threads:
             t.start()
-        for t in threads:
-            while t.is_alive() and not failures:
-                t.join(WATCH_S)
-                if t.is_alive():
-                    self._check_alive()
+        try:
+            for t in threads:
+                while t.is_alive() and not failures:
+                    t.join(WATCH_S)
+                    if t.is_alive():
+                        self._check_alive()
+        except BaseException as exc:     # the server is gone (or Ctrl-C): the workers send no more
+            failures.append(exc)
+            raise
         if failures:
             raise failures[0]
         return results
 
     def _check_alive(self) -> None:
         """A server this backend started must still run; any server must accept a connection to
-        /health. A refused connection or an error status means it stopped (a stopping vLLM leaves
-        open requests unanswered); a slow answer only that it is busy."""
+        /health. A refused connection or a server error (5xx) means it stopped (a stopping vLLM
+        leaves open requests unanswered); a slow answer only that it is busy, and a 4xx that
+        something in front of the server has no /health."""
         if self.server is not None and self.server.proc.poll() is not None:
             raise UserError("vllm server", f"exited with code {self.server.proc.returncode} during the evaluation: "
                             f"{self.server.reason()[:300]}", self._log_hint())
@@ -151,6 +156,8 @@ class VllmBackend:
             with urllib.request.urlopen(self.url.removesuffix("/v1") + "/health", timeout=WATCH_S):
                 return
         except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return
             problem = f"its /health answers HTTP {exc.code}"
         except OSError as exc:
             if not isinstance(getattr(exc, "reason", exc), ConnectionError):
