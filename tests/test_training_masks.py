@@ -51,6 +51,19 @@ def do_mask(tok, t, mode, **kw):
     return masking.mask(tok, t, mode, specials=tok.all_special_tokens, **kw)
 
 
+def test_only_an_unknown_piece_standing_in_for_text_is_not_special(sp_tokenizer):
+    """SmolLM2's unknown token is <|endoftext|>: the literal token in a text stays special, a
+    stand-in for a character the vocabulary lacks does not."""
+    from util_public import tokenspans
+
+    lacking = tokenspans.encode(sp_tokenizer, "São")
+    assert [s for i, s in zip(lacking.ids, lacking.special) if i == sp_tokenizer.unk_token_id] == [False]
+    tok = copy.deepcopy(sp_tokenizer)
+    tok.unk_token = tok.eos_token                       # as SmolLM2's
+    spelled = tokenspans.encode(tok, f"Paris{tok.eos_token}Rome")
+    assert [s for i, s in zip(spelled.ids, spelled.special) if i == tok.eos_token_id] == [True]
+
+
 def test_an_unknown_piece_inside_the_subject_or_object_is_trained_with_it(sp_tokenizer):
     """The test SentencePiece vocabulary has no "ã": "São" is S, <unk>, o. The <unk> was taken for a
     special token (BOS, a key token) and left out of S and O, so `o` trained "o Tomé"."""

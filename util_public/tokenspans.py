@@ -44,10 +44,13 @@ def encode(tokenizer, text: str, add_special_tokens: bool = False) -> Encoded:
     enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True,
                     return_special_tokens_mask=True)
     offsets = [tuple(o) for o in enc["offset_mapping"]]
-    # <unk> is the tokenizer's stand-in for characters of the text it has no piece for: with real
-    # offsets, it belongs to the span it covers ("São" without an "ã" piece is S, <unk>, o).
-    special_ids = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
-    special = [bool(m) or i in special_ids for m, i in zip(enc["special_tokens_mask"], enc["input_ids"])]
+    special_ids = set(tokenizer.all_special_ids)
+    # The unknown token stands in for characters the vocabulary has no piece for ("São" without an
+    # "ã" piece is S, <unk>, o): it belongs to the span it covers. Only where the text spells the
+    # token itself is it special (SmolLM2's unknown token is <|endoftext|>).
+    unk, unk_text = tokenizer.unk_token_id, tokenizer.unk_token
+    special = [bool(m) or (i in special_ids and not (i == unk and text[a:b] != unk_text))
+               for m, i, (a, b) in zip(enc["special_tokens_mask"], enc["input_ids"], offsets)]
     return Encoded(list(enc["input_ids"]), offsets, special)
 
 
