@@ -48,7 +48,7 @@ def check_test_type(spec: ContextSpec) -> None:
 
 
 def wiki_context(fact: Fact) -> str:
-    """`Text` up to the first case-insensitive occurrence of the object, trailing space removed."""
+    """`Text` up to the object's first mention (`facts.wiki_prefix`), trailing space removed."""
     context = wiki_prefix(fact)
     if context is None:
         raise UserError(f"fact_id {fact.fact_id}", f"wiki Text does not contain the object {fact.object!r}",

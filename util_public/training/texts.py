@@ -199,7 +199,7 @@ def _statement(tpl: str, fact: Fact, chat: tuple[str, str] | None):
 
 
 def _wiki(fact: Fact, opts: Options):
-    """`Text` cut before the first case-insensitive occurrence of O, then " O."."""
+    """`Text` cut before O's first mention (`facts.wiki_prefix`), then " O."."""
     where = f"fact_id {fact.fact_id} (relation {fact.relation_id})"
     context = wiki_prefix(fact)
     if context is None:
