@@ -402,6 +402,10 @@ RUNS = {  # recipe -> (extra environment, check of its sweep table)
            and phase1_control_scores_unseen_facts_only(d, unseen=3)),
     "E4": ({"SFT_TYPES": "train-mix-2"}, lambda d: set(d.stage) == {"sft"} and set(d.phase2_epoch) == {1, 2}
            and d.groupby("phase2_epoch").tokens_trained.first().is_monotonic_increasing),
+    "E6": ({}, lambda d: set(d[d.stage == "phase1"].prompt_family) >= {"subject", "hgp", "test", "unrelated"}
+           and phase1_control_scores_unseen_facts_only(d[d.prompt_family != "subject"])),
+    "E13": ({}, lambda d: set(d.seed) == {42, 0} and set(d[(d.stage == "phase1") & (d.prompt_type == "hgp-0")].seed)
+            == {42, 0} and phase1_control_scores_unseen_facts_only(d)),
     "E8": ({"MULTI_RELATION": "50+105", "EXTRA_BASE_EPOCH": ""}, lambda d: set(d.relation) == {"50", "105"}
            and set(d[d.stage == "phase2"].k) == {2}
            and set(d[(d.stage == "phase1") & (d.prompt_type == "hgp-0")].relation) == {"50", "105"}
