@@ -295,6 +295,14 @@ def _catalogue_without_tests(ctx: Ctx) -> None:
     target.write_text(yaml.safe_dump(data), encoding="utf-8")
 
 
+def _original_prompt_files(ctx: Ctx) -> None:
+    """The original project's prompt layout in the data root: read by an import only; the stages
+    used the shipped prompts without a word."""
+    folder = ctx.data / "prompt_template" / "50"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.csv").write_text("question\nOwn prompt of {head} is\n", encoding="utf-8")
+
+
 def _latin1_catalogue(ctx: Ctx) -> None:
     """The shipped prompt catalogue of 50 as an imported one, behind a comment saved in Latin-1."""
     target = ctx.data / "prompt_template" / "50.yaml"
@@ -460,6 +468,11 @@ CASES = [
     Case("damaged-eval-csv-column-twice", "eval",
          ev(mutate=lambda rows: [r.append("xq9") for r in rows], header=[*HEADER, "Fact"]),
          ("{data}/toy/50.csv", "column 'Fact' appears twice (columns 4 and 6)"), via="entry"),
+    Case("original-train-prompt-files", "train", then(tr("data.train_text_type=train-0"), _original_prompt_files),
+         ("{data}/prompt_template/50", "holds the original project's prompt files, which only an import reads",
+          "mode=import")),
+    Case("original-eval-prompt-files", "eval", then(ev(), _original_prompt_files),
+         ("{data}/prompt_template/50", "holds the original project's prompt files"), via="entry"),
     Case("type-eval-catalogue-train-number", "eval", then(ev(), lambda c: _catalogue(c, train=5)),
          ("{data}/prompt_template/50.yaml: train", "must be a list, found an integer 5", "train, test and unrelated"),
          via="entry"),

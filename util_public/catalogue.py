@@ -176,11 +176,19 @@ def _family_values(source: dict, family: str):
 
 
 def prompts_file(relation_id: str, data_root: Path | None = None) -> Path:
+    """The data root's catalogue of the relation (an import writes it), else the shipped one. The
+    original project's prompt files in a data root (`prompt_template/{id}/train.csv`) are read by
+    an import only: a stage reading that root would silently use the shipped prompts instead."""
     paths.check_name(relation_id, "relation id")
     if data_root:
         imported = Path(data_root) / "prompt_template" / f"{relation_id}.yaml"
         if imported.is_file():
             return imported
+        original = Path(data_root) / "prompt_template" / relation_id
+        if original.is_dir():
+            raise UserError(str(original), "holds the original project's prompt files, which only an import reads",
+                            f"import them first: python data_generation/generate.py mode=import "
+                            f"import.path=<the original data folder> relation_ids=[{relation_id}]")
     return SHIPPED / "prompts" / f"{relation_id}.yaml"
 
 
