@@ -127,3 +127,44 @@ def test_the_server_context_is_capped_at_the_models_own(asked, own, given, sp_to
     cfg = EvalConfig()
     cfg.vllm.max_model_len = asked
     assert runner._max_len("vllm", cfg, str(ckpt)) == given - 1      # one token generated per request
+
+
+
+class Sent(Exception):
+    """Raised where the backend would have sent its requests to the server."""
+
+
+@pytest.mark.parametrize("task", ["mc", "gen"])
+@pytest.mark.parametrize("short", [0, 1])
+def test_the_plan_and_the_backend_draw_the_length_limit_at_the_same_token(task, short, sp_tokenizer, monkeypatch):
+    """The plan refused a generation prompt one token shorter than the backend would have run."""
+    from util_public.evaluation import plan, requests
+
+    context = "The capital of Reltesh is"
+    ids = requests.prompt_ids(sp_tokenizer, context, [])
+    cfg = EvalConfig()
+    cfg.gen.max_new_tokens = 3
+    extra = cfg.gen.max_new_tokens if task == "gen" else 1
+    b = backend("http://127.0.0.1:1/v1")
+    b.context = len(ids) + extra + 1 - short   # vllm.max_model_len: scoring generates one token more
+    b.max_len = b.context - 1                   # as runner._max_len gives the plan
+    b.stop = set()
+
+    def send(*args, **kwargs):
+        raise Sent
+
+    monkeypatch.setattr(b, "_rows", send)
+    monkeypatch.setattr(b, "token_logprobs", send)
+    verdicts = []
+    for step in (lambda: plan._check_lengths({0: context}, sp_tokenizer, [], b.max_len, cfg, [task]),
+                 lambda: b.generate([ids], extra) if task == "gen"
+                 else b.score([requests.Request(0, tuple(ids), (5,), 2)])):
+        try:
+            step()
+        except Sent:
+            pass
+        except UserError:
+            verdicts.append("refused")
+            continue
+        verdicts.append("ran")
+    assert verdicts == ["refused" if short else "ran"] * 2

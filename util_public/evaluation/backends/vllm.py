@@ -64,7 +64,8 @@ class VllmBackend:
             self._stop_server = weakref.finalize(self, self.server.close)
             self.url, self.device = self.server.base_url, "cpu" if env.cpu else "cuda"
         self.model, self.context, served_root = self._served_model()
-        # The longest sequence scored: a scoring request also generates one token in the context.
+        # The longest sequence scored or generated: a scoring request also generates one token in
+        # the context; generation keeps the same limit, so the plan's one check holds for both.
         self.max_len = self.context - 1 if self.context else None
         if Path(served_root).resolve() != Path(model_path).resolve():
             raise UserError("vllm.base_url", f"the server at {self.url} serves {served_root}, not {model_path}",
@@ -87,10 +88,11 @@ class VllmBackend:
         return entry["id"], entry.get("max_model_len"), entry.get("root") or entry["id"]
 
     def check_length(self, key, n_tokens: int) -> None:
-        """`n_tokens`, prompt and generated tokens together, must fit the server's context."""
-        if self.context and n_tokens > self.context:
-            raise UserError(f"request {key}", f"{n_tokens} tokens exceed vllm.max_model_len={self.context}",
-                            "raise vllm.max_model_len or shorten the prompt")
+        """`n_tokens`, prompt and generated tokens together, must fit the server's context less
+        the token a scoring request generates."""
+        if self.max_len and n_tokens > self.max_len:
+            raise UserError(f"request {key}", f"{n_tokens} tokens exceed {self.max_len}, vllm.max_model_len="
+                            f"{self.context} less one", "raise vllm.max_model_len or shorten the prompt")
 
     # ---- HTTP --------------------------------------------------------------------------------
     def _post(self, body: dict) -> list[dict]:
@@ -177,8 +179,8 @@ class VllmBackend:
 
     # ---- scoring -----------------------------------------------------------------------------
     def score(self, requests: Sequence[Request]) -> list[ScoreRecord]:
-        for r in requests:      # the server needs room for the one token it generates
-            self.check_length(r.key, len(r.context) + len(r.continuation) + 1)
+        for r in requests:
+            self.check_length(r.key, len(r.context) + len(r.continuation))
         per_token = self.token_logprobs(requests)
         return [from_token_logprobs(r, lps, greedy) for r, (lps, greedy) in zip(requests, per_token)]
 
