@@ -125,7 +125,7 @@ def stage_args(config: str, base: str, effective: int, per_device: int) -> list[
 
 
 def accelerate(config: str, world: int, port: int, stage: list[str], machine: tuple | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+    cmd = [f"MTG_EXPECTED_WORLD_SIZE={world}", sys.executable, "-m", "accelerate.commands.launch", "--config_file",
            str(REPO / "util_public" / "training" / "config" / config), "--num_processes", str(world)]
     if machine:
         cmd += ["--num_machines", "2", "--machine_rank", str(machine[0]), "--main_process_ip", machine[1]]

@@ -30,8 +30,8 @@ def printed(monkeypatch, capsys, env: dict, *args: str) -> list[list[str]]:
 
 
 def accelerate(config: str, world: int, port: int, machines: tuple | None = None) -> list[str]:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / config),
-           "--num_processes", str(world)]
+    cmd = [f"MTG_EXPECTED_WORLD_SIZE={world}", sys.executable, "-m", "accelerate.commands.launch",
+           "--config_file", str(CONFIGS / config), "--num_processes", str(world)]
     if machines:
         count, rank, addr = machines
         cmd += ["--num_machines", str(count), "--machine_rank", str(rank), "--main_process_ip", addr]

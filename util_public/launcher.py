@@ -210,10 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     srun = uses_srun(launch, opts.node_rank is not None)
     command = srun_command(launch, script) if srun else \
         accelerate_command(launch, exit_on_user_error(lambda: node_rank(launch)), script)
-    if opts.print:
-        print(shlex.join(command))
+    if opts.print:     # what runs: an accelerate line runs with the world size its ranks check
+        world = f"{EXPECTED_WORLD}={launch.world} "
+        print(shlex.join(command) if srun else world + shlex.join(command))
         for rank in range(launch.nnodes) if srun else []:
-            print(f"# node {rank}: {shlex.join(accelerate_command(launch, rank, script))}")
+            print(f"# node {rank}: {world}{shlex.join(accelerate_command(launch, rank, script))}")
         return 0
     exit_on_user_error(lambda: check_config_runs(launch.config))    # where it runs (a plan may be made elsewhere)
     return run(command, {**os.environ, EXPECTED_WORLD: str(launch.world)}, script[0])
