@@ -14,9 +14,6 @@ from util_public.errors import UserError
 from util_public.evaluation import api, plan as planning, requests, textprobe
 from util_public.evaluation.schema import config
 from util_public.facts import conflicts
-from util_public.cli import to_object
-from util_public.evaluation.schema import EvalConfig
-from util_public.recipes.execute import EVAL_CONF, compose
 from util_public.runinfo import sha256_file
 
 MIN_FACTS = {"50": 30, "71": 30, "21": 20, "105": 20, "12": 20}
@@ -124,9 +121,8 @@ def test_long_texts_are_scored_in_windows_covering_every_token_once(bpe_tokenize
 
 def test_locality_preset_from_the_entry_point_config(phase2_model, isolated_roots, tmp_path):
     info, model, tok = phase2_model
-    cfg = to_object(compose(EVAL_CONF, "eval", "eval_schema", EvalConfig,
-                            ["+experiment=locality", f"model.path={info.path}", "data.relation_id=50+71",
-                             "data.index_end=3", "mc.num_options=5", "gen.max_new_tokens=2"]))
+    cfg = api.config(["+experiment=locality", f"model.path={info.path}", "data.relation_id=50+71",
+                      "data.index_end=3", "mc.num_options=5", "gen.max_new_tokens=2"])
     assert (cfg.data.dataset, cfg.tasks, cfg.prompt.type) == ("known", ["mc", "gen", "ppl"], "hgp-0")
     out = api.evaluate(model, tok, info, api.load_factsets(cfg), ["hgp-0"], cfg.tasks, cfg)
     got = {(s["task"], s["relation_id"]) for s in out if s["kind"] == "result"}

@@ -18,9 +18,11 @@ from conftest import REPO, save_tiny_checkpoint
 
 from util_public import facts, prompts
 from util_public.errors import UserError
+from util_public.evaluation import schema as eval_schema
 from util_public.recipes import collect, execute, plan
-from util_public.recipes.execute import EVAL_CONF, TRAIN_CONF, Executor, compose
+from util_public.recipes.execute import Executor
 from util_public.registry import Registry
+from util_public.training import run as train_run
 
 SCRIPTS = sorted((REPO / "recipes").glob("E*.sh"), key=lambda p: int(p.name.split("_")[0][1:]))
 
@@ -64,19 +66,11 @@ def test_every_plan_is_valid_and_every_step_composes(script, tmp_path):
     for step in steps:
         if step.kind == "train":    # unknown keys or presets fail composition; the base is resolved later
             base = [] if step.args[2] == "-" else ["model.base_run=x", "model.base_epoch=1"]
-            cfg = compose(TRAIN_CONF, step.args[1], "train_schema", _train_schema(), [*step.overrides, *base])
+            cfg = train_run.compose(step.args[1], [*step.overrides, *base])
             assert cfg.train.num_threads == 1 and cfg.data.index_end <= 4
         elif step.kind == "eval":
-            from util_public.evaluation.schema import EvalConfig
-
-            cfg = compose(EVAL_CONF, "eval", "eval_schema", EvalConfig, ["model.name=x", *step.overrides])
+            cfg = eval_schema.compose(["model.name=x", *step.overrides])
             assert cfg.runtime.num_threads == 1 and cfg.data.index_end == 4
-
-
-def _train_schema():
-    from util_public.training.schema import TrainStageConfig
-
-    return TrainStageConfig
 
 
 def test_defaults_follow_the_device(tmp_path):

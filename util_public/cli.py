@@ -40,12 +40,16 @@ def to_object(cfg: DictConfig) -> Any:
 
 
 def compose(config_dir: Path, config_name: str, schema_name: str, schema: Any, overrides: list[str]) -> DictConfig:
-    """The composed config, as the entry point with these overrides would see it (library use)."""
+    """The composed config, as the entry point with these overrides would see it (library use):
+    the same grammar (`1:3` stays a string, where YAML 1.1 reads 63), config groups such as
+    `+experiment=E4`, and the same refusal of undeclared keys."""
     from hydra import compose as hydra_compose, initialize_config_dir
 
     ConfigStore.instance().store(name=schema_name, node=schema)
     with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    reject_undeclared(cfg, schema)
+    return cfg
 
 
 def hydra_entry(config_dir: Path, config_name: str, schema_name: str, schema: type,

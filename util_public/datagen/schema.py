@@ -164,8 +164,11 @@ def schema_node() -> DictConfig:
 
 
 def compose(overrides: list[str] | None = None) -> DictConfig:
-    """The schema merged with dotlist overrides, without Hydra (library use and tests)."""
-    return OmegaConf.merge(schema_node(), OmegaConf.from_dotlist(list(overrides or [])))
+    """The config `data_generation/generate.py overrides...` runs with (library use and tests)."""
+    from .. import cli
+
+    return cli.compose(paths.REPO_ROOT / "data_generation" / "conf", "gen_config", "gen_schema", schema_node(),
+                       list(overrides or []))
 
 
 def load(cfg: DictConfig) -> GenConfig:

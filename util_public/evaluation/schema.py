@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from .. import limits
+from .. import limits, paths
+
+CONF_DIR = paths.REPO_ROOT / "evaluation" / "conf"   # evaluation/eval.py's configs
 
 TASKS = ("mc", "gen", "loss", "ppl")
 FACT_TASKS = ("mc", "gen", "loss")     # tasks scored per fact (ppl scores a text)
@@ -141,17 +143,17 @@ LIMITS = {
 }
 
 
-def config(overrides: list[str] | None = None, **sections: Any) -> EvalConfig:
-    """A typed config from defaults, optional section dicts and Hydra-style dotlist overrides.
+def compose(overrides: list[str] | None = None) -> DictConfig:
+    """The config `evaluation/eval.py overrides...` runs with (Hydra's composition and grammar)."""
+    from .. import cli
 
-    `config(["prompt.type=[hgp-0,test-*]", "tasks=[mc,gen]"])`; unknown keys raise like Hydra does.
-    """
-    base = OmegaConf.structured(EvalConfig)
-    if sections:
-        base = OmegaConf.merge(base, sections)
-    if overrides:
-        base = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
-    return OmegaConf.to_object(base)
+    return cli.compose(CONF_DIR, "eval", "eval_schema", EvalConfig, list(overrides or []))
+
+
+def config(overrides: list[str] | None = None) -> EvalConfig:
+    """`compose(overrides)` as the typed object: `config(["prompt.type=[hgp-0,test-*]", "tasks=[mc,gen]",
+    "+experiment=locality"])`; unknown keys raise as on the command line."""
+    return OmegaConf.to_object(compose(overrides))
 
 
 def prompt_types(cfg: EvalConfig) -> list[str]:

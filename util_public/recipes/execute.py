@@ -33,16 +33,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from .. import atomicio, launcher, paths, relspec, textio
 from ..artifacts import RunManifest
-from ..cli import compose, reject_undeclared, to_object
+from ..cli import to_object
 from ..errors import UserError, exit_on_user_error, under
 from ..facts import load_relation, relation_file
 from ..runinfo import sha256_file
 from . import collect
 from .plan import ModelRef, Step, model_refs, read
 
-TRAIN_CONF = paths.REPO_ROOT / "training" / "conf"
-EVAL_CONF = paths.REPO_ROOT / "evaluation" / "conf"
-GEN_CONF = paths.REPO_ROOT / "data_generation" / "conf"
 # What Hydra and OmegaConf raise for an override they cannot apply (a wrong type, an unknown key or
 # preset, broken override syntax): a traceback from them would not say which plan step it came from.
 COMPOSE_ERRORS = (HydraException, OmegaConfBaseException)
@@ -54,14 +51,12 @@ def quoted(key: str, value: str) -> str:
     return f"{key}='{value}'"
 
 
-def checked_config(overrides: list[str], compose_fn: Callable[[list[str]], DictConfig], schema: Any,
+def checked_config(overrides: list[str], compose_fn: Callable[[list[str]], DictConfig],
                    typed: Callable[[DictConfig], Any] = to_object) -> Any:
-    """`typed(compose_fn(overrides))`, refusing keys the schema lacks (appended with `+`) as the entry
-    points do. An override that Hydra or OmegaConf cannot apply is a UserError naming it."""
+    """`typed(compose_fn(overrides))` (the composition refuses keys the schema lacks, as the entry
+    points do). An override that Hydra or OmegaConf cannot apply is a UserError naming it."""
     def build(some: list[str]) -> Any:
-        node = compose_fn(some)
-        reject_undeclared(node, schema)
-        return typed(node)
+        return typed(compose_fn(some))
 
     try:
         return build(overrides)
@@ -223,9 +218,7 @@ class Executor:
         derive = any(o.startswith("mode=") for o in step.overrides)   # a derivation names its own outputs
         overrides = [f"dataset={step.args[0]}", *([] if derive else [f"relation_ids=[{','.join(rels)}]"]),
                      *step.overrides]
-        node = gen_schema.schema_node()
-        return checked_config(overrides, lambda o: compose(GEN_CONF, "gen_config", "gen_schema", node, o), node,
-                              gen_schema.load)
+        return checked_config(overrides, gen_schema.compose, gen_schema.load)
 
     def _language(self, step: Step) -> None:
         """Reuse the English facts under `{dataset}_{Language}` (only the prompts change language),
@@ -283,10 +276,7 @@ class Executor:
     def _train_config(self, step: Step, run_name: Callable[[str], str]):
         """The typed training config of a training step (base runs named by `run_name`)."""
         from ..training import run as train_run
-        from ..training.schema import TrainStageConfig
-
-        return checked_config(self._train_overrides(step, run_name),
-                              lambda o: train_run.compose(step.args[1], o), TrainStageConfig)
+        return checked_config(self._train_overrides(step, run_name), lambda o: train_run.compose(step.args[1], o))
 
     @staticmethod
     def _dry_run(config_name: str, overrides: list[str]) -> dict:
@@ -334,9 +324,9 @@ class Executor:
     @staticmethod
     def _eval_config(overrides: list[str]):
         """The typed evaluation config of these overrides."""
-        from ..evaluation.schema import EvalConfig
+        from ..evaluation import schema as eval_schema
 
-        return checked_config(overrides, lambda o: compose(EVAL_CONF, "eval", "eval_schema", EvalConfig, o), EvalConfig)
+        return checked_config(overrides, eval_schema.compose)
 
     def resolve(self, refs: list[ModelRef]) -> list[str]:
         """Registry names of the referenced checkpoints (epochs from the runs' manifests)."""
