@@ -95,6 +95,28 @@ def test_killed_fact_generator_leaves_old_or_new_csv(kill, generated, tmp_path):
     assert not [p for p in dataset.iterdir() if ".tmp" in p.name]
 
 
+def test_an_append_killed_between_its_renames_is_not_appended_twice(tmp_path):
+    """50.csv renamed (appended), then SIGKILL before 21.csv and the manifest: the rerun appended
+    to 50.csv again (15 facts beside 21's 10), and its manifest then recorded the 15."""
+    args = [f"output_dir={tmp_path}", "relation_ids=[50,21]", "num_facts=5", "seed=1", "num_options=4"]
+    datagen.main(gen_schema.compose(args), args)
+    dataset = tmp_path / "sync_random_o"
+    append = [*args, "on_exists=append"]
+    proc = subprocess.run([sys.executable, "-c", _KILL_AT_RENAME, "50.csv", "after", str(GENERATE), *append],
+                          capture_output=True, text=True, timeout=120, cwd="/", env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    counts = {rel: len(facts.read_facts(dataset / f"{rel}.csv", num_options=4)) for rel in ("50", "21")}
+    assert counts == {"50": 10, "21": 5}
+    before = {p.name: p.read_bytes() for p in dataset.glob("*.csv")}
+    with pytest.raises(UserError) as err:
+        datagen.main(gen_schema.compose(append), append)
+    assert err.value.where == str(dataset / "50.csv") and "manifest.json" in err.value.problem
+    assert {p.name: p.read_bytes() for p in dataset.glob("*.csv")} == before     # nothing written
+    one = [f"output_dir={tmp_path}", "relation_ids=[21]", "num_facts=5", "seed=1", "num_options=4", "on_exists=append"]
+    datagen.main(gen_schema.compose(one), one)          # the relation the kill left behind, alone
+    assert len(facts.read_facts(dataset / "21.csv", num_options=4)) == 10
+
+
 # ---- evaluation result directories ------------------------------------------------------------------
 N_RECORDS = 3000
 

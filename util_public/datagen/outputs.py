@@ -13,7 +13,7 @@ from pathlib import Path
 from ..atomicio import check_writable_dir, clean_stale_temporaries, dumps_json, write_many
 from ..errors import UserError
 from ..facts import Fact, facts_to_csv, norm, read_facts
-from ..runinfo import sha256_text
+from ..runinfo import sha256_file, sha256_text
 from . import manifest
 
 
@@ -46,7 +46,18 @@ def existing_facts(path: Path, on_exists: str, num_options: int, substring_rule:
         raise UserError(str(path), "already exists", "set on_exists=overwrite or on_exists=append")
     if on_exists == "overwrite":
         return []
+    _check_recorded(path)
     return read_facts(path, num_options=num_options, substring_rule=substring_rule)
+
+
+def _check_recorded(path: Path) -> None:
+    """An append builds on the file its manifest describes. A run killed between renaming its fact
+    files and its manifest left files already appended to: appending again would add a second batch."""
+    entry = manifest.read(path.parent).get("files", {}).get(path.name)
+    if entry and entry.get("sha256") != sha256_file(path):
+        raise UserError(str(path), f"differs from its entry in {manifest.FILE} ({entry.get('rows')} facts recorded, "
+                        "another sha256): a write was interrupted, or the file was edited since",
+                        "check it, then append to the other relations alone or regenerate it with on_exists=overwrite")
 
 
 def check_file_absent(path: Path, on_exists: str) -> None:
