@@ -88,6 +88,27 @@ def test_identical_results_are_reused_unless_overwrite(setup, monkeypatch):
     assert other["directory"] != first["directory"]
 
 
+def test_a_model_changed_in_memory_is_not_served_its_files_results(setup):
+    """A notebook evaluates, trains a few steps in place, evaluates again: the second call returned the
+    first call's cached result (the cache knew the files, not the weights in memory)."""
+    import torch
+
+    info, model, tok, _ = setup
+    cfg = config(OPTS)
+    facts = api.load_factsets(cfg)[:1]
+    first = api.evaluate(model, tok, info, facts, ["hgp-0"], ["mc"], cfg)[0]
+    cli_identity = info.identity                     # as eval.py, which loads the files, names the model
+    assert api.held(info, model).identity == cli_identity       # loaded by api.load, unchanged
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()                               # every token now scores alike
+    changed = api.evaluate(model, tok, info, facts, ["hgp-0"], ["mc"], cfg)[0]
+    assert changed["config_hash"] != first["config_hash"] and changed["metrics"] != first["metrics"]
+    assert changed["metrics"]["all"]["n_ties"] > 0
+    fresh, _ = api.load(info, config(["model.dtype=fp32"]))       # the files again: the first result
+    assert api.evaluate(fresh, tok, info, facts, ["hgp-0"], ["mc"], cfg)[0]["config_hash"] == first["config_hash"]
+
+
 def _catalogue_copy(data_root: Path) -> Path:
     target = data_root / "prompt_template" / "50.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)

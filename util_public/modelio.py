@@ -111,6 +111,21 @@ def weight_stamps(directory: str) -> list[list]:
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
+def weights_sha256(model) -> str:
+    """sha256 of a loaded model's state (each tensor's name, dtype, shape and bytes): what a model
+    held in memory evaluates with, whatever its files hold (~1 s per GB on a CPU core)."""
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
+        h.update(flat.view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(": ")
 

@@ -15,6 +15,7 @@ summaries (`kind: combined`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,24 @@ def load(info: ModelInfo, cfg: EvalConfig):
     if backends.choose(cfg.backend) == "vllm":
         return backends.load("vllm", info.path, tokenizer, cfg), tokenizer
     model = modelio.load_causal_lm(info.path, cfg.model.dtype, cfg.hf.device)
+    setattr(model, LOADED, (info.path, modelio.weights_sha256(model)))
     return model, tokenizer
+
+
+# What `load` read into an HF model: (its directory, the sha256 of its weights as loaded).
+LOADED = "_mtg_loaded"
+
+
+def held(info: ModelInfo, model) -> ModelInfo:
+    """`info` for the weights an HF model holds now. One changed in memory since `load` read it (a
+    few training steps in a notebook), or not read by `load`, is not its files: the sha256 of its
+    weights joins its identity, so no result cached for the files (or another state) is reused."""
+    if isinstance(model, Backend):
+        return info
+    digest = modelio.weights_sha256(model)
+    if getattr(model, LOADED, None) == (info.path, digest):
+        return info
+    return dataclasses.replace(info, weights_sha256=digest)
 
 
 def as_backend(model, tokenizer, cfg: EvalConfig) -> Backend:
@@ -58,6 +76,7 @@ def evaluate(model, tokenizer, info: ModelInfo, facts: FactSet | list[FactSet], 
     if not isinstance(cfg, EvalConfig):      # a composed Hydra/OmegaConf config
         cfg = OmegaConf.to_object(cfg)
     backend = as_backend(model, tokenizer, cfg)
+    info = held(info, model)
     factsets = [facts] if isinstance(facts, FactSet) else list(facts)
     names = [prompt_types] if isinstance(prompt_types, str) else list(prompt_types)
     versions = backend.versions()

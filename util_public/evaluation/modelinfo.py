@@ -24,6 +24,7 @@ class ModelInfo:
     path: str
     meta: CheckpointMeta | None = None
     registry_entry: dict = field(default_factory=dict)
+    weights_sha256: str | None = None   # set for a model in memory that its files no longer hold (api.evaluate)
 
     @property
     def identity(self) -> dict:
@@ -38,6 +39,8 @@ class ModelInfo:
         if config_json.is_file():
             ident["config_sha256"] = sha256_file(config_json)
         ident["weights"] = modelio.weight_stamps(self.path)
+        if self.weights_sha256:
+            ident["weights_sha256"] = self.weights_sha256
         return ident
 
     @property
