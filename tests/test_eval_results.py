@@ -88,6 +88,14 @@ def test_identical_results_are_reused_unless_overwrite(setup, monkeypatch):
     assert other["directory"] != first["directory"]
 
 
+def test_a_task_named_twice_runs_once_without_a_family_of_one(setup):
+    """`tasks=[mc,mc]` planned the job twice and wrote an `hgp-all` summary of one prompt counted twice."""
+    info, model, tok, _ = setup
+    cfg = config([*OPTS, "tasks=[mc,mc]"])
+    out = api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], ["hgp-0"], cfg.tasks, cfg)
+    assert [(s["kind"], s["task"]) for s in out] == [("result", "mc")]
+
+
 def test_a_model_changed_in_memory_is_not_served_its_files_results(setup):
     """A notebook evaluates, trains a few steps in place, evaluates again: the second call returned the
     first call's cached result (the cache knew the files, not the weights in memory)."""

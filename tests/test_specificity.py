@@ -157,7 +157,7 @@ def test_pooled_questions_take_the_first_stored_distractors_at_any_option_count(
 
 
 @pytest.mark.parametrize("spec, problem", [("71++105", "empty part"), ("71&105", "compositions"),
-                                           ("71+71", "names a relation twice"), ("105+50", "evaluated relation 50")])
+                                           ("71+71", "names 71 twice"), ("105+50", "evaluated relation 50")])
 def test_pool_relations_read_by_the_one_relation_spec_parser(spec, problem):
     with pytest.raises(UserError, match=problem):
         pooling.pool_ids(spec, "50")

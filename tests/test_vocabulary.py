@@ -24,6 +24,8 @@ from util_public.training import masking, schema
     ("50+50&71", [("50",), ("50", "71")], ["50", "71"], "compositions"),
     ("50+", "empty part", "empty part", "empty part"),
     ("&71", "empty part", "empty part", "compositions"),
+    ("50+71+50", "names 50 twice", "names 50 twice", "names 50 twice"),
+    ("21&105+21&105", "names 21&105 twice", "names 21&105 twice", "compositions"),
 ])
 def test_one_relation_spec_parser(spec, groups, atomic, separate):
     for fn, expected in ((relspec.groups, groups), (relspec.atomic, atomic), (relspec.separate, separate)):

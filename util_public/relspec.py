@@ -17,12 +17,15 @@ HINT = "use forms like 50, 12+21+50 or 21&105"
 
 
 def groups(spec: str, where: str = "data.relation_id") -> list[tuple[str, ...]]:
-    """`12+21&105` -> [("12",), ("21", "105")]; an empty part is an error."""
+    """`12+21&105` -> [("12",), ("21", "105")]; an empty part, or one given twice, is an error
+    (evaluation planned `50+50` as two identical jobs)."""
     out = []
     for part in str(spec).strip().split("+"):
         ids = tuple(p.strip() for p in part.split("&"))
         if not part.strip() or any(not i for i in ids):
             raise UserError(where, f"{spec!r} has an empty part", HINT)
+        if ids in out:
+            raise UserError(where, f"{spec!r} names {'&'.join(ids)} twice", "list each relation once")
         out.append(ids)
     return out
 

@@ -221,7 +221,7 @@ def _pool(cfg: EvalConfig, factset: FactSet, data_root: Path) -> tuple[list[Fact
 def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], names: list[str] | None,
           tasks: list[str] | None, backend: str, dtype: str, max_len: int | None = None) -> Plan:
     """Validate every input and lay out every job; nothing is written and no model is loaded."""
-    tasks = list(tasks if tasks is not None else cfg.tasks)
+    tasks = list(dict.fromkeys(tasks if tasks is not None else cfg.tasks))    # `[mc,mc]` runs mc once
     check_config(cfg, tasks, backend)
     bos = requests.bos_prefix(tokenizer, cfg.prompt.add_bos)
     data_root = paths.root("data", cfg.data.root)

@@ -35,8 +35,6 @@ def pool_ids(spec: str | None, relation_id: str, data_root: Path | None = None) 
     if not spec:
         return []
     ids = relspec.separate(spec, "mc.pool_relations")
-    if len(set(ids)) != len(ids):
-        raise UserError("mc.pool_relations", f"{spec!r} names a relation twice", "list distinct ids like 71+105")
     if relation_id in ids:
         raise UserError("mc.pool_relations", f"{spec!r} names the evaluated relation {relation_id} itself",
                         "list only the other relations whose objects join the options")
