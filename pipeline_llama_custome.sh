@@ -52,6 +52,7 @@ cd "${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")" && pwd)}"
 [ -f training/train.py ] || { echo "error: run from the repository root (training/train.py not found)" >&2; exit 2; }
 source scripts/bashlib.sh
 mtg_help "${1:-}" pipeline_llama_custome.sh
+mtg_no_arguments pipeline_llama_custome.sh "Hydra overrides go in EXTRA_ARGS_PHASE1 / EXTRA_ARGS_PHASE2" "$@"
 # Numeric parameters, before anything runs (an unset one takes its default below).
 mtg_require int '>= 1' NPROC NNODES PHASE1_EPOCHS PHASE1_FACTS PHASE2_K PHASE2_EPOCHS PHASE2_BASE_EPOCH \
   EFFECTIVE_BATCH PHASE2_EFFECTIVE_BATCH PER_DEVICE_BATCH PHASE2_PER_DEVICE_BATCH

@@ -13,6 +13,7 @@ set -u
 cd "$(dirname "$0")/.."
 source scripts/bashlib.sh
 mtg_help "${1:-}" bench/gpu_suite.sh
+mtg_no_arguments bench/gpu_suite.sh "" "$@"
 out=${OUT:-bench/results/gpu}
 mkdir -p "$out"
 py=${PYTHON:-python3}

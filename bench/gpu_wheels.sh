@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bashlib.sh
 mtg_help "${1:-}" bench/gpu_wheels.sh
+mtg_no_arguments bench/gpu_wheels.sh "" "$@"
 py=${PYTHON:-python3}
 pinned() { grep -i "^$1==" requirements.lock; }
 rm -rf .whl && mkdir -p .whl

@@ -43,6 +43,7 @@ HELP_FILES=(recipes/common.sh)
 [ "$(basename "$0")" = common.sh ] || HELP_FILES=("$0" recipes/common.sh)
 mtg_help "${3:-$RECIPE_ID}" "${HELP_FILES[@]}"
 [ -n "$RECIPE_ID" ] || mtg_error recipes/common.sh "sourced by recipes/E*.sh, not run"
+mtg_no_arguments "$(basename "$0")" "Hydra overrides go in TRAIN_ARGS, P1_ARGS, P2_ARGS, EVAL_ARGS or DATA_ARGS" "${@:3}"
 # Numeric parameters, before anything runs (an unset one takes its default below). Nothing is set up
 # or written before recipe_run, so that a recipe checks its own parameters (K_LIST, ...) first too.
 mtg_require int '>= 1' NPROC NNODES FACTS K P1_EPOCHS P2_EPOCHS EFFECTIVE_BATCH P2_EFFECTIVE_BATCH \

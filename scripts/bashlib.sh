@@ -33,6 +33,13 @@ per_rank() { echo $(( $1 / $2 > 0 ? $1 / $2 : 1 )); }
 # `error: WHERE: PROBLEM; HINT` on stderr), then exit 2.
 mtg_error() { echo "error: $1: $2${3:+; $3}" >&2; exit 2; }
 
+# mtg_no_arguments SCRIPT HINT [ARGUMENT...]: a script whose parameters are environment variables
+# refuses arguments (a Hydra override given as one was dropped without a word).
+mtg_no_arguments() {
+  [ $# -le 2 ] || mtg_error "$1" "takes no arguments (got: ${*:3})" \
+    "its parameters are environment variables (--help lists them)${2:+; $2}"
+}
+
 # mtg_require KIND LIMIT NAME...: each named environment parameter that is set is a KIND within LIMIT,
 # else mtg_error naming it. KIND: int (42, -1) or number (3, 0.99, 1e-5); ints / numbers: a
 # space-separated list of them (K_LIST="50 20"). LIMIT reads as in util_public/limits.py: '>= 1',

@@ -249,6 +249,23 @@ def test_a_bad_numeric_parameter_is_one_error_line_before_anything_runs(script, 
     assert isolated_roots["registry"].read_bytes() == registry
 
 
+ENVIRONMENT_SCRIPTS = ["pipeline_llama_custome.sh", "recipes/E1_main.sh", "recipes/E4_sft_baseline.sh",
+                       "bench/gpu_suite.sh", "bench/gpu_wheels.sh"]
+
+
+@pytest.mark.parametrize("script", ENVIRONMENT_SCRIPTS)
+def test_a_script_of_environment_parameters_refuses_arguments(script, stubs, isolated_roots, tmp_path):
+    """`bash pipeline_llama_custome.sh train.epochs=1` planned and trained 20 epochs, exit 0."""
+    bin_dir, calls = stubs
+    env = {**job_env(stubs), "SKIP_SETUP": "1", "PLAN_ONLY": "1", "RECIPE_PLAN_ONLY": "1", "SMOKE": "1",
+           "PY": str(bin_dir / "python"), "RECIPE_RESULTS": str(tmp_path / "recipe"), "RECIPE_HOME": str(tmp_path / "h")}
+    done = bash(script, env, "train.epochs=1", timeout=20)
+    assert done.returncode == 2 and done.stderr.startswith(
+        f"error: {Path(script).name if script.startswith('recipes') else script}: takes no arguments "
+        "(got: train.epochs=1)"), done.stderr
+    assert not calls.exists() and not (tmp_path / "recipe").exists()
+
+
 def test_a_bad_relation_id_is_said_once(stubs, isolated_roots):
     """relspec's refusal stops the pipeline (a process substitution hid it: the dry run said it again)."""
     env = {**job_env(stubs), "SKIP_SETUP": "1", "PLAN_ONLY": "1", "PY": sys.executable, "RELATION_ID": "50+",
