@@ -9,7 +9,9 @@ left out of the others; the rest is always written (null where it does not apply
 """
 from __future__ import annotations
 
+import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -93,14 +95,39 @@ def find(root: str | Path) -> Iterator[tuple[Path, ResultSummary]]:
     (a representation run's `mtg.repr` summaries: its default `output_dir` is under the results
     root); a file given as `root` itself must be an evaluation summary."""
     root = Path(root)
-    for path in [root] if root.is_file() else sorted(root.rglob(SUMMARY_FILE)):
-        if any(atomicio.is_staging(part) for part in path.parts):
+    for path in [root] if root.is_file() else _summary_files(root):
+        data = _read_settled(path)
+        if data is None:
             continue
-        data = textio.read_json(path, dict, READ_HINT)
         kind = str(data.get("schema", "")).partition("/")[0]
         if path != root and kind.startswith("mtg.") and kind != ResultSummary.SCHEMA:
             continue
         yield path, ResultSummary.from_json(data, str(path))
+
+
+def _summary_files(root: Path) -> list[Path]:
+    """Every `summary.json` below `root`, writers' temporaries pruned: a walk into one that its writer
+    renames or removes meanwhile failed (an evaluation writing under the root a table reads)."""
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=True):      # a vanished folder is passed over
+        dirs[:] = [d for d in dirs if not atomicio.is_staging(d)]
+        if SUMMARY_FILE in files:
+            found.append(Path(folder) / SUMMARY_FILE)
+    return sorted(found)
+
+
+def _read_settled(path: Path) -> dict | None:
+    """The summary at `path`; a result a writer replaces at this moment is between its two renames
+    for an instant, so a missing file is read once more, and passed over if it stays gone."""
+    for attempt in range(2):
+        try:
+            return textio.read_json(path, dict, READ_HINT)
+        except UserError:
+            if path.exists():
+                raise
+        if attempt == 0:
+            time.sleep(0.2)
+    return None
 
 
 def current(found: list[tuple[Path, ResultSummary]]) -> list[tuple[Path, ResultSummary]]:
