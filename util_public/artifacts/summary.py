@@ -118,16 +118,16 @@ def _summary_files(root: Path) -> list[Path]:
 
 def _read_settled(path: Path) -> dict | None:
     """The summary at `path`; a result a writer replaces at this moment is between its two renames
-    for an instant, so a missing file is read once more, and passed over if it stays gone."""
-    for attempt in range(2):
+    for an instant, so a failed read is tried again, and a file that stays gone is passed over."""
+    for attempt in range(3):
         try:
             return textio.read_json(path, dict, READ_HINT)
         except UserError:
-            if path.exists():
-                raise
-        if attempt == 0:
+            if attempt == 2:
+                if path.exists():
+                    raise
+                return None
             time.sleep(0.2)
-    return None
 
 
 def current(found: list[tuple[Path, ResultSummary]]) -> list[tuple[Path, ResultSummary]]:
