@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -78,6 +79,32 @@ def test_staging_names_are_unique_and_a_live_writers_staging_dir_survives_cleanu
     atomicio.clean_stale_temporaries(tmp_path)
     assert live.exists() and not dead.exists() and not aside.exists()
     assert (final / "summary.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("tag, removed", [("", True), ("-m{here}", True), ("-m0badc0de", False)])
+def test_only_this_machines_dead_writers_are_cleaned(tmp_path, tag, removed):
+    """A pid is only this machine's: a second node on a shared results disk removed the staging
+    directory of a live writer elsewhere (its pid absent here), which then published a result
+    without records.jsonl. Names without a tag come from earlier versions."""
+    staging = tmp_path / f".out.tmp-999999999-0a1b2c3d{tag.format(here=atomicio.machine_tag())}"
+    staging.mkdir()
+    assert atomicio.is_staging(staging.name)
+    atomicio.clean_stale_temporaries(tmp_path)
+    assert staging.exists() != removed
+
+
+def test_a_staging_directory_removed_while_filled_is_never_published(tmp_path):
+    from util_public.evaluation import results
+
+    final = tmp_path / "f0-7-abc"
+    with pytest.raises(UserError, match="staging directory was removed"):
+        with atomicio.atomic_dir(final) as tmp:
+            atomicio.write_text(tmp / "records.jsonl", "{}\n")
+            shutil.rmtree(tmp)                      # another machine's cleanup
+            atomicio.write_text(tmp / "summary.json", "{}")     # makes the folder again
+    assert not final.exists() and list(tmp_path.iterdir()) == []
+    results.write_result(final, [{"fact_id": 0}], {"n": 1}, "cfg: 1\n")     # a rerun lands whole
+    assert sorted(p.name for p in final.iterdir()) == ["config.yaml", "records.jsonl", "summary.json"]
 
 
 def _dirs(tmp_path, *names):

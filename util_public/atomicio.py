@@ -1,34 +1,49 @@
 """Atomic file and directory writes: a final name never holds partial content.
 
-Every staging name is unique to its writer: files go to `.{name}.tmp-{pid}-{random}` in the same
-directory, are fsynced and renamed with `os.replace`; directories are built as
-`.{name}.tmp-{pid}-{random}/` and renamed when complete. A path that is a symbolic link is
-written through to its target (the link stays). Cleanup after a killed writer removes only
-staging names whose process is gone. Append-only JSONL logs are the one exception to atomic
+Every staging name is unique to its writer: files go to `.{name}.tmp-{pid}-{random}-m{machine}` in
+the same directory, are fsynced and renamed with `os.replace`; directories are built under such a
+name and renamed when complete. A path that is a symbolic link is written through to its target
+(the link stays). Cleanup after a killed writer removes only staging names of this machine whose
+process is gone. Append-only JSONL logs are the one exception to atomic
 writes; their readers skip a torn last line.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from . import textio
 from .errors import UserError
 
-# `.{final}.tmp-{pid}[-{random}]` (a file or directory being built) or `.{final}.old-{pid}-{random}`
-# (a replaced directory set aside until the new one is in place).
-_STAGING = re.compile(r"^\.(?P<final>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-[0-9a-f]+)?$")
+# `.{final}.tmp-{pid}[-{random}][-m{machine}]` (a file or directory being built) or
+# `.{final}.old-{pid}-{random}[-m{machine}]` (a replaced directory set aside until the new one is in
+# place). Names without the machine tag were written by earlier versions.
+_STAGING = re.compile(r"^\.(?P<final>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-[0-9a-f]+)?(?:-m(?P<machine>[0-9a-f]{8}))?$")
+
+
+@functools.lru_cache(maxsize=None)
+def machine_tag() -> str:
+    """This host and pid namespace: a writer's pid means nothing on another node sharing the disk
+    (a slurm cluster) or in another container, so only temporaries tagged here are judged by pid."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return hashlib.sha256(f"{socket.gethostname()}:{namespace}".encode()).hexdigest()[:8]
 
 
 def _staging_name(path: Path, kind: str = "tmp") -> Path:
-    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
+    return path.with_name(f".{path.name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}-m{machine_tag()}")
 
 
 def is_staging(name: str) -> bool:
@@ -235,6 +250,9 @@ def read_jsonl(path: str | os.PathLike) -> list[Any]:
     return out
 
 
+_MARK = ".mtg-staging"
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh staging directory to fill; it becomes `path` only when the block succeeds.
@@ -245,8 +263,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _staging_name(path)
     created = make_parents(tmp)
     tmp.mkdir()
+    mark = tmp / _MARK       # gone if the folder was removed meanwhile (a write made it again: same name)
+    mark.touch()
     try:
         yield tmp
+        try:
+            mark.unlink()
+        except FileNotFoundError:
+            raise UserError(str(tmp), "this writer's staging directory was removed while it was being filled",
+                            "run again; a cleanup on another machine sharing this disk may have removed it") from None
         for f in tmp.rglob("*"):
             if f.is_file():
                 _fsync_file(f)
@@ -303,16 +328,16 @@ def _process_alive(pid: int) -> bool:
 
 
 def clean_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
-    """Remove the staging files and directories of writers that no longer run; a directory that
-    `replace_dir` had set aside is moved back when its final name is missing. Temporaries of
-    running writers are left alone."""
+    """Remove the staging files and directories of writers on this machine that no longer run; a
+    directory that `replace_dir` had set aside is moved back when its final name is missing.
+    Temporaries of running writers, and of writers on other machines, are left alone."""
     directory = Path(directory)
     removed: list[Path] = []
     if not directory.is_dir():
         return removed
     for p in sorted(directory.iterdir()):
         match = _STAGING.match(p.name)
-        if not match or _process_alive(int(match["pid"])):
+        if not match or match["machine"] not in (None, machine_tag()) or _process_alive(int(match["pid"])):
             continue
         final = directory / match["final"]
         if match["kind"] == "old" and p.is_dir() and not final.exists():
