@@ -31,6 +31,18 @@ def test_three_entry_forms_resolve_to_local_dirs(tmp_path):
         assert resolved.is_local and resolved.path == str((tmp_path / "reg" / "ckpts" / folder).resolve())
 
 
+def test_a_directory_given_by_path_takes_its_registered_name(tmp_path):
+    """`eval.py -m model.path=runs/a/checkpoint-4,runs/b/checkpoint-4` filed both under `checkpoint-4`."""
+    for run in ("a", "b", "c"):
+        (tmp_path / "runs" / run / "checkpoint-4").mkdir(parents=True)
+    reg = _registry(tmp_path, {"a_checkpoint-4": {"path": str(tmp_path / "runs" / "a" / "checkpoint-4")},
+                               "b_checkpoint-4": {"path": str(tmp_path / "runs" / "b" / "checkpoint-4"), "step": 4}})
+    named = {run: reg.resolve(str(tmp_path / "runs" / run / "checkpoint-4")) for run in "abc"}
+    assert {run: r.name for run, r in named.items()} == {"a": "a_checkpoint-4", "b": "b_checkpoint-4",
+                                                         "c": "checkpoint-4"}      # c is not registered
+    assert named["b"].entry["step"] == 4 and named["b"].path == str(tmp_path / "runs" / "b" / "checkpoint-4")
+
+
 def test_unknown_name_lists_closest(tmp_path):
     reg = _registry(tmp_path, {"qwen2.5-1.5b": {"hub_id": "Qwen/Qwen2.5-1.5B"}})
     with pytest.raises(UserError) as err:

@@ -105,12 +105,22 @@ class Registry:
                             "retrain, restore the files, or run `python util_public/registry.py prune-missing`")
         if os.path.isdir(paths.resolve(name_or_path)):
             local = paths.resolve(name_or_path)
-            return ResolvedModel(local.name, str(local), True, {"path": str(local)})
+            return self._registered_as(local) or ResolvedModel(local.name, str(local), True, {"path": str(local)})
         if HUB_ID_RE.match(name_or_path) and self.allow_hub_ids:
             return ResolvedModel(name_or_path, _local_hub_snapshot(name_or_path, name_or_path), True, {})
         close = difflib.get_close_matches(name_or_path, list(raw), n=5, cutoff=0.3)
         hint = f"closest names: {', '.join(close)}" if close else "see `python util_public/registry.py list`"
         raise UserError(f"model {name_or_path!r}", f"not in the registry {self.path} and not a directory", hint)
+
+    def _registered_as(self, local: Path) -> ResolvedModel | None:
+        """A directory given by path under the name it is registered as (the first such entry): two
+        runs' `checkpoint-4` folders were both named `checkpoint-4`, one result hiding the other."""
+        real = os.path.realpath(local)
+        for name, value in self.raw().items():
+            entry = self.entry(name, value)
+            if entry.get("path") and os.path.realpath(entry["path"]) == real:
+                return ResolvedModel(name, str(local), True, entry)
+        return None
 
     # ---- writing -------------------------------------------------------------------------
     def locked(self):
