@@ -117,6 +117,50 @@ def test_a_model_changed_in_memory_is_not_served_its_files_results(setup):
     assert api.evaluate(fresh, tok, info, facts, ["hgp-0"], ["mc"], cfg)[0]["config_hash"] == first["config_hash"]
 
 
+class WrappedHF:
+    """A backend of the caller's own (the protocol, by delegation), named otherwise than hf."""
+    name = "mine"
+
+    def __init__(self, model, tok):
+        from util_public.evaluation.backends.hf import HFBackend
+
+        self.inner = HFBackend(model, tok, 8, 8)
+        self.facts_per_call, self.max_len = self.inner.facts_per_call, self.inner.max_len
+
+    def versions(self):
+        return {**self.inner.versions(), "backend": "mine"}
+
+    def score(self, requests):
+        return self.inner.score(requests)
+
+    def token_logprobs(self, requests):
+        return self.inner.token_logprobs(requests)
+
+    def generate(self, prompts, max_new_tokens):
+        return self.inner.generate(prompts, max_new_tokens)
+
+
+def test_library_use_of_the_api(setup, tmp_path):
+    """What a notebook does with the API: a checkpoint named by path, a backend of its own (the loss
+    probe was refused by name), something that is no backend, a thread setting, a bad request."""
+    import torch
+
+    from util_public.errors import UserError
+    from util_public.evaluation import requests
+
+    info, model, tok, _ = setup
+    assert api.describe(info.path).name == "ckpt"       # refused: "cannot name a result directory"
+    cfg = config([*OPTS, "tasks=[loss]", "runtime.num_threads=1"])
+    torch.set_num_threads(2)
+    out = api.evaluate(WrappedHF(model, tok), tok, info, api.load_factsets(cfg)[:1], ["hgp-0"], ["loss"], cfg)
+    assert out[0]["task"] == "loss" and out[0]["backend"]["backend"] == "mine"
+    assert torch.get_num_threads() == 1                 # runtime.num_threads was ignored in-process
+    with pytest.raises(TypeError, match="lacks name, facts_per_call, max_len, versions, score, token_logprobs"):
+        api.evaluate(object(), tok, info, api.load_factsets(cfg)[:1], ["hgp-0"], ["mc"], cfg)
+    with pytest.raises(UserError, match="empty context"):  # scored against the previous row's last token
+        requests.Request("b", (), (80, 90), 1)
+
+
 def _catalogue_copy(data_root: Path) -> Path:
     target = data_root / "prompt_template" / "50.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from .. import distributed, modelio
 from ..artifacts import FactRange, ModelRecord, ResultSummary
 from ..atomicio import check_writable_dir, clean_stale_temporaries, read_jsonl, write_json
+from ..runtime import configure_cpu
 from . import backends, metrics, plan as planning, report, results, shards
 from .backends.hf import HFBackend
 from .backends.protocol import Backend
@@ -65,8 +66,15 @@ def held(info: ModelInfo, model) -> ModelInfo:
 
 def as_backend(model, tokenizer, cfg: EvalConfig) -> Backend:
     """A backend object passes through; a bare HF model is wrapped in `HFBackend`."""
+    import torch
+
     if isinstance(model, Backend):
         return model
+    if not isinstance(model, torch.nn.Module):
+        missing = [m for m in ("name", "facts_per_call", "max_len", "versions", "score", "token_logprobs",
+                               "generate") if not hasattr(model, m)]
+        raise TypeError(f"{type(model).__name__} is neither a torch model nor a backend: it lacks "
+                        f"{', '.join(missing)} (util_public/evaluation/backends/protocol.py)")
     return HFBackend(model, tokenizer, cfg.mc.batch_size, cfg.gen.batch_size)
 
 
@@ -75,6 +83,8 @@ def evaluate(model, tokenizer, info: ModelInfo, facts: FactSet | list[FactSet], 
     """Evaluate a loaded model (HF model or backend) on prompt types x tasks; write and return summaries."""
     if not isinstance(cfg, EvalConfig):      # a composed Hydra/OmegaConf config
         cfg = OmegaConf.to_object(cfg)
+    if cfg.runtime.num_threads:              # only when asked: a library call leaves the caller's setting
+        configure_cpu(cfg.runtime.num_threads)
     backend = as_backend(model, tokenizer, cfg)
     info = held(info, model)
     factsets = [facts] if isinstance(facts, FactSet) else list(facts)

@@ -196,8 +196,8 @@ def check_config(cfg: EvalConfig, tasks: list[str], backend: str) -> None:
     if cfg.mc.pool_relations and list(tasks) != ["mc"]:
         raise UserError("mc.pool_relations", f"pooled options are for multiple choice only, tasks={list(tasks)}",
                         "evaluate tasks=[mc] with mc.pool_relations, and other tasks in another call")
-    if "loss" in tasks and backend != "hf":
-        raise UserError("backend", "the per-token loss probe runs on hf only", "use backend=hf")
+    if "loss" in tasks and backend == "vllm":     # a backend of your own runs it with its token_logprobs
+        raise UserError("backend", "the per-token loss probe does not run on vllm", "use backend=hf")
     contexts.check_test_type(contexts.ContextSpec("", None, test_type=cfg.prompt.test_type,
                                                   open_content=cfg.prompt.open_content))
     if "loss" in tasks:

@@ -28,6 +28,11 @@ class Request:
     n_chars: int                     # characters of the continuation string (separator included)
     boundary_merge: bool = False
 
+    def __post_init__(self) -> None:
+        if not self.context:    # a backend read the previous row's last position for its first token
+            raise UserError(f"request {self.key!r}", "empty context: the first scored token needs a token before it",
+                            "begin the context with BOS (requests.bos_prefix)")
+
 
 def bos_prefix(tokenizer, mode: object) -> list[int]:
     """BOS ids to prepend: `auto` follows the tokenizer's own add_special_tokens behaviour
