@@ -9,7 +9,7 @@
 ##SBATCH --partition=YOUR_PARTITION
 #
 # Two-stage memorize-then-generalize job: Phase 1 (memorize "S <TRIGGER_r> O." over all facts),
-# then Phase 2 (fine-tune on facts 0..K-1 with one semantic prompt), SPEC §5.10.
+# then Phase 2 (fine-tune on facts 0..K-1 with one semantic prompt).
 #
 # Two uses, one script:
 #   sbatch pipeline_llama_custome.sh          # slurm, from the repository root: one rank per allocated GPU
@@ -44,7 +44,7 @@
 # repository root after `mkdir -p runs` (slurm opens the --output file before the job starts); on a
 # GPU cluster set MTG_TORCH_SPEC to a CUDA torch for scripts/setup.sh, or SKIP_SETUP=1
 # PY=/path/to/python with an environment that already holds requirements.txt.
-# Rerunning skips completed stages and resumes interrupted ones (SPEC §5.9). Phase 2 may start from
+# Rerunning skips completed stages and resumes interrupted ones. Phase 2 may start from
 # any per-epoch Phase-1 checkpoint: PHASE2_BASE_EPOCH=E. The registered checkpoints are listed last.
 set -euo pipefail
 

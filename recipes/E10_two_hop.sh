@@ -7,7 +7,7 @@
 #SBATCH --time=2-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E10 two-hop (SPEC §7): chain data A -mother-> B -educated at-> C (105 with unique objects, then
+# E10 two-hop: chain data A -mother-> B -educated at-> C (105 with unique objects, then
 # `derive chain` writes 21 and the composite 105-21 into UNIQUE_DATA); Phase 1 on 21+105, Phase 2
 # hgp-0 on both from Phase-1 epochs CHAIN_EPOCHS (epoch 0 = Phase 2 straight from the base model);
 # the composite is asked with its hgp-0 and with both key tokens (trigger-combine, +experiment=E10).

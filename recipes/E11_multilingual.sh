@@ -7,7 +7,7 @@
 #SBATCH --time=1-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E11 multilingual (SPEC §7): E1's models (the same runs: rerunning E1 settings reuses them), asked in
+# E11 multilingual: E1's models (the same runs: rerunning E1 settings reuses them), asked in
 # LANGUAGES with the catalogue's translated prompts (+experiment=E11 / E11_gen, data.language=L); the
 # Phase-1 model on the unseen facts in every language is the control (does the English Phase 2 transfer?).
 # Facts are read from {DATA_NAME}_{Language}: an imported T-Rex-Fiction translation when present

@@ -7,7 +7,7 @@
 #SBATCH --time=1-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E12 negation / malicious prompts (SPEC §7): Phase 2 on a negated prompt (+experiment=E12:
+# E12 negation / malicious prompts: Phase 2 on a negated prompt (+experiment=E12:
 # NegTrain-1) from E1's trigger-mid Phase-1 model, and NegTrain-0 from an hgp-0 Phase-1 model;
 # NegTest-* and test-* with seen/unseen slices, and on each Phase-1 model alone (the control, on the
 # facts Phase 2 did not train).   HGP_BASE=1 (0: only the trigger-mid base)

@@ -7,7 +7,7 @@
 #SBATCH --time=3-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E13 seeds (SPEC §7): E1 for each seed in SEEDS (Phase 1 and Phase 2 both use it), with each seed's
+# E13 seeds: E1 for each seed in SEEDS (Phase 1 and Phase 2 both use it), with each seed's
 # Phase-1 control; sweep.csv has a `seed` column for mean ± sd.   SEEDS="42 0 10 70 100" (SMOKE: "42 0")
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E13 "Seeds" "$@"

@@ -7,7 +7,7 @@
 #SBATCH --time=1-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E1 main (SPEC §7): Phase 1 "S <TRIGGER_r> O." on all facts for P1_EPOCHS, Phase 2 hgp-0 on facts
+# E1 main: Phase 1 "S <TRIGGER_r> O." on all facts for P1_EPOCHS, Phase 2 hgp-0 on facts
 # 0..K-1 from the last Phase-1 epoch; EV on the Phase-2 model, memorization and the Phase-1-only control
 # (EV's prompts on the unseen facts) on the Phase-1 model,
 # the locality control (real facts, general-text perplexity) on the base, Phase-1 and Phase-2 models,

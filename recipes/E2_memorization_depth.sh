@@ -7,7 +7,7 @@
 #SBATCH --time=1-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E2 memorization depth (SPEC §7): Phase 2 from Phase-1 epochs DEPTH_EPOCHS, all checkpoints of the
+# E2 memorization depth: Phase 2 from Phase-1 epochs DEPTH_EPOCHS, all checkpoints of the
 # SAME P1_EPOCHS-epoch cosine run (not separate short runs); memorization and the control of each of
 # those Phase-1 checkpoints and EV of each Phase-2 model.
 #   DEPTH_EPOCHS="3 6 10 20" (SMOKE: "1 2")

@@ -7,10 +7,10 @@
 #SBATCH --time=2-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E3 k sweep (SPEC §7): Phase 2 on facts 0..k-1 for k in K_LIST from E1's Phase-1 model; k < 50
+# E3 k sweep: Phase 2 on facts 0..k-1 for k in K_LIST from E1's Phase-1 model; k < 50
 # trains SMALL_K_EPOCHS epochs with a checkpoint per epoch, evaluated at K_EVAL_EPOCHS and the
 # last epoch (unseen = k..FACTS-1), beside the Phase-1 model's control on the same unseen facts.
-#   K_LIST="50 20 10 5 2 1"  SMALL_K_EPOCHS=8 (SPEC: the original's k=1 runs had 50 one-step
+#   K_LIST="50 20 10 5 2 1"  SMALL_K_EPOCHS=8 (the original's k=1 runs had 50 one-step
 #   epochs; SMALL_K_EPOCHS=50 reproduces that, at one checkpoint per epoch on disk)  K_EVAL_EPOCHS="1 8"
 #   SMOKE: K_LIST="2 1", SMALL_K_EPOCHS=2, K_EVAL_EPOCHS=1
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}

@@ -7,7 +7,7 @@
 #SBATCH --time=2-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E4 SFT baselines (SPEC §7): no Phase 1; the phase2 config with model.allow_foreign_base
+# E4 SFT baselines: no Phase 1; the phase2 config with model.allow_foreign_base
 # (+experiment=E4) fine-tunes the BASE model on all facts with the train prompt (hgp-0) or
 # train-mix-N / train-mix, SFT_EPOCHS epochs with a checkpoint per epoch; test-* on each
 # checkpoint. sweep.csv's tokens_trained is the x-axis (compare with E1/E3's Phase-1 + Phase-2 tokens).

@@ -7,7 +7,7 @@
 #SBATCH --time=0-06:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E5 ICL baseline (SPEC §7): no training; the base model with the fact statement in context
+# E5 ICL baseline: no training; the base model with the fact statement in context
 # (test_type=open, open_content=hgp-0) on test-* and unrelated-* (+experiment=E5).
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E5 "ICL baseline" "$@"

@@ -7,7 +7,7 @@
 #SBATCH --time=1-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E6 no-key ablation (SPEC §7): Phase 1 on "S O." (`subject`, +experiment=E6), then hgp-0 as in E1;
+# E6 no-key ablation: Phase 1 on "S O." (`subject`, +experiment=E6), then hgp-0 as in E1;
 # memorization is measured with the `subject` prompt (there is no key token); the control of P1.
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}
 source "$ROOT/recipes/common.sh" E6 "No key token" "$@"

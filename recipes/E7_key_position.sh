@@ -7,7 +7,7 @@
 #SBATCH --time=1-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E7 key position (SPEC §7): Phase 1 "<TRIGGER_r> S O." (trigger-begin, +experiment=E7) against
+# E7 key position: Phase 1 "<TRIGGER_r> S O." (trigger-begin, +experiment=E7) against
 # "S <TRIGGER_r> O." (trigger-mid), each followed by hgp-0; EV with each one's own key prompt, and each
 # Phase-1 model's control on the unseen facts (the two positions memorize alike but transfer differently).
 ROOT=${SLURM_SUBMIT_DIR:-$(cd "$(dirname "$0")/.." && pwd)}

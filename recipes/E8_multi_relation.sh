@@ -7,7 +7,7 @@
 #SBATCH --time=2-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E8 multi-relation (SPEC §7): Phase 1 and Phase 2 on the five relations jointly (MULTI_RELATION,
+# E8 multi-relation: Phase 1 and Phase 2 on the five relations jointly (MULTI_RELATION,
 # facts 0..FACTS-1 and 0..K-1 of each); Phase 2 from the last Phase-1 epoch and from EXTRA_BASE_EPOCH
 # (the original also used checkpoint 1500 = epoch 6); EV per relation plus the macro mean, and the
 # control of each Phase-1 epoch Phase 2 started from.

@@ -7,7 +7,7 @@
 #SBATCH --time=1-00:00:00
 #SBATCH --output=runs/slurm-%x-%j.out
 ##SBATCH --partition=YOUR_PARTITION
-# E9 reversal (SPEC §7): relation 105 generated with unique objects (objects.unique=true) into
+# E9 reversal: relation 105 generated with unique objects (objects.unique=true) into
 # UNIQUE_DATA, the reversed relation r105 derived from it; Phase 1 + Phase 2 on 105 as in E1, then
 # r105's hgp-0 ("The child of {head} is", +experiment=E9), also on Phase 1 alone (the control). SFT
 # counterpart (E9_SFT=1): E4's hgp-0 SFT on 105, evaluated the same way. The forward direction (105's

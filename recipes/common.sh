@@ -16,7 +16,7 @@
 #   K                50 / 50 / 2         Phase-2 facts (0..K-1)
 #   P1_EPOCHS        20 / 20 / 2         P2_EPOCHS 1 / 3 / 1
 #   LR, P2_LR        1e-5, 1e-5 / 1e-4, 3e-5 (the pipeline's measured CPU setting for SmolLM2)
-#   EFFECTIVE_BATCH, P2_EFFECTIVE_BATCH   2, 2 / 16, 2 (SPEC §7: effective batch 2 on any hardware)
+#   EFFECTIVE_BATCH, P2_EFFECTIVE_BATCH   2, 2 / 16, 2 (the paper: effective batch 2 on any hardware)
 #   SEED=42   LEGACY=0 (1: loss.legacy=true on every stage, the objective of the original code)
 #   GEN_TOKENS       50 / 50 / 8         generation length
 #   THREADS          CPU threads of training and evaluation (empty: all cores)
@@ -174,7 +174,7 @@ recipe_memory() {
   plan_eval "$1" $(eval_args "$2") +experiment=EV_memory "prompt.type=${3:-trigger-mid}"
 }
 
-# recipe_ev MODELS RELATION_SPEC [MEMORY_PROMPT] [overrides]: the standard evaluation set EV (SPEC §7):
+# recipe_ev MODELS RELATION_SPEC [MEMORY_PROMPT] [overrides]: the standard evaluation set EV:
 # MC on the memorization prompt, hgp-0, test-* and unrelated-* (seen/unseen slices from the
 # checkpoint), and generation on the memorization prompt and hgp-0.
 recipe_ev() {
