@@ -33,6 +33,13 @@ per_rank() { echo $(( $1 / $2 > 0 ? $1 / $2 : 1 )); }
 # `error: WHERE: PROBLEM; HINT` on stderr), then exit 2.
 mtg_error() { echo "error: $1: $2${3:+; $3}" >&2; exit 2; }
 
+# The path variables start with ~ as Python reads them (expanduser): the shell does not expand a `~`
+# inside a value, so a check made here looked elsewhere than the stage it planned (MTG_DATA_ROOT='~/d').
+for _var in MTG_DATA_ROOT MTG_RUNS_ROOT MTG_RESULTS_ROOT MTG_MODELS_JSON MTG_MODEL_CACHE RECIPE_HOME RECIPE_RESULTS; do
+  case "${!_var:-}" in "~" | "~/"*) export "$_var=$HOME${!_var:1}" ;; esac
+done
+unset _var
+
 # mtg_no_arguments SCRIPT HINT [ARGUMENT...]: a script whose parameters are environment variables
 # refuses arguments (a Hydra override given as one was dropped without a word).
 mtg_no_arguments() {

@@ -207,6 +207,17 @@ def test_planned_evaluations_stay_within_the_facts_phase_one_memorized(pipeline_
         ["prompt.type=trigger-mid"], ["data.index_begin=8", "prompt.type=hgp-0"], ["prompt.type=[test-*]"]]
 
 
+def test_a_data_root_from_home_is_the_one_the_stages_read(pipeline_env, isolated_roots):
+    """MTG_DATA_ROOT='~/data' holding the facts: the pipeline's check looked for a folder named `~`
+    and planned a generation that the generator, expanding ~, refused (`50.csv already exists`)."""
+    env, _ = pipeline_env
+    home = isolated_roots["data"].parent
+    lines = plan(bash("pipeline_llama_custome.sh", {**env, "HOME": str(home), "MTG_DATA_ROOT": "~/data",
+                                                    "CUDA_VISIBLE_DEVICES": "", "MEMCHECK": "0"}))
+    assert not any("data_generation/gen_script.sh" in " ".join(line) for line in lines)
+    assert "training/train.py" in lines[0]
+
+
 # ---- numeric parameters: one error line before anything runs -----------------------------------------
 BAD_PARAMETERS = [   # (script, variable, bad value): what went wrong before, where it is not obvious
     ("pipeline_llama_custome.sh", "NPROC", "0"),              # division by 0 in bashlib's per_rank
