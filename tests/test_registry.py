@@ -50,6 +50,16 @@ def test_unknown_name_lists_closest(tmp_path):
     assert "qwen2.5-1.5b" in str(err.value) and str(reg.path) in str(err.value)
 
 
+@pytest.mark.parametrize("given, said", [("./ckpt", True), ("runs/x/checkpoint-4", True), ("ckpt-name", False)])
+def test_a_missing_relative_path_names_where_it_was_looked_for(tmp_path, given, said):
+    """`model.path=./ckpt` run from the folder holding ckpt: the error never said it looked under the repository."""
+    from util_public.paths import REPO_ROOT
+
+    with pytest.raises(UserError) as err:
+        _registry(tmp_path, {}).resolve(given)
+    assert (f"({REPO_ROOT / given}: relative paths start at the repository root)" in err.value.problem) == said
+
+
 def test_hub_id_fails_offline_with_message(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
