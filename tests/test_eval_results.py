@@ -12,6 +12,7 @@ import pytest
 from evalkit import checkpoint_with_key, fictional_facts, write_dataset
 from util_public import catalogue, runinfo
 from util_public.atomicio import read_jsonl
+from util_public.errors import UserError
 from util_public.facts import read_facts
 from util_public.evaluation import api, report, tasks
 from util_public.evaluation.schema import config
@@ -145,7 +146,6 @@ def test_library_use_of_the_api(setup, tmp_path):
     probe was refused by name), something that is no backend, a thread setting, a bad request."""
     import torch
 
-    from util_public.errors import UserError
     from util_public.evaluation import requests
 
     info, model, tok, _ = setup
@@ -159,6 +159,23 @@ def test_library_use_of_the_api(setup, tmp_path):
         api.evaluate(object(), tok, info, api.load_factsets(cfg)[:1], ["hgp-0"], ["mc"], cfg)
     with pytest.raises(UserError, match="empty context"):  # scored against the previous row's last token
         requests.Request("b", (), (80, 90), 1)
+
+
+def test_questions_of_ones_own_score_as_the_evaluations_do(setup):
+    """freeform.choose / generate on an evaluation's own contexts and options give its records back."""
+    from util_public.evaluation import freeform
+
+    info, model, tok, _ = setup
+    cfg = config([*OPTS, "gen.max_new_tokens=4"])
+    out = api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], ["hgp-0"], ["mc", "gen"], cfg)
+    mc, gen = (read_jsonl(Path(s["directory"]) / "records.jsonl") for s in out)
+    mine = freeform.choose(model, tok, [(r["context"], r["options"], r["gold_index"]) for r in mc], cfg)
+    for own, rec in zip(mine, mc, strict=True):
+        assert own["option_logprobs"] == pytest.approx(rec["option_logprobs"], abs=1e-4)
+        assert (own["pred_index"], own["gold_rank"]) == (rec["pred_index"], rec["gold_rank"])
+    assert freeform.generate(model, tok, [r["prompt"] for r in gen], 4, cfg) == [r["response"] for r in gen]
+    with pytest.raises(UserError, match="gold index 2 is not one of its 2 options"):
+        freeform.choose(model, tok, [("The capital of X is", ["a", "b"], 2)], cfg)
 
 
 def _catalogue_copy(data_root: Path) -> Path:
@@ -264,7 +281,7 @@ def test_a_failed_evaluation_leaves_no_result_directory(setup, monkeypatch, fail
     with pytest.raises(RuntimeError, match="interrupted"):
         api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], ["hgp-0"], ["mc"], cfg)
     if fails == "writing":      # the failure did hit a staged, half-written result
-        [records] = staged
+        [records] = [p for p in staged if not p.name.startswith(".")]     # beside the staging mark
         assert records.name == "records.jsonl" and ".tmp" in records.parent.name
     assert not root.exists() or sorted(root.rglob("*")) == []
 
