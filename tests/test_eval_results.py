@@ -159,6 +159,10 @@ def test_library_use_of_the_api(setup, tmp_path):
         api.evaluate(object(), tok, info, api.load_factsets(cfg)[:1], ["hgp-0"], ["mc"], cfg)
     with pytest.raises(UserError, match="empty context"):  # scored against the previous row's last token
         requests.Request("b", (), (80, 90), 1)
+    gen_only = config(["data.dataset=toy"])             # mc.num_options=100 by default; the toy facts hold 5
+    with pytest.raises(UserError, match="4 distractors"):
+        api.load_factsets(gen_only)
+    assert [f.relation_id for f in api.load_factsets(gen_only, ["gen"])] == ["50"]   # options matter to MC only
 
 
 def test_questions_of_ones_own_score_as_the_evaluations_do(setup):

@@ -63,12 +63,14 @@ def dataset_name(cfg: EvalConfig) -> str:
     return f"{cfg.data.dataset}_{lang}" if lang and lang != "English" else cfg.data.dataset
 
 
-def load_factsets(cfg: EvalConfig) -> list[FactSet]:
+def load_factsets(cfg: EvalConfig, tasks: list[str] | None = None) -> list[FactSet]:
     """Every relation's facts: the files under the data root (translations: `{dataset}_{Language}`),
-    or with `data.dataset=known` the catalogue's real facts; none when no task scores facts."""
-    if not any(t in FACT_TASKS for t in cfg.tasks):
+    or with `data.dataset=known` the catalogue's real facts; none when no task scores facts. Their
+    options are checked for multiple choice only, among `tasks` (default `cfg.tasks`)."""
+    tasks = cfg.tasks if tasks is None else tasks
+    if not any(t in FACT_TASKS for t in tasks):
         return []
-    num_options = cfg.mc.num_options if "mc" in cfg.tasks else None
+    num_options = cfg.mc.num_options if "mc" in tasks else None
     if cfg.mc.pool_relations and cfg.data.dataset != known.DATASET:
         num_options = None      # pooled questions take the first stored distractors they need (pooling checks)
     sets = known_factsets(cfg, num_options) if cfg.data.dataset == known.DATASET else fact_files(cfg, num_options)
