@@ -30,6 +30,8 @@ def test_debug_from_the_environment_and_sweeps_leave_the_working_directory_alone
     cases = [
         {"id": "debug-env", "script": EVAL, "argv": bad, "env": {**roots.env, "MTG_DEBUG": "1"}},
         {"id": "debug-off", "script": EVAL, "argv": bad, "env": roots.env},
+        # an explicit debug=false wins over the environment (it was read as "not set")
+        {"id": "debug-env-off", "script": EVAL, "argv": [*bad, "debug=false"], "env": {**roots.env, "MTG_DEBUG": "1"}},
         {"id": "sweep", "script": EVAL, "argv": ["-m", "model.path=/nonexistent/a,/nonexistent/b"], "env": roots.env,
          "cwd": str(work)},
     ]
@@ -40,6 +42,7 @@ def test_debug_from_the_environment_and_sweeps_leave_the_working_directory_alone
     # MTG_DEBUG=1 shows the traceback although the config's `debug` is false by default
     assert out["debug-env"]["code"] == 1 and "UserError" in out["debug-env"]["stderr"]
     assert out["debug-off"]["code"] == 2 and out["debug-off"]["stderr"].startswith("error: ")
+    assert out["debug-env-off"]["code"] == 2 and out["debug-env-off"]["stderr"].startswith("error: ")
     assert out["sweep"]["code"] == 2 and "error: " in out["sweep"]["stderr"]
     assert list(work.iterdir()) == []                                    # no multirun.yaml here
     assert not Path(tempfile.gettempdir(), f"mtg-hydra-sweep-{proc.pid}").exists()   # nor left in the temp folder

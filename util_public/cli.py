@@ -60,7 +60,8 @@ def hydra_entry(config_dir: Path, config_name: str, schema_name: str, schema: ty
     @hydra.main(version_base="1.3", config_path=str(config_dir), config_name=config_name)
     def _main(cfg: DictConfig) -> None:
         overrides = [o for o in HydraConfig.get().overrides.task]
-        debug = True if cfg.get("debug", False) else None      # None: MTG_DEBUG decides
+        given = any(o.lstrip("+~").split("=", 1)[0] == "debug" for o in overrides)
+        debug = bool(cfg.get("debug", False)) if given else None      # None: MTG_DEBUG decides
 
         def checked_task() -> None:
             reject_undeclared(cfg, schema)
