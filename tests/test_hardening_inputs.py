@@ -556,7 +556,7 @@ CASES = [
     # evaluation
     Case("eval-trigger-without-key-token", "eval",
          lambda c: [*ev("prompt.type=trigger-mid")(c), f"model.path={c.plain}"],
-         ("model 'plain'", "no key token <TRIGGER_50>", "trigger")),
+         ("model 'tiny-base'", "/plain)", "no key token <TRIGGER_50>")),   # the name it is registered under
     Case("eval-prompt-index", "eval", ev("prompt.type=test-42"), ("test-42", "valid indices: 0..9"), via="entry"),
     Case("eval-unknown-model", "eval", ev("model.path=null", "model.name=kyed"),
          ("model 'kyed'", "closest names: keyed"), via="entry"),
