@@ -360,6 +360,23 @@ def test_preview_masks_prints_flags_and_exits(setup, capsys):
     assert out.count("example ") == 2 and " L " in out and not setup["runs"].exists()
 
 
+def test_the_examples_a_stage_trains_on_from_python(setup, capsys):
+    """What the preview prints, as objects: for loss.mode=o the labelled tokens decode to the object."""
+    from util_public.training import preview
+
+    overrides = ["model.base=tiny-base", "data.index_end=3", "loss.mode=o", "data.train_text_type=hgp-0"]
+    tokenizer, encoded = run.examples(run.compose("phase2", [*overrides, "model.allow_foreign_base=true"]))
+    assert [t.fact_id for t in encoded.texts] == [0, 1, 2]
+    for text, masked in zip(encoded.texts, encoded.masked):
+        labelled = [tok for tok, label in zip(masked.input_ids, masked.labels) if label != -100]
+        obj = setup["facts"][text.fact_id].object
+        assert text.text == f"The capital of {HEADS[text.fact_id]} is {obj}." and tokenizer.decode(labelled).strip() == obj
+    assert train("phase2", *overrides, "model.allow_foreign_base=true", "train.preview_masks=3") == 0
+    assert capsys.readouterr().out == "\n".join(preview.render(tokenizer, t, m, i) for i, (t, m) in
+                                                enumerate(zip(encoded.texts, encoded.masked))) + "\n"
+    assert not setup["runs"].exists()
+
+
 def test_config_errors_and_presets(setup):
     from hydra.errors import ConfigCompositionException
 

@@ -53,12 +53,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     _setup_logging(rank)
     distributed.check_sharding_mode()
     grad_accum, eff_batch = check_config(cfg, world_size)
-    registry = Registry(cfg.registry.path, cfg.registry.lock_timeout_s, cfg.registry.allow_hub_ids)
-    runs_root = paths.root("runs", cfg.save.runs_root)
-    base = basemodel.resolve(cfg, registry, runs_root)
-    modelio.check_checkpoint(base.path)     # before any output: loadable, and never from pickles
-    data_root = paths.root("data", cfg.data.root)
-    chosen = selection.load(cfg.data.relation_id, data_root, cfg.data.dataset, cfg.data.index_begin, cfg.data.index_end)
+    registry, runs_root, base, data_root, chosen = _inputs(cfg)
     unrelated = basemodel.unrelated_data(base, cfg.data.dataset, chosen.atomic_relations())
     if unrelated and rank == 0:
         print(f"warning: {unrelated}", file=sys.stderr)
@@ -191,6 +186,29 @@ def _train(cfg, args, run: RunDir, decision: Decision, books: bookkeeping.Checkp
         _print_registered(in_place)
     trainer.accelerator.wait_for_everyone()
     return 0
+
+
+def _inputs(cfg: schema.TrainStageConfig):
+    """(registry, runs root, base model, data root, chosen facts) of a stage, checked before any output."""
+    registry = Registry(cfg.registry.path, cfg.registry.lock_timeout_s, cfg.registry.allow_hub_ids)
+    runs_root = paths.root("runs", cfg.save.runs_root)
+    base = basemodel.resolve(cfg, registry, runs_root)
+    modelio.check_checkpoint(base.path)     # before any output: loadable, and never from pickles
+    data_root = paths.root("data", cfg.data.root)
+    chosen = selection.load(cfg.data.relation_id, data_root, cfg.data.dataset, cfg.data.index_begin, cfg.data.index_end)
+    return registry, runs_root, base, data_root, chosen
+
+
+def examples(cfg_node: DictConfig):
+    """(tokenizer with the stage's key tokens, Encoded): the texts, token ids and loss labels a stage
+    trains on, built as `train_stage` builds them, without loading weights or writing anything.
+    `preview.render(tokenizer, encoded.texts[i], encoded.masked[i], i)` shows each token with its
+    loss flag (library use: `examples(compose("phase1", ["data.index_end=4"]))`)."""
+    cfg: schema.TrainStageConfig = to_object(cfg_node)
+    check_config(cfg, 1)
+    _, _, base, data_root, chosen = _inputs(cfg)
+    tokenizer, _, encoded = _examples(cfg, base, chosen, data_root)
+    return tokenizer, encoded
 
 
 def _examples(cfg, base, chosen, data_root: Path):
