@@ -155,6 +155,17 @@ def test_library_configs_read_values_as_the_command_line_does(builder, value):
     assert get(build([f"{key}={value}"])) == value
 
 
+def test_library_configs_compose_inside_a_running_hydra_app():
+    """api.config() in a user's own @hydra.main app: "GlobalHydra is already initialized"."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "training" / "conf"), version_base="1.3"):
+        running = GlobalHydra.instance().hydra
+        assert eval_schema.config(["data.relation_id=71"]).data.relation_id == "71"
+        assert GlobalHydra.instance().hydra is running          # the app's own state is back
+
+
 def test_library_eval_config_takes_config_groups():
     cfg = eval_schema.config(["+experiment=locality"])
     assert (cfg.data.dataset, cfg.tasks) == ("known", ["mc", "gen", "ppl"])

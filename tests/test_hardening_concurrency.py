@@ -243,3 +243,15 @@ def test_a_table_read_while_an_evaluation_writes_under_its_root_never_fails(tmp_
         reads += 1
     writer.join(60)
     assert writer.exitcode == 0 and reads > 1
+
+
+def test_results_behind_symbolic_links_are_read_once(tmp_path):
+    """The walk that replaced rglob followed links: a `latest` link doubled every result, a link to
+    a parent folder repeated them until ELOOP (and two such links never ended)."""
+    from util_public.evaluation import report, results
+
+    summary = results.new_summary("mc", "abc", prompt_type="hgp-0", metrics={"all": {"n": 1, "accuracy": 1.0}})
+    results.write_result(tmp_path / "E1" / "mc" / "hgp-0" / "f0-0-abc", [{"fact_id": 0}], summary.to_json(), "c: 1\n")
+    (tmp_path / "latest").symlink_to("E1")
+    (tmp_path / "E1" / "up").symlink_to("..")
+    assert len(report.find_summaries([tmp_path])) == 1

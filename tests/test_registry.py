@@ -36,11 +36,14 @@ def test_a_directory_given_by_path_takes_its_registered_name(tmp_path):
     for run in ("a", "b", "c"):
         (tmp_path / "runs" / run / "checkpoint-4").mkdir(parents=True)
     reg = _registry(tmp_path, {"a_checkpoint-4": {"path": str(tmp_path / "runs" / "a" / "checkpoint-4")},
+                               "broken": {"kind": "local"},      # another entry's problem is not theirs
                                "b_checkpoint-4": {"path": str(tmp_path / "runs" / "b" / "checkpoint-4"), "step": 4}})
-    named = {run: reg.resolve(str(tmp_path / "runs" / run / "checkpoint-4")) for run in "abc"}
+    named = {run: reg.resolve(str(tmp_path / "runs" / run / "checkpoint-4"), registered_name=True) for run in "abc"}
     assert {run: r.name for run, r in named.items()} == {"a": "a_checkpoint-4", "b": "b_checkpoint-4",
                                                          "c": "checkpoint-4"}      # c is not registered
     assert named["b"].entry["step"] == 4 and named["b"].path == str(tmp_path / "runs" / "b" / "checkpoint-4")
+    # a training base or a representation output given by path keeps its folder's name (run names, hashes)
+    assert reg.resolve(str(tmp_path / "runs" / "a" / "checkpoint-4")).name == "checkpoint-4"
 
 
 def test_unknown_name_lists_closest(tmp_path):

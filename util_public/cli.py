@@ -44,10 +44,18 @@ def compose(config_dir: Path, config_name: str, schema_name: str, schema: Any, o
     the same grammar (`1:3` stays a string, where YAML 1.1 reads 63), config groups such as
     `+experiment=E4`, and the same refusal of undeclared keys."""
     from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     ConfigStore.instance().store(name=schema_name, node=schema)
-    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    running = GlobalHydra.instance().hydra      # called inside a Hydra app: its own state comes back after
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    finally:
+        if running is not None:
+            GlobalHydra.instance().clear()
+            GlobalHydra.instance().initialize(running)
     reject_undeclared(cfg, schema)
     return cfg
 

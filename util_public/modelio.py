@@ -11,8 +11,8 @@ from .tokenspans import require_fast
 DAMAGED_HINT = "copy the checkpoint again, or retrain it"
 
 
-def resolve(name_or_path: str, registry_path: str | None = None) -> ResolvedModel:
-    return Registry(registry_path).resolve(name_or_path)
+def resolve(name_or_path: str, registry_path: str | None = None, registered_name: bool = False) -> ResolvedModel:
+    return Registry(registry_path).resolve(name_or_path, registered_name)
 
 
 def context_length(model_dir: str | Path) -> int | None:

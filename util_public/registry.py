@@ -86,8 +86,10 @@ class Registry:
     def entries(self) -> dict[str, dict]:
         return {name: self.entry(name, value) for name, value in self.raw().items()}
 
-    def resolve(self, name_or_path: str) -> ResolvedModel:
-        """A registry name, a local checkpoint directory, or (offline-checked) a hub id."""
+    def resolve(self, name_or_path: str, registered_name: bool = False) -> ResolvedModel:
+        """A registry name, a local checkpoint directory, or (offline-checked) a hub id. With
+        `registered_name`, a directory takes the name it is registered under (evaluation's result
+        paths); training bases and representation outputs keep the directory's own name."""
         raw = self.raw()
         if name_or_path in raw:
             entry = self.entry(name_or_path, raw[name_or_path])
@@ -105,7 +107,8 @@ class Registry:
                             "retrain, restore the files, or run `python util_public/registry.py prune-missing`")
         if os.path.isdir(paths.resolve(name_or_path)):
             local = paths.resolve(name_or_path)
-            return self._registered_as(local) or ResolvedModel(local.name, str(local), True, {"path": str(local)})
+            found = self._registered_as(local) if registered_name else None
+            return found or ResolvedModel(local.name, str(local), True, {"path": str(local)})
         if HUB_ID_RE.match(name_or_path) and self.allow_hub_ids:
             return ResolvedModel(name_or_path, _local_hub_snapshot(name_or_path, name_or_path), True, {})
         close = difflib.get_close_matches(name_or_path, list(raw), n=5, cutoff=0.3)
@@ -120,7 +123,10 @@ class Registry:
         runs' `checkpoint-4` folders were both named `checkpoint-4`, one result hiding the other."""
         real = os.path.realpath(local)
         for name, value in self.raw().items():
-            entry = self.entry(name, value)
+            try:
+                entry = self.entry(name, value)
+            except UserError:       # another entry's problem is not this directory's
+                continue
             if entry.get("path") and os.path.realpath(entry["path"]) == real:
                 return ResolvedModel(name, str(local), True, entry)
         return None

@@ -109,7 +109,7 @@ def _summary_files(root: Path) -> list[Path]:
     """Every `summary.json` below `root`, writers' temporaries pruned: a walk into one that its writer
     renames or removes meanwhile failed (an evaluation writing under the root a table reads)."""
     found = []
-    for folder, dirs, files in os.walk(root, followlinks=True):      # a vanished folder is passed over
+    for folder, dirs, files in os.walk(root):      # a vanished folder is passed over; links are not followed
         dirs[:] = [d for d in dirs if not atomicio.is_staging(d)]
         if SUMMARY_FILE in files:
             found.append(Path(folder) / SUMMARY_FILE)

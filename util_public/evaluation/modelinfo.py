@@ -60,7 +60,7 @@ def describe(name_or_path: str | None, path: str | None = None, registry_path: s
     """Resolve `model.name` (a registry key) or `model.path` (a directory) to a `ModelInfo`."""
     if not name_or_path and not path:
         raise UserError("model.name", "no model given", "set model.name=<registry name> or model.path=<dir>")
-    resolved = modelio.resolve(path or name_or_path, registry_path)
+    resolved = modelio.resolve(path or name_or_path, registry_path, registered_name=True)
     # with both given, the name labels the directory; a directory alone is named as the registry
     # names it, else by its folder (describe("runs/x/checkpoint-4") was refused as a result name)
     name = name_or_path if path and name_or_path else resolved.name

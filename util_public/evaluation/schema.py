@@ -2,7 +2,8 @@
 
 Registered in Hydra's ConfigStore by the entry scripts, so an unknown or mistyped key is a
 composition error naming the key. `config()` builds the same typed object in-process (for
-pipeline scripts calling `api.evaluate`), from dotlist overrides.
+pipeline scripts calling `api.evaluate`) through the same composition, with the command line's
+grammar and config groups.
 """
 from __future__ import annotations
 
