@@ -221,7 +221,8 @@ def test_every_config_header_shows_a_launch_command_that_composes(rel):
 @pytest.mark.parametrize("argv,at", [
     (["app"], 1), (["app", "a=1", "--cfg", "job"], 2), (["app", "--cfg", "job", "a=1"], 4),
     (["app", "--cfg", "job"], 1), (["app", "-cn", "phase1", "a=1", "b=2", "-m"], 5),
-    (["app", "--info", "config", "a=1"], 4), (["app", "a=1", "--info"], 2), (["app", "--info", "a=1"], 3)])
+    (["app", "--info", "config", "a=1"], 4), (["app", "a=1", "--info"], 2), (["app", "--info", "a=1"], 3),
+    (["app", "a=1", "-m", "b=2,3"], 2)])       # split by a flag: refused, naming only the user's b=2,3
 def test_extra_overrides_join_the_users_run_of_overrides(argv, at):
     assert _after_overrides(argv) == at
 

@@ -89,14 +89,17 @@ _VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--con
 
 
 def _after_overrides(argv: list[str]) -> int:
-    """Where more overrides may go: right after the user's last one (else first). Hydra's parser
-    takes overrides as one run of positionals, so `x=1 --cfg job` plus overrides appended after
-    the flag would be refused."""
+    """Where more overrides may go: at the end of the user's (first) run of overrides, else first.
+    Hydra's parser takes overrides as one run of positionals, so `x=1 --cfg job` plus overrides
+    appended after the flag would be refused; and when the user's own overrides are split by a flag
+    (`a=1 -m b=2`, refused as plain Hydra refuses it), the refusal lists theirs, not ours."""
     last, value_next = 0, False
     for i, arg in enumerate(argv[1:], 1):
         if value_next:
             value_next = False
         elif arg.startswith("-"):
+            if last:
+                break
             value_next = arg in _VALUE_FLAGS or (arg in ("--info", "-i") and i + 1 < len(argv)
                                                   and "=" not in argv[i + 1] and not argv[i + 1].startswith("-"))
         else:
