@@ -29,6 +29,7 @@ from ..atomicio import check_writable_dir, clean_stale_temporaries, read_jsonl, 
 from ..runtime import configure_cpu
 from . import backends, metrics, plan as planning, report, results, shards
 from .backends.hf import HFBackend
+from .backends import protocol
 from .backends.protocol import Backend
 from .modelinfo import ModelInfo, describe
 from .plan import FactSet, Plan, load_factsets
@@ -71,8 +72,7 @@ def as_backend(model, tokenizer, cfg: EvalConfig) -> Backend:
     if isinstance(model, Backend):
         return model
     if not isinstance(model, torch.nn.Module):
-        missing = [m for m in ("name", "facts_per_call", "max_len", "versions", "score", "token_logprobs",
-                               "generate") if not hasattr(model, m)]
+        missing = [m for m in protocol.MEMBERS if not hasattr(model, m)]
         raise TypeError(f"{type(model).__name__} is neither a torch model nor a backend: it lacks "
                         f"{', '.join(missing)} (util_public/evaluation/backends/protocol.py)")
     return HFBackend(model, tokenizer, cfg.mc.batch_size, cfg.gen.batch_size)

@@ -32,8 +32,7 @@ def choose(model, tokenizer, questions: Sequence[tuple[str, Sequence[str], int]]
         if not 0 <= gold < len(options):
             raise UserError(f"question {q}", f"gold index {gold} is not one of its {len(options)} options")
         check_options(options[gold], [o for i, o in enumerate(options) if i != gold], f"question {q}")
-        reqs += [requests.split(tokenizer, context, cfg.prompt.separator + option, bos, (q, i))
-                 for i, option in enumerate(options)]
+        reqs += requests.option_requests(tokenizer, q, context, options, cfg.prompt.separator, bos)
     scores = iter(api.as_backend(model, tokenizer, cfg).score(reqs))
     out = []
     for q, (context, options, gold) in enumerate(questions):

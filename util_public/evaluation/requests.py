@@ -13,7 +13,7 @@ as in training.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Hashable
+from typing import Hashable, Sequence
 
 from .. import seeding, tokenspans
 from ..errors import UserError
@@ -122,4 +122,10 @@ def mc_options(fact: Fact, num_options: int, gold_position: str, seed: int) -> t
 def mc_requests(tokenizer, fact: Fact, context: str, options: list[str], separator: str,
                 bos: list[int]) -> list[Request]:
     """One request per option of one fact, keyed (fact_id, option_index)."""
-    return [split(tokenizer, context, separator + opt, bos, (fact.fact_id, i)) for i, opt in enumerate(options)]
+    return option_requests(tokenizer, fact.fact_id, context, options, separator, bos)
+
+
+def option_requests(tokenizer, key: Hashable, context: str, options: Sequence[str], separator: str,
+                    bos: list[int]) -> list[Request]:
+    """One request per option of one question, keyed (key, option_index)."""
+    return [split(tokenizer, context, separator + opt, bos, (key, i)) for i, opt in enumerate(options)]

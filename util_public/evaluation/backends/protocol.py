@@ -29,3 +29,7 @@ class Backend(Protocol):
 
     def generate(self, prompts: Sequence[Sequence[int]], max_new_tokens: int) -> list[list[int]]:
         """Greedy continuation ids per prompt (stopping at EOS), in prompt order."""
+
+
+# Every member a backend needs, read off the protocol above (to name what an object lacks).
+MEMBERS = (*Backend.__annotations__, *(n for n, v in vars(Backend).items() if callable(v) and not n.startswith("_")))
