@@ -614,6 +614,8 @@ CASES = [
     Case("eval-wildcard-selects-nothing", "eval", then(ev("prompt.type=[test-*]"), _catalogue_without_tests),
          ("prompt.type", "['test-*'] selects no prompt for relation 50")),
     Case("repr-no-models", "repr", lambda c: repr_args(c, "models=[]"), ("models", "is empty")),
+    Case("repr-key-position-on-semantic-prompts", "repr", lambda c: repr_args(c, f"models=[{c.keyed}]", "position=key"),
+         ("position", "key: prompt hgp-0 (family hgp-0, relation 50) has no key token", "position=last")),
     Case("repr-no-families", "repr", lambda c: repr_args(c, f"models=[{c.keyed}]", "families=[]"),
          ("families", "selects no prompt for relation 50")),
     # summarize

@@ -28,6 +28,23 @@ def test_key_family_cos_averages_templates_and_facts():
     assert np.allclose(representation.key_family_cos(key, family), [0.75])
 
 
+def test_delta_cos_equals_the_mean_over_every_pair_written_out():
+    """Against the definition pair by pair (f != g within a relation, every cross pair), on states
+    whose directions differ within a relation: counting a state with itself lifts `within`."""
+    rng = np.random.default_rng(0)
+    key = {r: rng.normal(size=(n, 2, 5)) for r, n in (("a", 3), ("b", 4), ("c", 2))}
+    rows = [(r, v) for r, states in key.items() for v in states]
+
+    def cos(x, y):
+        return float(x @ y / np.linalg.norm(x) / np.linalg.norm(y))
+
+    for layer, got in enumerate(representation.delta_cos(key)):
+        within = [cos(x[layer], y[layer]) for i, (r, x) in enumerate(rows) for j, (s, y) in enumerate(rows)
+                  if r == s and i != j]
+        across = [cos(x[layer], y[layer]) for r, x in rows for s, y in rows if r != s]
+        assert got == pytest.approx(np.mean(within) - np.mean(across), abs=1e-12)
+
+
 def test_headline_skips_the_embedding_layer():
     assert representation.headline({"m": [100.0, 1.0, 3.0]}) == {"m": 2.0}
 
@@ -48,6 +65,68 @@ def test_collect_takes_the_key_token_and_last_prompt_token(bpe_tokenizer):
     assert np.allclose(got.key["50"][0, -1], direct, atol=1e-5)
     metrics = representation.metrics(got)
     assert set(metrics) == {"dcos", "cos_key_hgp-0"} and len(metrics["dcos"]) == 3
+
+
+def _direct(model, ids: list[int], position: int) -> np.ndarray:
+    """Every layer's state at `position` of one unpadded forward pass: [layers+1, hidden]."""
+    with torch.no_grad():
+        hidden = model(torch.tensor([ids]), output_hidden_states=True).hidden_states
+    return torch.stack(hidden)[:, 0, position].numpy()
+
+
+@pytest.mark.parametrize("bos", [False, True])
+def test_every_state_is_its_own_texts_unpadded_forward_at_the_taken_token(bpe_tokenizer, bos):
+    """Subjects of different lengths (rows padded within a batch, batches of 3 cutting across facts
+    and templates), several templates per family: each collected state equals a forward pass of
+    its text alone, at the token the docs name: the key token, and the prompt's last token (the
+    one that predicts the object). BOS, when evaluation would prepend it, comes first in both."""
+    import copy
+
+    from util_public import catalogue, prompts
+
+    tok = copy.deepcopy(bpe_tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": ["<TRIGGER_50>"]})
+    model = tiny_model(len(tok))
+    heads = ["Ab", "Veltoria Major of the Northern Reach", "Dark Tides", "Xy Zq"]
+    facts = {"50": [Fact(i, "50", head, "o", []) for i, head in enumerate(heads)]}
+    prefix = [tok.bos_token_id] if bos else []
+    got = representation.collect(model, tok, facts, ["test-*"], batch_size=3, bos=prefix)
+    key_id = tok.convert_tokens_to_ids("<TRIGGER_50>")
+    names = prompts.expand("test-*", catalogue.prompts("50"))
+    assert got.family["test-*"]["50"].shape[:2] == (len(heads), len(names))
+    for f, head in enumerate(heads):
+        ids = prefix + tok(f"{head} <TRIGGER_50>", add_special_tokens=False).input_ids
+        assert ids[-1] == key_id
+        assert np.allclose(got.key["50"][f], _direct(model, ids, len(ids) - 1), atol=1e-5)
+        for t, name in enumerate(names):
+            text = catalogue.substitute(prompts.template(name, "50", catalogue.prompts("50")), head)
+            ids = prefix + tok(text, add_special_tokens=False).input_ids
+            assert tok.decode(ids[-1:]) == tok.decode(tok(text, add_special_tokens=False).input_ids[-1:])
+            assert np.allclose(got.family["test-*"]["50"][f, t], _direct(model, ids, len(ids) - 1), atol=1e-5)
+
+
+def test_position_key_takes_the_prompts_key_token_and_refuses_a_prompt_without_one(bpe_tokenizer):
+    """`position=key` on semantic prompts, which hold no key token, gave the last token's state
+    under the name `key` (the table equalled position=last byte for byte). A trigger-begin prompt
+    holds it first: there the key state is taken, not the last subject token's."""
+    import copy
+
+    from util_public.errors import UserError
+
+    tok = copy.deepcopy(bpe_tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": ["<TRIGGER_50>"]})
+    model = tiny_model(len(tok))
+    facts = {"50": [Fact(i, "50", head, "o", []) for i, head in enumerate(["Veltoria", "Dark Tides"])]}
+    with pytest.raises(UserError, match=r"position: key: prompt hgp-0 \(family hgp-0, relation 50\) has no key "
+                                        r"token <TRIGGER_50>.*position=last, or trigger-\* families"):
+        representation.collect(model, tok, facts, ["trigger-begin", "hgp-0"], position="key")
+    at_key = representation.collect(model, tok, facts, ["trigger-begin"], position="key").family["trigger-begin"]["50"]
+    at_last = representation.collect(model, tok, facts, ["trigger-begin"]).family["trigger-begin"]["50"]
+    for f, head in enumerate(["Veltoria", "Dark Tides"]):
+        ids = tok(f"<TRIGGER_50> {head}", add_special_tokens=False).input_ids
+        assert ids[0] == tok.convert_tokens_to_ids("<TRIGGER_50>")
+        assert np.allclose(at_key[f, 0], _direct(model, ids, 0), atol=1e-5)
+        assert np.allclose(at_last[f, 0], _direct(model, ids, len(ids) - 1), atol=1e-5)
 
 
 def test_run_over_two_relations_writes_dcos_and_plots(tmp_path, sp_tokenizer, isolated_roots):
@@ -77,6 +156,48 @@ def test_run_over_two_relations_writes_dcos_and_plots(tmp_path, sp_tokenizer, is
     assert written["versions"]["torch"] == torch.__version__ and written["git"] == runinfo.git_info()
     for png in ("heatmap.png", "pca.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_records_what_computed_it_and_new_data_gets_a_new_default_folder(tmp_path, sp_tokenizer,
+                                                                              isolated_roots):
+    """summary.json said neither the data, the model's files nor the settings it came from, and its
+    dtype said `native`, not the precision that ran; the default folder was named by the settings
+    alone, so a changed fact file silently replaced the earlier numbers in the same folder."""
+    import csv
+
+    from conftest import save_tiny_checkpoint
+    from util_public import facts as factsio, numerics
+    from util_public.representation_run import ReprCfg, run
+
+    ckpt = save_tiny_checkpoint(sp_tokenizer, tmp_path / "tiny")
+    data = isolated_roots["data"]
+    for rel in ("50", "71"):
+        factsio.write_facts(factsio.relation_file(data, "toy", rel),
+                            [factsio.Fact(i, rel, f"Subj{rel}x{i}", f"Obj{i}", [f"d{i}k{j}" for j in range(4)])
+                             for i in range(3)])
+    cfg = ReprCfg(models=[str(ckpt)], relations="50+71", dataset="toy", index_end=3, families=["hgp-0"],
+                  dtype="native", save_vectors=True, num_threads=1)
+    run(cfg, ["dtype=native"])
+    [first] = list((isolated_roots["results"] / "repr").iterdir())
+    summary = json.loads((first / "tiny" / "summary.json").read_text())
+    assert summary["dtype"] == numerics.choose("native", "cpu", "dtype")
+    assert summary["add_bos"] is True         # a Llama-style tokenizer: evaluation's `auto` prepends BOS too
+    assert summary["config"]["dtype"] == "native" and summary["overrides"] == ["dtype=native"]
+    assert summary["model_path"] == str(ckpt) and summary["model_identity"]["weights"]
+    fact_file = runinfo.file_key(factsio.relation_file(data, "toy", "50"))
+    assert summary["data_fingerprint"]["files"][fact_file] == runinfo.sha256_file(factsio.relation_file(data, "toy", "50"))
+    vectors = np.load(first / "tiny" / "vectors.npz")
+    assert vectors["fact_ids_50"].tolist() == [0, 1, 2] and vectors["key_50"].shape[0] == 3
+    with open(first / "table.csv", newline="") as fh:
+        table = {(r["metric"], int(r["layer"])): float(r["value"]) for r in csv.DictReader(fh)}
+    assert table == {(m, layer): v for m, values in summary["per_layer"].items() for layer, v in enumerate(values)}
+
+    before = (first / "tiny" / "summary.json").read_bytes()
+    factsio.write_facts(factsio.relation_file(data, "toy", "50"),
+                        [factsio.Fact(i, "50", f"Other{i}", f"Obj{i}", [f"d{i}k{j}" for j in range(4)]) for i in range(3)])
+    run(cfg)
+    assert len(list((isolated_roots["results"] / "repr").iterdir())) == 2
+    assert (first / "tiny" / "summary.json").read_bytes() == before
 
 
 def test_run_reads_the_key_token_the_checkpoint_trained(tmp_path, sp_tokenizer, isolated_roots):

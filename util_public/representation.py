@@ -1,8 +1,9 @@
 """Representation analysis (SPEC §6.8): do the key token and semantic prompts share a state?
 
 For every fact f of every relation, the hidden state h_key(f, l) at the key token of
-"S <TRIGGER_r>" and the state h_t(f, l) at the last token of each prompt P_t(S) are collected
-for every layer l (0 = embeddings). Per layer:
+"S <TRIGGER_r>" and the state h_t(f, l) at the last token of each prompt P_t(S) (its key token
+with position=key) are collected for every layer l (0 = embeddings), each text tokenised once after
+the BOS ids evaluation puts before it. Per layer:
 - dcos(l): mean cosine of key states over same-relation pairs f != g minus the mean over
   cross-relation pairs (do key tokens cluster by relation?);
 - cos(key, family)(l): mean over facts and templates of cos(h_key(f, l), h_t(f, l)).
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from . import catalogue, prompts
+from .errors import UserError
 from .facts import Fact
 from .tokenspans import encode, pad_id
 
@@ -28,12 +30,11 @@ class Collected:
     family: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # family -> relation -> [facts, templates, layers+1, hidden]
 
 
-def _states(model, tokenizer, texts: list[str], positions: list[int], batch_size: int) -> np.ndarray:
-    """Hidden states of every layer at one token position per text: [texts, layers+1, hidden]."""
+def _states(model, rows: list[list[int]], positions: list[int], batch_size: int, pad: int) -> np.ndarray:
+    """Hidden states of every layer at one token position per row of ids: [rows, layers+1, hidden]."""
     out = []
-    pad = pad_id(tokenizer)
-    for start in range(0, len(texts), batch_size):
-        ids = [encode(tokenizer, t).ids for t in texts[start:start + batch_size]]
+    for start in range(0, len(rows), batch_size):
+        ids = rows[start:start + batch_size]
         width = max(map(len, ids))
         batch = torch.full((len(ids), width), pad, dtype=torch.long)
         mask = torch.zeros_like(batch)
@@ -49,35 +50,59 @@ def _states(model, tokenizer, texts: list[str], positions: list[int], batch_size
     return np.concatenate(out)
 
 
-def _key_position(tokenizer, text: str, key_token: str) -> int:
-    ids = encode(tokenizer, text).ids
-    return len(ids) - 1 - ids[::-1].index(tokenizer.convert_tokens_to_ids(key_token))
+def _tokens(tokenizer, texts: list[str], bos: list[int]) -> list[list[int]]:
+    """Each text tokenised once, after the BOS ids evaluation would put before it."""
+    return [list(bos) + encode(tokenizer, text).ids for text in texts]
+
+
+def _key_position(ids: list[int], key_id: int) -> int:
+    """The last occurrence of the key token."""
+    return len(ids) - 1 - ids[::-1].index(key_id)
+
+
+def _templates(rel: str, family: str, key_format: str, data_root: Path | None) -> list[tuple[str, str]]:
+    """(name, template) of every prompt of `family` for `rel`, from the data root's catalogue where
+    it has one, as training and evaluation read them."""
+    cat = catalogue.prompts(rel, data_root)
+    return [(n, prompts.template(n, rel, cat, key_format=key_format)) for n in prompts.expand(family, cat)]
+
+
+def check_position(position: str, relations: list[str], families: list[str], key_format: str = prompts.KEY_FORMAT,
+                   data_root: Path | None = None) -> None:
+    """`position=key` needs the key token in every prompt: a semantic prompt has none, and its state
+    would silently be the last token's, as with `last`."""
+    if position not in ("last", "key"):
+        raise UserError("position", f"{position!r} is not last or key")
+    for rel in relations if position == "key" else []:
+        key_token = prompts.key_tokens(rel, key_format)[-1]
+        for family in families:
+            for name, tpl in _templates(rel, family, key_format, data_root):
+                if key_token not in tpl:
+                    raise UserError("position", f"key: prompt {name} (family {family}, relation {rel}) has no key "
+                                    f"token {key_token}", "use position=last, or trigger-* families, whose prompts "
+                                    "hold the key token")
 
 
 def collect(model, tokenizer, facts_by_relation: dict[str, list[Fact]], families: list[str],
             position: str = "last", batch_size: int = 32, key_format: str = prompts.KEY_FORMAT,
-            data_root: Path | None = None) -> Collected:
-    """Key-token and prompt states for every relation, fact and template of `families` (templates
-    from the data root's catalogue where it has one, as training and evaluation read them)."""
+            data_root: Path | None = None, bos: list[int] = ()) -> Collected:
+    """Key-token and prompt states for every relation, fact and template of `families`; prompt
+    states at each prompt's last token, or at its key token (`position="key"`)."""
+    check_position(position, list(facts_by_relation), families, key_format, data_root)
     got = Collected()
     for rel, facts in facts_by_relation.items():
-        key_token = prompts.key_tokens(rel, key_format)[-1]
-        key_texts = [catalogue.substitute(prompts.template("trigger-mid", rel, None, key_format=key_format), f.head)
-                     for f in facts]
-        key_pos = [_key_position(tokenizer, t, key_token) for t in key_texts]
-        got.key[rel] = _states(model, tokenizer, key_texts, key_pos, batch_size)
-        cat = catalogue.prompts(rel, data_root)
+        key_id = tokenizer.convert_tokens_to_ids(prompts.key_tokens(rel, key_format)[-1])
+        key_rows = _tokens(tokenizer, [catalogue.substitute(prompts.template("trigger-mid", rel, None,
+                                                                             key_format=key_format), f.head)
+                                       for f in facts], bos)
+        got.key[rel] = _states(model, key_rows, [_key_position(row, key_id) for row in key_rows], batch_size,
+                               pad_id(tokenizer))
         for family in families:
-            names = prompts.expand(family, cat)
-            texts = [catalogue.substitute(prompts.template(n, rel, cat, key_format=key_format), f.head)
-                     for f in facts for n in names]
-            if position == "key":
-                pos = [_key_position(tokenizer, t, key_token) if key_token in t else len(encode(tokenizer, t).ids) - 1
-                       for t in texts]
-            else:
-                pos = [len(encode(tokenizer, t).ids) - 1 for t in texts]
-            states = _states(model, tokenizer, texts, pos, batch_size)
-            got.family.setdefault(family, {})[rel] = states.reshape(len(facts), len(names), *states.shape[1:])
+            templates = _templates(rel, family, key_format, data_root)
+            rows = _tokens(tokenizer, [catalogue.substitute(tpl, f.head) for f in facts for _, tpl in templates], bos)
+            pos = [_key_position(row, key_id) if position == "key" else len(row) - 1 for row in rows]
+            states = _states(model, rows, pos, batch_size, pad_id(tokenizer))
+            got.family.setdefault(family, {})[rel] = states.reshape(len(facts), len(templates), *states.shape[1:])
     return got
 
 

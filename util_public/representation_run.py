@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
 from . import atomicio, catalogue, facts as factsio, keytokens, limits, modelio, paths, plotting, prompts, relspec
-from . import distributed, representation, representation_plots, runinfo
+from . import distributed, numerics, representation, representation_plots, runinfo
 from .artifacts import CheckpointMeta
 from .cli import to_object
 from .errors import UserError
+from .evaluation import requests
+from .evaluation.modelinfo import ModelInfo
 from .runtime import configure_cpu
 
 
@@ -31,29 +33,30 @@ class ReprCfg:
     dataset: str = "sync_random_o"
     data_root: Optional[str] = None
     index_begin: int = 0
-    index_end: Optional[int] = 20          # default keeps a CPU run short; null = every fact
+    index_end: Optional[int] = 100         # facts 0..99 (SPEC §6.8); null = every fact
     families: List[str] = field(default_factory=lambda: ["hgp-0", "train-*", "test-*", "unrelated-*"])
     position: str = "last"                 # last | key
     batch_size: int = 32
     dtype: str = "fp32"
+    add_bos: str = "auto"                  # as evaluation's prompt.add_bos: auto | true | false
     save_vectors: bool = False
     output_dir: Optional[str] = None       # default: {results root}/repr/{config hash}
     num_threads: Optional[int] = None
     debug: bool = False
 
 
-def _models(names: list[str]) -> dict[str, str]:
-    """Label -> checkpoint directory for every model, all resolved and checked before any loads.
-    The label (a registry name, or a directory's own name) names the model's output folder."""
-    out: dict[str, str] = {}
+def _models(names: list[str]) -> dict[str, ModelInfo]:
+    """Label -> the model, all resolved and checked before any loads. The label (a registry name,
+    or a directory's own name) names the model's output folder."""
+    out: dict[str, ModelInfo] = {}
     for name in names:
         resolved = modelio.resolve(name)
         label = paths.check_name(resolved.name, "models")
         if label in out:
-            raise UserError("models", f"two models are both named {label!r} ({out[label]}, {resolved.path})",
+            raise UserError("models", f"two models are both named {label!r} ({out[label].path}, {resolved.path})",
                             "register them in models.json under distinct names")
         modelio.check_checkpoint(resolved.path)
-        out[label] = resolved.path
+        out[label] = ModelInfo(label, resolved.path, CheckpointMeta.of(resolved.path), resolved.entry)
     return out
 
 
@@ -67,27 +70,29 @@ def _check_prompts(relations: list[str], families: list[str], data_root: Path) -
                             "e.g. families=[hgp-0,test-*]")
 
 
-def _load(path: str, relations: list[str], dtype: str):
-    """(model, tokenizer, whether the key tokens had to be added untrained, the key-token format)."""
-    resolved = modelio.resolve(path)
-    tokenizer = modelio.load_tokenizer(resolved.path)
-    model = modelio.load_causal_lm(resolved.path, dtype=dtype, device=modelio.default_device())
-    meta = CheckpointMeta.of(resolved.path)
-    key_format = prompts.checkpoint_key_format(meta)
-    needed = [t for rel in relations for t in prompts.key_tokens(rel, key_format)]
-    keys = keytokens.add(tokenizer, needed, meta, resolved.path)
+def _load(info: ModelInfo, relations: list[str], dtype: str):
+    """(model, tokenizer, whether the key tokens had to be added untrained)."""
+    tokenizer = modelio.load_tokenizer(info.path)
+    model = modelio.load_causal_lm(info.path, dtype=dtype, device=modelio.default_device())
+    needed = [t for rel in relations for t in prompts.key_tokens(rel, info.key_format)]
+    keys = keytokens.add(tokenizer, needed, info.meta, info.path)
     keytokens.resize_and_init(model, tokenizer, keys, resize="grow_only", init="mean")
-    return model, tokenizer, bool(keys.added), key_format
+    return model, tokenizer, bool(keys.added)
 
 
+def _input_files(relations: list[str], dataset: str, data_root: Path) -> list[Path]:
+    """What the numbers are computed from besides the models: the fact files and the catalogues."""
+    return ([factsio.relation_file(data_root, dataset, rel) for rel in relations]
+            + [catalogue.prompts(rel, data_root).path for rel in relations] + catalogue.relations_files(data_root))
 
-def run(cfg: ReprCfg) -> dict:
+
+def run(cfg: ReprCfg, overrides: list[str] = ()) -> dict:
     distributed.check_started()
     if distributed.world()[0] > 1:      # every rank ran the whole analysis and replaced one folder
         raise UserError("launch", f"represent.py runs in one process, not {distributed.world()[0]} ranks",
                         "run it without the launcher")
-    if cfg.position not in ("last", "key"):
-        raise UserError("position", f"{cfg.position!r} is not last or key")
+    if str(cfg.add_bos).strip().lower() not in ("auto", "true", "false"):
+        raise UserError("add_bos", f"{cfg.add_bos!r} is not auto, true or false")
     limits.check(cfg, {"batch_size": ">= 1", "num_threads": ">= 1", "index_begin": ">= 0"})
     if not cfg.models:
         raise UserError("models", "is empty", "name one or more registry names or checkpoint folders")
@@ -105,12 +110,21 @@ def run(cfg: ReprCfg) -> dict:
                         f"of relation(s) {', '.join(small)}", "select at least 2 facts")
     _check_prompts(relations, cfg.families, data_root)
     models = _models(cfg.models)
+    for info in models.values():
+        representation.check_position(cfg.position, relations, cfg.families, info.key_format, data_root)
+    inputs = runinfo.fingerprint(_input_files(relations, cfg.dataset, data_root))
+    # The default folder is named by everything its numbers depend on: the settings, the data and
+    # each model (a changed fact file or checkpoint gets a new folder, not the old one overwritten).
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("output_dir", "num_threads", "debug")}
+    identity = {"config": settings, "data": inputs["combined"], "models": {n: m.identity for n, m in models.items()}}
     out_dir = paths.resolve(cfg.output_dir) if cfg.output_dir else \
-        paths.root("results") / "repr" / runinfo.sha256_text(repr(cfg))[:8]
+        paths.root("results") / "repr" / runinfo.config_hash(identity)[:8]
     atomicio.check_writable_dir(out_dir, "output_dir")
     _check_replaceable(out_dir)
     with atomicio.atomic_dir(out_dir) as staging:      # the folder holds one complete run, never a mix
-        summaries, written = _write(cfg, models, relations, facts, data_root, staging)
+        provenance = {"config": asdict(cfg), "overrides": list(overrides), "data_fingerprint": inputs,
+                      "git": runinfo.git_info(), "versions": runinfo.package_versions(), "machine": runinfo.machine()}
+        summaries, written = _write(cfg, models, relations, facts, data_root, staging, provenance)
     _print(summaries, plotting.short_labels(list(summaries)), [out_dir / p.relative_to(staging) for p in written])
     return summaries
 
@@ -129,25 +143,28 @@ def _check_replaceable(out_dir: Path) -> None:
                             "name a new or empty folder (the run replaces the folder whole)")
 
 
-def _write(cfg: ReprCfg, models: dict[str, str], relations: list[str], facts: dict, data_root: Path,
-           out_dir: Path) -> tuple[dict, list[Path]]:
+def _write(cfg: ReprCfg, models: dict[str, ModelInfo], relations: list[str], facts: dict, data_root: Path,
+           out_dir: Path, provenance: dict) -> tuple[dict, list[Path]]:
     """Every model's summary (and vectors), the table, the heatmap and the PCA, under `out_dir`."""
     summaries, rows, keys_by_model, written = {}, [], {}, []
-    for name, path in models.items():
-        model, tokenizer, untrained, key_format = _load(path, relations, cfg.dtype)
+    device = modelio.default_device()
+    for name, info in models.items():
+        model, tokenizer, untrained = _load(info, relations, cfg.dtype)
+        bos = requests.bos_prefix(tokenizer, cfg.add_bos, "add_bos")
         got = representation.collect(model, tokenizer, facts, cfg.families, cfg.position, cfg.batch_size,
-                                     key_format, data_root)
+                                     info.key_format, data_root, bos)
         per_layer = representation.metrics(got)
-        summaries[name] = {"schema": "mtg.repr/1", "model": name, "key_token_untrained": untrained,
+        summaries[name] = {"schema": "mtg.repr/1", "model": name, "model_path": info.path,
+                           "model_identity": info.identity, "key_token_untrained": untrained,
                            "relations": relations, "fact_range": [cfg.index_begin, cfg.index_end],
-                           "families": cfg.families, "position": cfg.position, "dtype": cfg.dtype,
-                           "git": runinfo.git_info(), "versions": runinfo.package_versions(),
-                           "machine": runinfo.machine(), "per_layer": per_layer,
-                           "headline": representation.headline(per_layer)}
+                           "families": cfg.families, "position": cfg.position,
+                           "dtype": numerics.choose(cfg.dtype, device, "dtype"), "add_bos": bool(bos),
+                           **provenance, "per_layer": per_layer, "headline": representation.headline(per_layer)}
         written.append(atomicio.write_json(out_dir / name / "summary.json", summaries[name]))
-        if cfg.save_vectors:
+        if cfg.save_vectors:     # key states with the fact ids that name their rows (join by id, not row)
             buf = io.BytesIO()
-            np.savez_compressed(buf, **{f"key_{r}": v for r, v in got.key.items()})
+            np.savez_compressed(buf, **{f"key_{r}": v for r, v in got.key.items()},
+                                **{f"fact_ids_{r}": np.array([f.fact_id for f in facts[r]]) for r in got.key})
             written.append(atomicio.write_bytes(out_dir / name / "vectors.npz", buf.getvalue()))
         rows += [(name, layer, metric, value) for metric, values in per_layer.items()
                  for layer, value in enumerate(values)]
@@ -177,4 +194,4 @@ def _print(summaries: dict, labels: dict[str, str], written: list) -> None:
 
 
 def main(cfg, overrides) -> None:
-    run(to_object(cfg))
+    run(to_object(cfg), overrides)

@@ -34,7 +34,7 @@ class Request:
                             "begin the context with BOS (requests.bos_prefix)")
 
 
-def bos_prefix(tokenizer, mode: object) -> list[int]:
+def bos_prefix(tokenizer, mode: object, key: str = "prompt.add_bos") -> list[int]:
     """BOS ids to prepend: `auto` follows the tokenizer's own add_special_tokens behaviour
     (Llama adds BOS, Qwen does not); `true`/`false` force it."""
     text = str(mode).strip().lower()
@@ -43,11 +43,11 @@ def bos_prefix(tokenizer, mode: object) -> list[int]:
     bos = tokenizer.bos_token_id
     if text == "true":
         if bos is None:
-            raise UserError("prompt.add_bos", f"tokenizer {tokenizer.name_or_path} has no BOS token",
-                            "use prompt.add_bos=auto or false")
+            raise UserError(key, f"tokenizer {tokenizer.name_or_path} has no BOS token",
+                            f"use {key}=auto or false")
         return [bos]
     if text != "auto":
-        raise UserError("prompt.add_bos", f"{mode!r} is not auto, true or false")
+        raise UserError(key, f"{mode!r} is not auto, true or false")
     with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
     plain = tokenizer("a", add_special_tokens=False)["input_ids"]
     adds_bos = bos is not None and len(with_special) > len(plain) and with_special[0] == bos
