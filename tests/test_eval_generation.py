@@ -48,9 +48,30 @@ def test_contains_drops_punctuation_from_the_gold():
     (" k. rowling", "j. k. rowling", False),
     (" rowling", "j. k. rowling", False),
     (" ...", "j. k. rowling", False),
+    (" USA", "u.s.a.", True),                  # deleted, not spaced: "usa" (spaced, "u s a" never matched)
+    (" Washington DC", "washington, d.c.", True),
+    (" 1000 people", "1,000", True),
+    (" 1 000 people", "1,000", True),
 ])
 def test_contains_normalises_gold_and_response_alike(response, gold, expected):
     assert generation.contains(response, gold) is expected
+
+
+RESPONSES = [" USA.", " u.s.a", " U. S. A.", " 1,000", " 1000", " 1 000", " st. louis", " St Louis!", " J.K. Rowling",
+             " j. k. rowling.", " Washington, D.C.", " washington dc", " 12:30", " 1230", " f. scott fitzgerald"]
+GOLDS = ["u.s.a.", "usa", "1,000", "st. louis", "st louis", "j. k. rowling", "washington, d.c.", "12:30",
+         "f. scott fitzgerald"]
+
+
+def test_contains_credits_every_response_the_originals_rule_credits():
+    """SPEC §6.4: the gold with ':', ',' and '.' deleted, a substring of the response (normalised).
+    Spacing the punctuation in both strings alone was stricter than that: "USA" missed "u.s.a."."""
+    from util_public.matching import _normal
+
+    for response in RESPONSES:
+        for gold in GOLDS:
+            original = " ".join("".join(c for c in _normal(gold) if c not in ":,.").split()) in _normal(response)
+            assert generation.contains(response, gold) or not original, (response, gold)
 
 
 def test_key_tokens_stay_visible_in_responses(bpe_tokenizer):
@@ -65,13 +86,32 @@ def test_key_tokens_stay_visible_in_responses(bpe_tokenizer):
     assert generation.exact(tok.decode(ids, skip_special_tokens=True), fact.object)
 
 
+GEN_PROMPTS = ["The capital of Veltoria is", "Hi", "The seat of government of Ka is located in"]
+
+
 def test_batched_left_padded_generation_equals_one_by_one(bpe_tokenizer):
-    model = tiny_model(len(bpe_tokenizer), seed=2)
-    prompts = [bpe_tokenizer(t, add_special_tokens=False)["input_ids"]
-               for t in ["The capital of Veltoria is", "Hi", "The seat of government of Ka is located in"]]
+    """The untied LM head makes the tiny model's answers depend on the context (a tied one repeats
+    the prompt's last token whatever it attends to, so attending to the padding went unnoticed)."""
+    model = tiny_model(len(bpe_tokenizer), seed=2, tie=False)
+    prompts = [bpe_tokenizer(t, add_special_tokens=False)["input_ids"] for t in GEN_PROMPTS]
     batched = HFBackend(model, bpe_tokenizer, gen_batch_size=3).generate(prompts, 6)
     alone = [HFBackend(model, bpe_tokenizer, gen_batch_size=1).generate([p], 6)[0] for p in prompts]
     assert batched == alone and all(len(r) == 6 for r in batched)
+    assert all(len(set(r)) > 1 for r in alone)        # not one token repeated: the context matters
+
+
+def test_a_response_ends_before_the_first_stop_token(bpe_tokenizer):
+    """The continuation is cut at the first EOS of the checkpoint's generation config (or the
+    tokenizer's): neither EOS nor the padding after it reaches the response."""
+    model = tiny_model(len(bpe_tokenizer), seed=2, tie=False)
+    prompts = [bpe_tokenizer(t, add_special_tokens=False)["input_ids"] for t in GEN_PROMPTS]
+    backend = HFBackend(model, bpe_tokenizer, gen_batch_size=3)
+    free = backend.generate(prompts, 6)
+    k, stop = next((k, r[k]) for r in free for k in range(1, 6) if r[k] not in r[:k])
+    model.generation_config.eos_token_id = stop
+    cut = backend.generate(prompts, 6)
+    assert cut == [r[:r.index(stop)] if stop in r else r for r in free]
+    assert any(len(r) == k for r in cut) and not any(stop in r for r in cut)
 
 
 @pytest.mark.parametrize("field,value", [("repetition_penalty", 5.0), ("no_repeat_ngram_size", 1),

@@ -339,3 +339,18 @@ def test_table_and_bar_chart(setup, tmp_path):
     assert text.splitlines()[0].split()[4] == "facts" and " 0-5 " in text
     png = report.bar_chart(found, tmp_path / "chart.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_a_changed_matcher_definition_recomputes_stored_generation_results(setup, monkeypatch):
+    """The gen hash named the matchers but not their definitions: after `contains` changed, stored
+    results would have been served with the old verdicts."""
+    from util_public import matching
+
+    info, model, tok, _ = setup
+    cfg = config(OPTS)
+    facts = api.load_factsets(cfg)[:1]
+    first = api.evaluate(model, tok, info, facts, ["hgp-0"], ["gen"], cfg)[0]
+    assert api.evaluate(model, tok, info, facts, ["hgp-0"], ["gen"], cfg)[0]["config_hash"] == first["config_hash"]
+    monkeypatch.setattr(matching, "VERSION", matching.VERSION + 1)
+    again = api.evaluate(model, tok, info, facts, ["hgp-0"], ["gen"], cfg)[0]
+    assert again["config_hash"] != first["config_hash"]

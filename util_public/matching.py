@@ -2,8 +2,11 @@
 matchers (SPEC §6.4) and training's memorization check (`prefix`).
 
 Both strings are NFKC-normalised, stripped, lower-cased and their whitespace runs collapsed.
-- contains: the gold occurs anywhere (the original's metric), both strings without ':', ',' and
-  '.' (the original stripped them from the gold only, so a gold holding one never matched);
+- contains: the gold occurs anywhere (the original's metric). ':', ',' and '.' are compared in two
+  forms, deleted from both strings and turned into spaces in both, and a match in either counts:
+  every response the original credits (the gold with them deleted, in the response) is credited,
+  and so are those its rule could never credit ("J. K. Rowling." or "J.K. Rowling" for the gold
+  "j. k. rowling"; "USA" for "u.s.a.", "1000" for "1,000");
 - prefix: the response starts with the gold, followed by a non-alphanumeric or the end;
 - exact: the response starts with the gold, followed by the end, a newline, or "." + space/end;
 - emitted: as `contains` (the same normalisation), but the gold must occur as a whole word or
@@ -17,6 +20,11 @@ from __future__ import annotations
 import re
 import unicodedata
 
+# Enters every generation result's hash: raised when a matcher's definition changes, so that
+# stored results are recomputed once rather than served with the old verdicts.
+# 2: `contains` and `emitted` also compare ':', ',' and '.' deleted (1: spaced only).
+VERSION = 2
+
 
 def _normal(text: str, keep_newlines: bool = False) -> str:
     text = unicodedata.normalize("NFKC", text).strip().lower()
@@ -25,13 +33,14 @@ def _normal(text: str, keep_newlines: bool = False) -> str:
     return " ".join(text.split())
 
 
-def _unpunctuated(text: str) -> str:
-    return " ".join(re.sub(r"[:,.]", " ", _normal(text)).split())
+def _unpunctuated(text: str) -> tuple[str, str]:
+    """The two forms `contains` and `emitted` compare: ':', ',' and '.' deleted, and as spaces."""
+    text = _normal(text)
+    return " ".join(re.sub(r"[:,.]", "", text).split()), " ".join(re.sub(r"[:,.]", " ", text).split())
 
 
 def contains(response: str, gold: str) -> bool:
-    g = _unpunctuated(gold)
-    return bool(g) and g in _unpunctuated(response)
+    return any(g and g in r for r, g in zip(_unpunctuated(response), _unpunctuated(gold)))
 
 
 def prefix(response: str, gold: str) -> bool:
@@ -51,7 +60,11 @@ def exact(response: str, gold: str) -> bool:
 
 
 def emitted(response: str, gold: str) -> bool:
-    r, g = _unpunctuated(response), _unpunctuated(gold)
+    return any(_as_phrase(r, g) for r, g in zip(_unpunctuated(response), _unpunctuated(gold)))
+
+
+def _as_phrase(r: str, g: str) -> bool:
+    """`g` occurs in `r` with no letter or digit on either side."""
     if not g:
         return False
     at = r.find(g)

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import catalogue, known, limits, modelio, paths, prompts, relspec
+from .. import catalogue, known, limits, matching, modelio, paths, prompts, relspec
 from .. import facts as factio
 from ..errors import UserError, under
 from ..facts import Fact
@@ -153,8 +153,9 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
                          "pool_relations": cfg.mc.pool_relations}
         if cfg.mc.pool_relations:     # pooled records carry per-metric fields: a new metric recomputes them
             payload["mc"]["metrics"] = sorted(metrics.MC_METRICS)
-    if task == "gen":    # the matcher names: a new matcher recomputes stored results once
-        payload["gen"] = {"max_new_tokens": cfg.gen.max_new_tokens, "metrics": sorted(metrics.GEN_METRICS)}
+    if task == "gen":    # the matchers' names and version: a new or changed matcher recomputes stored results once
+        payload["gen"] = {"max_new_tokens": cfg.gen.max_new_tokens, "metrics": sorted(metrics.GEN_METRICS),
+                          "matching": matching.VERSION}
     if task == "loss":
         payload["loss_probe"] = dataclasses.asdict(cfg.loss_probe)
     if prompts.parse(prompt_type).family == "ic-lke" or (p.test_type == "open" and p.open_content == "ic-lke"):
