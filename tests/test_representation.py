@@ -101,7 +101,6 @@ def test_every_state_is_its_own_texts_unpadded_forward_at_the_taken_token(bpe_to
         for t, name in enumerate(names):
             text = catalogue.substitute(prompts.template(name, "50", catalogue.prompts("50")), head)
             ids = prefix + tok(text, add_special_tokens=False).input_ids
-            assert tok.decode(ids[-1:]) == tok.decode(tok(text, add_special_tokens=False).input_ids[-1:])
             assert np.allclose(got.family["test-*"]["50"][f, t], _direct(model, ids, len(ids) - 1), atol=1e-5)
 
 
