@@ -52,9 +52,22 @@ def test_contains_drops_punctuation_from_the_gold():
     (" Washington DC", "washington, d.c.", True),
     (" 1000 people", "1,000", True),
     (" 1 000 people", "1,000", True),
+    (" about 1.5 million", "15", False),       # the response keeps its punctuation: "1.5" is not "15"
+    (" at 10:30", "1030", False),
 ])
 def test_contains_normalises_gold_and_response_alike(response, gold, expected):
     assert generation.contains(response, gold) is expected
+
+
+@pytest.mark.parametrize("response,gold,expected", [
+    (" Tell us more about it", "u.s.", False),  # deleting the dots made the pronoun an emission of "U.S."
+    (" It was founded in 1990", "i.t.", False),
+    (" the U.S. said", "u.s.", True),
+    (" J.K. Rowling wrote", "j. k. rowling", True),
+    (" st. louis", "st louis", True),
+])
+def test_emission_needs_the_object_as_written_apart_from_spacing(response, gold, expected):
+    assert generation.emitted(response, gold) is expected
 
 
 RESPONSES = [" USA.", " u.s.a", " U. S. A.", " 1,000", " 1000", " 1 000", " st. louis", " St Louis!", " J.K. Rowling",

@@ -117,7 +117,7 @@ def test_position_key_takes_the_prompts_key_token_and_refuses_a_prompt_without_o
     model = tiny_model(len(tok))
     facts = {"50": [Fact(i, "50", head, "o", []) for i, head in enumerate(["Veltoria", "Dark Tides"])]}
     with pytest.raises(UserError, match=r"position: key: prompt hgp-0 \(family hgp-0, relation 50\) has no key "
-                                        r"token <TRIGGER_50>.*position=last, or trigger-\* families"):
+                                        r"token <TRIGGER_50>.*position=last, or prompts that hold <TRIGGER_50> \(trigger-mid does\)"):
         representation.collect(model, tok, facts, ["trigger-begin", "hgp-0"], position="key")
     at_key = representation.collect(model, tok, facts, ["trigger-begin"], position="key").family["trigger-begin"]["50"]
     at_last = representation.collect(model, tok, facts, ["trigger-begin"]).family["trigger-begin"]["50"]
@@ -270,3 +270,27 @@ def test_a_representation_run_under_the_launcher_is_refused(env, problem, monkey
     with pytest.raises(UserError, match=problem):
         run(ReprCfg(models=["a"], relations="50", output_dir=str(tmp_path / "repr")))
     assert not (tmp_path / "repr").exists()
+
+
+def test_add_bos_true_without_a_bos_token_is_refused_before_any_model_loads(tmp_path, sp_tokenizer, isolated_roots,
+                                                                          monkeypatch):
+    """The refusal came after the models before it had loaded and run their whole analysis."""
+    import copy
+
+    from conftest import save_tiny_checkpoint
+    from util_public import facts as factsio, modelio
+    from util_public.errors import UserError
+    from util_public.representation_run import ReprCfg, run
+
+    plain = save_tiny_checkpoint(sp_tokenizer, tmp_path / "plain")
+    tok = copy.deepcopy(sp_tokenizer)
+    tok.bos_token = None
+    nobos = save_tiny_checkpoint(tok, tmp_path / "nobos")
+    factsio.write_facts(factsio.relation_file(isolated_roots["data"], "toy", "50"),
+                        [factsio.Fact(i, "50", f"Subj{i}", f"Obj{i}", [f"d{i}k{j}" for j in range(4)]) for i in range(3)])
+    loaded = []
+    monkeypatch.setattr(modelio, "load_causal_lm", lambda *a, **k: loaded.append(a) or 1 / 0)
+    with pytest.raises(UserError, match=r"add_bos: tokenizer .*nobos has no BOS token"):
+        run(ReprCfg(models=[str(plain), str(nobos)], relations="50", dataset="toy", index_end=3, families=["hgp-0"],
+                    add_bos="true", output_dir=str(tmp_path / "repr")))
+    assert loaded == [] and not (tmp_path / "repr").exists()

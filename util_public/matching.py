@@ -2,14 +2,14 @@
 matchers (SPEC §6.4) and training's memorization check (`prefix`).
 
 Both strings are NFKC-normalised, stripped, lower-cased and their whitespace runs collapsed.
-- contains: the gold occurs anywhere (the original's metric). ':', ',' and '.' are compared in two
-  forms, deleted from both strings and turned into spaces in both, and a match in either counts:
-  every response the original credits (the gold with them deleted, in the response) is credited,
-  and so are those its rule could never credit ("J. K. Rowling." or "J.K. Rowling" for the gold
-  "j. k. rowling"; "USA" for "u.s.a.", "1000" for "1,000");
+- contains: the gold occurs anywhere (the original's metric), in either of two comparisons: the
+  gold with ':', ',' and '.' deleted inside the response (the original's rule: "USA" for "u.s.a.",
+  "1000" for "1,000"), or both with them turned into spaces (what the original's rule could never
+  credit: "J. K. Rowling." or "J.K. Rowling" for the gold "j. k. rowling"). The response itself
+  never loses them: "1.5" does not become "15";
 - prefix: the response starts with the gold, followed by a non-alphanumeric or the end;
 - exact: the response starts with the gold, followed by the end, a newline, or "." + space/end;
-- emitted: as `contains` (the same normalisation), but the gold must occur as a whole word or
+- emitted: both strings with ':', ',' and '.' turned into spaces, and the gold must occur as a whole word or
   phrase (no letter or digit on either side), so "rome" in "chromosome" does not count. Its rate
   is `emission`: under a prompt whose answer is not the memorized object (`unrelated-k`, another relation's `X@B`) it measures how often the
   model says the memorized object anyway (specificity); under the train prompt it is the
@@ -22,7 +22,7 @@ import unicodedata
 
 # Enters every generation result's hash: raised when a matcher's definition changes, so that
 # stored results are recomputed once rather than served with the old verdicts.
-# 2: `contains` and `emitted` also compare ':', ',' and '.' deleted (1: spaced only).
+# 2: `contains` also credits the original's rule (the gold's ':', ',' and '.' deleted; 1: spaced only).
 VERSION = 2
 
 
@@ -33,14 +33,14 @@ def _normal(text: str, keep_newlines: bool = False) -> str:
     return " ".join(text.split())
 
 
-def _unpunctuated(text: str) -> tuple[str, str]:
-    """The two forms `contains` and `emitted` compare: ':', ',' and '.' deleted, and as spaces."""
-    text = _normal(text)
-    return " ".join(re.sub(r"[:,.]", "", text).split()), " ".join(re.sub(r"[:,.]", " ", text).split())
+def _spaced(text: str) -> str:
+    return " ".join(re.sub(r"[:,.]", " ", _normal(text)).split())
 
 
 def contains(response: str, gold: str) -> bool:
-    return any(g and g in r for r, g in zip(_unpunctuated(response), _unpunctuated(gold)))
+    deleted = " ".join(re.sub(r"[:,.]", "", _normal(gold)).split())
+    spaced = _spaced(gold)
+    return (bool(deleted) and deleted in _normal(response)) or (bool(spaced) and spaced in _spaced(response))
 
 
 def prefix(response: str, gold: str) -> bool:
@@ -60,7 +60,7 @@ def exact(response: str, gold: str) -> bool:
 
 
 def emitted(response: str, gold: str) -> bool:
-    return any(_as_phrase(r, g) for r, g in zip(_unpunctuated(response), _unpunctuated(gold)))
+    return _as_phrase(_spaced(response), _spaced(gold))
 
 
 def _as_phrase(r: str, g: str) -> bool:

@@ -79,8 +79,8 @@ def check_position(position: str, relations: list[str], families: list[str], key
             for name, tpl in _templates(rel, family, key_format, data_root):
                 if key_token not in tpl:
                     raise UserError("position", f"key: prompt {name} (family {family}, relation {rel}) has no key "
-                                    f"token {key_token}", "use position=last, or trigger-* families, whose prompts "
-                                    "hold the key token")
+                                    f"token {key_token}", f"use position=last, or prompts that hold {key_token} "
+                                    "(trigger-mid does)")
 
 
 def collect(model, tokenizer, facts_by_relation: dict[str, list[Fact]], families: list[str],

@@ -70,14 +70,13 @@ def _check_prompts(relations: list[str], families: list[str], data_root: Path) -
                             "e.g. families=[hgp-0,test-*]")
 
 
-def _load(info: ModelInfo, relations: list[str], dtype: str):
-    """(model, tokenizer, whether the key tokens had to be added untrained)."""
-    tokenizer = modelio.load_tokenizer(info.path)
+def _load(info: ModelInfo, tokenizer, relations: list[str], dtype: str):
+    """(model, whether the key tokens had to be added untrained to the model and `tokenizer`)."""
     model = modelio.load_causal_lm(info.path, dtype=dtype, device=modelio.default_device())
     needed = [t for rel in relations for t in prompts.key_tokens(rel, info.key_format)]
     keys = keytokens.add(tokenizer, needed, info.meta, info.path)
     keytokens.resize_and_init(model, tokenizer, keys, resize="grow_only", init="mean")
-    return model, tokenizer, bool(keys.added)
+    return model, bool(keys.added)
 
 
 def _input_files(relations: list[str], dataset: str, data_root: Path) -> list[Path]:
@@ -91,8 +90,6 @@ def run(cfg: ReprCfg, overrides: list[str] = ()) -> dict:
     if distributed.world()[0] > 1:      # every rank ran the whole analysis and replaced one folder
         raise UserError("launch", f"represent.py runs in one process, not {distributed.world()[0]} ranks",
                         "run it without the launcher")
-    if str(cfg.add_bos).strip().lower() not in ("auto", "true", "false"):
-        raise UserError("add_bos", f"{cfg.add_bos!r} is not auto, true or false")
     limits.check(cfg, {"batch_size": ">= 1", "num_threads": ">= 1", "index_begin": ">= 0"})
     if not cfg.models:
         raise UserError("models", "is empty", "name one or more registry names or checkpoint folders")
@@ -110,8 +107,11 @@ def run(cfg: ReprCfg, overrides: list[str] = ()) -> dict:
                         f"of relation(s) {', '.join(small)}", "select at least 2 facts")
     _check_prompts(relations, cfg.families, data_root)
     models = _models(cfg.models)
-    for info in models.values():
+    tokenizers = {}
+    for name, info in models.items():       # every refusal before the first model loads
         representation.check_position(cfg.position, relations, cfg.families, info.key_format, data_root)
+        tokenizers[name] = modelio.load_tokenizer(info.path)
+        requests.bos_prefix(tokenizers[name], cfg.add_bos, "add_bos")
     inputs = runinfo.fingerprint(_input_files(relations, cfg.dataset, data_root))
     # The default folder is named by everything its numbers depend on: the settings, the data and
     # each model (a changed fact file or checkpoint gets a new folder, not the old one overwritten).
@@ -124,7 +124,7 @@ def run(cfg: ReprCfg, overrides: list[str] = ()) -> dict:
     with atomicio.atomic_dir(out_dir) as staging:      # the folder holds one complete run, never a mix
         provenance = {"config": asdict(cfg), "overrides": list(overrides), "data_fingerprint": inputs,
                       "git": runinfo.git_info(), "versions": runinfo.package_versions(), "machine": runinfo.machine()}
-        summaries, written = _write(cfg, models, relations, facts, data_root, staging, provenance)
+        summaries, written = _write(cfg, models, tokenizers, relations, facts, data_root, staging, provenance)
     _print(summaries, plotting.short_labels(list(summaries)), [out_dir / p.relative_to(staging) for p in written])
     return summaries
 
@@ -143,13 +143,14 @@ def _check_replaceable(out_dir: Path) -> None:
                             "name a new or empty folder (the run replaces the folder whole)")
 
 
-def _write(cfg: ReprCfg, models: dict[str, ModelInfo], relations: list[str], facts: dict, data_root: Path,
-           out_dir: Path, provenance: dict) -> tuple[dict, list[Path]]:
+def _write(cfg: ReprCfg, models: dict[str, ModelInfo], tokenizers: dict, relations: list[str], facts: dict,
+           data_root: Path, out_dir: Path, provenance: dict) -> tuple[dict, list[Path]]:
     """Every model's summary (and vectors), the table, the heatmap and the PCA, under `out_dir`."""
     summaries, rows, keys_by_model, written = {}, [], {}, []
     device = modelio.default_device()
     for name, info in models.items():
-        model, tokenizer, untrained = _load(info, relations, cfg.dtype)
+        tokenizer = tokenizers[name]
+        model, untrained = _load(info, tokenizer, relations, cfg.dtype)
         bos = requests.bos_prefix(tokenizer, cfg.add_bos, "add_bos")
         got = representation.collect(model, tokenizer, facts, cfg.families, cfg.position, cfg.batch_size,
                                      info.key_format, data_root, bos)
