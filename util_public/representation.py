@@ -89,19 +89,18 @@ def collect(model, tokenizer, facts_by_relation: dict[str, list[Fact]], families
     """Key-token and prompt states for every relation, fact and template of `families`; prompt
     states at each prompt's last token, or at its key token (`position="key"`)."""
     check_position(position, list(facts_by_relation), families, key_format, data_root)
-    got = Collected()
+    got, pad = Collected(), pad_id(tokenizer)
     for rel, facts in facts_by_relation.items():
         key_id = tokenizer.convert_tokens_to_ids(prompts.key_tokens(rel, key_format)[-1])
         key_rows = _tokens(tokenizer, [catalogue.substitute(prompts.template("trigger-mid", rel, None,
                                                                              key_format=key_format), f.head)
                                        for f in facts], bos)
-        got.key[rel] = _states(model, key_rows, [_key_position(row, key_id) for row in key_rows], batch_size,
-                               pad_id(tokenizer))
+        got.key[rel] = _states(model, key_rows, [_key_position(row, key_id) for row in key_rows], batch_size, pad)
         for family in families:
             templates = _templates(rel, family, key_format, data_root)
             rows = _tokens(tokenizer, [catalogue.substitute(tpl, f.head) for f in facts for _, tpl in templates], bos)
             pos = [_key_position(row, key_id) if position == "key" else len(row) - 1 for row in rows]
-            states = _states(model, rows, pos, batch_size, pad_id(tokenizer))
+            states = _states(model, rows, pos, batch_size, pad)
             got.family.setdefault(family, {})[rel] = states.reshape(len(facts), len(templates), *states.shape[1:])
     return got
 

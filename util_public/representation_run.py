@@ -107,11 +107,11 @@ def run(cfg: ReprCfg, overrides: list[str] = ()) -> dict:
                         f"of relation(s) {', '.join(small)}", "select at least 2 facts")
     _check_prompts(relations, cfg.families, data_root)
     models = _models(cfg.models)
-    tokenizers = {}
+    tokenizers = {}                          # name -> (tokenizer, the BOS ids its texts start with)
     for name, info in models.items():       # every refusal before the first model loads
         representation.check_position(cfg.position, relations, cfg.families, info.key_format, data_root)
-        tokenizers[name] = modelio.load_tokenizer(info.path)
-        requests.bos_prefix(tokenizers[name], cfg.add_bos, "add_bos")
+        tokenizer = modelio.load_tokenizer(info.path)
+        tokenizers[name] = tokenizer, requests.bos_prefix(tokenizer, cfg.add_bos, "add_bos")
     inputs = runinfo.fingerprint(_input_files(relations, cfg.dataset, data_root))
     # The default folder is named by everything its numbers depend on: the settings, the data and
     # each model (a changed fact file or checkpoint gets a new folder, not the old one overwritten).
@@ -149,9 +149,8 @@ def _write(cfg: ReprCfg, models: dict[str, ModelInfo], tokenizers: dict, relatio
     summaries, rows, keys_by_model, written = {}, [], {}, []
     device = modelio.default_device()
     for name, info in models.items():
-        tokenizer = tokenizers[name]
+        tokenizer, bos = tokenizers[name]
         model, untrained = _load(info, tokenizer, relations, cfg.dtype)
-        bos = requests.bos_prefix(tokenizer, cfg.add_bos, "add_bos")
         got = representation.collect(model, tokenizer, facts, cfg.families, cfg.position, cfg.batch_size,
                                      info.key_format, data_root, bos)
         per_layer = representation.metrics(got)
