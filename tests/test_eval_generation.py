@@ -113,7 +113,8 @@ def test_batched_left_padded_generation_equals_one_by_one(bpe_tokenizer):
     assert all(len(set(r)) > 1 for r in alone)        # not one token repeated: the context matters
 
 
-def test_a_response_ends_before_the_first_stop_token(bpe_tokenizer):
+@pytest.mark.parametrize("listed", ["alone", "second of two"])   # Qwen2.5's config lists two EOS
+def test_a_response_ends_before_the_first_stop_token(bpe_tokenizer, listed):
     """The continuation is cut at the first EOS of the checkpoint's generation config (or the
     tokenizer's): neither EOS nor the padding after it reaches the response."""
     model = tiny_model(len(bpe_tokenizer), seed=2, tie=False)
@@ -121,7 +122,8 @@ def test_a_response_ends_before_the_first_stop_token(bpe_tokenizer):
     backend = HFBackend(model, bpe_tokenizer, gen_batch_size=3)
     free = backend.generate(prompts, 6)
     k, stop = next((k, r[k]) for r in free for k in range(1, 6) if r[k] not in r[:k])
-    model.generation_config.eos_token_id = stop
+    unused = next(t for t in range(len(bpe_tokenizer)) if all(t not in r for r in free))
+    model.generation_config.eos_token_id = stop if listed == "alone" else [unused, stop]
     cut = backend.generate(prompts, 6)
     assert cut == [r[:r.index(stop)] if stop in r else r for r in free]
     assert any(len(r) == k for r in cut) and not any(stop in r for r in cut)

@@ -168,3 +168,22 @@ def test_the_plan_and_the_backend_draw_the_length_limit_at_the_same_token(task, 
             continue
         verdicts.append("ran")
     assert verdicts == ["refused" if short else "ran"] * 2
+
+
+@pytest.mark.parametrize("listed", [None, 7, [7, 9]])
+def test_vllm_stops_where_the_hf_backend_stops(listed, sp_tokenizer, tmp_path):
+    """One stop set from the tokenizer's EOS and every EOS of generation_config.json (a list in
+    Qwen2.5's), read from the checkpoint by vLLM and from the loaded model by hf."""
+    from transformers import AutoModelForCausalLM
+
+    from util_public import greedy
+
+    ckpt = save_tiny_checkpoint(sp_tokenizer, tmp_path / "m")
+    if listed is None:
+        (ckpt / "generation_config.json").unlink()
+    else:
+        config = json.loads((ckpt / "generation_config.json").read_text())
+        (ckpt / "generation_config.json").write_text(json.dumps({**config, "eos_token_id": listed}))
+    expected = {sp_tokenizer.eos_token_id} | set([] if listed is None else [listed] if isinstance(listed, int) else listed)
+    hf_model = AutoModelForCausalLM.from_pretrained(ckpt)
+    assert vllm.stop_ids(str(ckpt), sp_tokenizer) == greedy.stop_ids(sp_tokenizer, hf_model.generation_config) == expected

@@ -27,6 +27,14 @@ def checkpoint_defaults_off(model):
         model.generation_config = saved
 
 
+def stop_ids(tokenizer, generation_config) -> set[int]:
+    """The ids that end a generation: the tokenizer's EOS and every EOS of the checkpoint's
+    generation config (Qwen2.5-Instruct lists `<|im_end|>` and `<|endoftext|>`); hf and vLLM alike."""
+    eos = getattr(generation_config, "eos_token_id", None)
+    ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+    return ids | ({tokenizer.eos_token_id} - {None})
+
+
 def generate(model, input_ids, attention_mask, max_new_tokens: int, eos_token_id=None, pad_token_id=None):
     """Greedy continuations (prompt included, as `model.generate` returns them)."""
     from transformers import GenerationConfig

@@ -197,7 +197,7 @@ class HFBackend:
         """Greedy continuations (token ids, EOS and padding removed) for token-id prompts."""
         for i, p in enumerate(prompts):
             self.check_length(f"prompt {i}", len(p) + max_new_tokens)
-        stop = self.stop_ids()
+        stop = greedy.stop_ids(self.tokenizer, self.model.generation_config)
         results: list = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         for start in range(0, len(order), self.gen_batch_size):
@@ -210,13 +210,6 @@ class HFBackend:
                 cut = next((k for k, t in enumerate(new) if t in stop), len(new))
                 results[i] = new[:cut]
         return results
-
-    def stop_ids(self) -> set[int]:
-        eos = getattr(self.model.generation_config, "eos_token_id", None)
-        ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(self.tokenizer.eos_token_id)
-        return ids
 
 
 def _sliding_window(config) -> int | None:

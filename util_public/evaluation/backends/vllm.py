@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ... import modelio, vllm_env, vllm_server
+from ...greedy import stop_ids as eos_ids
 from ...errors import UserError
 from ..records import ScoreRecord, from_token_logprobs
 from ..requests import Request
@@ -268,13 +269,11 @@ def _from_prompt_logprobs(request: Request, prompt_logprobs: list) -> tuple[list
 
 
 def stop_ids(model_path: str, tokenizer) -> set[int]:
-    """EOS ids of the tokenizer and the checkpoint's generation config (the same set as hf)."""
+    """The stop set hf uses, from the checkpoint's generation_config.json (when it has one)."""
     from transformers import GenerationConfig
 
-    ids = {tokenizer.eos_token_id} - {None}
     try:
-        eos = GenerationConfig.from_pretrained(model_path).eos_token_id
+        config = GenerationConfig.from_pretrained(model_path)
     except OSError:   # no generation_config.json
-        eos = None
-    ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    return ids
+        config = None
+    return eos_ids(tokenizer, config)
