@@ -138,9 +138,11 @@ def test_a_changed_source_converts_again_and_an_unchanged_one_does_not(fake_conv
     assert "(its models.json source changed)" in capsys.readouterr().out
     resolve(generation_config=eos)
     assert len(calls) == 2
-    (path / embedded.SOURCE_FILE).write_text('{"source": ')        # damaged: converted again
-    resolve(generation_config=eos)
-    assert calls == [{}, eos, eos]
+    for damaged in ('{"source": ', "[]", b"\xff\xfe"):                 # converted again
+        record = path / embedded.SOURCE_FILE
+        record.write_bytes(damaged) if isinstance(damaged, bytes) else record.write_text(damaged)
+        resolve(generation_config=eos)
+    assert calls == [{}, eos, eos, eos, eos]
     assert json.loads((path / embedded.SOURCE_FILE).read_text())["source"]["generation_config"] == eos
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata as md
-import json
 import shutil
 from pathlib import Path
 
-from . import atomicio, locking
+from . import atomicio, locking, textio
 from .errors import UserError
 
 SOURCE_FILE = "mtg_source.json"
@@ -29,10 +28,10 @@ def is_materialized(target: Path, source: dict) -> bool:
     if not (target / SOURCE_FILE).is_file() or not (target / "config.json").is_file():
         return False
     try:
-        recorded = json.loads((target / SOURCE_FILE).read_text(encoding="utf-8"))
-    except ValueError:        # damaged: convert again
+        recorded = textio.read_json(target / SOURCE_FILE)
+    except UserError:         # damaged: convert again
         return False
-    return isinstance(recorded, dict) and recorded.get("source") == source
+    return recorded.get("source") == source
 
 
 def locate_part(name: str, dist: str, relpath: str, wheels: list[str]) -> Path:
