@@ -135,7 +135,7 @@ def test_a_changed_source_converts_again_and_an_unchanged_one_does_not(fake_conv
     assert calls == [{}]
     eos = {"eos_token_id": [151645, 151643]}
     assert resolve(generation_config=eos) == path and calls == [{}, eos]
-    assert "(its models.json source changed)" in capsys.readouterr().out
+    assert "(its record differs from the models.json source)" in capsys.readouterr().out
     resolve(generation_config=eos)
     assert len(calls) == 2
     for damaged in ('{"source": ', "[]", b"\xff\xfe"):                 # converted again

@@ -62,7 +62,7 @@ def materialize(name: str, entry: dict) -> Path:
     with locking.exclusive(target.parent / f".{target.name}.lock"):
         if is_materialized(target, source):  # another process converted it while we waited
             return target
-        why = "its models.json source changed" if (target / SOURCE_FILE).is_file() else "first use only"
+        why = "its record differs from the models.json source" if (target / SOURCE_FILE).is_file() else "first use only"
         print(f"converting embedded model {name} to {target} ({why})", flush=True)
         with atomicio.atomic_dir(target) as tmp:
             gguf = _joined_gguf(parts, tmp)
