@@ -54,4 +54,4 @@ def test_vllm_is_refused_on_several_ranks(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     with pytest.raises(UserError, match="several ranks split questions with backend=hf"):
-        runner._ranks("vllm")
+        runner._ranks("vllm", 1800)

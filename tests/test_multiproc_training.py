@@ -1,5 +1,6 @@
 """Training on several processes (CPU, gloo) through our launcher: DDP equivalence, sharding, one
-writer, two machines on loopback, a killed rank and its resume, Phase 2 on top, and the refusals.
+writer, two machines on loopback, a killed rank and its resume, Phase 2 on top, the refusals, and a
+machine that never joins (training and evaluation).
 
 The reference is one uninterrupted 2-rank run launched as two machines on loopback (`--nnodes 2`,
 one process each; module fixture, under tests/rankprobe.py, which records what each rank saw and
@@ -151,6 +152,39 @@ def test_a_killed_rank_stops_the_job_and_one_machines_rerun_ends_as_two_machines
     expected, got = weights(ddp["run"]), weights(run_dir)
     assert all(torch.equal(got[k], expected[k]) for k in expected)
     assert [r["loss"] for r in metrics(run_dir)][-2:] == [r["loss"] for r in metrics(ddp["run"])][-2:]
+
+
+JOIN_CASES = {    # the script, node 0's arguments, the argument node 1 refuses, what node 0 would write
+    "train": (["training/train.py", "--config-name", "phase1", *STAGE, "save.run_name=waits", "train.ddp_timeout_s=5"],
+              "train.learning_rate=-1", "train.ddp_timeout_s", lambda p: p["runs"] / "waits"),
+    "eval": (["evaluation/eval.py", "model.name=tiny-base", "mc.num_options=3", "runtime.num_threads=1",
+              "hf.ddp_timeout_s=5"], "mc.num_options=1", "hf.ddp_timeout_s", lambda p: p["results"]),
+}
+
+
+@pytest.mark.multiproc
+@pytest.mark.parametrize("script", sorted(JOIN_CASES))
+def test_a_machine_whose_ranks_never_join_ends_the_others_wait_with_one_line(ddp, script):
+    """Node 1 refuses its own arguments before joining; node 0 waited 30 min for it (torch's default:
+    on a CPU the Trainer does not pass its ddp_timeout on), then ended with torch's traceback. Now
+    the wait is the configured one (5 s: node 0 ended after 16 s in all), and it ends with one line
+    naming the rank, the wait and the key, having written nothing."""
+    args, refused, key, output = JOIN_CASES[script]
+    common = ["--nproc-per-node", "1", "--nnodes", "2", "--master-addr", "127.0.0.1", "--port", str(free_port())]
+    env = project_env(ddp)
+    nodes = [spawn(launcher(*common, "--node-rank", str(rank), *args, *([refused] if rank else [])), env)
+             for rank in (0, 1)]
+    try:
+        (_, err0), (_, err1) = (node.communicate(timeout=LAUNCH_TIMEOUT_S) for node in nodes)
+    finally:            # a node still waiting (the timeout not applied) must not outlive the test
+        for node in nodes:
+            node.kill()
+    assert nodes[1].returncode != 0 and f"error: {refused.split('=')[0]}" in err1, err1[-2000:]
+    assert nodes[0].returncode != 0
+    assert ("error: launch: rank 0 of 2 waited 5 s for the other ranks to join the process group, and not all came"
+            in err0), err0[-3000:]
+    assert f"{key} sets how long to wait" in err0
+    assert not output(ddp).exists()
 
 
 @pytest.mark.multiproc

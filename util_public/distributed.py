@@ -44,6 +44,31 @@ def check_started() -> None:
               f"{LAUNCH_HINT}", file=sys.stderr)
 
 
+def join(timeout_s: int, key: str):
+    """Form the process group (accelerate's PartialState: gloo on a CPU, NCCL on GPUs) and return
+    the state. Each rank waits here for all the others, at most `timeout_s`, which then bounds every
+    later collective too. We form it before the Trainer does because the Trainer hands its
+    `ddp_timeout` to accelerate only on GPUs: on a CPU its ranks waited torch's default 30 min. A
+    rank that never comes (its machine was not started, or it refused its own arguments or missed a
+    file there) ends the wait with one line instead of torch's traceback."""
+    import datetime
+
+    import torch
+    from accelerate import PartialState
+    from torch.distributed import DistError
+
+    try:
+        return PartialState(cpu=not torch.cuda.is_available(), timeout=datetime.timedelta(seconds=timeout_s))
+    except DistError as exc:
+        size, rank = world()
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError("launch", f"rank {rank} of {size} waited {timeout_s:g} s for the other ranks to join the "
+                        f"process group, and not all came ({detail})",
+                        "a rank that refused says why in its own `error:` line (on several machines: in that "
+                        "machine's output); start every machine with the same arguments and files; "
+                        f"{key} sets how long to wait") from None
+
+
 def _simple_launcher_asked_for_several() -> bool:
     """accelerate's simple launcher sets ACCELERATE_USE_CPU on every launch, and MASTER_ADDR
     (127.0.0.1 unless --main_process_ip) only for more than one process; it is the launcher of

@@ -48,7 +48,7 @@ def run(cfg: EvalConfig) -> list[dict]:
     distributed.check_started()
     backend_name = check(cfg)
     configure_cpu(cfg.runtime.num_threads)
-    device = _ranks(backend_name)
+    device = _ranks(backend_name, cfg.hf.ddp_timeout_s)
     info = describe(cfg.model.name, cfg.model.path)
     modelio.check_checkpoint(info.path)     # before any output, for either backend
     tokenizer = modelio.load_tokenizer(info.path)
@@ -71,7 +71,7 @@ def run(cfg: EvalConfig) -> list[dict]:
     return summaries
 
 
-def _ranks(backend_name: str) -> str | None:
+def _ranks(backend_name: str, timeout_s: int) -> str | None:
     """On several ranks: join the process group (accelerate; gloo on CPU) and return this rank's
     device; on one: None (the configured device)."""
     if distributed.world()[0] == 1:
@@ -80,10 +80,7 @@ def _ranks(backend_name: str) -> str | None:
         raise UserError("backend", f"{backend_name} evaluates in one process (its own tensor parallelism: "
                         "vllm.tensor_parallel_size); several ranks split questions with backend=hf",
                         "set backend=hf, or run eval.py without the launcher")
-    import torch
-    from accelerate import PartialState
-
-    return str(PartialState(cpu=not torch.cuda.is_available()).device)
+    return str(distributed.join(timeout_s, "hf.ddp_timeout_s").device)
 
 
 class _NoModel:

@@ -55,7 +55,7 @@ def training_arguments(cfg: TrainStageConfig, output_dir: Path, grad_accum: int,
         full_determinism=t.full_determinism, bf16=bf16, use_cpu=not torch.cuda.is_available(),
         logging_strategy="steps", logging_steps=t.logging_steps, save_strategy="no", save_only_model=False,
         report_to=_report_to(t.report_to), disable_tqdm=False, remove_unused_columns=False,
-        dataloader_num_workers=t.dataloader_num_workers,
+        dataloader_num_workers=t.dataloader_num_workers, ddp_timeout=t.ddp_timeout_s,
         ddp_find_unused_parameters=False,   # every parameter takes part in each forward
     )
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}

@@ -92,7 +92,9 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
                 print(f"already complete: {run.path} (config hash {config_hash[:12]})")
             return 0
 
-        args = hfargs.training_arguments(cfg, run.path, grad_accum, run_name)   # starts the process group
+        if world_size > 1:       # the ranks meet here
+            distributed.join(cfg.train.ddp_timeout_s, "train.ddp_timeout_s")
+        args = hfargs.training_arguments(cfg, run.path, grad_accum, run_name)   # reuses the process group
         from accelerate import PartialState
 
         state = PartialState()

@@ -88,6 +88,7 @@ class TrainConfig:
     logging_steps: int = 1
     num_threads: Optional[int] = None          # CPU threads (null: all cores)
     dataloader_num_workers: int = 0
+    ddp_timeout_s: int = 1800                  # the Trainer's ddp_timeout: the ranks' wait to join, and at each collective
     resume: str = "auto"                       # auto | never | restart
     stop_after_epochs: Optional[int] = None    # end this invocation after N epochs; a rerun resumes
     dry_run: bool = False                      # print {"run_name", "run_dir"} and exit, writing nothing
@@ -152,6 +153,7 @@ LIMITS = {
     "train.max_grad_norm": "> 0", "train.per_device_train_batch_size": ">= 1",
     "train.gradient_accumulation_steps": ">= 1", "train.effective_batch_size": ">= 1", "train.epochs": ">= 1",
     "train.logging_steps": ">= 1", "train.num_threads": ">= 1", "train.dataloader_num_workers": ">= 0",
+    "train.ddp_timeout_s": ">= 1",
     "train.stop_after_epochs": ">= 1", "train.preview_masks": ">= 0", "model.base_epoch": ">= 1",
     "registry.lock_timeout_s": ">= 0", "train.seed": limits.SEED,
 }
