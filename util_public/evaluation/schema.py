@@ -141,7 +141,8 @@ LIMITS = {
     "data.index_begin": ">= 0", "data.index_end": ">= 1", "mc.num_options": ">= 2", "mc.batch_size": ">= 1",
     "gen.max_new_tokens": ">= 1", "gen.batch_size": ">= 1", "ic_lke.example_num": ">= 1",
     "vllm.tensor_parallel_size": ">= 1", "vllm.gpu_memory_utilization": "> 0, <= 1", "vllm.max_model_len": ">= 1",
-    "vllm.max_rows_per_call": ">= 1", "runtime.num_threads": ">= 1", "hf.ddp_timeout_s": ">= 1", "seed": limits.SEED, "ic_lke.seed": limits.SEED,
+    "vllm.max_rows_per_call": ">= 1", "runtime.num_threads": ">= 1", "hf.ddp_timeout_s": ">= 1",
+    "seed": limits.SEED, "ic_lke.seed": limits.SEED,
 }
 
 

@@ -88,7 +88,7 @@ class TrainConfig:
     logging_steps: int = 1
     num_threads: Optional[int] = None          # CPU threads (null: all cores)
     dataloader_num_workers: int = 0
-    ddp_timeout_s: int = 1800                  # the Trainer's ddp_timeout: the ranks' wait to join, and at each collective
+    ddp_timeout_s: int = 1800                  # the ranks' wait to join, and at each collective (ddp_timeout)
     resume: str = "auto"                       # auto | never | restart
     stop_after_epochs: Optional[int] = None    # end this invocation after N epochs; a rerun resumes
     dry_run: bool = False                      # print {"run_name", "run_dir"} and exit, writing nothing
