@@ -61,9 +61,8 @@ def join(timeout_s: int, key: str):
         return PartialState(cpu=not torch.cuda.is_available(), timeout=datetime.timedelta(seconds=timeout_s))
     except DistError as exc:
         size, rank = world()
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError("launch", f"rank {rank} of {size} waited {timeout_s:g} s for the other ranks to join the "
-                        f"process group, and not all came ({detail})",
+                        f"process group, and not all came ({_one_line(exc)})",
                         "a rank that refused says why in its own `error:` line (on several machines: in that "
                         "machine's output); start every machine with the same arguments and files; "
                         f"{key} sets how long to wait") from None
@@ -88,9 +87,14 @@ def deepspeed_problem() -> str | None:
     try:
         import deepspeed  # noqa: F401
     except Exception as exc:       # ImportError, or whatever a broken build raises while importing
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        return _one_line(exc)
     return None
+
+
+def _one_line(exc: BaseException) -> str:
+    """`Type: first line of the message` (the type alone for an empty message)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
 
 
 def check_sharding_mode() -> None:
