@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from util_public import demo, representation_run
-from util_public.cli import _after_overrides, compose, reject_undeclared, to_object
+from util_public.cli import _after_overrides, _refuse_undeclared_before_printing, compose, reject_undeclared, to_object
 from util_public.datagen import schema as gen_schema
 from util_public.errors import UserError
 from util_public.evaluation.plan import check_config
@@ -216,6 +216,40 @@ def test_every_config_header_shows_a_launch_command_that_composes(rel):
         assert f"+{Path(rel).parent.name}={Path(rel).stem}" in args
     else:
         assert Path(rel).stem == name
+
+
+@pytest.mark.parametrize("stage,name,override,undeclared", APPENDED, ids=[a[2] for a in APPENDED])
+@pytest.mark.parametrize("flag", ["--cfg job", "-c all"])
+def test_printing_the_config_refuses_an_appended_key_as_a_run_does(stage, name, override, undeclared, flag,
+                                                                     monkeypatch):
+    """`--cfg` prints without running the task, whose check refuses appended keys; it used to print the
+    typo as one more key and exit 0."""
+    monkeypatch.setattr(sys, "argv", ["app", *flag.split(), override])
+    check = lambda: _refuse_undeclared_before_printing(REPO_ROOT / stage[0], name, stage[1], stage[2])
+    if undeclared is None:
+        check()
+        return
+    with pytest.raises(UserError) as err:
+        check()
+    assert err.value.where == undeclared
+
+
+@pytest.mark.parametrize("argv", [["+foo=1"], ["-m", "+foo=1", "--cfg", "job"], ["--cfg"],
+                                  ["--config-dir", "/nonexistent", "--cfg", "job", "+foo=1"]],
+                         ids=["no --cfg", "sweep", "malformed", "other config dir"])
+def test_what_is_not_a_plain_print_is_left_to_hydra_and_the_run(argv, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["app", *argv])
+    _refuse_undeclared_before_printing(REPO_ROOT / EVAL[0], "eval", EVAL[1], EVAL[2])
+    assert capsys.readouterr().err == ""          # argparse's complaint is Hydra's to print, once
+
+
+def test_the_printing_entry_point_exits_two_with_one_line_and_prints_no_config():
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "training" / "train.py"), "--config-name", "phase1",
+                           "--cfg", "job", "+train.learnig_rate=1"], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.strip().splitlines() == [
+        "error: train.learnig_rate: not a key of this config (added with + or ++); remove it, or fix its "
+        "spelling (`--cfg job` without it prints every key)"]
 
 
 @pytest.mark.parametrize("argv,at", [

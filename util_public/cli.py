@@ -9,7 +9,9 @@ directory. Tracebacks: `debug=true` or `MTG_DEBUG=1` (either one).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
+import io
 import os
 import shutil
 import sys
@@ -76,11 +78,34 @@ def hydra_entry(config_dir: Path, config_name: str, schema_name: str, schema: ty
             task(cfg, overrides)
         exit_on_user_error(checked_task, debug=debug)
 
+    exit_on_user_error(lambda: _refuse_undeclared_before_printing(config_dir, config_name, schema_name, schema))
     given = {arg.split("=", 1)[0] for arg in sys.argv[1:]}
     quiet = [q for q in (*_QUIET_HYDRA, f"hydra.sweep.dir={_sweep_dir()}") if q.split("=", 1)[0] not in given]
     at = _after_overrides(sys.argv)
     sys.argv[at:at] = quiet
     _main()
+
+
+def _refuse_undeclared_before_printing(config_dir: Path, config_name: str, schema_name: str, schema: type) -> None:
+    """`--cfg job` prints the composed config and never runs the task, where `+typo=1` is refused: so
+    compose it here first and refuse the same keys. Anything else Hydra reports itself (a sweep, another
+    config directory, its own composition errors)."""
+    if not {"--cfg", "-c"} & set(sys.argv[1:]):
+        return
+    from hydra._internal.utils import get_args_parser
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):      # a malformed command: Hydra's own parse says so
+            args = get_args_parser().parse_args(sys.argv[1:])
+    except SystemExit:
+        return
+    if args.multirun or args.config_path or args.config_dir:
+        return
+    try:
+        compose(config_dir, args.config_name or config_name, schema_name, schema, args.overrides)
+    except UserError:
+        raise
+    except Exception:           # Hydra's composition errors: its printing run reports them in its own words
+        return
 
 
 # Hydra's flags that take a value (`--info` takes one optionally: a word without "=").
@@ -114,7 +139,7 @@ def reject_undeclared(cfg: DictConfig, schema: Any) -> None:
     unknown = _undeclared(cfg, ref, "")
     if unknown:
         raise UserError(unknown[0], "not a key of this config (added with + or ++)",
-                        "remove it, or fix its spelling: `--cfg job` prints every key")
+                        "remove it, or fix its spelling (`--cfg job` without it prints every key)")
 
 
 def _undeclared(node: DictConfig, ref: DictConfig, prefix: str) -> list[str]:
