@@ -132,6 +132,7 @@ if [ "$REGISTRY" = models.json ]; then
   echo "pipeline: checkpoints will be registered in the repository's tracked models.json" \
        "(set MTG_MODELS_JSON=runs/models.json to keep it unchanged)" >&2
 else
+  [ "$PLAN_ONLY" = 1 ] || mtg_start_registry pipeline
   echo "pipeline: checkpoints will be registered in $REGISTRY" >&2
 fi
 

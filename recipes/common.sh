@@ -92,10 +92,7 @@ if [ "$SMOKE" = 1 ]; then   # a smoke run never touches the user's data, runs, r
   RECIPE_HOME=${RECIPE_HOME:-runs/recipes-smoke}
   export MTG_DATA_ROOT=${MTG_DATA_ROOT:-$RECIPE_HOME/data} MTG_RUNS_ROOT=${MTG_RUNS_ROOT:-$RECIPE_HOME/runs}
   export MTG_RESULTS_ROOT=${MTG_RESULTS_ROOT:-$RECIPE_HOME/results}
-  if [ -z "${MTG_MODELS_JSON:-}" ]; then
-    export MTG_MODELS_JSON=$RECIPE_HOME/models.json
-    PRIVATE_REGISTRY=1     # a copy of models.json, made by recipe_run
-  fi
+  export MTG_MODELS_JSON=${MTG_MODELS_JSON:-$RECIPE_HOME/models.json}   # a copy of models.json (recipe_run)
 fi
 RECIPE_RESULTS=${RECIPE_RESULTS:-${MTG_RESULTS_ROOT:-evaluation/test_result}/recipes/$RECIPE_ID}
 PLAN=$RECIPE_RESULTS/plan.tsv
@@ -249,8 +246,6 @@ recipe_run() {
     return 0
   fi
   [ "${SKIP_SETUP:-0}" = 1 ] || bash scripts/setup.sh
-  if [ "${PRIVATE_REGISTRY:-0}" = 1 ] && [ ! -f "$MTG_MODELS_JSON" ]; then
-    mkdir -p "$RECIPE_HOME" && cp models.json "$MTG_MODELS_JSON"
-  fi
+  mtg_start_registry recipe
   "$PY" -m util_public.recipes.execute "$PLAN"
 }

@@ -40,6 +40,17 @@ for _var in MTG_DATA_ROOT MTG_RUNS_ROOT MTG_RESULTS_ROOT MTG_MODELS_JSON MTG_MOD
 done
 unset _var
 
+# mtg_start_registry WHO: an MTG_MODELS_JSON that names no file yet starts as a copy of the tracked
+# models.json, written atomically (a registry that does not exist holds no model to start from: the
+# pipeline's own hint, `MTG_MODELS_JSON=runs/models.json`, ended in "not in the registry").
+mtg_start_registry() {
+  local reg=${MTG_MODELS_JSON:-}
+  [ -n "$reg" ] && [ ! -e "$reg" ] && [ ! -L "$reg" ] || return 0
+  mkdir -p "$(dirname "$reg")" && cp models.json "$reg.tmp.$$" && mv "$reg.tmp.$$" "$reg" \
+    || mtg_error "MTG_MODELS_JSON=$reg" "could not start it as a copy of models.json"
+  echo "$1: $reg did not exist: it starts as a copy of models.json" >&2
+}
+
 # mtg_no_arguments SCRIPT HINT [ARGUMENT...]: a script whose parameters are environment variables
 # refuses arguments (a Hydra override given as one was dropped without a word).
 mtg_no_arguments() {

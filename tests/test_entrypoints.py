@@ -286,3 +286,53 @@ def test_a_bad_relation_id_is_said_once(stubs, isolated_roots):
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
         "error: data.relation_id: '50+' has an empty part; use forms like 50, 12+21+50 or 21&105"]
     assert not any(isolated_roots[k].exists() for k in ("data", "runs", "results"))
+
+
+# mtg_start_registry (bashlib), as the pipeline and the recipes call it: MTG_MODELS_JSON's file, how it
+# is before -> (how it is after: "copy", "same" or None for absent; the stderr line, or None).
+START_REGISTRY = {
+    "missing, in a folder not made yet": ("sub/models.json", None, "copy", "who: {reg} did not exist: it starts "
+                                                                           "as a copy of models.json"),
+    "an existing registry is left alone": ("models.json", "{}", "same", None),
+    "a dangling link is left for Python to report": ("models.json", "link", None, None),
+    "unset": (None, None, None, None),
+    "a parent that is a file": ("file/models.json", None, None, "error: MTG_MODELS_JSON={reg}: could not start "
+                                                                  "it as a copy of models.json"),
+}
+
+
+@pytest.mark.parametrize("case", list(START_REGISTRY))
+def test_a_registry_named_but_not_made_yet_starts_as_a_copy_of_the_tracked_one(case, tmp_path):
+    rel, before, after, line = START_REGISTRY[case]
+    env = {k: v for k, v in os.environ.items() if k != "MTG_MODELS_JSON"}
+    reg = tmp_path / rel if rel else None
+    if reg:
+        env["MTG_MODELS_JSON"] = str(reg)
+        (tmp_path / "file").write_text("")
+        if before == "link":
+            reg.symlink_to(tmp_path / "nowhere.json")
+        elif before is not None:
+            reg.write_text(before)
+    done = subprocess.run(["bash", "-c", "source scripts/bashlib.sh && mtg_start_registry who"], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert done.returncode == (2 if line and line.startswith("error") else 0), done.stderr
+    lines = [x for x in done.stderr.splitlines() if x.startswith(("who:", "error:"))]
+    assert lines == ([line.format(reg=reg)] if line else [])
+    if after == "copy":
+        assert reg.read_bytes() == (REPO / "models.json").read_bytes()
+    elif after == "same":
+        assert reg.read_text() == before
+    assert sorted(p.name for p in tmp_path.rglob("*.tmp.*")) == []      # no temporary copy left behind
+
+
+@pytest.mark.parametrize("plan_only", ["0", "1"])
+def test_the_pipelines_own_hint_for_keeping_models_json_unchanged_works(plan_only, stubs, isolated_roots, tmp_path):
+    """`MTG_MODELS_JSON=runs/models.json`, as the pipeline suggests, named a file nothing made: Phase 1's
+    model was then 'not in the registry'. It starts as a copy when the pipeline runs (a plan writes
+    nothing). The failing `python` stub stops the pipeline at its first Python step, after the registry."""
+    registry = tmp_path / "runs" / "models.json"
+    env = {**job_env(stubs), "SKIP_SETUP": "1", "PLAN_ONLY": plan_only, "PY": str(stubs[0] / "python"),
+           "MTG_MODELS_JSON": str(registry)}
+    done = bash("pipeline_llama_custome.sh", env)
+    assert done.returncode != 0 and f"checkpoints will be registered in {registry}" in done.stderr
+    assert registry.exists() == (plan_only == "0")

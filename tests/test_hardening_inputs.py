@@ -505,6 +505,8 @@ CASES = [
     # training
     Case("train-unknown-model", "train", tr("model.base=tiny-bse"),
          ("model 'tiny-bse'", "{registry}", "closest names: tiny-base"), via="entry"),
+    Case("train-registry-file-not-made-yet", "train", then(tr(), lambda c: c.registry.unlink()),
+         ("model 'tiny-base'", "{registry} (no such file)", "start it as a copy of the repository's models.json")),
     Case("train-registry-entry-nowhere", "train",
          then(tr("model.base=ghost"), _ghost),
          ("{registry}: ghost", "{base}/nowhere", "does not exist"), via="entry"),

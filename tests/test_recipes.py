@@ -434,11 +434,15 @@ def test_recipe_runs_end_to_end(recipe, tiny_base, tmp_path):
 
 @pytest.mark.integration
 def test_icl_recipe_as_a_script(tiny_base, tmp_path):
-    """E5 through bash and the executor's own process: the base model with the facts in context."""
-    env = recipe_env(tmp_path, BASE_MODEL=tiny_base, **SMALL)
+    """E5 through bash and the executor's own process: the base model (by its directory) with the facts
+    in context; a registry named by MTG_MODELS_JSON that does not exist yet starts as a copy."""
+    registry = tmp_path / "fresh" / "models.json"
+    env = recipe_env(tmp_path, BASE_MODEL=str(tmp_path / "tiny"), MTG_MODELS_JSON=str(registry), **SMALL)
     done = subprocess.run(["bash", str(REPO / "recipes" / "E5_icl_baseline.sh")], env=env, capture_output=True,
                           text=True, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert registry.read_bytes() == (REPO / "models.json").read_bytes()
+    assert f"recipe: {registry} did not exist: it starts as a copy of models.json" in done.stderr
     df = pd.read_csv(Path(env["RECIPE_RESULTS"]) / "sweep.csv")
     assert set(df.stage) == {"base"} and set(df.test_type) == {"open"} and set(df.open_content) == {"hgp-0"}
     assert set(df.prompt_family) == {"test", "unrelated"} and (df.n == 4).all()

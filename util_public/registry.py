@@ -113,10 +113,14 @@ class Registry:
             return ResolvedModel(name_or_path, _local_hub_snapshot(name_or_path, name_or_path), True, {})
         close = difflib.get_close_matches(name_or_path, list(raw), n=5, cutoff=0.3)
         hint = f"closest names: {', '.join(close)}" if close else "see `python util_public/registry.py list`"
+        registry = str(self.path)
+        if not raw and not self.path.exists():        # MTG_MODELS_JSON names a file not made yet
+            registry += " (no such file)"
+            hint = "start it as a copy of the repository's models.json, or unset MTG_MODELS_JSON"
         where = paths.resolve(name_or_path)     # a path, not a name: say where it was looked for
         looked = f" ({where}: relative paths start at the repository root)" \
             if str(where) != name_or_path and ("/" in name_or_path or name_or_path.startswith((".", "~"))) else ""
-        raise UserError(f"model {name_or_path!r}", f"not in the registry {self.path} and not a directory{looked}", hint)
+        raise UserError(f"model {name_or_path!r}", f"not in the registry {registry} and not a directory{looked}", hint)
 
     def _registered_as(self, local: Path) -> ResolvedModel | None:
         """A directory given by path under the name it is registered as (the first such entry): two
