@@ -39,6 +39,8 @@
 #     data is missing, Phase 1, Phase 2, and with RUN_EVAL=1 the evaluations; names that only exist
 #     once Phase 1 ran appear as <placeholders>)
 #   SKIP_SETUP=0 (1: skip scripts/setup.sh)   PY=.venv/bin/python
+#   MTG_MODELS_JSON=models.json (the registry checkpoints are added to; a file that does not exist
+#     yet starts as a copy of models.json)   MTG_DATA_ROOT / MTG_RUNS_ROOT / MTG_RESULTS_ROOT
 # Several ranks go through `python -m util_public.launcher` (accelerate launch with a config file;
 # every rank checks that the world it joined is the one asked for). Under slurm: submit from the
 # repository root after `mkdir -p runs` (slurm opens the --output file before the job starts); on a
