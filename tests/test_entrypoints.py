@@ -23,8 +23,8 @@ ENTRY_POINTS = sorted(str(p.relative_to(REPO)) for p in [
     *(REPO / "scripts").glob("*.sh"), *(REPO / "recipes").glob("*.sh"), *(REPO / "bench").glob("*.sh")]
     if p.name != "bashlib.sh")
 HELP_WORDS = {   # words each help text must show (its parameters); a recipe: its header's first word
-    "pipeline_llama_custome.sh": ["BASE_MODEL", "MTG_MODELS_JSON", "NPROC", "NNODES", "PLAN_ONLY", "ACCELERATE_CONFIG", "sbatch",
-                                  "PHASE2_PER_DEVICE_BATCH", "MIN_P1_ACCURACY"],
+    "pipeline_llama_custome.sh": ["BASE_MODEL", "MTG_MODELS_JSON", "NPROC", "NNODES", "PLAN_ONLY",
+                                  "ACCELERATE_CONFIG", "sbatch", "PHASE2_PER_DEVICE_BATCH", "MIN_P1_ACCURACY"],
     "recipes/common.sh": ["SMOKE", "NPROC", "RECIPE_PLAN_ONLY"],
     "recipes/E9_reversal.sh": ["UNIQUE_DATA", "E9_SFT", "SFT_EPOCHS"],
     "scripts/setup.sh": ["MTG_TORCH_SPEC", "PYTHON", "MTG_UNLOCKED"],
