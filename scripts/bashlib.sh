@@ -46,8 +46,8 @@ unset _var
 mtg_start_registry() {
   local reg=${MTG_MODELS_JSON:-}
   [ -n "$reg" ] && [ ! -e "$reg" ] && [ ! -L "$reg" ] || return 0
-  mkdir -p "$(dirname "$reg")" && cp models.json "$reg.tmp.$$" && mv "$reg.tmp.$$" "$reg" \
-    || mtg_error "MTG_MODELS_JSON=$reg" "could not start it as a copy of models.json"
+  { mkdir -p "$(dirname "$reg")" && cp models.json "$reg.tmp.$$" && mv "$reg.tmp.$$" "$reg"; } 2> /dev/null \
+    || { rm -f "$reg.tmp.$$" 2> /dev/null; mtg_error "MTG_MODELS_JSON=$reg" "could not start it as a copy of models.json"; }
   echo "$1: $reg did not exist: it starts as a copy of models.json" >&2
 }
 

@@ -219,7 +219,7 @@ def test_every_config_header_shows_a_launch_command_that_composes(rel):
 
 
 @pytest.mark.parametrize("stage,name,override,undeclared", APPENDED, ids=[a[2] for a in APPENDED])
-@pytest.mark.parametrize("flag", ["--cfg job", "-c all"])
+@pytest.mark.parametrize("flag", ["--cfg job", "-c all", "--cfg=job"])
 def test_printing_the_config_refuses_an_appended_key_as_a_run_does(stage, name, override, undeclared, flag,
                                                                      monkeypatch):
     """`--cfg` prints without running the task, whose check refuses appended keys; it used to print the

@@ -90,15 +90,13 @@ def _refuse_undeclared_before_printing(config_dir: Path, config_name: str, schem
     """`--cfg job` prints the composed config and never runs the task, where `+typo=1` is refused: so
     compose it here first and refuse the same keys. Anything else Hydra reports itself (a sweep, another
     config directory, its own composition errors)."""
-    if not {"--cfg", "-c"} & set(sys.argv[1:]):
-        return
     from hydra._internal.utils import get_args_parser
     try:
         with contextlib.redirect_stderr(io.StringIO()):      # a malformed command: Hydra's own parse says so
             args = get_args_parser().parse_args(sys.argv[1:])
     except SystemExit:
         return
-    if args.multirun or args.config_path or args.config_dir:
+    if not args.cfg or args.multirun or args.config_path or args.config_dir:
         return
     try:
         compose(config_dir, args.config_name or config_name, schema_name, schema, args.overrides)
