@@ -6,6 +6,8 @@
 #      and multi-token with 4x wider forwards;
 #   3. scoring, Qwen2.5-0.5B shape (the anchor of earlier plain-loop measurements), if time is left;
 #   with COMPILED=1 also the training variants with train.compile (its own process; ~4 min more).
+#   On an H100 (80 GiB), grouped_full and random_dynamic at 256 sequences per step need more (93.7 and
+#   96.5 GiB peaks on an H200): their rows say `out of memory`, the others still count.
 # JSON records (one per step, named after it) and a log go to $OUT (when set) or bench/results/gpu.
 # Dry run on a CPU: DEVICE=cpu TRAIN_SHAPE=tiny SCORE_SHAPE=tiny SMALL_SHAPE=tiny bash bench/gpu_suite.sh
 # Parameters (environment): OUT, PYTHON=python3, DEVICE=cuda, TRAIN_SHAPE, SCORE_SHAPE, SMALL_SHAPE, COMPILED=0.

@@ -218,20 +218,29 @@ def main() -> None:
         rows = []
         for name in variants:
             profile = r == max(1, args.rounds) - 1 and name in args.profile.split(",")
-            row = run_variant(name, model, data, args, device, profile)
-            row["mfu"] = round(6 * n_matmul * row["real_tokens_per_s"] / peak, 4)
+            try:
+                row = run_variant(name, model, data, args, device, profile)
+            except torch.OutOfMemoryError as exc:   # wider than this GPU (grouped_full on an H100 at 256)
+                row = {"variant": name, "error": "out of memory: " + str(exc).split("\n")[0][:160]}
             row["round"] = r
             rows.append(row)
+            if "error" in row:   # freed here, not in `except`: the traceback still held the trainer's tensors
+                model.zero_grad(set_to_none=True)
+                gc.collect()
+                torch.cuda.empty_cache()
+                print(f"  round {r} {name}: {row['error']}", flush=True)
+                continue
+            row["mfu"] = round(6 * n_matmul * row["real_tokens_per_s"] / peak, 4)
             print(f"  round {r} {name}: {row['real_tokens_per_s']} real tok/s, {row['ms_per_step']} ms/step", flush=True)
         rounds.append(rows)
-    base = {r["variant"]: r["real_tokens_per_s"] for r in rows}
+    base = {r["variant"]: r["real_tokens_per_s"] for r in rows if "error" not in r}
     for row in rows:
         for ref in ("original", "random_dynamic"):
-            if ref in base:
+            if ref in base and "error" not in row:
                 row[f"x_{ref}"] = round(row["real_tokens_per_s"] / base[ref], 2)
     print(common.table(rows, ["variant", "seqs_per_step", "timed_steps", "real_tokens", "padding_fraction",
                               "ms_per_step", "real_tokens_per_s", "mfu", "x_original", "x_random_dynamic",
-                              "peak_gib"]))
+                              "peak_gib", "error"]))
     print(f"MFU against {peak_source} = {peak:.3g} FLOP/s")
     common.write_record("train_throughput", {"bench": "train_throughput", "shape": args.shape, "machine": info,
                                              "settings": settings, "rows": rows, "all_rounds": rounds}, args.out)
