@@ -137,6 +137,10 @@ else
   [ "$PLAN_ONLY" = 1 ] || mtg_start_registry pipeline
   echo "pipeline: checkpoints will be registered in $REGISTRY" >&2
 fi
+DRY=("$PY")   # how the Phase-1 dry run (it names the run) starts
+if [ "$PLAN_ONLY" = 1 ] && [ ! -e "$REGISTRY" ] && [ ! -L "$REGISTRY" ]; then
+  DRY=(env MTG_MODELS_JSON=models.json "$PY")   # what the registry will start as (a plan writes nothing)
+fi
 
 # ---- data ----------------------------------------------------------------------------------------
 DATA_ROOT=${MTG_DATA_ROOT:-data}
@@ -167,7 +171,7 @@ field() { "$PY" -c "import json,sys; print(json.loads(sys.stdin.read().strip().s
 if [ "$PLAN_ONLY" = 1 ] && [ ${#MISSING[@]} -gt 0 ]; then
   P1_NAME='<phase-1 run name>'   # the dry run that names it needs the data
 else
-  P1_JSON=$("$PY" training/train.py "${P1_ARGS[@]}" train.dry_run=true)
+  P1_JSON=$("${DRY[@]}" training/train.py "${P1_ARGS[@]}" train.dry_run=true)
   P1_NAME=$(echo "$P1_JSON" | field run_name)
   P1_DIR=$(echo "$P1_JSON" | field run_dir)
 fi

@@ -19,6 +19,8 @@ record is saved after every step, so one call always brings back what ran:
 5. Phase 1 for one epoch through fsdp.yaml, the launcher's default on GPUs without DeepSpeed;
 6. bench/train_throughput.py, variant `ours` at `--batch` sequences per step (its synthetic
    10-60-token examples): the bench's figure on the same machine.
+Every step runs with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True unless it is set (records made
+before 2026-12-07 ran without it).
 Random weights: the accuracies are near chance; the point is that every stage runs on CUDA and Phase
 1's loss falls. The record (`--out`, else gpu_e2e.json), the bench's record and a log go to $OUT
 (the device tool's output folder) or bench/results/gpu_e2e/.

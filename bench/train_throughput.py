@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import tempfile
 import time
 
@@ -244,6 +245,8 @@ def main() -> None:
     print(f"MFU against {peak_source} = {peak:.3g} FLOP/s")
     common.write_record("train_throughput", {"bench": "train_throughput", "shape": args.shape, "machine": info,
                                              "settings": settings, "rows": rows, "all_rounds": rounds}, args.out)
+    if any("error" in row for rnd in rounds for row in rnd):
+        sys.exit(1)        # recorded, but not measured: the step that ran it did not succeed
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO
@@ -29,7 +30,9 @@ def test_a_variant_out_of_device_memory_is_a_row_with_its_error_and_the_others_s
     monkeypatch.setattr(sys, "argv", ["train_throughput.py", "--device", "cpu", "--shape", "tiny", "--seqs-per-step",
                                       "4", "--steps", "2", "--warmup", "1", "--original-steps", "2", "--examples",
                                       "100", "--variants", "ours,grouped_full,original", "--out", str(out)])
-    train_throughput.main()
+    with pytest.raises(SystemExit) as end:
+        train_throughput.main()
+    assert end.value.code == 1                  # recorded, and the step that ran it says it failed
     rows = {r["variant"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["grouped_full"]["error"] == "out of memory: CUDA out of memory. Tried to allocate 2.00 GiB"
     assert "real_tokens_per_s" not in rows["grouped_full"] and "x_original" not in rows["grouped_full"]

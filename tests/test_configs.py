@@ -219,7 +219,7 @@ def test_every_config_header_shows_a_launch_command_that_composes(rel):
 
 
 @pytest.mark.parametrize("stage,name,override,undeclared", APPENDED, ids=[a[2] for a in APPENDED])
-@pytest.mark.parametrize("flag", ["--cfg job", "-c all", "--cfg=job"])
+@pytest.mark.parametrize("flag", ["--cfg job", "-c all", "--cfg=job", "--info config"])
 def test_printing_the_config_refuses_an_appended_key_as_a_run_does(stage, name, override, undeclared, flag,
                                                                      monkeypatch):
     """`--cfg` prints without running the task, whose check refuses appended keys; it used to print the
@@ -235,12 +235,14 @@ def test_printing_the_config_refuses_an_appended_key_as_a_run_does(stage, name, 
 
 
 @pytest.mark.parametrize("argv", [["+foo=1"], ["-m", "+foo=1", "--cfg", "job"], ["--cfg"],
-                                  ["--config-dir", "/nonexistent", "--cfg", "job", "+foo=1"]],
-                         ids=["no --cfg", "sweep", "malformed", "other config dir"])
+                                  ["--config-dir", "/nonexistent", "--cfg", "job", "+foo=1"],
+                                  ["--help", "--cfg", "job", "+foo=1"], ["--version"], ["--info", "plugins", "+foo=1"]],
+                         ids=["no --cfg", "sweep", "malformed", "other config dir", "help first", "version",
+                              "info without the config"])
 def test_what_is_not_a_plain_print_is_left_to_hydra_and_the_run(argv, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["app", *argv])
     _refuse_undeclared_before_printing(REPO_ROOT / EVAL[0], "eval", EVAL[1], EVAL[2])
-    assert capsys.readouterr().err == ""          # argparse's complaint is Hydra's to print, once
+    assert capsys.readouterr() == ("", "")        # argparse's complaint, or the version, is Hydra's to print, once
 
 
 def test_the_printing_entry_point_exits_two_with_one_line_and_prints_no_config():

@@ -324,14 +324,24 @@ def test_a_registry_named_but_not_made_yet_starts_as_a_copy_of_the_tracked_one(c
     assert sorted(p.name for p in tmp_path.rglob("*.tmp.*")) == []      # no temporary copy left behind
 
 
-@pytest.mark.parametrize("plan_only", ["0", "1"])
-def test_the_pipelines_own_hint_for_keeping_models_json_unchanged_works(plan_only, stubs, isolated_roots, tmp_path):
+def test_the_pipelines_own_hint_for_keeping_models_json_unchanged_works(stubs, isolated_roots, tmp_path):
     """`MTG_MODELS_JSON=runs/models.json`, as the pipeline suggests, named a file nothing made: Phase 1's
-    model was then 'not in the registry'. It starts as a copy when the pipeline runs (a plan writes
-    nothing). The failing `python` stub stops the pipeline at its first Python step, after the registry."""
+    model was then 'not in the registry'. It starts as a copy when the pipeline runs. The failing `python`
+    stub stops the pipeline at its first Python step, after the registry."""
     registry = tmp_path / "runs" / "models.json"
-    env = {**job_env(stubs), "SKIP_SETUP": "1", "PLAN_ONLY": plan_only, "PY": str(stubs[0] / "python"),
-           "MTG_MODELS_JSON": str(registry)}
+    env = {**job_env(stubs), "SKIP_SETUP": "1", "PY": str(stubs[0] / "python"), "MTG_MODELS_JSON": str(registry)}
     done = bash("pipeline_llama_custome.sh", env)
     assert done.returncode != 0 and f"checkpoints will be registered in {registry}" in done.stderr
-    assert registry.exists() == (plan_only == "0")
+    assert registry.read_bytes() == (REPO / "models.json").read_bytes()
+
+
+@pytest.mark.integration
+def test_a_plan_on_a_registry_not_made_yet_reads_what_it_will_start_as_and_writes_nothing(pipeline_env, tmp_path):
+    """The plan's Phase-1 dry run looks the base model up: in the tracked models.json, which the registry
+    will be a copy of (it ended in 'not in the registry ... (no such file)')."""
+    env, _ = pipeline_env
+    registry = tmp_path / "fresh" / "models.json"
+    lines = plan(bash("pipeline_llama_custome.sh", {**env, "MTG_MODELS_JSON": str(registry),
+                                                    "BASE_MODEL": "smollm2-135m"}))
+    assert [line[1] for line in lines] == ["training/train.py", "training/train.py"]
+    assert "model.base='smollm2-135m'" in lines[0] and not registry.parent.exists()

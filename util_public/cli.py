@@ -87,16 +87,17 @@ def hydra_entry(config_dir: Path, config_name: str, schema_name: str, schema: ty
 
 
 def _refuse_undeclared_before_printing(config_dir: Path, config_name: str, schema_name: str, schema: type) -> None:
-    """`--cfg job` prints the composed config and never runs the task, where `+typo=1` is refused: so
-    compose it here first and refuse the same keys. Anything else Hydra reports itself (a sweep, another
-    config directory, its own composition errors)."""
+    """`--cfg job` and `--info config` print the composed config and never run the task, where `+typo=1`
+    is refused: so compose it here first and refuse the same keys. Anything else Hydra reports itself
+    (help, a sweep, another config directory, its own composition errors)."""
     from hydra._internal.utils import get_args_parser
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):      # a malformed command: Hydra's own parse says so
+    try:   # silenced: a malformed command, or --version, is Hydra's to print, once
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
             args = get_args_parser().parse_args(sys.argv[1:])
     except SystemExit:
         return
-    if not args.cfg or args.multirun or args.config_path or args.config_dir:
+    prints = args.cfg or args.info in ("all", "config")
+    if not prints or args.help or args.hydra_help or args.multirun or args.config_path or args.config_dir:
         return
     try:
         compose(config_dir, args.config_name or config_name, schema_name, schema, args.overrides)

@@ -116,7 +116,8 @@ class Registry:
         registry = str(self.path)
         if not raw and not self.path.exists():        # MTG_MODELS_JSON names a file not made yet
             registry += " (no such file)"
-            hint = "start it as a copy of the repository's models.json, or unset MTG_MODELS_JSON"
+            hint = "start it as a copy of the repository's models.json, or name an existing registry " \
+                   "(MTG_MODELS_JSON, registry.path)"
         where = paths.resolve(name_or_path)     # a path, not a name: say where it was looked for
         looked = f" ({where}: relative paths start at the repository root)" \
             if str(where) != name_or_path and ("/" in name_or_path or name_or_path.startswith((".", "~"))) else ""
