@@ -138,7 +138,7 @@ else
   echo "pipeline: checkpoints will be registered in $REGISTRY" >&2
 fi
 DRY=("$PY")   # how the Phase-1 dry run (it names the run) starts
-if [ "$PLAN_ONLY" = 1 ] && [ ! -e "$REGISTRY" ] && [ ! -L "$REGISTRY" ]; then
+if [ "$PLAN_ONLY" = 1 ] && mtg_registry_missing; then
   DRY=(env MTG_MODELS_JSON=models.json "$PY")   # what the registry will start as (a plan writes nothing)
 fi
 

@@ -43,9 +43,10 @@ unset _var
 # mtg_start_registry WHO: an MTG_MODELS_JSON that names no file yet starts as a copy of the tracked
 # models.json, written atomically (a registry that does not exist holds no model to start from: the
 # pipeline's own hint, `MTG_MODELS_JSON=runs/models.json`, ended in "not in the registry").
+mtg_registry_missing() { [ -n "${MTG_MODELS_JSON:-}" ] && [ ! -e "$MTG_MODELS_JSON" ] && [ ! -L "$MTG_MODELS_JSON" ]; }
 mtg_start_registry() {
   local reg=${MTG_MODELS_JSON:-}
-  [ -n "$reg" ] && [ ! -e "$reg" ] && [ ! -L "$reg" ] || return 0
+  mtg_registry_missing || return 0
   { mkdir -p "$(dirname "$reg")" && cp models.json "$reg.tmp.$$" && mv "$reg.tmp.$$" "$reg"; } 2> /dev/null \
     || { rm -f "$reg.tmp.$$" 2> /dev/null; mtg_error "MTG_MODELS_JSON=$reg" "could not start it as a copy of models.json"; }
   echo "$1: $reg did not exist: it starts as a copy of models.json" >&2

@@ -21,7 +21,6 @@ import argparse
 import gc
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from omegaconf import OmegaConf
 
 from . import known, limits, paths, prompts, relspec, runinfo, textio
 from .artifacts import RunManifest
-from .atomicio import write_json, write_text
+from .atomicio import write_bytes, write_json, write_text
 from .demo_report import COLUMNS, PROBES, ROWS, plot, probe_columns, render_table, values
 from .errors import UserError, exit_on_user_error
 from .runinfo import sha256_text
@@ -123,7 +122,7 @@ def use_private_roots(out: Path) -> Path:
     registry = out / "models.json"
     out.mkdir(parents=True, exist_ok=True)
     if not registry.is_file():
-        shutil.copyfile(source, registry)
+        write_bytes(registry, source.read_bytes())   # whole or absent, as the scripts' copy
     os.environ.update({"MTG_DATA_ROOT": str(out / "data"), "MTG_RUNS_ROOT": str(out / "runs"),
                        "MTG_RESULTS_ROOT": str(out / "results"), "MTG_MODELS_JSON": str(registry)})
     return registry

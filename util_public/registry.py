@@ -114,7 +114,7 @@ class Registry:
         close = difflib.get_close_matches(name_or_path, list(raw), n=5, cutoff=0.3)
         hint = f"closest names: {', '.join(close)}" if close else "see `python util_public/registry.py list`"
         registry = str(self.path)
-        if not raw and not self.path.exists():        # MTG_MODELS_JSON names a file not made yet
+        if not raw and not self.path.exists():        # the registry's file is not made yet
             registry += " (no such file)"
             hint = "start it as a copy of the repository's models.json, or name an existing registry " \
                    "(MTG_MODELS_JSON, registry.path)"
