@@ -1,8 +1,13 @@
-"""backend=vllm against a real vLLM server (SPEC §6.5): the same token ids in, the same records out as hf.
+"""Against the session's one real vLLM server (tests/vllmkit.py: SmolLM2 with an added key token, fp32).
 
-The session's server (tests/vllmkit.py) serves SmolLM2 with an added key token in fp32; hf runs the
-same checkpoint in fp32 in this process. Tolerances are those of the measured parity
-(evaluation/README.md): 1e-3 per scored token; generation identical.
+All of them live in this one file: pytest-xdist gives a file to one worker, and a second file would
+start a second server on the other worker (~25-40 s of a 2-core machine).
+
+- backend=vllm (SPEC §6.5): the same token ids in, the same records out as hf, which runs the same
+  checkpoint in fp32 in this process. Tolerances are those of the measured parity
+  (evaluation/README.md): 1e-3 per scored token; generation identical.
+- The LLM subject path (SPEC §4.4), end to end through `data_generation/gen_script.sh` and the openai
+  client: the recipe of data_generation/README.md.
 """
 from __future__ import annotations
 
@@ -15,13 +20,15 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 from evalkit import fictional_facts, write_dataset
-from vllmkit import KEY
+from vllmkit import KEY, SERVED_NAME
 
-from util_public import modelio
+from util_public import catalogue, modelio
+from util_public.datagen import names
 from util_public.errors import UserError
 from util_public.evaluation import api, requests as rq
 from util_public.evaluation.backends import vllm as vllm_backend
 from util_public.evaluation.backends.hf import HFBackend
+from util_public.facts import norm, read_facts
 
 pytestmark = pytest.mark.vllm
 
@@ -138,3 +145,39 @@ def test_a_server_of_another_model_is_refused(vllm_served, hf):
     with pytest.raises(UserError) as err:
         vllm_backend.VllmBackend(other, hf[1], _cfg(vllm_served))
     assert f"serves {vllm_served.path}" in err.value.message and "vllm.base_url" in err.value.message
+
+
+# ---- the LLM data-generation path ---------------------------------------------------------------------
+GEN = REPO / "data_generation" / "gen_script.sh"
+# SmolLM2-135M copies numbered examples back; asked plainly, sampling, it lists new names.
+LLM = ["subjects.source=llm", "llm.max_tokens=120", "llm.batch=10", "llm.max_rounds=10", "llm.temperature=0.9",
+       "llm.num_examples=3", "llm.timeout_s=120", "llm.max_retries=0",
+       "llm.prompt_template='Write a list of {n} made-up {entity_type} names for a fantasy novel, one per line, "
+       "like {examples}.'"]
+
+
+def _gen(*overrides: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    return subprocess.run(["bash", str(GEN), "relation_ids=[50]", "num_facts=5", *LLM, *overrides],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_gen_script_makes_fictional_subjects_through_vllm(vllm_served, isolated_roots):
+    proc = _gen(f"llm.base_url={vllm_served.base_url}", f"llm.model={SERVED_NAME}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    heads = [f.head for f in read_facts(isolated_roots["data"] / "sync_random_o" / "50.csv")]
+    assert len(heads) == 5
+    examples = {norm(e) for e in catalogue.relation("50")["example_heads"]}
+    guard, seen = names.VocabGuard(catalogue.vocab("50")), names.NearDuplicates()
+    for head in heads:
+        assert norm(head) not in examples and guard.clash(head) is None and names.shape_problem(head) is None
+        assert seen.match(head) is None and not head[0].isdigit(), heads
+        seen.add(head)
+
+
+def test_a_failing_server_request_leaves_one_error_line_and_nothing_else(vllm_served, isolated_roots):
+    proc = _gen(f"llm.base_url={vllm_served.base_url}", "llm.model=no-such-model")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: llm.base_url") and "HTTP 404" in errors[0], errors
+    assert not (isolated_roots["data"] / "sync_random_o").exists()
