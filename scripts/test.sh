@@ -32,14 +32,14 @@ vllm_build_done() {
   [ -n "${MTG_VLLM_BUILD:-}" ] || return 0
   wait
   local rc
-  rc=$(cat "$MTG_VLLM_BUILD.rc")
+  rc=$(cat "$MTG_VLLM_BUILD.rc" 2> /dev/null) || rc=interrupted     # no status: the build was killed
   grep -h '^setup_vllm:' "$MTG_VLLM_BUILD.log" >&2 || true
   if [ "$rc" != 0 ]; then
     tail -n 20 "$MTG_VLLM_BUILD.log" >&2
     echo "error: scripts/setup_vllm.sh: the vLLM environment did not build (exit $rc; its last lines above)" >&2
   fi
   rm -rf "$(dirname "$MTG_VLLM_BUILD")"
-  return "$rc"
+  [ "$rc" = 0 ]
 }
 
 rc=0
