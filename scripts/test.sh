@@ -8,7 +8,7 @@
 # The `vllm` tests need vLLM's own environment: built once (~3.5 GB, 2-5 min) into a cache outside the
 # clone and reused by every clone; MTG_SKIP_VLLM=1 skips the build and those tests (the summary says so).
 # On a machine without it the build runs in the background while .venv is set up and the other tests
-# run (the real-vLLM tests, few and last in the order, wait for it: tests/vllmkit.py); its log is shown
+# run (the real-vLLM tests, few and late in the order, wait for it: tests/vllmkit.py); its log is shown
 # when it fails, and a failed build fails the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."

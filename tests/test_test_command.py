@@ -28,7 +28,8 @@ exit "${BUILD_RC:-0}"
 """
 STUB_PYTEST = """#!/usr/bin/env bash
 cd "$(dirname "$0")/../.."
-echo "pytest $* build=${MTG_VLLM_BUILD:+set} ended=$([ -e "${MTG_VLLM_BUILD:-/none}.rc" ] && echo yes || echo no)" >> calls
+ended=no; [ ! -e "${MTG_VLLM_BUILD:-/none}.rc" ] || ended=yes
+echo "pytest $* build=${MTG_VLLM_BUILD:+set} ended=$ended" >> calls
 echo "${MTG_VLLM_BUILD:-}" > build_path
 exit "${PYTEST_RC:-0}"
 """
@@ -83,7 +84,8 @@ def test_the_build_runs_beside_the_suite_and_its_failure_fails_the_command(env, 
 @pytest.mark.parametrize("write, message", [
     (None, None),                                   # no background build: nothing to wait for
     ("0", None),
-    ("2", "did not build (scripts/setup_vllm.sh, run by scripts/test.sh); its last lines:\ncollecting vllm\npip: no matching"),
+    ("2", "did not build (scripts/setup_vllm.sh, run by scripts/test.sh); its last lines:\n"
+          "collecting vllm\npip: no matching"),
     ("never", "did not end in 1 s; its log: "),
 ], ids=["unset", "built", "failed", "never-ends"])
 def test_the_vllm_tests_wait_for_the_build_and_fail_with_its_log(write, message, tmp_path, monkeypatch):
