@@ -40,6 +40,12 @@ def test_demo_writes_table_and_png_for_four_models_and_reuses_work(tmp_path, sp_
     for row in result["rows"].values():     # every probe has a value for every model (key tokens not needed)
         assert all(row[c] is not None for c in PROBE_COLUMNS) and row["text perplexity"] > 1
     assert len(list((out / "results" / "mc" / "hgp-0" / "tiny-base" / "known").iterdir())) == 2
+    # The trained relation's real facts again, with none of the memorized objects among the options.
+    trained = {f.object for f in read_facts(out / "data" / "sync_random_o_opt5" / "50.csv", num_options=None)}
+    [records] = (out / "results" / "mc" / "hgp-0" / "tiny-base" / "known.untrained-sync_random_o_opt5" / "50").glob(
+        "*/*/records.jsonl")
+    offered = [json.loads(line)["options"] for line in records.read_text().splitlines()]
+    assert len(offered) == 3 and all(len(o) == 5 for o in offered) and not trained & {x for o in offered for x in o}
     # Self-contained: checkpoints were registered in the demo's registry copy, not the user's.
     assert isolated_roots["registry"].read_text() == user_registry
     assert "phase1-" in (out / "models.json").read_text()
@@ -56,7 +62,8 @@ def test_demo_writes_table_and_png_for_four_models_and_reuses_work(tmp_path, sp_
     assert "cached:" in again.err and (out / "table.md").read_text() == table
 
 
-PROBE_COLUMNS = ["known acc (r50)", "known gen prefix (r50)", "known acc (r71)", "known gen prefix (r71)",
+PROBE_COLUMNS = ["known acc (r50)", "known acc, no trained options (r50)", "known gen prefix (r50)",
+                 "known acc (r71)", "known gen prefix (r71)",
                  "text perplexity", "train emission (unseen)", "unrelated gen prefix (unseen)",
                  "unrelated emission (unseen)"]
 

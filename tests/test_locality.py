@@ -13,7 +13,7 @@ from util_public import known
 from util_public.errors import UserError
 from util_public.evaluation import api, plan as planning, requests, textprobe
 from util_public.evaluation.schema import config
-from util_public.facts import conflicts
+from util_public.facts import Fact, conflicts, relation_file, write_facts
 from util_public.runinfo import sha256_file
 
 MIN_FACTS = {"50": 30, "71": 30, "21": 20, "105": 20, "12": 20}
@@ -28,6 +28,54 @@ def test_shipped_known_facts_validate_and_get_safe_distractors(rel):
     for fact, k in zip(generated, shipped.facts):
         assert len(fact.options) == 99 and (fact.head, fact.object) == (k.subject, k.object)
         assert not [o for o in fact.options for x in (k.object, k.subject, *k.also_true) if conflicts(o, x)]
+
+
+@pytest.mark.parametrize("rel", sorted(MIN_FACTS))
+def test_avoided_objects_are_never_options_and_the_rest_is_the_same_draw(rel):
+    vocab = known.catalogue.read_vocab(known.catalogue.vocab_file(rel))
+    avoid = vocab[::3]                                      # a third of the vocabulary, as if trained
+    plain, avoiding = known.facts(rel, 20, seed=42), known.facts(rel, 20, seed=42, avoid=avoid)
+    assert [(f.head, f.object) for f in avoiding] == [(f.head, f.object) for f in plain]
+    assert all(len(f.options) == 19 for f in avoiding)
+    assert not [o for f in avoiding for o in f.options for a in avoid if conflicts(o, a)]
+    assert any(o in avoid for f in plain for o in f.options)    # the plain draw offered some of them
+
+
+def write_trained(data_root: Path, dataset: str, rel: str, objects: list[str]) -> Path:
+    rows = [Fact(i, rel, f"Subject{i}", o, []) for i, o in enumerate(objects)]
+    return write_facts(relation_file(data_root, dataset, rel), rows)
+
+
+def test_known_questions_avoiding_a_trained_dataset(isolated_roots):
+    trained = ["paris", "tokyo", "lima", "oslo", "vienna", "cairo"]
+    csv = write_trained(isolated_roots["data"], "mine", "50", trained)
+    cfg = config(["data.dataset=known", "data.relation_id=50", "mc.num_options=20", "data.avoid_objects_of=mine"])
+    [fs] = planning.load_factsets(cfg)
+    assert fs.dataset == "known.untrained-mine" and csv in fs.sources and not fs.trained_split
+    assert not {o for f in fs.facts for o in f.options} & set(trained)
+    golds = {f.object: f for f in fs.facts}
+    assert golds["paris"].options and "paris" not in golds["paris"].options    # trained golds stay questions
+    [plain] = planning.load_factsets(config(["data.dataset=known", "data.relation_id=50", "mc.num_options=20"]))
+    assert plain.dataset == "known" and {o for f in plain.facts for o in f.options} & set(trained)
+
+
+@pytest.mark.parametrize("overrides,needles", [
+    (["data.avoid_objects_of=mine"], ("data.avoid_objects_of", "only the known facts", "data.dataset=sync_random_o")),
+    (["data.dataset=known", "data.avoid_objects_of=nope"], ("data.avoid_objects_of=nope", "no fact file")),
+    (["data.dataset=known", "data.avoid_objects_of=mine", "data.relation_id=50+71"],
+     ("data.avoid_objects_of=mine", "relation '71'", "no fact file")),
+    (["data.dataset=known", "data.avoid_objects_of=../elsewhere"], ("data.avoid_objects_of=../elsewhere",)),
+    (["data.dataset=known", "data.avoid_objects_of=most"], ("data.avoid_objects_of=most", "fact_id 0",
+                                                            "distractors possible")),
+])
+def test_bad_avoid_objects_of_names_the_setting(isolated_roots, overrides, needles):
+    write_trained(isolated_roots["data"], "mine", "50", ["paris"])
+    vocab = known.catalogue.read_vocab(known.catalogue.vocab_file("50"))
+    write_trained(isolated_roots["data"], "most", "50", vocab[:-10])     # leaves too few distractors
+    cfg = config(["mc.num_options=20", *overrides])
+    with pytest.raises(UserError) as err:
+        planning.load_factsets(cfg)
+    assert all(n in err.value.message for n in needles), err.value.message
 
 
 GOOD = {"subject": "France", "object": "paris"}

@@ -144,7 +144,7 @@ def test_key_lines_wrap_to_the_figure():
 
 @pytest.mark.parametrize("probes", [[], ["known", "text", "emission", "cross"]])
 def test_demo_figure_fits_a_long_title_and_every_probe_column(drawn, tmp_path, probes):
-    cols = [*demo_report.COLUMNS, *demo_report.probe_columns(probes, ["50", "71"])]
+    cols = [*demo_report.COLUMNS, *demo_report.probe_columns(probes, ["50", "71"], ["50"])]
     rows = {label: {c.name: (None if c.name.startswith("cross-key") else 0.5) for c in cols}
             for label in ("base", "phase 1", "phase 1 + phase 2", "phase 2 only")}
     title = f"{LONG}: relations 12+21+50+71+105 (mean over relations), 40 facts each, k=20, 20 options, seed 42"

@@ -216,7 +216,7 @@ def known_relations(cfg: DemoConfig) -> list[str]:
 
 
 def columns(cfg: DemoConfig) -> list:
-    return [*COLUMNS, *probe_columns(cfg.eval.probes, known_relations(cfg))]
+    return [*COLUMNS, *probe_columns(cfg.eval.probes, known_relations(cfg), relations(cfg))]
 
 
 def prompt_groups(cfg: DemoConfig) -> dict[str, list[str]]:
@@ -245,8 +245,12 @@ def evaluations(cfg: DemoConfig, keys: set[str]) -> list[tuple[str, list[str], l
         out.insert(0, ("facts", every, [e.key_prompt], ["mc"]))
     for r in known_relations(cfg) if "known" in e.probes else []:
         n = len(known.load(r).facts) if e.known_max_facts is None else min(e.known_max_facts, len(known.load(r).facts))
-        out.append(("known", [*base, f"data.relation_id={r}", "data.dataset=known", "data.seen_fact_ids=null",
-                              "data.index_begin=0", f"data.index_end={n}"], [e.known_prompt], ["mc", "gen"]))
+        questions = [*base, f"data.relation_id={r}", "data.dataset=known", "data.seen_fact_ids=null",
+                     "data.index_begin=0", f"data.index_end={n}"]
+        out.append(("known", questions, [e.known_prompt], ["mc", "gen"]))
+        if r in relations(cfg):     # the same questions with no memorized object among the options
+            out.append(("known-untrained", [*questions, f"data.avoid_objects_of={dataset(cfg)}"], [e.known_prompt],
+                        ["mc"]))
     if "text" in e.probes:
         out.append(("text", [*base, f"ppl.text={e.text}"], [], ["ppl"]))
     for r in relations(cfg) if "cross" in e.probes else []:

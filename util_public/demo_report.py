@@ -4,6 +4,8 @@ A column reads one metric of one slice from the summaries of one source:
 - `facts`: the demo's fictional facts (memorization, generalization, and the generation-based
   specificity probe: the memorized object emitted under an unrelated prompt);
 - `known`: the catalogue's real facts of one relation (locality, `data.dataset=known`);
+- `known-untrained`: the same questions with no trained object among their options
+  (`data.avoid_objects_of`): what the model still knows, without its pull towards memorized answers;
 - `text`: the general-text perplexity (locality, `tasks=[ppl]`);
 - `pooled`: cross-relation multiple choice on the unseen facts (specificity, `mc.pool_relations`).
 Columns of several prompts (a prompt group) or relations show their mean. Two tables: the paper's
@@ -24,7 +26,7 @@ PROBES = ("known", "text", "emission", "cross")
 
 class Column(NamedTuple):
     name: str
-    source: str                 # facts | known | text | pooled
+    source: str                 # facts | known | known-untrained | text | pooled
     group: str                  # the prompt group the values come from (demo.prompt_groups)
     task: str
     slice: str
@@ -46,13 +48,17 @@ HEADINGS = {"memorize": "Memorization and generalization (fictional facts)",
             "probes": "Locality (real facts, general text) and specificity (fictional facts)"}
 
 
-def probe_columns(probes: list[str], known_relations: list[str]) -> list[Column]:
-    """The locality and specificity columns of the chosen probes."""
+def probe_columns(probes: list[str], known_relations: list[str], trained: list[str]) -> list[Column]:
+    """The locality and specificity columns of the chosen probes; a `trained` relation's known facts
+    are also asked with no trained object among the options (`data.avoid_objects_of`)."""
     out: list[Column] = []
     if "known" in probes:
         for r in known_relations:
-            out += [Column(f"known acc (r{r})", "known", "known", "mc", "all", "accuracy", r, "probes"),
-                    Column(f"known gen prefix (r{r})", "known", "known", "gen", "all", "prefix", r, "probes")]
+            out.append(Column(f"known acc (r{r})", "known", "known", "mc", "all", "accuracy", r, "probes"))
+            if r in trained:
+                out.append(Column(f"known acc, no trained options (r{r})", "known-untrained", "known", "mc", "all",
+                                  "accuracy", r, "probes"))
+            out.append(Column(f"known gen prefix (r{r})", "known", "known", "gen", "all", "prefix", r, "probes"))
     if "text" in probes:
         out.append(Column("text perplexity", "text", "text", "ppl", "all", "perplexity", None, "probes"))
     if "emission" in probes:

@@ -18,11 +18,17 @@ are drawn from the relation's vocabulary by the generator's substring rule (SPEC
 per-fact stream: the known facts are then scored by the same MC and generation code as the
 fictional ones, under the dataset name `known` (so their results never mix with the fictional
 facts' results).
+
+With `avoid` (the objects a model was trained on), no distractor is one of them: after Phase 1 a
+model prefers the capitals it memorized after any "The capital of ... is", so a real-capital
+question whose distractors include memorized capitals measures that preference as much as what
+the model still knows (docs/RESULTS.md §1.5). `untrained_dataset` names those questions' results.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from . import catalogue, filecache, paths
 from .errors import UserError
@@ -33,6 +39,12 @@ SCHEMA = "mtg.known/1"
 DATASET = "known"                       # the dataset name of known-fact results
 FOLDER = catalogue.SHIPPED / "known"
 _KEYS = {"subject", "object", "also_true"}
+
+
+def untrained_dataset(trained: str) -> str:
+    """The dataset name of known-fact questions whose distractors avoid `trained`'s objects: their
+    results never mix with those of the plain questions."""
+    return f"{DATASET}.untrained-{trained}"
 
 
 @dataclass(frozen=True)
@@ -131,10 +143,10 @@ def _object(value: object, where: str) -> str:
     return text
 
 
-def facts(relation_id: str, num_options: int | None, seed: int) -> list[Fact]:
+def facts(relation_id: str, num_options: int | None, seed: int, avoid: Iterable[str] = ()) -> list[Fact]:
     """The known facts of `relation_id` as `Fact`s; with `num_options`, each gets `num_options - 1`
-    distractors from the relation's vocabulary (never the object, the subject or an also_true
-    answer, nor anything one of them contains or is contained in)."""
+    distractors from the relation's vocabulary (never the object, the subject, an also_true answer
+    or a string of `avoid`, nor anything one of them contains or is contained in)."""
     from .datagen.distractors import draw_distractors, vocab_pool
 
     known = load(relation_id)
@@ -143,6 +155,6 @@ def facts(relation_id: str, num_options: int | None, seed: int) -> list[Fact]:
     for fact_id, k in enumerate(known.facts):
         options = [] if not num_options else draw_distractors(
             pool, k.object, num_options - 1, seed, str(relation_id), fact_id, purpose="known.distractors",
-            exclude=(k.subject, *k.also_true))
+            exclude=(k.subject, *k.also_true, *avoid))
         out.append(Fact(fact_id, str(relation_id), k.subject, k.object, options))
     return out

@@ -70,6 +70,9 @@ def load_factsets(cfg: EvalConfig, tasks: list[str] | None = None) -> list[FactS
     tasks = cfg.tasks if tasks is None else tasks
     if not any(t in FACT_TASKS for t in tasks):
         return []
+    if cfg.data.avoid_objects_of and cfg.data.dataset != known.DATASET:
+        raise UserError("data.avoid_objects_of", f"only the known facts avoid a trained dataset's objects "
+                        f"(data.dataset={cfg.data.dataset})", "evaluate data.dataset=known, or leave it unset")
     num_options = cfg.mc.num_options if "mc" in tasks else None
     if cfg.mc.pool_relations and cfg.data.dataset != known.DATASET:
         num_options = None      # pooled questions take the first stored distractors they need (pooling checks)
@@ -89,13 +92,25 @@ def fact_files(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
 
 
 def known_factsets(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
-    """The locality control: each relation's known facts, distractors drawn with `cfg.seed`."""
+    """The locality control: each relation's known facts, distractors drawn with `cfg.seed` (with
+    `data.avoid_objects_of`, never one of that dataset's objects of the relation)."""
     if cfg.data.language and cfg.data.language != "English":
         raise UserError("data.language", f"{cfg.data.language}: the known facts are in English only",
                         "evaluate data.dataset=known without data.language")
-    return [FactSet(rel, known.DATASET, None, known.facts(rel, num_options, cfg.seed),
-                    (known.path(rel), catalogue.vocab_file(rel)), trained_split=False)
-            for rel in relspec.separate(cfg.data.relation_id)]
+    trained, data_root = cfg.data.avoid_objects_of, paths.root("data", cfg.data.root)
+    out = []
+    for rel in relspec.separate(cfg.data.relation_id):
+        sources = (known.path(rel), catalogue.vocab_file(rel))
+        if not trained:
+            out.append(FactSet(rel, known.DATASET, None, known.facts(rel, num_options, cfg.seed), sources,
+                               trained_split=False))
+            continue
+        with under(f"data.avoid_objects_of={trained}"):
+            path = factio.relation_file(data_root, trained, rel)
+            trained_facts = factio.load_relation(data_root, trained, rel, num_options=None, substring_rule="off")
+            facts = known.facts(rel, num_options, cfg.seed, [f.object for f in trained_facts])
+        out.append(FactSet(rel, known.untrained_dataset(trained), None, facts, (*sources, path), trained_split=False))
+    return out
 
 
 def pooled(cfg: EvalConfig, sets: list[FactSet]) -> list[FactSet]:

@@ -37,6 +37,10 @@ class DataCfg:
     language: Optional[str] = None      # catalogue translation + `{dataset}_{Language}` facts
     seen_fact_ids: Optional[str] = "auto"   # auto (the checkpoint's Phase-2 facts), "0:50", or null
     substring_rule: str = "warn"        # the generator's substring rule does not affect scoring
+    # `known` only: a fictional dataset under the data root (the trained one) whose objects are
+    # never distractors, so the question measures what the model knows, not a pull towards the
+    # answers it memorized (docs/RESULTS.md §1.5)
+    avoid_objects_of: Optional[str] = None
 
 
 @dataclass
