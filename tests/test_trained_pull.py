@@ -1,0 +1,68 @@
+"""`recipes/trained_pull`: which wrong answers are trained objects, from stored MC and generation records."""
+import json
+
+import pytest
+
+from util_public.errors import UserError
+from util_public.facts import Fact, write_facts
+from util_public.recipes import trained_pull
+
+TRAINED = {"oslo", "lima"}
+
+
+def record(options, scores, gold):
+    pred = max(range(len(options)), key=lambda i: (scores[i], i != gold))    # a tie goes to the other option
+    return {"options": options, "option_logprobs": scores, "gold_index": gold, "pred_index": pred,
+            "correct": pred == gold and scores.count(scores[gold]) == 1, "object": options[gold]}
+
+
+RECORDS = [
+    record(["oslo", "rome", "paris"], [-1.0, -5.0, -2.0], 2),     # wrong, to a trained object; right without it
+    record(["rome", "lima", "paris"], [-1.0, -3.0, -2.0], 2),     # wrong, to an untrained object
+    record(["oslo", "rome", "paris"], [-3.0, -4.0, -1.0], 2),     # right
+    record(["rome", "lima", "paris"], [-1.0, -2.0, -1.0], 2),     # a tie with rome: wrong with or without lima
+    record(["rome", "paris", "lima"], [-3.0, -2.0, -1.0], 2),     # right, and the gold is a trained object
+]
+GEN = [{"object": "paris", "response": " Oslo. The capital of", "prefix": False},    # a trained object, any case
+       {"object": "paris", "response": " oslofjord", "prefix": False},             # not a whole-word start
+       {"object": "lima", "response": " lima.", "prefix": True}]
+
+
+def test_pull_counts_trained_errors_and_rescores_without_them():
+    p = trained_pull.pull("mc", RECORDS, TRAINED)
+    assert (p["n"], p["wrong"], p["wrong_trained"], p["n_gold_trained"]) == (5, 3, 1, 1)
+    assert (p["accuracy"], p["accuracy_gold_trained"], p["accuracy_gold_untrained"]) == pytest.approx((2 / 5, 1, 1 / 4))
+    assert p["distractors_trained"] == pytest.approx(4 / 10)
+    assert p["accuracy_untrained_options"] == pytest.approx(3 / 5)
+
+
+def test_generation_errors_that_start_with_a_trained_object():
+    p = trained_pull.pull("gen", GEN, TRAINED)
+    assert (p["n"], p["accuracy"], p["wrong"], p["wrong_trained"]) == (3, pytest.approx(1 / 3), 2, 1)
+    assert p["distractors_trained"] is None and p["accuracy_untrained_options"] is None
+
+
+def write_result(directory, task="mc", records=RECORDS):
+    directory.mkdir(parents=True)
+    (directory / "summary.json").write_text(json.dumps({"task": task, "model": {"name": "m1"}}))
+    (directory / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return directory
+
+
+def test_cli_prints_one_row_per_result(tmp_path, capsys):
+    csv = write_facts(tmp_path / "50.csv", [Fact(i, "50", f"S{i}", o, []) for i, o in enumerate(sorted(TRAINED))])
+    result = write_result(tmp_path / "r1")
+    assert trained_pull.main(["--trained", str(csv), str(result)]) == 0
+    assert "| m1 | mc | 5 | 0.40 | 1.00 / 0.25 (n = 1 / 4) | 3 | 1 | 0.40 | 0.60 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda d: d.mkdir(), "not a result directory"),
+    (lambda d: write_result(d, task="ppl"), "not multiple choice or generation"),
+    (lambda d: write_result(d, records=[]), "no records"),
+])
+def test_bad_result_directories_are_named(tmp_path, make, needle):
+    make(tmp_path / "r1")
+    with pytest.raises(UserError) as err:
+        trained_pull.read_result(tmp_path / "r1")
+    assert needle in err.value.message and "r1" in err.value.message

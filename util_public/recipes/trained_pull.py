@@ -1,0 +1,101 @@
+"""How far trained objects pull a model's answers to questions it was never trained on.
+
+    python -m util_public.recipes.trained_pull --trained runs/demo-full/data/sync_random_o_opt20/50.csv \
+        runs/demo-full/results/{mc,gen}/hgp-0/*/known/50/close/*
+
+After Phase 1 on "S <TRIGGER_50> O." a model may prefer the memorized capitals after any "The
+capital of ... is": a real-capital question whose distractors include them then measures that pull
+as much as what the model still knows (docs/RESULTS.md §1.5). From each stored result's records
+this prints, per model: the accuracy (MC; generation: `prefix`), split by whether the gold itself
+is a trained object; the wrong answers that are trained objects (generation: the answer starts
+with one, `matching.prefix`); and for MC the trained share of the distractors (the rate a pull-free
+error would hit them) and the accuracy with the trained distractors left out of each question (the
+gold must still beat every other option strictly, as in `metrics.py`). The evaluation's
+`data.avoid_objects_of` asks fresh questions without them instead.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .. import matching
+from ..atomicio import read_jsonl
+from ..errors import UserError, exit_on_user_error
+from ..facts import read_facts
+from ..textio import read_json
+
+
+def pull(task: str, records: list[dict], trained: set[str]) -> dict:
+    """Counts and rates of one MC or generation result's records against the trained objects."""
+    right = [bool(r["correct"] if task == "mc" else r["prefix"]) for r in records]
+    if task == "mc":
+        picked = [r["options"][r["pred_index"]] in trained for r in records]
+    else:
+        picked = [any(matching.prefix(r["response"], t) for t in trained) for r in records]
+    gold_trained = [r["object"] in trained for r in records]
+    out = {"n": len(records), "accuracy": _rate(right), "wrong": right.count(False),
+           "wrong_trained": sum(p and not ok for p, ok in zip(picked, right)),
+           "accuracy_gold_trained": _rate([ok for ok, g in zip(right, gold_trained) if g]),
+           "accuracy_gold_untrained": _rate([ok for ok, g in zip(right, gold_trained) if not g]),
+           "n_gold_trained": sum(gold_trained), "distractors_trained": None, "accuracy_untrained_options": None}
+    if task == "mc":
+        distractors = [o for r in records for i, o in enumerate(r["options"]) if i != r["gold_index"]]
+        out["distractors_trained"] = _rate([o in trained for o in distractors])
+        out["accuracy_untrained_options"] = _rate([_beats_untrained(r, trained) for r in records])
+    return out
+
+
+def _beats_untrained(record: dict, trained: set[str]) -> bool:
+    scores, gold = record["option_logprobs"], record["gold_index"]
+    return all(scores[gold] > scores[i] for i, o in enumerate(record["options"]) if i != gold and o not in trained)
+
+
+def _rate(flags: list[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
+def read_result(directory: Path) -> tuple[str, str, list[dict]]:
+    """(task, model name, records) of one stored MC or generation result."""
+    summary, records = directory / "summary.json", directory / "records.jsonl"
+    if not summary.is_file() or not records.is_file():
+        raise UserError(str(directory), "not a result directory (summary.json and records.jsonl)",
+                        "pass directories such as results/mc/hgp-0/MODEL/known/50/close/f0-59-HASH")
+    info = read_json(summary)
+    if info.get("task") not in ("mc", "gen"):
+        raise UserError(str(directory), f"a {info.get('task')!r} result, not multiple choice or generation",
+                        "pass mc or gen results")
+    rows = read_jsonl(records)
+    if not rows:
+        raise UserError(str(records), "no records", "rerun the evaluation")
+    return info["task"], info["model"]["name"], rows
+
+
+def table(directories: list[Path], trained_csv: Path) -> str:
+    trained = {f.object for f in read_facts(trained_csv, num_options=None, substring_rule="off")}
+    lines = ["| model | task | n | accuracy | gold trained / not | wrong | wrong = trained object "
+             "| trained share of distractors | accuracy, trained options left out |", "|" + "---|" * 9]
+    for d in directories:
+        task, name, records = read_result(d)
+        p = pull(task, records, trained)
+        lines.append(f"| {name} | {task} | {p['n']} | {_cell(p['accuracy'])} | {_cell(p['accuracy_gold_trained'])} "
+                     f"/ {_cell(p['accuracy_gold_untrained'])} (n = {p['n_gold_trained']} / "
+                     f"{p['n'] - p['n_gold_trained']}) | {p['wrong']} | {p['wrong_trained']} | "
+                     f"{_cell(p['distractors_trained'])} | {_cell(p['accuracy_untrained_options'])} |")
+    return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="How far trained objects pull answers (docs/RESULTS.md §1.5).")
+    parser.add_argument("results", nargs="+", type=Path, help="MC or generation result directories (summary.json, records.jsonl)")
+    parser.add_argument("--trained", required=True, type=Path, help="the trained facts' CSV (its objects)")
+    args = parser.parse_args(argv)
+    print(exit_on_user_error(lambda: table(args.results, args.trained)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
