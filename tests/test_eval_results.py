@@ -354,3 +354,47 @@ def test_a_changed_matcher_definition_recomputes_stored_generation_results(setup
     monkeypatch.setattr(matching, "VERSION", matching.VERSION + 1)
     again = api.evaluate(model, tok, info, facts, ["hgp-0"], ["gen"], cfg)[0]
     assert again["config_hash"] != first["config_hash"]
+
+
+def _pair():
+    import torch
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Linear(6, 2))
+
+
+def _edit_one_element(m):
+    m[0].weight.data[2, 1] += 1e-3                  # through .data: no version counter sees it
+
+
+def _cast(m):
+    import torch
+
+    m[1].to(dtype=torch.bfloat16)
+
+
+def _reshape(m):
+    m[0].weight.data = m[0].weight.data.reshape(6, 4).t().contiguous().reshape(6, 4)   # same numbers, another layout
+
+
+def _same_bytes_other_shape(m):
+    m[0].weight.data = m[0].weight.data.reshape(4, 6)
+
+
+@pytest.mark.parametrize("change", [_edit_one_element, _cast, _reshape, _same_bytes_other_shape])
+def test_weights_digest_sees_every_change_and_not_the_thread_count(change):
+    import torch
+
+    from util_public import modelio
+
+    model, twin = _pair(), _pair()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = modelio.weights_sha256(model)
+        torch.set_num_threads(3)
+        assert modelio.weights_sha256(model) == one == modelio.weights_sha256(twin)
+    finally:
+        torch.set_num_threads(threads)
+    change(model)
+    assert modelio.weights_sha256(model) != one

@@ -112,18 +112,25 @@ def weight_stamps(directory: str) -> list[list]:
 
 
 def weights_sha256(model) -> str:
-    """sha256 of a loaded model's state (each tensor's name, dtype, shape and bytes): what a model
-    held in memory evaluates with, whatever its files hold (0.2 s for 250 MB on one core of the
-    Intel Xeon with AMX of docs/PERFORMANCE.md)."""
+    """sha256 of a loaded model's state: each tensor's name, dtype, shape and the sha256 of its
+    bytes. What a model held in memory evaluates with, whatever its files hold. The tensors are
+    hashed in `torch.get_num_threads()` threads (hashlib releases the GIL), since an evaluation
+    hashes its model at load and at every `api.evaluate` (docs/PERFORMANCE.md)."""
     import hashlib
+    from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
-    h = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    def digest(tensor) -> bytes:
         flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        h.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)};".encode())
-        h.update(flat.view(torch.uint8).numpy())
+        return hashlib.sha256(flat.view(torch.uint8).numpy()).digest()
+
+    items = sorted(model.state_dict().items())
+    h = hashlib.sha256()
+    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+        for (name, tensor), d in zip(items, pool.map(digest, [t for _, t in items])):
+            h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+            h.update(d)
     return h.hexdigest()
 
 
