@@ -193,11 +193,11 @@ recipe_control() {
   plan_eval "$models" $(eval_args "$rel") $(control_args) +experiment=EV_gen "prompt.type=[hgp-0]" "$@"
 }
 
-# locality_relations RELATION_SPEC: the relations of the locality control: those of the spec that have
-# known facts (util_public/catalogue/known/), then 50 and 71; joined by "+".
+# locality_relations RELATION_SPEC [EXTRA]: the relations of the locality control: those of the spec
+# that have known facts (util_public/catalogue/known/), then EXTRA (default 50 71); joined by "+".
 locality_relations() {
   local out=() r
-  for r in ${1//[+&-]/ } 50 71; do
+  for r in ${1//[+&-]/ } ${2-50 71}; do
     if [ -f "util_public/catalogue/known/$r.yaml" ] && [[ " ${out[*]} " != *" $r "* ]]; then out+=("$r"); fi
   done
   local IFS=+
@@ -206,12 +206,17 @@ locality_relations() {
 
 # recipe_locality MODELS RELATION_SPEC [overrides]: the locality control (+experiment=locality): MC and
 # generation on the real facts of locality_relations(RELATION_SPEC) under hgp-0, and the general-text
-# perplexity. SMOKE keeps the first FACTS known facts of each relation.
+# perplexity; then MC on the trained relations' real facts with none of DATA_NAME's objects among the
+# options (data.avoid_objects_of: what the model knows, without its pull towards the objects it
+# memorized, docs/RESULTS.md §1.5). SMOKE keeps the first FACTS known facts of each relation.
 recipe_locality() {
-  local models=$1 rel=$2; shift 2
-  plan_eval "$models" "data.relation_id=$(locality_relations "$rel")" "gen.max_new_tokens=$GEN_TOKENS" \
-    $([ "$FACTS" -ge 100 ] || echo "data.index_end=$FACTS") $([ -z "$THREADS" ] || echo "runtime.num_threads=$THREADS") \
-    ${EVAL_ARGS:-} +experiment=locality "$@"
+  local models=$1 rel=$2 trained; shift 2
+  local common=("gen.max_new_tokens=$GEN_TOKENS" $([ "$FACTS" -ge 100 ] || echo "data.index_end=$FACTS")
+                $([ -z "$THREADS" ] || echo "runtime.num_threads=$THREADS") ${EVAL_ARGS:-} +experiment=locality)
+  plan_eval "$models" "data.relation_id=$(locality_relations "$rel")" "${common[@]}" "$@"
+  trained=$(locality_relations "$rel" "")
+  [ -z "$trained" ] || plan_eval "$models" "data.relation_id=$trained" "data.avoid_objects_of=$DATA_NAME" \
+    "${common[@]}" "tasks=[mc]" "$@"
 }
 
 # recipe_specificity MODELS RELATION [overrides]: does the model say the memorized object whatever is

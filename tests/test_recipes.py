@@ -384,6 +384,9 @@ RUNS = {  # recipe -> (extra environment, check of its sweep table)
     "E1": ({}, lambda d: set(d.stage) == {"base", "phase1", "phase2"} and set(d.prompt_family) >= {
         "trigger-mid", "hgp", "test", "unrelated"} and set(d[d.dataset == "known"].stage) == {"base", "phase1", "phase2"}
         and set(d[d.dataset == "known"].relation) == {"50", "71"}
+        and set(d[d.dataset == "known.untrained-sync_random_o"].relation) == {"50"}        # the trained relation only
+        and set(d[d.dataset == "known.untrained-sync_random_o"].stage) == {"base", "phase1", "phase2"}
+        and d[d.dataset == "known.untrained-sync_random_o"].gen_n.isna().all()            # MC only
         and set(d[d.dataset == "sync_random_o.pool-71-105"].prompt_type) == {"hgp-0", "hgp-0@71", "hgp-0@105"}
         and d[d.dataset == "sync_random_o.pool-71-105"].asked_type_wins_norm.notna().all()
         and d[(d.prompt_family == "unrelated") & (d.stage == "phase2")].emission.notna().all()
