@@ -31,7 +31,7 @@ def test_shipped_known_facts_validate_and_get_safe_distractors(rel):
 
 
 @pytest.mark.parametrize("rel", sorted(MIN_FACTS))
-def test_avoided_objects_are_never_options_and_the_rest_is_the_same_draw(rel):
+def test_avoided_objects_are_never_options_and_every_fact_stays_a_question(rel):
     vocab = known.catalogue.read_vocab(known.catalogue.vocab_file(rel))
     avoid = vocab[::3]                                      # a third of the vocabulary, as if trained
     plain, avoiding = known.facts(rel, 20, seed=42), known.facts(rel, 20, seed=42, avoid=avoid)
@@ -64,7 +64,8 @@ def test_known_questions_avoiding_a_trained_dataset(isolated_roots):
     (["data.dataset=known", "data.avoid_objects_of=nope"], ("data.avoid_objects_of=nope", "no fact file")),
     (["data.dataset=known", "data.avoid_objects_of=mine", "data.relation_id=50+71"],
      ("data.avoid_objects_of=mine", "relation '71'", "no fact file")),
-    (["data.dataset=known", "data.avoid_objects_of=../elsewhere"], ("data.avoid_objects_of=../elsewhere",)),
+    (["data.dataset=known", "data.avoid_objects_of=../elsewhere"], ("data.avoid_objects_of=../elsewhere",
+                                                                    "invalid name", "without '..'")),
     (["data.dataset=known", "data.avoid_objects_of=most"], ("data.avoid_objects_of=most", "fact_id 0",
                                                             "distractors possible")),
 ])
