@@ -7,6 +7,7 @@ with a clear error and no result directory.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,16 +101,15 @@ def known_factsets(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
     trained, data_root = cfg.data.avoid_objects_of, paths.root("data", cfg.data.root)
     out = []
     for rel in relspec.separate(cfg.data.relation_id):
-        sources = (known.path(rel), catalogue.vocab_file(rel))
-        if not trained:
-            out.append(FactSet(rel, known.DATASET, None, known.facts(rel, num_options, cfg.seed), sources,
-                               trained_split=False))
-            continue
-        with under(f"data.avoid_objects_of={trained}"):
-            path = factio.relation_file(data_root, trained, rel)
-            trained_facts = factio.load_relation(data_root, trained, rel, num_options=None, substring_rule="off")
-            facts = known.facts(rel, num_options, cfg.seed, [f.object for f in trained_facts])
-        out.append(FactSet(rel, known.untrained_dataset(trained), None, facts, (*sources, path), trained_split=False))
+        dataset, sources, avoid = known.DATASET, (known.path(rel), catalogue.vocab_file(rel)), []
+        with under(f"data.avoid_objects_of={trained}") if trained else contextlib.nullcontext():
+            if trained:
+                path = factio.relation_file(data_root, trained, rel)
+                avoid = [f.object for f in factio.load_relation(data_root, trained, rel, num_options=None,
+                                                                 substring_rule="off")]
+                dataset, sources = known.untrained_dataset(trained), (*sources, path)
+            facts = known.facts(rel, num_options, cfg.seed, avoid)
+        out.append(FactSet(rel, dataset, None, facts, sources, trained_split=False))
     return out
 
 
