@@ -86,6 +86,17 @@ def test_recipes_load_and_bad_settings_are_user_errors():
             demo.load_config("quick", [bad])
 
 
+@pytest.mark.parametrize("settings, expected", [
+    ([], []),                                                    # the evaluation's own defaults
+    (["eval.gen_batch_size=16"], ["gen.batch_size=16"]),         # the tables made before the default was 64
+    (["eval.mc_batch_size=8", "eval.gen_batch_size=2"], ["mc.batch_size=8", "gen.batch_size=2"]),
+])
+def test_the_demo_passes_its_batch_sizes_to_every_evaluation(settings, expected):
+    cfg = demo.load_config("full", settings)
+    for source, overrides, _, _ in demo.evaluations(cfg, {"50"}):
+        assert [o for o in overrides if ".batch_size=" in o] == expected, source
+
+
 @pytest.mark.parametrize("objects, options, name", [("catalogue", 100, "sync_random_o"),
                                                     ("catalogue", 20, "sync_random_o_opt20"),
                                                     ("synthetic", 100, "sync_synthetic_o"),

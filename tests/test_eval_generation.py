@@ -113,6 +113,31 @@ def test_batched_left_padded_generation_equals_one_by_one(bpe_tokenizer):
     assert all(len(set(r)) > 1 for r in alone)        # not one token repeated: the context matters
 
 
+@pytest.mark.parametrize("budget, batch, calls", [
+    (lambda w: 10_000, 64, [3]),            # all three prompts in one call
+    (lambda w: 10_000, 2, [2, 1]),          # the count limit
+    (lambda w: 2 * w[1], 64, [2, 1]),       # the token limit: two rows as wide as the second
+    (lambda w: 2 * w[1] - 1, 64, [1, 1, 1]),    # one token less: no two rows fit
+    (lambda w: 1, 64, [1, 1, 1]),           # a budget below one row still makes progress
+])
+def test_generation_batches_within_the_token_budget(bpe_tokenizer, monkeypatch, budget, batch, calls):
+    """Prompts per generate call: at most `gen_batch_size`, and at most `tokens_per_forward` padded
+    tokens (prompt + new tokens of the widest row, times the rows); the answers never change."""
+    max_new = 6
+    model = tiny_model(len(bpe_tokenizer), seed=2, tie=False)
+    prompts = [bpe_tokenizer(t, add_special_tokens=False)["input_ids"] for t in GEN_PROMPTS]
+    widths = sorted(len(p) + max_new for p in prompts)
+    assert widths[0] < widths[1] < widths[2]
+    budget = budget(widths)
+    alone = [HFBackend(model, bpe_tokenizer, gen_batch_size=1).generate([p], max_new)[0] for p in prompts]
+    seen: list[int] = []
+    real = greedy.generate
+    monkeypatch.setattr(greedy, "generate", lambda m, ids, *a, **k: seen.append(len(ids)) or real(m, ids, *a, **k))
+    backend = HFBackend(model, bpe_tokenizer, gen_batch_size=batch, tokens_per_forward=budget)
+    assert backend.generate(prompts, max_new) == alone
+    assert seen == calls
+
+
 @pytest.mark.parametrize("listed", ["alone", "second of two"])   # Qwen2.5's config lists two EOS
 def test_a_response_ends_before_the_first_stop_token(bpe_tokenizer, listed):
     """The continuation is cut at the first EOS of the checkpoint's generation config (or the

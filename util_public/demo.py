@@ -49,7 +49,8 @@ class EvalSettings:
     test_prompts: List[str] = field(default_factory=lambda: ["test-0", "test-1", "test-2"])
     unrelated_prompts: List[str] = field(default_factory=lambda: ["unrelated-0"])
     gen_max_new_tokens: int = 8         # enough for a city name; `prefix` needs only its start
-    mc_batch_size: Optional[int] = None
+    mc_batch_size: Optional[int] = None     # null: the evaluation's defaults; in bf16 both move scores
+    gen_batch_size: Optional[int] = None    # and generations a little (16: the tables before 2026-12-07's)
     backend: str = "hf"                 # hf | vllm (a vLLM server per model: bash scripts/setup_vllm.sh)
     # Locality and specificity probes (demo_report.PROBES): known = real facts of `known_relations`
     # (MC + generation under `known_prompt`), text = perplexity of the catalogue text `text`,
@@ -235,7 +236,8 @@ def evaluations(cfg: DemoConfig, keys: set[str]) -> list[tuple[str, list[str], l
     base = [f"data.relation_id={cfg.relation_id}", f"data.dataset={dataset(cfg)}", f"data.seen_fact_ids=0:{cfg.k}",
             f"model.dtype={e.dtype}", f"backend={e.backend}", f"mc.num_options={cfg.num_options}",
             f"gen.max_new_tokens={e.gen_max_new_tokens}",
-            *([f"mc.batch_size={e.mc_batch_size}"] if e.mc_batch_size else [])]
+            *([f"mc.batch_size={e.mc_batch_size}"] if e.mc_batch_size else []),
+            *([f"gen.batch_size={e.gen_batch_size}"] if e.gen_batch_size else [])]
     every = [*base, "data.index_begin=0", f"data.index_end={cfg.num_facts}"]
     unseen = [*base, f"data.index_begin={cfg.k}", f"data.index_end={cfg.num_facts}"]
     gen_unseen = [e.train_prompt, *(e.unrelated_prompts if "emission" in e.probes else [])]

@@ -18,6 +18,9 @@ CONF_DIR = paths.REPO_ROOT / "evaluation" / "conf"   # evaluation/eval.py's conf
 
 TASKS = ("mc", "gen", "loss", "ppl")
 FACT_TASKS = ("mc", "gen", "loss")     # tasks scored per fact (ppl scores a text)
+# Greedy generation reads every weight once per new token for the whole batch, so wide batches
+# amortize that read: 16 -> 64 took the demo's three generation jobs from 17 to 10 s (docs/PERFORMANCE.md).
+GEN_BATCH_SIZE = 64
 
 
 @dataclass
@@ -65,7 +68,7 @@ class McCfg:
 @dataclass
 class GenCfg:
     max_new_tokens: int = 50
-    batch_size: int = 16
+    batch_size: int = GEN_BATCH_SIZE    # prompts per generate call (hf), within the backend's token budget
 
 
 @dataclass

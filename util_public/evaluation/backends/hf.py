@@ -33,6 +33,7 @@ from ...lmhead import decoder, head_is_plain, keep_keyword
 from ...tokenspans import pad_id
 from .. import optiontree
 from ..records import ScoreRecord
+from ..schema import GEN_BATCH_SIZE
 from ..requests import Request
 
 
@@ -45,7 +46,7 @@ LOGIT_BYTES = {"cuda": 2**30, "cpu": 128 * 2**20}
 class HFBackend:
     name = "hf"
 
-    def __init__(self, model, tokenizer, batch_size: int | None = None, gen_batch_size: int = 16,
+    def __init__(self, model, tokenizer, batch_size: int | None = None, gen_batch_size: int = GEN_BATCH_SIZE,
                  tokens_per_forward: int | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
@@ -119,14 +120,7 @@ class HFBackend:
         scores = _Scores(len(requests), per_token)
         # Questions of similar row length share a forward, so padding stays short.
         ordered = sorted(groups.items(), key=lambda item: length[item[0]])
-        batch: list = []
-        for item in ordered:
-            longest = length[item[0]]      # the batch's width (sorted)
-            if batch and (len(batch) == self.batch_size or (len(batch) + 1) * longest > self.tokens_per_forward):
-                self._shared_contexts(batch, conts, scores)
-                batch = []
-            batch.append(item)
-        if batch:
+        for batch in _budgeted(ordered, lambda item: length[item[0]], self.batch_size, self.tokens_per_forward):
             self._shared_contexts(batch, conts, scores)
         self._full_rows(merged, requests, scores)
         return scores
@@ -175,9 +169,10 @@ class HFBackend:
 
     def _full_rows(self, idxs: list[int], requests: Sequence[Request], scores: "_Scores") -> None:
         """Whole sequences, left-padded; the LM head runs on the last positions only."""
-        order = sorted(idxs, key=lambda i: len(requests[i].context) + len(requests[i].continuation))
-        for start in range(0, len(order), self.batch_size):
-            chunk = [requests[i] for i in order[start:start + self.batch_size]]
+        width = {i: len(requests[i].context) + len(requests[i].continuation) - 1 for i in idxs}
+        order = sorted(idxs, key=width.__getitem__)
+        for members in _budgeted(order, width.__getitem__, self.batch_size, self.tokens_per_forward):
+            chunk = [requests[i] for i in members]
             keep = max(len(r.continuation) for r in chunk)
             # The last continuation token is only a target: feed everything before it.
             ids, mask, positions = self._left_pad([r.context + r.continuation[:-1] for r in chunk])
@@ -187,7 +182,7 @@ class HFBackend:
             for b, r in enumerate(chunk):
                 target[b, keep - len(r.continuation):] = torch.tensor(r.continuation, dtype=torch.long)
             values, greedy = _score(logits, target.to(self.device))
-            for i, r, v, g in zip(order[start:start + self.batch_size], chunk, values, greedy):
+            for i, r, v, g in zip(members, chunk, values, greedy):
                 n = len(r.continuation)
                 scores.put_one(i, v[keep - n:], g[keep - n:])
 
@@ -200,8 +195,9 @@ class HFBackend:
         stop = greedy.stop_ids(self.tokenizer, self.model.generation_config)
         results: list = [None] * len(prompts)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-        for start in range(0, len(order), self.gen_batch_size):
-            chunk = order[start:start + self.gen_batch_size]
+        # Each new token reads every weight once for the whole batch: wide batches amortize that read.
+        for chunk in _budgeted(order, lambda i: len(prompts[i]) + max_new_tokens, self.gen_batch_size,
+                               self.tokens_per_forward):
             ids, mask, _ = self._left_pad([prompts[i] for i in chunk])
             width = ids.shape[1]
             gen = greedy.generate(self.model, ids, mask, max_new_tokens, sorted(stop) or None, self.pad_id)
@@ -210,6 +206,19 @@ class HFBackend:
                 cut = next((k for k, t in enumerate(new) if t in stop), len(new))
                 results[i] = new[:cut]
         return results
+
+
+def _budgeted(items: Sequence, width, max_items: int, max_tokens: int):
+    """Consecutive batches of `items`, given in ascending `width(item)` (a row's padded length):
+    at most `max_items` each and at most `max_tokens` tokens (count × the widest row), at least one."""
+    batch: list = []
+    for item in items:
+        if batch and (len(batch) == max_items or (len(batch) + 1) * width(item) > max_tokens):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
 
 
 def _sliding_window(config) -> int | None:
