@@ -33,6 +33,16 @@ per_rank() { echo $(( $1 / $2 > 0 ? $1 / $2 : 1 )); }
 # `error: WHERE: PROBLEM; HINT` on stderr), then exit 2.
 mtg_error() { echo "error: $1: $2${3:+; $3}" >&2; exit 2; }
 
+# Transparent huge pages for glibc's heap (glibc >= 2.35 reads this when a process starts; older or
+# other C libraries ignore it). Where the kernel's THP mode is `madvise`, a fresh 0.5B-model training
+# process otherwise faults in its gradients and AdamW state 4 KiB at a time: the first step of a
+# one-step Phase 2 took 17-24 s instead of 14-15 s (docs/PERFORMANCE.md). A hugetlb setting of the
+# caller's stays as it is.
+case ":${GLIBC_TUNABLES:-}:" in
+  *:glibc.malloc.hugetlb=*) ;;
+  *) export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1" ;;
+esac
+
 # The path variables start with ~ as Python reads them (expanduser): the shell does not expand a `~`
 # inside a value, so a check made here looked elsewhere than the stage it planned (MTG_DATA_ROOT='~/d').
 for _var in MTG_DATA_ROOT MTG_RUNS_ROOT MTG_RESULTS_ROOT MTG_MODELS_JSON MTG_MODEL_CACHE RECIPE_HOME RECIPE_RESULTS; do

@@ -324,6 +324,57 @@ def test_a_registry_named_but_not_made_yet_starts_as_a_copy_of_the_tracked_one(c
     assert sorted(p.name for p in tmp_path.rglob("*.tmp.*")) == []      # no temporary copy left behind
 
 
+# bashlib asks glibc for transparent huge pages: the caller's GLIBC_TUNABLES -> what the scripts export.
+HUGE_PAGES = {
+    "unset": (None, "glibc.malloc.hugetlb=1"),
+    "empty": ("", "glibc.malloc.hugetlb=1"),
+    "other tunables are kept": ("glibc.malloc.arena_max=2", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"),
+    "the caller's hugetlb wins": ("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0"),
+    "also when it is not the first": ("glibc.malloc.arena_max=2:glibc.malloc.hugetlb=2",
+                                      "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=2"),
+    "a longer name is not hugetlb": ("x.glibc.malloc.hugetlb=0", "x.glibc.malloc.hugetlb=0:glibc.malloc.hugetlb=1"),
+}
+
+
+@pytest.mark.parametrize("case", list(HUGE_PAGES))
+def test_the_bash_entry_points_ask_glibc_for_huge_pages_unless_the_caller_chose(case):
+    before, after = HUGE_PAGES[case]
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if before is not None:
+        env["GLIBC_TUNABLES"] = before
+    done = subprocess.run(["bash", "-c", "set -u; source scripts/bashlib.sh && printenv GLIBC_TUNABLES"], env=env,
+                          cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout, done.stderr) == (0, after + "\n", "")
+
+
+def _thp_mode() -> str:
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return "absent"
+    return text.split("[", 1)[1].split("]", 1)[0] if "[" in text else "absent"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or _thp_mode() not in ("madvise", "always"),
+                    reason="needs Linux with transparent huge pages on (madvise or always)")
+def test_a_python_started_by_the_bash_entry_points_gets_huge_pages():
+    """The setting reaches glibc: a 256 MiB tensor allocated by a Python the scripts start lies in
+    huge pages (glibc >= 2.35; 0 MiB with the kernel's `madvise` mode and no setting)."""
+    import platform
+
+    libc, version = platform.libc_ver()
+    if libc != "glibc" or tuple(map(int, version.split(".")[:2])) < (2, 35):
+        pytest.skip(f"glibc.malloc.hugetlb needs glibc >= 2.35 (here {libc} {version})")
+    probe = ("import re, torch; from util_public.runtime import configure_cpu; configure_cpu(1); "
+             "x = torch.ones(1 << 26); s = open('/proc/self/smaps').read(); "
+             "print(sum(map(int, re.findall(r'AnonHugePages:\\s+(\\d+)', s))) // 1024)")
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    done = subprocess.run(["bash", "-c", f"source scripts/bashlib.sh && {shlex.quote(sys.executable)} -c "
+                           f"{shlex.quote(probe)}"], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) >= 200
+
+
 def test_the_pipelines_own_hint_for_keeping_models_json_unchanged_works(stubs, isolated_roots, tmp_path):
     """`MTG_MODELS_JSON=runs/models.json`, as the pipeline suggests, named a file nothing made: Phase 1's
     model was then 'not in the registry'. It starts as a copy when the pipeline runs. The failing `python`
