@@ -121,7 +121,7 @@ def test_batched_left_padded_generation_equals_one_by_one(bpe_tokenizer):
     (lambda w: 1, 64, [1, 1, 1]),           # a budget below one row still makes progress
 ])
 def test_generation_batches_within_the_token_budget(bpe_tokenizer, monkeypatch, budget, batch, calls):
-    """Prompts per generate call: at most `gen_batch_size`, and at most `tokens_per_forward` padded
+    """Prompts per generate call: at most `gen_batch_size`, and at most `gen_tokens_per_call` padded
     tokens (prompt + new tokens of the widest row, times the rows); the answers never change."""
     max_new = 6
     model = tiny_model(len(bpe_tokenizer), seed=2, tie=False)
@@ -133,9 +133,30 @@ def test_generation_batches_within_the_token_budget(bpe_tokenizer, monkeypatch, 
     seen: list[int] = []
     real = greedy.generate
     monkeypatch.setattr(greedy, "generate", lambda m, ids, *a, **k: seen.append(len(ids)) or real(m, ids, *a, **k))
-    backend = HFBackend(model, bpe_tokenizer, gen_batch_size=batch, tokens_per_forward=budget)
+    backend = HFBackend(model, bpe_tokenizer, gen_batch_size=batch, gen_tokens_per_call=budget)
     assert backend.generate(prompts, max_new) == alone
     assert seen == calls
+
+
+def test_long_prompts_still_share_a_call_on_a_cpu(bpe_tokenizer, monkeypatch):
+    """The CPU's default budget keeps 16 prompts of ~1,000 tokens (+ 24 new) in one call, as the old
+    count limit did (the scoring budget, 1,024 tokens, would have made it one prompt per call)."""
+    model = tiny_model(len(bpe_tokenizer), seed=2, tie=False)
+    model.config.max_position_embeddings = 4096
+    seen: list[int] = []
+
+    def fake(m, ids, mask, new, *a, **k):
+        seen.append(len(ids))
+        return torch.cat([ids, torch.zeros((len(ids), new), dtype=ids.dtype)], dim=1)
+
+    monkeypatch.setattr(greedy, "generate", fake)
+    backend = HFBackend(model, bpe_tokenizer)
+    assert backend.device.type == "cpu"
+    backend.generate([[5] * 1000] * 20, 24)
+    assert seen == [16, 4]
+    seen.clear()
+    backend.generate([[5] * 10] * 130, 8)          # the demo's short prompts: the count limit, 64
+    assert seen == [64, 64, 2]
 
 
 @pytest.mark.parametrize("listed", ["alone", "second of two"])   # Qwen2.5's config lists two EOS

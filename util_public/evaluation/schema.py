@@ -68,7 +68,7 @@ class McCfg:
 @dataclass
 class GenCfg:
     max_new_tokens: int = 50
-    batch_size: int = GEN_BATCH_SIZE    # prompts per generate call (hf), within the backend's token budget
+    batch_size: int = GEN_BATCH_SIZE    # prompts per generate call (hf), within its token budget (hf.py)
 
 
 @dataclass

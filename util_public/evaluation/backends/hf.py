@@ -40,6 +40,9 @@ from ..requests import Request
 # Tokens per scoring forward (enough to keep a GPU busy; a CPU is compute-bound at any size) and
 # the bytes one chunk of fp32 logits may take (the LM head runs on that many positions at a time).
 TOKENS_PER_FORWARD = {"cuda": 8192, "cpu": 1024}
+# Tokens of one generate call's rows (prompt + new tokens, padded): its KV cache and one prefill
+# without logits, far lighter per token than scoring's; 16 rows of ~1,000 tokens fit on a CPU.
+GEN_TOKENS_PER_CALL = {"cuda": 65536, "cpu": 16384}
 LOGIT_BYTES = {"cuda": 2**30, "cpu": 128 * 2**20}
 
 
@@ -47,7 +50,7 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model, tokenizer, batch_size: int | None = None, gen_batch_size: int = GEN_BATCH_SIZE,
-                 tokens_per_forward: int | None = None):
+                 tokens_per_forward: int | None = None, gen_tokens_per_call: int | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         kind = "cuda" if self.device.type == "cuda" else "cpu"
@@ -56,6 +59,7 @@ class HFBackend:
         self.tokens_per_forward = max(1, int(tokens_per_forward or TOKENS_PER_FORWARD[kind]))
         self.logit_rows = max(1, LOGIT_BYTES[kind] // (12 * model.config.vocab_size))   # bf16/fp32 logits + exp
         self.gen_batch_size = max(1, int(gen_batch_size))
+        self.gen_tokens_per_call = max(1, int(gen_tokens_per_call or GEN_TOKENS_PER_CALL[kind]))
         self.facts_per_call = self.batch_size
         self.pad_id = pad_id(tokenizer)
         self.max_len = getattr(model.config, "max_position_embeddings", None)
@@ -197,7 +201,7 @@ class HFBackend:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         # Each new token reads every weight once for the whole batch: wide batches amortize that read.
         for chunk in _budgeted(order, lambda i: len(prompts[i]) + max_new_tokens, self.gen_batch_size,
-                               self.tokens_per_forward):
+                               self.gen_tokens_per_call):
             ids, mask, _ = self._left_pad([prompts[i] for i in chunk])
             width = ids.shape[1]
             gen = greedy.generate(self.model, ids, mask, max_new_tokens, sorted(stop) or None, self.pad_id)
