@@ -33,8 +33,8 @@ from ...lmhead import decoder, head_is_plain, keep_keyword
 from ...tokenspans import pad_id
 from .. import optiontree
 from ..records import ScoreRecord
-from ..schema import GEN_BATCH_SIZE
 from ..requests import Request
+from ..schema import GEN_BATCH_SIZE
 
 
 # Tokens per scoring forward (enough to keep a GPU busy; a CPU is compute-bound at any size) and
