@@ -36,8 +36,8 @@ mtg_error() { echo "error: $1: $2${3:+; $3}" >&2; exit 2; }
 # Transparent huge pages for glibc's heap (glibc >= 2.35 reads this when a process starts; older or
 # other C libraries ignore it). Where the kernel's THP mode is `madvise`, a fresh 0.5B-model training
 # process otherwise faults in its gradients and AdamW state 4 KiB at a time: the demo's one-step
-# Phase 2 as its own process took 24-46 s instead of 22-24 s (docs/PERFORMANCE.md). A hugetlb
-# setting of the caller's stays as it is.
+# Phase 2 as its own process took 24-46 s instead of 22-24 s (2-core AVX512_BF16 EPYC,
+# docs/PERFORMANCE.md). A hugetlb setting of the caller's stays as it is.
 case ":${GLIBC_TUNABLES:-}:" in
   *:glibc.malloc.hugetlb=*) ;;
   *) export GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.hugetlb=1" ;;

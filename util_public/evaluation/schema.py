@@ -19,7 +19,8 @@ CONF_DIR = paths.REPO_ROOT / "evaluation" / "conf"   # evaluation/eval.py's conf
 TASKS = ("mc", "gen", "loss", "ppl")
 FACT_TASKS = ("mc", "gen", "loss")     # tasks scored per fact (ppl scores a text)
 # Greedy generation reads every weight once per new token for the whole batch, so wide batches
-# amortize that read: 16 -> 64 took the demo's three generation jobs from 17 to 10 s (docs/PERFORMANCE.md).
+# amortize that read: 16 -> 64 took the demo's three generation jobs from 17 to 10 s per model
+# (Qwen2.5-Coder-0.5B, bf16, 2-core AVX512_BF16 EPYC; docs/PERFORMANCE.md).
 GEN_BATCH_SIZE = 64
 
 
