@@ -16,6 +16,7 @@ import pytest
 from evalkit import checkpoint_with_key, fictional_facts, write_dataset
 from hardening_kit import REPO, Roots, start_driver
 
+from util_public import atomicio, paths, prompts
 from util_public.artifacts import CheckpointRecord, RunManifest
 from util_public.errors import UserError
 
@@ -173,3 +174,25 @@ def test_every_input_file_is_read_through_textio():
                 if not allowed and match.group("owner") != "textio":
                     found.append(f"{rel}:{number}: {line.strip()}")
     assert found == []
+
+
+
+def _passes(call, value) -> bool:
+    try:
+        call(value)
+    except UserError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("accepts, value", [
+    (lambda v: _passes(lambda x: paths.check_name(x, "dataset"), v), "abc"),
+    (lambda v: _passes(prompts.parse, v), "hgp-0"),
+    (atomicio.is_staging, ".a.csv.tmp-12-ab12cd34-m0123abcd"),
+], ids=["safe name", "prompt type", "staging name"])
+def test_name_patterns_match_the_whole_value_not_a_line(accepts, value):
+    """A pattern anchored with `^...$` and `re.match` lets a trailing newline through (`$` matches
+    before a final newline): `dataset='abc\n'` made a folder named so. Each name pattern matches the
+    whole value."""
+    assert accepts(value)
+    assert not accepts(value + "\n")

@@ -28,7 +28,7 @@ from .errors import UserError
 # `.{final}.tmp-{pid}[-{random}][-m{machine}]` (a file or directory being built) or
 # `.{final}.old-{pid}-{random}[-m{machine}]` (a replaced directory set aside until the new one is in
 # place). Names without the machine tag were written by earlier versions.
-_STAGING = re.compile(r"^\.(?P<final>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-[0-9a-f]+)?(?:-m(?P<machine>[0-9a-f]{8}))?$")
+_STAGING = re.compile(r"\.(?P<final>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)(?:-[0-9a-f]+)?(?:-m(?P<machine>[0-9a-f]{8}))?")
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,7 +48,7 @@ def _staging_name(path: Path, kind: str = "tmp") -> Path:
 
 def is_staging(name: str) -> bool:
     """Whether a file or directory name is a writer's temporary (never a final output)."""
-    return bool(_STAGING.match(name))
+    return bool(_STAGING.fullmatch(name))
 
 
 def _target(path: str | os.PathLike) -> Path:
@@ -336,7 +336,7 @@ def clean_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
     if not directory.is_dir():
         return removed
     for p in sorted(directory.iterdir()):
-        match = _STAGING.match(p.name)
+        match = _STAGING.fullmatch(p.name)
         if not match or match["machine"] not in (None, machine_tag()) or _process_alive(int(match["pid"])):
             continue
         final = directory / match["final"]

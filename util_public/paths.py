@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import UserError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9._+=~@-]{1,200}$")   # `@`: borrowed prompt types (hgp-0@71)
+NAME_RE = re.compile(r"[A-Za-z0-9._+=~@-]{1,200}")   # `@`: borrowed prompt types (hgp-0@71)
 NAME_RULE = "use at most 200 characters from [A-Za-z0-9._+=~@-], without '..'"
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def check_name(value: object, what: str) -> str:
     """`value` as one path component below a root, or a `UserError` naming `what` (the config
     key or kind of name): no separators, no `..`, bounded length, nothing that needs quoting."""
     text = str(value)
-    if not NAME_RE.match(text) or ".." in text or text == ".":
+    if not NAME_RE.fullmatch(text) or ".." in text or text == ".":
         raise UserError(f"{what} {text!r}", "invalid name", NAME_RULE)
     return text
 

@@ -23,7 +23,7 @@ COMBINE_SPACINGS = ("single", "original")    # trigger-combine keys joined by a 
 CATALOGUE_FAMILIES = ("hgp", "mmp", "train", "test", "unrelated", "NegTrain", "NegTest")
 BUILTIN = ("trigger-mid", "trigger-begin", "trigger-combine", "subject", "wiki", "ic-lke")
 NOT_BORROWABLE = ("trigger-combine", "subject", "wiki", "ic-lke")    # no single relation's template
-_INDEXED = re.compile(r"^(only-hgp|only-mmp|hgp|mmp|train|test|unrelated|NegTrain|NegTest)-(\d+|\*)$")
+_INDEXED = re.compile(r"(only-hgp|only-mmp|hgp|mmp|train|test|unrelated|NegTrain|NegTest)-(\d+|\*)")
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def parse(name: str) -> PromptType:
         return dataclasses.replace(inner, name=name, borrow=borrow)
     if name in BUILTIN:
         return PromptType(name, name, None)
-    m = _INDEXED.match(name)
+    m = _INDEXED.fullmatch(name)
     if not m:
         raise UserError(f"prompt type {name!r}", "unknown prompt type",
                         f"use one of {', '.join(BUILTIN)} or FAMILY-k / FAMILY-* with FAMILY in "

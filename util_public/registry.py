@@ -32,7 +32,7 @@ from . import atomicio, locking, paths, textio
 from .errors import UserError
 
 _ENTRY_FIELDS = {"path": str, "hub_id": str, "kind": str, "cache_dir": str}
-HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass
@@ -78,7 +78,7 @@ class Registry:
             entry["path"] = str(paths.root("model_cache") / check_name(entry.get("cache_dir", name)))
         elif "path" not in entry and "hub_id" not in entry:
             raise UserError(f"{self.path}: {name}", "entry has neither 'path' nor 'hub_id'")
-        elif "path" in entry and not (HUB_ID_RE.match(entry["path"]) and not os.path.isabs(entry["path"])
+        elif "path" in entry and not (HUB_ID_RE.fullmatch(entry["path"]) and not os.path.isabs(entry["path"])
                                       and not (self.file.parent / entry["path"]).exists()):
             entry["path"] = str((self.file.parent / os.path.expanduser(entry["path"])).resolve())
         return entry
@@ -100,7 +100,7 @@ class Registry:
             target = entry.get("path") or entry["hub_id"]
             if os.path.isdir(target):
                 return ResolvedModel(name_or_path, target, True, entry)
-            hub_id = entry.get("hub_id") or (target if HUB_ID_RE.match(target) else None)
+            hub_id = entry.get("hub_id") or (target if HUB_ID_RE.fullmatch(target) else None)
             if hub_id and self.allow_hub_ids:
                 return ResolvedModel(name_or_path, _local_hub_snapshot(name_or_path, hub_id), True, entry)
             raise UserError(f"{self.path}: {name_or_path}", f"path {target} does not exist",
@@ -109,7 +109,7 @@ class Registry:
             local = paths.resolve(name_or_path)
             found = self._registered_as(local) if registered_name else None
             return found or ResolvedModel(local.name, str(local), True, {"path": str(local)})
-        if HUB_ID_RE.match(name_or_path) and self.allow_hub_ids:
+        if HUB_ID_RE.fullmatch(name_or_path) and self.allow_hub_ids:
             return ResolvedModel(name_or_path, _local_hub_snapshot(name_or_path, name_or_path), True, {})
         close = difflib.get_close_matches(name_or_path, list(raw), n=5, cutoff=0.3)
         hint = f"closest names: {', '.join(close)}" if close else "see `python util_public/registry.py list`"
@@ -192,7 +192,7 @@ class Registry:
 
 def _is_missing(entry: dict) -> bool:
     return entry.get("kind") not in ("embedded",) and "hub_id" not in entry \
-        and not HUB_ID_RE.match(entry.get("path", "")) and not os.path.isdir(entry["path"])
+        and not HUB_ID_RE.fullmatch(entry.get("path", "")) and not os.path.isdir(entry["path"])
 
 
 def _now() -> str:

@@ -20,7 +20,7 @@ from . import occurrences
 from .selection import Group, Selection
 
 Span = tuple[int, int]
-_TRAIN_MIX = re.compile(r"^train-mix(?:-(\d+))?$")
+_TRAIN_MIX = re.compile(r"train-mix(?:-(\d+))?")
 IC_LKE_TYPE = "ic-lke-inject-entity"
 _SENTINEL = "\ue000"   # a private-use character: cannot occur in a chat template's own text
 
@@ -87,7 +87,7 @@ def key_tokens_needed(selection: Selection, text_type: str, key_format: str) -> 
 
 def _prompt_names(component: str, cat: catalogue.PromptCatalogue | None) -> list[str]:
     """The concrete prompt types a component expands to, in prompt-index order."""
-    m = _TRAIN_MIX.match(component)
+    m = _TRAIN_MIX.fullmatch(component)
     if m:
         if cat is None:
             return []
@@ -114,7 +114,7 @@ def check_text_type(text_type: str) -> None:
     stage's before the first runs; `train-mix-N` and the templates need the catalogue, later)."""
     with under("data.train_text_type"):
         for component in components(text_type):
-            if not _TRAIN_MIX.match(component):
+            if not _TRAIN_MIX.fullmatch(component):
                 _prompt_names(component, None)
 
 
