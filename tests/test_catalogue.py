@@ -131,6 +131,8 @@ def test_an_unquoted_relation_id_is_its_string(tmp_path):
     ('relations: {"50": {}, 50: {}}', "relations: 50", "given twice"),
     ("relations: {1.5: {}}", "relations: 1.5", "must be a string or an integer"),
     ("relations: [50]", "relations", "must be an object, found a list"),
+    ('relations: {"P1303+v2": {}}', "relations: P1303+v2", "cannot contain '+'"),
+    ('relations: {"P/1303": {}}', "relations: relation id 'P/1303'", "invalid name"),
 ])
 def test_a_relation_entry_of_the_wrong_yaml_type_names_file_and_key(tmp_path, text, where, problem):
     root = _relations_yaml(tmp_path, text + "\n")

@@ -81,6 +81,10 @@ def _relations(path: Path) -> dict:
         rid = str(textio.require(key, (str, int), f"{where}: {key!r}", _RELATION_SHAPE))
         if rid in table:
             raise UserError(f"{where}: {rid}", "given twice, quoted and unquoted", "keep one of them")
+        paths.check_name(rid, f"{where}: relation id")   # it names fact files and result folders
+        if "+" in rid:     # relspec reads `P1303+v2` as two relations: no later stage could name it
+            raise UserError(f"{where}: {rid}", "a relation id cannot contain '+'",
+                            "'+' joins relations in data.relation_id (12+21+50); rename the relation")
         textio.require_fields(textio.require(entry, dict, f"{where}: {rid}", _RELATION_SHAPE), _RELATION_FIELDS,
                               f"{where}: {rid}", hint=_RELATION_SHAPE)
         for i, head in enumerate(entry.get("example_heads") or []):
