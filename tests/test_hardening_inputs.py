@@ -622,6 +622,9 @@ CASES = [
          ("families", "selects no prompt for relation 50")),
     # summarize
     Case("summ-no-results", "summ", lambda c: [str(c.results)], ("{results}", "no evaluation summary.json found")),
+    Case("summ-misspelt-metric", "summ",
+         lambda c: [*_summary_file(c, {"task": "mc", "metrics": {"all": {"n": 4, "accuracy": 0.5}}}), "--metric", "accurcy"],
+         ("--metric", "no result has accurcy to show", "metrics of these results: accuracy")),
 ]
 
 

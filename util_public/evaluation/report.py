@@ -71,8 +71,23 @@ def _cell(value: tuple[float | None, float | None]) -> str:
     return f"{v:.3f}±{sd:.3f}" if sd is not None else f"{v:.3f}"
 
 
+def _rows_with_values(summaries: list[ResultSummary], metric: str | None, purpose: str) -> list[dict]:
+    """The rows that have a value of `metric` (else the headline metric); none is an error naming
+    the metrics these results do have (a misspelt `--metric` printed a table of dashes, exit 0)."""
+    found = [r for r in rows(summaries, metric) if any(r[s][0] is not None for s in SLICES)]
+    if not found:
+        present = sorted({m for s in summaries for values in s.metrics.values() if isinstance(values, dict)
+                          for m in values if m != "n"})
+        raise UserError("--metric" if metric else "--png", f"no result has {metric or 'its headline metric'} to "
+                        f"{purpose}", f"metrics of these results: {', '.join(present) or 'none'}")
+    return found
+
+
 def table(summaries: list[ResultSummary], metric: str | None = None) -> str:
-    """A fixed-width table: one row per result, the headline metric per slice."""
+    """A fixed-width table: one row per result, the headline metric per slice (a result without
+    `metric`, an MC result beside `--metric prefix`, shows "-"; none with it is an error)."""
+    if metric:
+        _rows_with_values(summaries, metric, "show")
     head = ["task", "model", "dataset", "relation", "facts", "test_type", "prompt_type", "metric", *SLICES, "n"]
     body = [[str(r["task"]), str(r["model"]), str(r["dataset"]), str(r["relation"]), r["facts"], str(r["test_type"]),
              str(r["prompt_type"]), r["metric"], *(_cell(r[s]) for s in SLICES), str(r["n_all"])]
@@ -104,12 +119,7 @@ def bar_chart(summaries: list[ResultSummary], png: str | Path, metric: str | Non
     with more groups than fit MAX_WIDTH_IN continues on the next rows, on the same y-range. Results
     without the metric (`--metric prefix` beside MC results) are left out, as the table shows them
     as "-"; none with it is an error."""
-    table_rows = [r for r in rows(summaries, metric) if any(r[s][0] is not None for s in SLICES)]
-    if not table_rows:
-        present = sorted({m for s in summaries for values in s.metrics.values() if isinstance(values, dict)
-                          for m in values if m != "n"})
-        raise UserError("--metric" if metric else "--png", f"no result has {metric or 'its headline metric'} to "
-                        "chart", f"metrics of these results: {', '.join(present) or 'none'}")
+    table_rows = _rows_with_values(summaries, metric, "chart")
     labels = plotting.short_labels(sorted({str(r["model"]) for r in table_rows}))
     panels: dict[tuple, list[dict]] = {}
     for r in table_rows:
