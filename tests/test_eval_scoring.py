@@ -180,6 +180,31 @@ def test_tree_rows_equal_reference_at_any_batching(bpe_tokenizer, models, tokens
     _assert_matches_reference(model, reqs, backend.score(reqs))
 
 
+@pytest.mark.parametrize("shape", ["sequences sharing their first token", "many long options of one context"])
+def test_no_forward_exceeds_the_token_budget_when_rows_fit(bpe_tokenizer, models, shape):
+    """All loss-probe sequences (context: their first token) went into one tree row: 64 facts of 158
+    tokens made a row 10,038 wide whatever the budget. Each forward now holds at most the budget's
+    tokens, and scores equal the reference."""
+    model = _model(models, bpe_tokenizer)
+    if shape.startswith("sequences"):
+        texts = [f"The {o} lies near {MULTI[-1 - i]}, beside {o} and {MULTI[i]}." for i, o in enumerate(MULTI)]
+        reqs = [rq.Request(i, tuple(ids[:1]), tuple(ids[1:]), 0) for i, t in enumerate(texts)
+                for ids in [bpe_tokenizer(t, add_special_tokens=False).input_ids]]
+    else:
+        reqs = [rq.split(bpe_tokenizer, CONTEXTS[0], f" {o} of {p} by {o}", [], (i, j))
+                for i, o in enumerate(MULTI) for j, p in enumerate(MULTI)]
+    widths = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda _, args, out: widths.append(args[0].numel()))
+    budget = 60
+    try:
+        records = HFBackend(model, bpe_tokenizer, tokens_per_forward=budget).score(reqs)
+    finally:
+        hook.remove()
+    assert max(len(r.context) + len(r.continuation) for r in reqs) <= budget < sum(len(r.continuation) for r in reqs)
+    assert max(widths) <= budget, widths
+    _assert_matches_reference(model, reqs, records)
+
+
 def test_per_token_logprobs_agree_with_records(bpe_tokenizer, models):
     """`token_logprobs` (the loss probe's path) and `score` (per-request sums built from array
     segments) read the same positions: each record is the fp64 sum of its tokens, and greedy

@@ -115,17 +115,25 @@ class HFBackend:
             for ctx in [c for c, idxs in groups.items()
                         if len(c) + max(len(requests[i].continuation) for i in idxs) > self.window]:
                 merged += groups.pop(ctx)
-        conts = {ctx: [requests[i].continuation for i in idxs] for ctx, idxs in groups.items()}
-        length = {ctx: optiontree.row_length(ctx, c) for ctx, c in conts.items()}
-        for ctx, c in conts.items():    # a tree row is no longer than its longest full row
-            self.check_length(requests[groups[ctx][0]].key, len(ctx) + max(map(len, c)))
+        # Sequences that share only their first token (the loss probe's): one tree row would save a
+        # token each and pay attention across all of them; alone, each is a plain row.
+        for ctx in [c for c, idxs in groups.items() if len(c) == 1 and len(idxs) > 1]:
+            merged += groups.pop(ctx)
+        # A tree row holds its context once and every continuation after it; continuations beyond
+        # the token budget take further rows (one row's attention mask is quadratic in its length).
+        rows = [(ctx, part) for ctx, idxs in groups.items()
+                for part in _summed(idxs, lambda i: len(requests[i].continuation) - 1, self.tokens_per_forward - len(ctx))]
+        conts = [[requests[i].continuation for i in idxs] for _, idxs in rows]
+        length = [optiontree.row_length(ctx, c) for (ctx, _), c in zip(rows, conts)]
+        for (ctx, idxs), c in zip(rows, conts):    # a tree row is no longer than its longest full row
+            self.check_length(requests[idxs[0]].key, len(ctx) + max(map(len, c)))
         for i in merged:
             self.check_length(requests[i].key, len(requests[i].context) + len(requests[i].continuation))
         scores = _Scores(len(requests), per_token)
-        # Questions of similar row length share a forward, so padding stays short.
-        ordered = sorted(groups.items(), key=lambda item: length[item[0]])
-        for batch in _budgeted(ordered, lambda item: length[item[0]], self.batch_size, self.tokens_per_forward):
-            self._shared_contexts(batch, conts, scores)
+        # Rows of similar length share a forward, so padding stays short.
+        ordered = sorted(range(len(rows)), key=length.__getitem__)
+        for batch in _budgeted(ordered, length.__getitem__, self.batch_size, self.tokens_per_forward):
+            self._shared_contexts([rows[r] for r in batch], [conts[r] for r in batch], scores)
         self._full_rows(merged, requests, scores)
         return scores
 
@@ -141,9 +149,10 @@ class HFBackend:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return ids.to(self.device), mask.to(self.device), positions.to(self.device)
 
-    def _shared_contexts(self, batch: list[tuple[tuple, list[int]]], conts: dict, scores: "_Scores") -> None:
-        """Score every continuation of a batch of questions in one forward of their tree rows."""
-        layout = optiontree.build([ctx for ctx, _ in batch], [conts[ctx] for ctx, _ in batch], self.pad_id)
+    def _shared_contexts(self, batch: list[tuple[tuple, list[int]]], conts: list[list], scores: "_Scores") -> None:
+        """Score every continuation of a batch of tree rows ((context, request indices) and their
+        continuations) in one forward."""
+        layout = optiontree.build([ctx for ctx, _ in batch], conts, self.pad_id)
         ids, positions, owner = (torch.tensor(x, device=self.device) for x in (layout.ids, layout.positions, layout.owner))
         bias = optiontree.attention_bias(owner, next(self.model.parameters()).dtype)
         inputs = dict(input_ids=ids, attention_mask=bias, position_ids=positions, use_cache=False)
@@ -223,6 +232,20 @@ def _budgeted(items: Sequence, width, max_items: int, max_tokens: int):
         batch.append(item)
     if batch:
         yield batch
+
+
+def _summed(items: Sequence, size, max_tokens: int):
+    """Consecutive runs of `items` whose sizes sum to at most `max_tokens`, at least one item each."""
+    run: list = []
+    used = 0
+    for item in items:
+        if run and used + size(item) > max_tokens:
+            yield run
+            run, used = [], 0
+        run.append(item)
+        used += size(item)
+    if run:
+        yield run
 
 
 def _sliding_window(config) -> int | None:
