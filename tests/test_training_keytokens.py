@@ -73,3 +73,42 @@ def test_exact_resize_reproduces_the_shrinking_original(tok):
     keys = keytokens.add(tok, [KEY], None, "base")
     keytokens.resize_and_init(model, tok, keys, "exact", "hf_default")
     assert model.get_input_embeddings().weight.shape[0] == len(tok)
+
+
+def _keyed_base(tokenizer, directory, key_format: str):
+    """A tiny base checkpoint whose key token was trained under `key_format`."""
+    import json
+
+    from conftest import save_tiny_checkpoint
+
+    tok = copy.deepcopy(tokenizer)
+    key = key_format.replace("{relation_id}", "50")
+    tok.add_special_tokens({"additional_special_tokens": [key]})
+    save_tiny_checkpoint(tok, directory, 0)
+    meta = {"key_tokens": {key: tok.convert_tokens_to_ids(key)}, "key_token_format": key_format, "phase": 1}
+    (directory / "mtg_meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    return directory, len(tok)
+
+
+@pytest.mark.parametrize("configured, expected", [
+    (None, "<KEY_50>"),                          # the default: the base's format
+    ("<KEY_{relation_id}>", "<KEY_50>"),         # the base's own, named
+    ("<K{relation_id}>", "differs from '<KEY_{relation_id}>'"),
+])
+def test_a_stage_keeps_the_key_format_of_its_base(sp_tokenizer, isolated_roots, tmp_path, configured, expected):
+    """Phase 2 on a Phase 1 trained with `<KEY_{relation_id}>` recorded the default format and, asked
+    for trigger texts, added and trained a new `<TRIGGER_50>` beside the memorized `<KEY_50>`."""
+    from evalkit import fictional_facts, write_dataset
+
+    from util_public.training import run
+
+    base, vocab = _keyed_base(sp_tokenizer, tmp_path / "p1", "<KEY_{relation_id}>")
+    write_dataset(isolated_roots["data"], "toy", fictional_facts(4, num_options=5))
+    overrides = [f"model.base={base}", "data.dataset=toy", "data.index_end=4", "data.train_text_type=trigger-mid",
+                 *([f"key_token.format='{configured}'"] if configured else [])]
+    if expected.startswith("differs"):
+        with pytest.raises(UserError, match=f"key_token.format: .*{expected}"):
+            run.examples(run.compose("phase2", overrides))
+        return
+    tokenizer, encoded = run.examples(run.compose("phase2", overrides))
+    assert len(tokenizer) == vocab and all(expected in t.text for t in encoded.texts)

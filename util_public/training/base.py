@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import facts as factio, modelio, paths
 from ..artifacts import MANIFEST_FILE, CheckpointMeta, RunManifest
 from ..errors import UserError
+from ..prompts import KEY_FORMAT
 from ..registry import Registry
 from .schema import TrainStageConfig
 
@@ -50,6 +51,20 @@ def resolve(cfg: TrainStageConfig, registry: Registry, runs_root: Path) -> Base:
     if meta:
         identity.update({"run": meta.run_name, "config_hash": meta.config_hash, "step": meta.step})
     return Base(resolved.name, resolved.path, meta, identity)
+
+
+def key_format(configured: str, base: Base) -> str:
+    """The key-token format of a stage: the base checkpoint's when it has key tokens (Phase 2 on a
+    Phase 1 trained with `<KEY_{relation_id}>` recorded the default and, asked for trigger texts,
+    added and trained a fresh `<TRIGGER_50>` beside the memorized key), else the configured one.
+    Configuring a format other than the default that differs from the base's is an error."""
+    recorded = base.meta.key_token_format if base.meta and base.meta.key_tokens else None
+    if not recorded or recorded == configured:
+        return configured
+    if configured != KEY_FORMAT:
+        raise UserError("key_token.format", f"{configured!r} differs from {recorded!r}, the format of the key "
+                        f"tokens of the base checkpoint {base.path}", "leave key_token.format unset to use the base's")
+    return recorded
 
 
 def unrelated_data(base: Base, dataset: str, relations: list[str]) -> str | None:

@@ -54,6 +54,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     distributed.check_sharding_mode()
     grad_accum, eff_batch = check_config(cfg, world_size)
     registry, runs_root, base, data_root, chosen = _inputs(cfg)
+    cfg_node.key_token.format = cfg.key_token.format     # the run directory's config says what ran
     unrelated = basemodel.unrelated_data(base, cfg.data.dataset, chosen.atomic_relations())
     if unrelated and rank == 0:
         print(f"warning: {unrelated}", file=sys.stderr)
@@ -191,11 +192,13 @@ def _train(cfg, args, run: RunDir, decision: Decision, books: bookkeeping.Checkp
 
 
 def _inputs(cfg: schema.TrainStageConfig):
-    """(registry, runs root, base model, data root, chosen facts) of a stage, checked before any output."""
+    """(registry, runs root, base model, data root, chosen facts) of a stage, checked before any output;
+    `cfg.key_token.format` becomes the base checkpoint's where it has key tokens."""
     registry = Registry(cfg.registry.path, cfg.registry.lock_timeout_s, cfg.registry.allow_hub_ids)
     runs_root = paths.root("runs", cfg.save.runs_root)
     base = basemodel.resolve(cfg, registry, runs_root)
     modelio.check_checkpoint(base.path)     # before any output: loadable, and never from pickles
+    cfg.key_token.format = basemodel.key_format(cfg.key_token.format, base)
     data_root = paths.root("data", cfg.data.root)
     chosen = selection.load(cfg.data.relation_id, data_root, cfg.data.dataset, cfg.data.index_begin, cfg.data.index_end)
     return registry, runs_root, base, data_root, chosen

@@ -57,7 +57,7 @@ class LossConfig:
 
 @dataclass
 class KeyTokenConfig:
-    format: str = KEY_FORMAT
+    format: str = KEY_FORMAT                   # a base checkpoint with key tokens imposes its own (base.key_format)
     resize: str = "grow_only"                  # keytokens.RESIZE: grow_only | exact (exact may shrink, as the original)
     init: str = "mean"                         # keytokens.INIT: mean | hf_default
 
