@@ -350,7 +350,23 @@ def test_dry_run_prints_the_name_and_writes_nothing(setup, capsys):
     assert train("phase1", "model.base=tiny-base", "data.index_end=20", "train.dry_run=true") == 0
     out = json.loads(capsys.readouterr().out)
     assert out["run_name"] == "tiny-base_50_sync_random_o_trigger-mid_normal_bs1_lr1e-05_cosine_ep20_f0-19_seed42"
-    assert out["run_dir"] == str(setup["runs"] / out["run_name"]) and not setup["runs"].exists()
+    assert out["run_dir"] == str(setup["runs"] / out["run_name"]) and out["action"] == "fresh"
+    assert not setup["runs"].exists()
+
+
+def test_dry_run_refuses_what_the_run_would_refuse(setup, capsys):
+    """The dry run said yes to a changed config in a finished run's directory; the run then refused."""
+    common = ["model.base=tiny-base", "data.index_end=4", "train.epochs=1", "save.run_name=D", *FAST]
+    assert train("phase1", *common) == 0
+    capsys.readouterr()
+    assert train("phase1", *common, "train.dry_run=true") == 0
+    assert json.loads(capsys.readouterr().out)["action"] == "complete"
+    written = sorted(p.relative_to(setup["runs"]) for p in setup["runs"].rglob("*"))
+    for bad, match in [("train.learning_rate=2e-5", r"differing keys: train\.learning_rate"),
+                       ("train.resume=never", "train.resume=never")]:
+        with pytest.raises(UserError, match=match):
+            train("phase1", *common, bad, "train.dry_run=true")
+    assert sorted(p.relative_to(setup["runs"]) for p in setup["runs"].rglob("*")) == written
 
 
 def test_preview_masks_prints_flags_and_exits(setup, capsys):

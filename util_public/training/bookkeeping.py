@@ -80,9 +80,12 @@ class CheckpointBooks:
                 if not (self._registered(c) and self._recorded(c))]
 
     def preflight(self, steps: list[int]) -> None:
-        """Before training: the registry is writable (probed under its lock), and no checkpoint
-        name this run will register already maps to another path."""
+        """Before training: the registry is writable (probed under its lock), and `check_names`."""
         self.registry.check_writable()
+        self.check_names(steps)
+
+    def check_names(self, steps: list[int]) -> None:
+        """No checkpoint name this run will register (at `steps`) already maps to another path."""
         if self.overwrite:
             return
         raw = self.registry.raw()

@@ -76,15 +76,17 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     config_hash = stage.value
     run_name = _run_name(cfg, base, chosen, eff_batch)
     run = RunDir(runs_root / run_name, run_name)
-    if cfg.train.dry_run:
-        print(json.dumps({"run_name": run_name, "run_dir": str(run.path)}))
+    books = bookkeeping.CheckpointBooks(run, registry, cfg.registry.overwrite)
+    steps = hfargs.steps_per_epoch(len(encoded.masked), cfg.train.per_device_train_batch_size, grad_accum, world_size)
+    saved_at = [steps * epoch for epoch in range(1, cfg.train.epochs + 1)]
+    if cfg.train.dry_run:   # what the real run would refuse, read without writing: the run directory, the names
+        decision = run.decide(stage, cfg.train.resume)
+        books.check_names(saved_at)
+        print(json.dumps({"run_name": run_name, "run_dir": str(run.path), "action": decision.action}))
         return 0
     if rank == 0:   # the only writer (the probe file is removed again, but it is a write)
         atomicio.check_writable_dir(runs_root, "save.runs_root")
-    books = bookkeeping.CheckpointBooks(run, registry, cfg.registry.overwrite)
-    steps = hfargs.steps_per_epoch(len(encoded.masked), cfg.train.per_device_train_batch_size, grad_accum, world_size)
-    if rank == 0:
-        books.preflight([steps * epoch for epoch in range(1, cfg.train.epochs + 1)])
+        books.preflight(saved_at)
     with run.lock() if rank == 0 else contextlib.nullcontext():
         decision = run.decide(stage, cfg.train.resume)
         if decision.action == "complete":

@@ -91,7 +91,7 @@ class TrainConfig:
     ddp_timeout_s: int = 1800                  # the ranks' wait to join, and at each collective (ddp_timeout)
     resume: str = "auto"                       # auto | never | restart
     stop_after_epochs: Optional[int] = None    # end this invocation after N epochs; a rerun resumes
-    dry_run: bool = False                      # print {"run_name", "run_dir"} and exit, writing nothing
+    dry_run: bool = False                      # print {"run_name", "run_dir", "action"} and exit, writing nothing
     preview_masks: int = 0                     # print N examples' tokens with their loss flag and exit
 
 
