@@ -167,4 +167,8 @@ def test_wiki_without_the_object():
     missing = Fact(3, "50", "Veloria", "lisbon", ["x"], text="Veloria is a small land.")
     with pytest.raises(UserError, match="fact_id 3"):
         build("wiki", rows=[(missing,)])
-    assert build("wiki", rows=[(missing,)], wiki_on_missing_object="skip") == []
+    kept = Fact(4, "50", "Nortia", "oslo", ["x"], text="Nortia's capital is Oslo.")
+    assert [t.fact_id for t in build("wiki", rows=[(missing,), (kept,)], wiki_on_missing_object="skip")] == [4]
+    # none left: the message named data.max_seq_len, an unrelated setting
+    with pytest.raises(UserError, match="wiki.on_missing_object: skip left no training text"):
+        build("wiki", rows=[(missing,)], wiki_on_missing_object="skip")

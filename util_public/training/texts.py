@@ -150,6 +150,9 @@ def build(selection: Selection, text_type: str, opts: Options) -> list[TrainText
                     text = _compose(group, row, part, prompt_id, cats, opts)
                     if text is not None:
                         out.append(text)
+    if not out and any(group.rows for group in selection.groups):    # only the wiki skip leaves a fact out
+        raise UserError("wiki.on_missing_object", "skip left no training text: no selected fact's Text contains "
+                        "its object", "check the Text column of " + ", ".join(str(p) for p in selection.input_files if p.suffix == ".csv"))
     return out
 
 
