@@ -184,3 +184,19 @@ def test_config_overrides_are_typed():
     assert prompt_types(cfg) == ["hgp-0", "test-*"] and cfg.tasks == ["mc", "gen"]
     with pytest.raises(Exception, match="no_such_key"):
         config(["prompt.no_such_key=1"])
+
+
+def test_the_length_check_counts_tokens_of_every_context(bpe_tokenizer):
+    """The plan tokenised only the longest context in characters: a shorter one of more tokens (CJK)
+    passed it and failed after the model had loaded, naming "prompt 2" instead of its fact."""
+    from util_public.evaluation import plan, requests
+    from util_public.evaluation.schema import EvalConfig
+
+    ctxs = {10: "The capital of " + "Veltoria " * 12 + "is", 12: "首都は" * 8}
+    counts = {fid: len(requests.prompt_ids(bpe_tokenizer, text, [])) for fid, text in ctxs.items()}
+    assert len(ctxs[10]) > len(ctxs[12]) and counts[12] > counts[10]
+    cfg = EvalConfig()
+    cfg.gen.max_new_tokens = 4
+    plan._check_lengths(ctxs, bpe_tokenizer, [], counts[12] + 4, cfg, ["gen"])
+    with pytest.raises(UserError, match=f"fact_id 12: the context has {counts[12]} tokens"):
+        plan._check_lengths(ctxs, bpe_tokenizer, [], counts[12] + 3, cfg, ["gen"])

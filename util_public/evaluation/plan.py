@@ -335,8 +335,8 @@ def _check_lengths(ctxs: dict[int, str], tokenizer, bos: list[int], max_len: int
     if not max_len:
         return
     extra = max(1, cfg.gen.max_new_tokens if "gen" in tasks else 1)
-    longest = max(ctxs, key=lambda fid: len(ctxs[fid]))
-    n = len(requests.prompt_ids(tokenizer, ctxs[longest], bos))
+    # Every context is counted: the longest in characters need not be the longest in tokens (CJK).
+    n, longest = max((len(requests.prompt_ids(tokenizer, text, bos)), fid) for fid, text in ctxs.items())
     if n + extra > max_len:
         raise UserError(f"fact_id {longest}", f"the context has {n} tokens; with {extra} more it exceeds the "
                         f"limit of {max_len}", "shorten the prompt (e.g. fewer ic_lke.example_num) or raise the limit")
