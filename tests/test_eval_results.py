@@ -398,3 +398,23 @@ def test_weights_digest_sees_every_change_and_not_the_thread_count(change):
         torch.set_num_threads(threads)
     change(model)
     assert modelio.weights_sha256(model) != one
+
+
+def test_the_newer_of_two_results_of_one_second_is_the_one_shown(monkeypatch, tmp_path):
+    """Stamps in whole seconds tied for two evaluations of one process, and the tie fell to path
+    order (hash-named folders): the older result was shown in 2 of 6 tries."""
+    import datetime as dt
+    import types
+
+    from util_public.artifacts import summary as artifacts_summary
+    from util_public.evaluation import results
+
+    times = iter(dt.datetime(2026, 1, 1, 12, 0, 0, us, tzinfo=dt.timezone.utc) for us in (100_000, 900_000))
+    monkeypatch.setattr(results, "dt", types.SimpleNamespace(datetime=types.SimpleNamespace(now=lambda tz: next(times)),
+                                                              timezone=dt.timezone))
+    older, newer = (results.new_summary("mc", h, prompt_type="hgp-0", dataset="d", relation_id="50") for h in "ab")
+    assert older.created < newer.created
+    # the older one's folder sorts last, as a hash may
+    kept = artifacts_summary.current([(tmp_path / "f0-5-b" / "summary.json", newer),
+                                      (tmp_path / "f0-5-z" / "summary.json", older)])
+    assert [s.config_hash for _, s in kept] == ["b"]

@@ -65,7 +65,10 @@ def cached_summary(directory: Path, full_hash: str) -> ResultSummary | None:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    """In microseconds: `artifacts.current` keeps the newest of two results by this stamp, and two
+    evaluations in one process finish within a second (ISO strings still sort in time order, an
+    older stamp in seconds before a newer one with a fraction)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def new_summary(task: str, full_hash: str, **fields) -> ResultSummary:
