@@ -154,8 +154,30 @@ def test_trex_mc_splits_and_relation_names(trex_mc):
     assert train[1].extra["Title"] == "T1" and train[1].text == f"About {HEADS[1]}."
     assert catalogue.relation("999", data)["pid"] == "P999"
     assert catalogue.relation("50", data)["imported"] == {"pid": "P36", "name": "capital"}
-    assert "oslo" in catalogue.vocab("50", data)        # the copied vocabulary still resolves
+    assert "oslo" in catalogue.vocab("50", data)        # the shipped vocabulary still resolves
     assert not (catalogue.SHIPPED / "relations.yaml").read_text().count("P999")
+    assert not (data / "vocab").exists()
+
+
+def test_trex_mc_names_merge_into_the_data_roots_own_relations(trex_mc):
+    """The import replaced relations.yaml with the shipped table (a relation of one's own was lost
+    under on_exists=overwrite) and overwrote the data root's vocabularies without asking."""
+    data = root("data")
+    (data / "vocab").mkdir(parents=True)
+    (data / "vocab" / "50.txt").write_text("my city one\nmy city two\n", encoding="utf-8")
+    (data / "relations.yaml").write_text(
+        'schema: mtg.relations/1\nrelations:\n  "P1303": {pid: P1303, name: instrument, subject_type: person, '
+        'object_type: musical instrument, subject_kind: person, example_heads: [], vocab: vocab/P1303.txt}\n',
+        encoding="utf-8")
+    with pytest.raises(UserError, match="relations.yaml: already exists"):
+        do_import(trex_mc, "import.format=trex_mc")
+    assert "P999" not in (data / "relations.yaml").read_text()
+    do_import(trex_mc, "import.format=trex_mc", "on_exists=overwrite")
+    assert catalogue.relation("P1303", data)["name"] == "instrument" and catalogue.relation("999", data)["pid"] == "P999"
+    assert (data / "vocab" / "50.txt").read_text(encoding="utf-8") == "my city one\nmy city two\n"
+    before = (data / "relations.yaml").read_text()
+    do_import(trex_mc, "import.format=trex_mc", "on_exists=overwrite")   # the same names again: nothing changes
+    assert (data / "relations.yaml").read_text() == before
 
 
 def test_trex_mc_vocabulary_and_examples_for_generation(trex_mc):

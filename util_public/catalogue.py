@@ -1,8 +1,8 @@
 """The relation and prompt-template catalogue (SPEC §3.2, §3.3).
 
 Shipped files live in `util_public/catalogue/`. A data root may add relations or override shipped
-ones: the entries of `{data_root}/relations.yaml` are merged over the shipped table (an importer
-writes a full copy, a user adding one relation writes only that entry), a `vocab:` path is looked
+ones: the entries of `{data_root}/relations.yaml` are merged over the shipped table (a user or the
+T-REx-MC import adds only its own entries), a `vocab:` path is looked
 up under the data root first, then among the shipped vocabularies, and
 `{data_root}/prompt_template/{relation_id}.yaml` replaces a relation's prompt catalogue. Every
 template is validated on load (exactly one `{head}`, no other field, no surrounding whitespace),

@@ -243,33 +243,34 @@ def trex_mc_heads(root: Path, relation_id: str, imp: ImportCfg) -> list[str]:
 
 
 def _relations_outputs(cfg: GenConfig, names_file: Path, data_root: Path) -> list[Output]:
-    """A data-root relation catalogue: the shipped one plus the T-REx-MC id -> [pid, name] table,
-    with the shipped vocabulary files copied next to it so that its relative paths still resolve."""
+    """The data root's relations.yaml with the T-REx-MC id -> [pid, name] table merged in: an id the
+    catalogue lacks gets an entry, a known one records what the import calls it. The file's other
+    entries stay and no vocabulary is copied (the import replaced the file with the shipped table
+    and overwrote the data root's own vocabularies). An existing file that would change needs
+    `on_exists=overwrite`."""
     table = textio.read_json(names_file, dict, "expected an object mapping relation ids to [pid, name]")
-    shipped = textio.read_yaml(catalogue.SHIPPED / "relations.yaml")
-    relations = shipped.setdefault("relations", {})
+    target = data_root / "relations.yaml"
+    known = catalogue.relations(data_root)       # the merged table; checks the existing file
+    current = textio.read_yaml(target, dict) if target.is_file() else {"schema": "mtg.relations/1"}
+    own = {str(rid): entry for rid, entry in (current.get("relations") or {}).items()}
     for raw_id, value in table.items():
         match = re.fullmatch(r"R?(\d+)", str(raw_id))
         if not match or not (isinstance(value, list) and len(value) >= 2 and all(isinstance(v, str) for v in value[:2])):
             raise UserError(f"{names_file}: key {raw_id!r}", f"expected '<id>': [pid, name], got {value!r}")
         rid, (pid, name) = match.group(1), value[:2]
-        entry = relations.get(rid)
-        if entry is None:
-            relations[rid] = {"pid": pid, "name": name, "subject_type": "entity", "object_type": "entity",
-                              "subject_kind": "entity", "example_heads": [], "vocab": None,
-                              "verified": False, "source": "trex_mc"}
-        else:
-            entry["imported"] = {"pid": pid, "name": name}
-            if entry.get("pid") is None:         # e.g. id 7: the import tells what it is
-                entry.update({"pid": pid, "name": name})
-    target = data_root / "relations.yaml"
-    check_file_absent(target, cfg.on_exists)
-    outputs = [Output(target, yaml.safe_dump(shipped, sort_keys=False, allow_unicode=True, width=1000))]
-    for entry in relations.values():
-        if entry.get("vocab") and (catalogue.SHIPPED / entry["vocab"]).is_file():
-            outputs.append(Output(data_root / entry["vocab"],
-                                  textio.read_text(catalogue.SHIPPED / entry["vocab"])))
-    return outputs
+        if rid not in known or known[rid].get("source") == "trex_mc":    # new, or an earlier import's
+            own[rid] = {"pid": pid, "name": name, "subject_type": "entity", "object_type": "entity",
+                        "subject_kind": "entity", "example_heads": [], "vocab": None,
+                        "verified": False, "source": "trex_mc"}
+            continue
+        entry = {**known[rid], "imported": {"pid": pid, "name": name}}
+        if entry.get("pid") is None:             # e.g. id 7: the import tells what it is
+            entry.update({"pid": pid, "name": name})
+        own[rid] = entry
+    text = yaml.safe_dump({**current, "relations": own}, sort_keys=False, allow_unicode=True, width=1000)
+    if target.is_file() and textio.read_text(target) != text:
+        check_file_absent(target, cfg.on_exists)
+    return [Output(target, text)]
 
 
 # -- the mode -----------------------------------------------------------------------------------------

@@ -105,7 +105,8 @@ class ImportCfg:
     # trex_mc: a relation's file per import.splits entry (absent ones skipped, none at all is an error);
     # also read below objects.trex_mc_path.
     trex_mc_pattern: str = "trex_MC/R{relation_id}/{split}_R{relation_id}.csv"
-    trex_mc_names: str = "trex_MC/all_relationID_names_nomask.json"   # optional id -> [pid, name] JSON (trex_mc)
+    # trex_mc: an optional id -> [pid, name] JSON, merged into {data root}/relations.yaml
+    trex_mc_names: str = "trex_MC/all_relationID_names_nomask.json"
     trex_mc_dataset: str = "trex_mc"        # trex_mc output datasets: {trex_mc_dataset}_{split}
 
 
