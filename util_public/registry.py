@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description="Inspect the models.json registry.")
     parser.add_argument("command", choices=["list", "check", "prune-missing"])
-    parser.add_argument("--registry", default=None, help="path of models.json (default: the repository's)")
+    parser.add_argument("--registry", default=None, help="path of models.json (default: $MTG_MODELS_JSON, else the repository's)")
     args = parser.parse_args(argv)
     reg = Registry(args.registry)
     entries = reg.entries()
