@@ -39,6 +39,16 @@ def frozen_imports():
         _modules_frozen = len(sys.modules)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Back to one thread after each test: the entry points set the machine's count (evaluation's
+    default `runtime.num_threads` is every core), and a later test of the same worker then ran
+    oversubscribed, or failed where it checks that count."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def vllm_served(tmp_path_factory):
     """The session's one real vLLM server (tests/vllmkit.py)."""
