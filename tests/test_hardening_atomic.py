@@ -255,6 +255,28 @@ def test_a_failing_disk_keeps_the_old_file_and_names_it(tmp_path, monkeypatch):
     assert json.loads(target.read_text()) == {"v": "old"} and [p.name for p in tmp_path.iterdir()] == [target.name]
 
 
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EDQUOT, errno.EIO])
+def test_a_directory_that_cannot_be_renamed_in_keeps_the_old_one(tmp_path, monkeypatch, code):
+    """rename(2) may fail for want of a directory block; the old result, set aside for the new one,
+    was deleted all the same, and neither stood."""
+    target = tmp_path / "result"
+    with atomicio.atomic_dir(target) as staging:
+        (staging / "summary.json").write_text("old")
+    real = os.replace
+
+    def failing(src, dst):
+        if Path(src).name.startswith(".result.tmp-"):
+            raise OSError(code, os.strerror(code))
+        return real(src, dst)
+
+    monkeypatch.setattr(atomicio.os, "replace", failing)
+    with pytest.raises(Exception):
+        with atomicio.atomic_dir(target) as staging:
+            (staging / "summary.json").write_text("new")
+    monkeypatch.undo()
+    assert (target / "summary.json").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["result"]
+
+
 DIRECTORY_FAILURES = [   # (raised inside the block, explained as a full or read-only disk?)
     (OSError(errno.ENOSPC, "No space left on device"), True),
     (OSError(errno.EROFS, "Read-only file system"), True),

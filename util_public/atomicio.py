@@ -289,8 +289,9 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 
     Deleting the old `dst` in place would leave a half-deleted (torn) directory if the process
     were killed; so the old one is first renamed aside to `.{dst}.old-{pid}-{random}`, the new one
-    renamed in, and only then is the old one deleted. A kill between the two renames leaves the
-    aside copy, which `clean_stale_temporaries` moves back. Another writer of `dst` may set it
+    renamed in, and only then is the old one deleted; if the second rename fails (a full disk), the
+    old one is renamed back. A kill between the two renames leaves the aside copy, which
+    `clean_stale_temporaries` moves back. Another writer of `dst` may set it
     aside first, or rename its own in between our two renames: then we set that one aside too and
     rename again, so one complete directory stands and no aside copy stays behind.
     """
@@ -304,13 +305,20 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         try:
             os.replace(src, dst)
         except OSError as exc:
-            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
-                raise
-            continue                    # another writer's dst came in between: set it aside too
-        finally:
-            if aside is not None:
-                shutil.rmtree(aside, ignore_errors=True)
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                _discard(aside)
+                continue                # another writer's dst came in between: set it aside too
+            if aside is not None:       # the new one is not in place (a full disk): the old one goes back
+                with contextlib.suppress(OSError):   # else clean_stale_temporaries moves it back later
+                    os.replace(aside, dst)
+            raise
+        _discard(aside)
         return dst
+
+
+def _discard(aside: Path | None) -> None:
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
 
 
 def _process_alive(pid: int) -> bool:
