@@ -97,18 +97,59 @@ def test_the_demo_passes_its_batch_sizes_to_every_evaluation(settings, expected)
         assert [o for o in overrides if ".batch_size=" in o] == expected, source
 
 
-@pytest.mark.parametrize("objects, options, name", [("catalogue", 100, "sync_random_o"),
-                                                    ("catalogue", 20, "sync_random_o_opt20"),
-                                                    ("synthetic", 100, "sync_synthetic_o"),
-                                                    ("synthetic", 20, "sync_synthetic_o_opt20")])
-def test_each_object_source_and_option_count_has_its_own_dataset(objects, options, name, isolated_roots):
-    cfg = demo.load_config("quick", [f"objects={objects}", f"num_options={options}", "num_facts=6", "k=3"])
+@pytest.mark.parametrize("objects, options, data_seed, name", [("catalogue", 100, 0, "sync_random_o"),
+                                                               ("catalogue", 20, 0, "sync_random_o_opt20"),
+                                                               ("synthetic", 100, 0, "sync_synthetic_o"),
+                                                               ("synthetic", 20, 0, "sync_synthetic_o_opt20"),
+                                                               ("catalogue", 20, 3, "sync_random_o_opt20_seed3")])
+def test_each_object_source_option_count_and_data_seed_has_its_own_dataset(objects, options, data_seed, name,
+                                                                          isolated_roots):
+    cfg = demo.load_config("quick", [f"objects={objects}", f"num_options={options}", "num_facts=6", "k=3",
+                                     f"data_seed={data_seed}"])
     assert demo.dataset(cfg) == name
     demo.ensure_facts(cfg)
     facts = read_facts(isolated_roots["data"] / name / "50.csv", num_options=options)
     real = set((demo.paths.REPO_ROOT / "util_public/catalogue/vocab/50.txt").read_text().split("\n"))
     assert len(facts) == 6 and all(len(f.options) == options - 1 for f in facts)
     assert all((f.object in real) == (objects == "catalogue") for f in facts)
+
+
+def test_a_changed_data_setting_gets_its_facts_and_runs(isolated_roots):
+    """A rerun with another data seed reused the old seed's facts and finished runs; one with more
+    facts reused the shorter file."""
+    def facts_and_p1(*settings):
+        cfg = demo.load_config("quick", ["num_options=5", "k=3", *settings])
+        demo.ensure_facts(cfg)
+        rows = read_facts(isolated_roots["data"] / demo.dataset(cfg) / "50.csv", num_options=None)
+        return [(f.head, f.object) for f in rows], demo.run_name(demo.stage_overrides(cfg)["p1"])
+
+    six, p1 = facts_and_p1("num_facts=6")
+    other_seed, p1_other_seed = facts_and_p1("num_facts=6", "data_seed=1")
+    assert other_seed != six and p1_other_seed != p1
+    ten, _ = facts_and_p1("num_facts=10")
+    assert len(ten) == 10 and ten[:6] == six                # the longer file keeps the first six
+    again, p1_again = facts_and_p1("num_facts=6")
+    assert again[:6] == six and p1_again == p1
+
+
+@pytest.mark.parametrize("bad, where", [(["seeds=0"], "seeds"), (["k=abc"], "k"), (["eval.probs=[text]"], "eval.probs")])
+def test_a_misspelt_or_mistyped_setting_is_one_error_naming_it(bad, where):
+    with pytest.raises(UserError, match=rf"demo \(.*demo_quick.yaml\): {where}: "):
+        demo.load_config("quick", bad)
+
+
+@pytest.mark.parametrize("bad", ["eval.known_relations=[999]", "eval.test_prompts=[test-99]"])
+def test_an_evaluation_setting_the_demo_cannot_use_fails_before_training(tmp_path, sp_tokenizer, isolated_roots,
+                                                                         monkeypatch, bad):
+    """Both failed only inside the Phase-1 model's evaluation, after all three training stages."""
+    save_tiny_checkpoint(sp_tokenizer, tmp_path / "tiny")
+    Registry().register({"tiny-base": {"path": str(tmp_path / "tiny"), "kind": "base"}})
+    trained = []
+    monkeypatch.setattr(demo, "train", lambda *args: trained.append(args))
+    cfg = demo.load_config("quick", [f"out_dir={tmp_path / 'demo'}", *TINY, bad])
+    with pytest.raises(UserError):
+        demo.run_demo(cfg)
+    assert trained == []
 
 
 def test_demo_trains_relations_jointly_and_extra_overrides_win(tmp_path, sp_tokenizer, isolated_roots):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from . import known, limits, paths, prompts, relspec, runinfo, textio
 from .artifacts import RunManifest
@@ -92,9 +93,13 @@ def load_config(variant: str, overrides: list[str] | None = None) -> DemoConfig:
     path = RECIPES / VARIANTS[variant] if variant in VARIANTS else paths.resolve(variant)
     if not path.is_file():
         raise UserError("demo", f"no recipe {variant!r} ({path})", f"use one of {sorted(VARIANTS)} or a YAML path")
-    node = OmegaConf.merge(OmegaConf.structured(DemoConfig), OmegaConf.load(path),
-                           OmegaConf.from_dotlist(list(overrides or [])))
-    cfg: DemoConfig = OmegaConf.to_object(node)
+    try:
+        node = OmegaConf.merge(OmegaConf.structured(DemoConfig), OmegaConf.load(path),
+                               OmegaConf.from_dotlist(list(overrides or [])))
+        cfg: DemoConfig = OmegaConf.to_object(node)
+    except OmegaConfBaseException as exc:      # a misspelt key or a wrong type: one line, not a traceback
+        raise UserError(f"demo ({path}): {getattr(exc, 'full_key', None) or 'settings'}",
+                        str(exc).splitlines()[0], "the settings and their types: util_public/demo.py, DemoConfig") from None
     if cfg.objects not in OBJECT_SOURCES:
         raise UserError(f"{path}: objects", f"unknown object source {cfg.objects!r}",
                         f"use one of {', '.join(OBJECT_SOURCES)}")
@@ -130,23 +135,29 @@ def use_private_roots(out: Path) -> Path:
 
 
 def dataset(cfg: DemoConfig) -> str:
-    """The paper's dataset name for real objects and 100 options; invented objects and other option
-    counts get their own dataset folders (the subjects are the same: they do not depend on either)."""
+    """The paper's dataset name for real objects, 100 options and data seed 0; invented objects,
+    other option counts and other data seeds get their own dataset folders (the subjects do not
+    depend on the first two). The name is in every run name's digest and result path, so a changed
+    data setting trains and scores anew (a rerun with another data seed reused the old facts)."""
     name = OBJECT_SOURCES[cfg.objects]
-    return name if cfg.num_options == 100 else f"{name}_opt{cfg.num_options}"
+    name = name if cfg.num_options == 100 else f"{name}_opt{cfg.num_options}"
+    return name if cfg.data_seed == 0 else f"{name}_seed{cfg.data_seed}"
 
 
 def ensure_facts(cfg: DemoConfig) -> None:
-    """Generate the relation's fictional facts once (an existing file is reused as it is)."""
+    """Generate the relations' fictional facts where their file is missing or shorter than
+    `num_facts` (generation is prefix-stable: a longer file keeps the shorter one's facts)."""
     from .datagen import run, schema
-    from .facts import relation_file
+    from .facts import read_facts, relation_file
 
-    missing = [r for r in relations(cfg) if not relation_file(paths.root("data"), dataset(cfg), r).is_file()]
+    files = {r: relation_file(paths.root("data"), dataset(cfg), r) for r in relations(cfg)}
+    missing = [r for r, f in files.items() if not f.is_file() or len(read_facts(f, num_options=None)) < cfg.num_facts]
     if not missing:
         return
     gen = schema.load(schema.compose([f"relation_ids=[{','.join(missing)}]", f"num_facts={cfg.num_facts}",
                                       f"dataset={dataset(cfg)}", f"objects.vocab_source={cfg.objects}",
-                                      f"num_options={cfg.num_options}", f"seed={cfg.data_seed}"]))
+                                      f"num_options={cfg.num_options}", f"seed={cfg.data_seed}",
+                                      "on_exists=overwrite"]))
     run.run(gen)
 
 
@@ -307,12 +318,17 @@ def run_demo(cfg: DemoConfig) -> dict:
         return value
 
     timed("facts", ensure_facts, cfg)
+    # The base model first: its evaluation uses every evaluation setting but the key prompt, so one
+    # it cannot use (a prompt or known-fact relation that does not exist) fails before any training.
+    found = {"base": timed("evaluate base", evaluate_model, cfg.model, cfg)}
     stages = stage_overrides(cfg)
     names = {"base": cfg.model,
              "phase 1": timed("train phase 1", train, "phase1", stages["p1"])}
     names["phase 1 + phase 2"] = timed("train phase 2", train, "phase2", stages["p1p2"])
     names["phase 2 only"] = timed("train phase 2 only", train, "phase2", stages["p2"])
-    rows = {label: timed(f"evaluate {label}", evaluate_model, names[label], cfg) for label in ROWS}
+    for label in [r for r in ROWS if r not in found]:
+        found[label] = timed(f"evaluate {label}", evaluate_model, names[label], cfg)
+    rows = {label: found[label] for label in ROWS}
     several = len(relations(cfg)) > 1
     which = f"relations {cfg.relation_id} (mean over relations)" if several else f"relation {cfg.relation_id}"
     formats = numerics_note(cfg, stages["p1"])
