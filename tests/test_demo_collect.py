@@ -39,8 +39,15 @@ def test_the_mean_of_a_cell_only_one_run_has_shows_no_spread(tmp_path):
     assert mean.startswith("| mean of 2 |") and "0.90 (sd n/a)" in mean
 
 
-def test_a_file_that_is_not_demo_output_is_a_user_error(tmp_path):
+@pytest.mark.parametrize("content", [
+    {},
+    {"rows": {}, "config": {"relation_id": "50"}},                                    # was a KeyError traceback
+    {"rows": {"phase 1": {"n_unseen": 50}}, "config": {"relation_id": "50"}},          # a row, no columns
+    {"rows": [], "config": {"relation_id": "50"}},
+    {"rows": {}, "config": "50"},
+])
+def test_a_file_that_is_not_demo_output_is_a_user_error(tmp_path, content):
     bad = tmp_path / "x.json"
-    bad.write_text("{}")
+    bad.write_text(json.dumps(content))
     with pytest.raises(UserError, match="not a demo results.json"):
         demo_collect.load(bad)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -315,6 +316,24 @@ def test_dose_points_average_families_and_start_from_phase_one(tmp_path):
     assert plots.base_locality(df) == {"accuracy": 0.8, "contains": 0.7}
     out = plots.plot_dose(df, tmp_path / "dose.png", "t")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "no such sweep table"),
+    ("", "not a sweep table (No columns to parse from file)"),                # was a pandas traceback
+    ("model,accuracy\nm,0.5\n", "not a sweep table: no column contains, dataset, gen_n"),   # another table
+    ("stage,step,slice,dataset,relation,prompt_family,learning_rate,accuracy,contains,n,gen_n\n"
+     "phase1,,unseen,d,50,hgp,,0.5,0.1,50,50\n", "no Phase-2 rows with a step column"),
+])
+def test_the_dose_figure_refuses_what_is_not_a_sweep_table(tmp_path, content, problem):
+    from util_public.recipes import plots
+
+    sweep = tmp_path / "sweep.csv"
+    if content is not None:
+        sweep.write_text(content)
+    with pytest.raises(UserError, match=re.escape(f"{sweep}: {problem}")):
+        plots.main(["dose", str(sweep)])
+    assert list(tmp_path.iterdir()) == ([sweep] if content is not None else [])
 
 
 def test_collect_entry_point(tmp_path):

@@ -35,14 +35,19 @@ CELLS = (
 def load(path: Path) -> dict:
     try:
         result = textio.read_json(path)
-        rows, config = result["rows"], result["config"]
-    except KeyError as exc:
-        raise UserError(str(path), f"not a demo results.json ({exc})", "pass files written by util_public.demo") from None
-    relations = len(relspec.separate(config["relation_id"], f"{path}: config.relation_id"))
+        rows, relation_id = result["rows"], result["config"]["relation_id"]
+        n_unseen = rows["phase 1"]["n_unseen"]
+        for _, row, column in CELLS:        # every cell the table reads
+            if column not in rows[row]:
+                raise KeyError(f"{row}: {column}")
+    except (KeyError, TypeError) as exc:     # a row or key missing, or a value of another type
+        raise UserError(str(path), f"not a demo results.json (no {exc})" if isinstance(exc, KeyError)
+                        else f"not a demo results.json ({exc})", "pass files written by util_public.demo") from None
+    relations = len(relspec.separate(relation_id, f"{path}: config.relation_id"))
     where = "not recorded"          # results.json written before the machine was recorded
     if "machine" in result:
         where = f"{runinfo.describe_machine(result['machine'])}; {result.get('formats', 'formats not recorded')}"
-    return {"label": path.parent.name, "rows": rows, "n": rows["phase 1"]["n_unseen"] * relations,
+    return {"label": path.parent.name, "rows": rows, "n": n_unseen * relations,
             "minutes": round(sum(result.get("timings_s", {}).values()) / 60, 1), "where": where}
 
 

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
 
 from .. import plotting
+from ..errors import UserError, exit_on_user_error
 
 # (legend label, prompt family): a family's evaluated prompts are averaged into one curve
 CURVES = (("train prompt (hgp-0)", "hgp"), ("held-out paraphrase (test-*)", "test"),
           ("unrelated (unrelated-*)", "unrelated"), ("real facts (locality)", "locality"))
 ROWS = (("accuracy", "multiple-choice accuracy"), ("contains", "generation: object in the output"))
 LOCALITY_DATASET = "known"
+SWEEP_COLUMNS = {"stage", "step", "slice", "dataset", "relation", "prompt_family", "learning_rate", "accuracy",
+                 "contains", "n", "gen_n"}
 
 
 def _locality_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -109,18 +111,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", default="")
     args = parser.parse_args(argv)
     sweep = Path(args.sweep)
-    if not sweep.is_file():
-        print(f"error: {sweep}: no such sweep table; run the recipe (or recipes/collect.py) first", file=sys.stderr)
-        return 2
-    df = pd.read_csv(sweep, dtype={"relation": str})
+    df = read_sweep(sweep)
     if df[df.stage == "phase2"].step.isna().all():
-        print(f"error: {sweep}: no Phase-2 rows with a step column; recollect with recipes/collect.py",
-              file=sys.stderr)
-        return 2
+        raise UserError(str(sweep), "no Phase-2 rows with a step column", "recollect with recipes/collect.py")
     out = plot_dose(df, Path(args.out) if args.out else sweep.with_name("dose.png"), args.title)
     print(f"wrote {out}")
     return 0
 
 
+def read_sweep(path: Path) -> pd.DataFrame:
+    """A sweep table with the columns the figures read (an empty file or another table was a
+    pandas traceback)."""
+    if not path.is_file():
+        raise UserError(str(path), "no such sweep table", "run the recipe (or recipes/collect.py) first")
+    try:
+        df = pd.read_csv(path, dtype={"relation": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise UserError(str(path), f"not a sweep table ({str(exc).splitlines()[0]})",
+                        "pass a sweep.csv written by util_public.recipes.collect") from None
+    missing = sorted(SWEEP_COLUMNS - set(df.columns))
+    if missing:
+        raise UserError(str(path), f"not a sweep table: no column {', '.join(missing)}",
+                        "pass a sweep.csv written by util_public.recipes.collect")
+    return df
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_user_error(main)
