@@ -418,3 +418,21 @@ def test_the_newer_of_two_results_of_one_second_is_the_one_shown(monkeypatch, tm
     kept = artifacts_summary.current([(tmp_path / "f0-5-b" / "summary.json", newer),
                                       (tmp_path / "f0-5-z" / "summary.json", older)])
     assert [s.config_hash for _, s in kept] == ["b"]
+
+
+@pytest.mark.parametrize("name, changes", [
+    ("generation_config.json", True),        # its EOS ids stop generation: cached gen results were served
+    ("tokenizer_config.json", True),
+    ("chat_template.jinja", True),
+    ("config.json", True),
+    ("mtg_source.json", False),              # where a converted model came from: no effect on answers
+])
+def test_the_result_hash_covers_every_file_that_changes_answers(tmp_path, name, changes):
+    from util_public.evaluation.modelinfo import ModelInfo
+
+    for f in ("config.json", "generation_config.json", "tokenizer_config.json", "chat_template.jinja",
+              "mtg_source.json", "model.safetensors"):
+        (tmp_path / f).write_text("{}")
+    before = ModelInfo("m", str(tmp_path)).identity
+    (tmp_path / name).write_text('{"eos_token_id": 5}')
+    assert (ModelInfo("m", str(tmp_path)).identity != before) == changes

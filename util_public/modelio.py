@@ -1,11 +1,13 @@
 """Loading tokenizers and causal LMs from resolved registry entries (local directories only)."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from . import numerics, textio
 from .errors import UserError
 from .registry import Registry, ResolvedModel
+from .runinfo import sha256_file
 from .tokenspans import require_fast
 
 DAMAGED_HINT = "copy the checkpoint again, or retrain it"
@@ -109,6 +111,28 @@ def weight_stamps(directory: str) -> list[list]:
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin")) \
         if folder.is_dir() else []       # an in-process backend may stand for a model without a folder
     return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+# Besides the weights, what decides a checkpoint's answers: its architecture, generation stops
+# (generation_config.json's EOS ids), tokenizer and chat template.
+RESULT_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "added_tokens.json", "tokenizer.model", "vocab.json", "merges.txt",
+                "chat_template.jinja", "chat_template.json")
+
+
+def result_file_digests(directory: str) -> dict[str, str]:
+    """{name: sha256} of the checkpoint's RESULT_FILES that exist."""
+    folder = Path(directory)
+    found = [folder / name for name in RESULT_FILES if (folder / name).is_file()]
+    return {p.name: _digest(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in found}
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256 once per version (size and modification time in the key; an edit of the
+    same size within one timestamp tick would be missed): a result hash asks for it per job, and
+    Qwen's tokenizer.json of 11 MB takes 19 ms on the 2-core AMD EPYC."""
+    return sha256_file(path)
 
 
 def weights_sha256(model) -> str:

@@ -2,8 +2,9 @@
 
 `ModelInfo` carries the registry name (used in result paths), the local directory, the
 checkpoint's `mtg_meta.json` (key tokens, Phase-2 fact ids, spacing), and the identity that
-enters the result hash (a project checkpoint: its run and step; any model: its config file and the
-size and modification time of its weight files).
+enters the result hash (a project checkpoint: its run and step; any model: the sha256 of its
+config, generation config and tokenizer files, and the size and modification time of its weight
+files).
 """
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from .. import distributed, facts as factio, modelio, prompts
 from ..artifacts import CheckpointMeta
 from ..errors import UserError
 from ..registry import check_name
-from ..runinfo import sha256_file
 
 
 @dataclass
@@ -35,9 +35,8 @@ class ModelInfo:
         for key in ("config_hash", "run", "step"):
             if key in self.registry_entry:
                 ident[f"registry_{key}"] = self.registry_entry[key]
-        config_json = Path(self.path) / "config.json"
-        if config_json.is_file():
-            ident["config_sha256"] = sha256_file(config_json)
+        if Path(self.path).is_dir():    # an in-process backend may stand for a model without a folder
+            ident["files_sha256"] = modelio.result_file_digests(self.path)
         ident["weights"] = modelio.weight_stamps(self.path)
         if self.weights_sha256:
             ident["weights_sha256"] = self.weights_sha256
