@@ -354,6 +354,20 @@ def test_dry_run_prints_the_name_and_writes_nothing(setup, capsys):
     assert not setup["runs"].exists()
 
 
+def test_a_restart_sets_the_run_aside_and_no_registry_entry_points_at_nothing(setup):
+    """train.resume=restart moved the incomplete run to `.aborted-1`, and the registry kept its
+    checkpoints' names pointing into the new run, where the shorter restart never wrote step 4."""
+    common = ["model.base=tiny-base", "data.index_end=4", "save.run_name=r1", *FAST]
+    assert train("phase1", *common, "train.epochs=3", "train.stop_after_epochs=2") == 0
+    assert {"r1_checkpoint-2", "r1_checkpoint-4"} <= set(Registry().raw())
+    assert train("phase1", *common, "train.epochs=1", "train.resume=restart") == 0
+    aside = setup["runs"] / "r1.aborted-1"
+    assert sorted(p.name for p in aside.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    entries = {n: e["path"] for n, e in Registry().entries().items() if n.startswith("r1_")}
+    assert entries == {"r1_checkpoint-2": str((setup["runs"] / "r1" / "checkpoint-2").resolve())}
+    assert manifest(setup["runs"] / "r1")["status"] == "complete"
+
+
 def test_dry_run_refuses_what_the_run_would_refuse(setup, capsys):
     """The dry run said yes to a changed config in a finished run's directory; the run then refused."""
     common = ["model.base=tiny-base", "data.index_end=4", "train.epochs=1", "save.run_name=D", *FAST]

@@ -25,6 +25,7 @@ import datetime as _dt
 import difflib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,13 +181,15 @@ class Registry:
         except ValueError:
             return str(target)
 
-    def prune_missing(self) -> list[str]:
+    def prune_missing(self, names: Iterable[str] | None = None) -> list[str]:
+        """Remove the entries (of `names`, else all) whose directory is gone; returns their names."""
         with self.locked():
             raw = self.raw()
-            gone = [n for n, v in raw.items() if _is_missing(self.entry(n, v))]
+            gone = [n for n, v in raw.items() if (names is None or n in names) and _is_missing(self.entry(n, v))]
             for name in gone:
                 del raw[name]
-            atomicio.write_json(self.file, raw)
+            if gone:
+                atomicio.write_json(self.file, raw)
         return gone
 
 

@@ -58,10 +58,15 @@ class CheckpointBooks:
 
     def reconcile(self) -> list[Checkpoint]:
         """Register and record every checkpoint in place that a killed process left unregistered
-        or unrecorded; returns all checkpoints in place, by step."""
+        or unrecorded, and unregister this run's checkpoints that are no longer in place (a restart
+        set them aside: their entries pointed at nothing); returns all checkpoints in place, by step."""
         if self.run.manifest is None:
             self.run.manifest = self.run.read_manifest() or RunManifest()
         in_place = [self._describe(path) for _, path in self.run.checkpoints()]
+        dangling = self._dangling()     # set aside by train.resume=restart, or deleted
+        if dangling:
+            gone = self.registry.prune_missing(dangling)
+            log.info("unregistered %d checkpoint(s) no longer in %s: %s", len(gone), self.run.path, ", ".join(gone))
         unregistered = [c for c in in_place if not self._registered(c)]
         if unregistered:
             self._register(unregistered)
@@ -114,6 +119,12 @@ class CheckpointBooks:
 
     def _register(self, checkpoints: list[Checkpoint]) -> None:
         self.registry.register({c.name: self._entry(c) for c in checkpoints}, overwrite=self.overwrite)
+
+    def _dangling(self) -> list[str]:
+        """Registry names whose path is a checkpoint folder of this run directory that is gone."""
+        raw, here = self.registry.raw(), self.run.path.resolve()
+        paths = {n: Path(self.registry.entry(n, v).get("path") or "") for n, v in raw.items()}
+        return [n for n, p in paths.items() if p.parent == here and not p.is_dir()]
 
     def _registered(self, c: Checkpoint) -> bool:
         raw = self.registry.raw()
