@@ -336,6 +336,21 @@ def test_the_dose_figure_refuses_what_is_not_a_sweep_table(tmp_path, content, pr
     assert list(tmp_path.iterdir()) == ([sweep] if content is not None else [])
 
 
+def test_a_rerun_of_a_recipe_keeps_the_labels_of_its_earlier_results(tmp_path):
+    """The executor rewrote recipe.json with this run's models only, before its first step: a rerun
+    that stopped early left the earlier results without their training labels."""
+    root = tmp_path / "results"
+    _result(root, "mc/r1", _summary("mc", {"name": "p1_ckpt", "path": "/x", "mtg_meta": None}, "hgp-0",
+                                    {"all": {"n": 4, "accuracy": 0.5}}, fact_range={"begin": 0, "end": 4}))
+    (root / "recipe.json").write_text(json.dumps({"experiment": "E1", "models": {"p1_ckpt": "p1_r50"}}))
+    assert collect.table(root).label.tolist() == ["p1_r50"]
+    steps = [plan.Step("meta", ["experiment", "E1"]), plan.Step("meta", ["results", str(root)]),
+             plan.Step("eval", ["=no-such-model"], ["data.dataset=d", "tasks=[mc]", "prompt.type=[hgp-0]"])]
+    with pytest.raises(UserError, match="no-such-model"):
+        execute.Executor(steps, tmp_path / "plan.tsv").run()
+    assert collect.table(root).label.tolist() == ["p1_r50"]
+
+
 def test_collect_entry_point(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "recipes" / "collect.py"), str(tmp_path / "missing")],
                           capture_output=True, text=True, timeout=120)

@@ -48,13 +48,19 @@ def _json(path: Path) -> dict | None:
     return textio.read_json(path)
 
 
+def recipe_json(path: Path) -> dict | None:
+    """A recipe.json (None when there is none), its experiment and models checked."""
+    found = _json(path)
+    if found is None:
+        return None
+    return textio.require_fields(found, {"experiment": (str, type(None)), "models": (dict, type(None))}, str(path))
+
+
 def _recipe(directory: Path) -> dict:
     for folder in [directory, *directory.parents]:
-        path = folder / "recipe.json"
-        found = _json(path)
+        found = recipe_json(folder / "recipe.json")
         if found is not None:
-            return textio.require_fields(found, {"experiment": (str, type(None)), "models": (dict, type(None))},
-                                         str(path))
+            return found
     return {}
 
 

@@ -141,7 +141,9 @@ class Executor:
         self.results = paths.resolve(results)
         self.plan_path = plan_path
         self.runs: dict[str, dict] = {}        # label -> {"run_name", "run_dir", "manifest"}
-        self.models: dict[str, str] = {}       # registry name -> label
+        # registry name -> label; an earlier run of the plan into this results root keeps its labels
+        # (a rerun that stopped early, or ran other settings, left its results unlabelled)
+        self.models: dict[str, str] = dict((collect.recipe_json(self.results / "recipe.json") or {}).get("models") or {})
         self.evaluated: set[Path] = set()      # result directories of this plan's evaluations
 
     # -- bookkeeping --------------------------------------------------------------------------------
