@@ -155,7 +155,7 @@ done
 if [ ${#MISSING[@]} -gt 0 ]; then
   LIST=$(IFS=,; echo "${MISSING[*]}")
   echo "pipeline: generating $DATA_NAME for relations [$LIST]" >&2
-  run_step bash data_generation/gen_script.sh "relation_ids=[$LIST]" "dataset=$DATA_NAME"
+  run_step "$PY" data_generation/generate.py "relation_ids=[$LIST]" "dataset=$DATA_NAME"   # $PY, set up above
 fi
 
 # ---- stages --------------------------------------------------------------------------------------

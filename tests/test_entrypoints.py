@@ -214,8 +214,17 @@ def test_a_data_root_from_home_is_the_one_the_stages_read(pipeline_env, isolated
     home = isolated_roots["data"].parent
     lines = plan(bash("pipeline_llama_custome.sh", {**env, "HOME": str(home), "MTG_DATA_ROOT": "~/data",
                                                     "CUDA_VISIBLE_DEVICES": "", "MEMCHECK": "0"}))
-    assert not any("data_generation/gen_script.sh" in " ".join(line) for line in lines)
+    assert not any("data_generation/generate.py" in " ".join(line) for line in lines)
     assert "training/train.py" in lines[0]
+
+
+def test_missing_facts_are_generated_with_the_pipelines_python(pipeline_env, isolated_roots):
+    """The generation step ran gen_script.sh, which ran scripts/setup.sh and .venv's Python whatever
+    SKIP_SETUP and PY said (on a cluster: a CPU torch installed into .venv)."""
+    env, _ = pipeline_env
+    lines = plan(bash("pipeline_llama_custome.sh", {**env, "DATA_NAME": "fresh", "CUDA_VISIBLE_DEVICES": "",
+                                                    "MEMCHECK": "0"}))
+    assert lines[0] == [sys.executable, "data_generation/generate.py", "relation_ids=[50]", "dataset=fresh"]
 
 
 # ---- numeric parameters: one error line before anything runs -----------------------------------------
