@@ -65,6 +65,16 @@ def test_launch_commands(env, flags, expected, monkeypatch, capsys):
     assert printed(monkeypatch, capsys, env, *flags) == expected
 
 
+def test_a_config_given_as_a_relative_path_reaches_every_node(monkeypatch, capsys, tmp_path):
+    """`--config ./my.yaml` went into the srun line as `my.yaml`, a bare name each node then refused."""
+    (tmp_path / "my.yaml").write_text((CONFIGS / "ddp.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    srun, *_ = printed(monkeypatch, capsys, {"SLURM_JOB_ID": "7", "SLURM_NNODES": "2", "SLURM_NODEID": "0",
+                                             "SLURM_GPUS_ON_NODE": "2", "SLURMD_NODENAME": "n0"}, "--config", "./my.yaml")
+    config = srun[srun.index("--config") + 1]
+    assert config == str(tmp_path / "my.yaml") and launcher.config_path(config) == config
+
+
 @pytest.mark.parametrize("gpus,deepspeed,config", [(0, True, "ddp.yaml"), (2, True, "ds_z2.yaml"),
                                                    (2, False, "fsdp.yaml")])
 def test_default_config_follows_the_device_and_falls_back_to_fsdp(gpus, deepspeed, config, monkeypatch, capsys):

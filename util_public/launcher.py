@@ -126,8 +126,9 @@ def check_config_runs(path: str) -> None:
 
 
 def config_path(name: str) -> str:
-    """A bare file name is one of ours (util_public/training/config/); a path is taken as it is."""
-    path = Path(name) if "/" in name else CONFIG_DIR / name
+    """A bare file name is one of ours (util_public/training/config/); a path is taken as it is, made
+    absolute (`./my.yaml` became `my.yaml`, which each srun task then read as a bare name)."""
+    path = Path(name).resolve() if "/" in name else CONFIG_DIR / name
     if not path.is_file():
         raise UserError("--config", f"{name}: no such accelerate config",
                         f"one of {sorted(p.name for p in CONFIG_DIR.glob('*.yaml'))}, or a path")
