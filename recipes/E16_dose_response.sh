@@ -8,7 +8,8 @@
 #SBATCH --output=runs/slurm-%x-%j.out
 # E16 dose-response (this project's addition, not in the paper): generalization against
 # specificity as the Phase-2 strength varies. From one Phase-1 model, Phase 2 on facts 0..K-1 with
-# each (per-device batch x epochs) of DOSES and each learning rate of DOSE_LRS; every Phase-2 model
+# each (batch x epochs) of DOSES (a batch is one optimizer step, split over the ranks: on NPROC=2
+# each batch must be even) and each learning rate of DOSE_LRS; every Phase-2 model
 # is evaluated on the unseen facts K..FACTS-1: MC and greedy generation under the train prompt,
 # one held-out paraphrase and the unrelated prompts (generation "contains" there is the rate at
 # which the memorized object is emitted for a question about something else), and the locality
@@ -44,7 +45,8 @@ for rel in $RELATIONS; do
     for dose in $DOSES; do
       batch=${dose%x*} epochs=${dose#*x} label="p2_r${rel}_lr${lr}_b${dose}"
       recipe_phase2 "$label" "$base" "$rel" "${from[@]}" "train.learning_rate=$lr" "train.epochs=$epochs" \
-        "train.per_device_train_batch_size=$batch" "train.effective_batch_size=$batch" "train.warmup_steps=0"
+        "train.per_device_train_batch_size=$(per_rank "$batch" "$WORLD")" "train.effective_batch_size=$batch" \
+        "train.warmup_steps=0"     # one optimizer step of `batch` facts, over every rank (no accumulation)
       dose_eval "$label:final"
       models="$models,$label:final"
     done

@@ -29,7 +29,8 @@
 #   RECIPE_RESULTS   {results root}/recipes/ID: result dirs, recipe.json, plan.tsv and sweep.csv
 #   RECIPE_PLAN_ONLY=1  write plan.tsv, print it, check every step as a run would first, and stop
 #   RECIPE_CHECK=0      with RECIPE_PLAN_ONLY=1: skip the check (a few seconds of Python)
-#   NPROC            ranks per node for training: the node's GPUs / 1 (NPROC=2 on a CPU: DDP over gloo)
+#   NPROC            ranks per node for training: the node's GPUs, at most as many as both effective
+#                    batches split over (2 for the paper's batch 2) / 1 (NPROC=2 on a CPU: DDP over gloo)
 #   NNODES=$SLURM_NNODES  ACCELERATE_CONFIG, MASTER_PORT: as in pipeline_llama_custome.sh
 #   SKIP_SETUP=0     1: skip scripts/setup.sh     PY=.venv/bin/python
 set -euo pipefail
@@ -58,11 +59,27 @@ PY=${PY:-.venv/bin/python}
 # ---- devices and ranks (no Python start-up: the slurm allocation, or nvidia-smi) -------------------
 NUM_GPUS=$(gpu_count)
 GPU=$([ "${NUM_GPUS:-0}" -gt 0 ] && echo 1 || echo 0)
-export NPROC=${NPROC:-$([ "$GPU" = 1 ] && echo "$NUM_GPUS" || echo 1)}
-export NNODES=${NNODES:-${SLURM_NNODES:-1}}
-WORLD=$((NPROC * NNODES))
 SMOKE=${SMOKE:-0}
 on() { [ "$1" = 1 ] && echo "$2" || echo "$3"; }   # on FLAG VALUE_IF_1 VALUE_OTHERWISE
+EFFECTIVE_BATCH=${EFFECTIVE_BATCH:-$(on $GPU 2 16)}
+P2_EFFECTIVE_BATCH=${P2_EFFECTIVE_BATCH:-2}
+# fitting_ranks MAX: the most ranks, at most MAX, over which both effective batches split evenly (the
+# paper's batch 2 takes 2 of 4 GPUs: on all 4 every recipe was refused, 2 not a multiple of 4).
+fitting_ranks() {
+  local n=$1
+  while [ "$n" -gt 1 ] && { [ $((EFFECTIVE_BATCH % n)) != 0 ] || [ $((P2_EFFECTIVE_BATCH % n)) != 0 ]; }; do
+    n=$((n - 1))
+  done
+  echo "$n"
+}
+if [ -z "${NPROC:-}" ] && [ "$GPU" = 1 ]; then
+  NPROC=$(fitting_ranks "$NUM_GPUS")
+  [ "$NPROC" = "$NUM_GPUS" ] || echo "recipe: training on $NPROC of $NUM_GPUS GPUs (effective batches" \
+    "$EFFECTIVE_BATCH and $P2_EFFECTIVE_BATCH; set EFFECTIVE_BATCH, P2_EFFECTIVE_BATCH or NPROC)" >&2
+fi
+export NPROC=${NPROC:-1}
+export NNODES=${NNODES:-${SLURM_NNODES:-1}}
+WORLD=$((NPROC * NNODES))
 
 # ---- parameters -------------------------------------------------------------------------------------
 BASE_MODEL=${BASE_MODEL:-$(on $GPU qwen2.5-1.5b smollm2-135m)}
@@ -77,8 +94,6 @@ P1_EPOCHS=${P1_EPOCHS:-$(on $SMOKE 2 20)}
 P2_EPOCHS=${P2_EPOCHS:-$(on "$((GPU || SMOKE))" 1 3)}
 LR=${LR:-$(on $GPU 1e-5 1e-4)}
 P2_LR=${P2_LR:-$(on $GPU "$LR" 3e-5)}
-EFFECTIVE_BATCH=${EFFECTIVE_BATCH:-$(on $GPU 2 16)}
-P2_EFFECTIVE_BATCH=${P2_EFFECTIVE_BATCH:-2}
 # Per-device batch: 1 on GPUs (accumulation makes up the effective batch); on CPU the batch split
 # over the ranks (no accumulation).
 PER_DEVICE_BATCH=${PER_DEVICE_BATCH:-$(on $GPU 1 "$(per_rank "$EFFECTIVE_BATCH" "$WORLD")")}

@@ -171,6 +171,24 @@ def test_a_plan_shown_is_a_plan_checked(tmp_path, isolated_roots):
     assert not any(isolated_roots[k].exists() for k in ("data", "runs", "results"))
 
 
+@pytest.mark.parametrize("recipe, env, note, per_device", [
+    # the paper's batch 2 on 4 GPUs: every recipe was refused (2 is not a multiple of 1 x 4)
+    ("E1_main.sh", {"SLURM_GPUS_ON_NODE": "4"}, "training on 2 of 4 GPUs", set()),
+    ("E1_main.sh", {"SLURM_GPUS_ON_NODE": "2"}, None, set()),
+    # one optimizer step of each dose over both ranks (it set per-device = effective: refused on 2 ranks)
+    ("E16_dose_response.sh", {"NPROC": "2", "DOSES": "2x1 4x1"}, None, {"1", "2"}),
+])
+def test_the_default_ranks_fit_the_recipes_batches(tmp_path, recipe, env, note, per_device):
+    env = {**recipe_env(tmp_path, RECIPE_CHECK="1", PY=sys.executable), **env}     # recipe_env drops GPUs
+    done = subprocess.run(["bash", str(REPO / "recipes" / recipe)], env={**env, "RECIPE_PLAN_ONLY": "1"},
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (note in done.stderr) if note else "recipe: training on" not in done.stderr
+    steps = plan.read(Path(env["RECIPE_RESULTS"]) / "plan.tsv")
+    phase2 = [s for s in steps if s.kind == "train" and s.args[1] == "phase2"]
+    assert {o.split("=")[1] for s in phase2 for o in s.overrides if o.startswith("train.per_device")} >= per_device
+
+
 # ---- the sweep table ---------------------------------------------------------------------------------
 def _result(root: Path, name: str, summary: dict, language: str | None = None) -> None:
     d = root / name
