@@ -67,7 +67,7 @@ def test_configure_cpu_sets_the_thread_count(monkeypatch):
 
     before = torch.get_num_threads()
     assert before == 1
-    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 6)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 6)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     try:
         assert runtime.configure_cpu(2) == 2 and torch.get_num_threads() == 2
@@ -80,3 +80,13 @@ def test_configure_cpu_sets_the_thread_count(monkeypatch):
         assert runtime.configure_cpu(3) == 3 and torch.get_num_threads() == 3          # an explicit count wins
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="taskset and sched_getaffinity are Linux's")
+def test_the_usable_cores_follow_the_affinity():
+    """`taskset -c 0` left one core, and configure_cpu still counted the machine's two."""
+    code = "from util_public.runtime import usable_cores; print(usable_cores())"
+    done = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"

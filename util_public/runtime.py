@@ -30,9 +30,18 @@ def configure_cpu(num_threads: int | None) -> int:
     import torch
 
     keep_freed_memory()
-    n = num_threads or max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
+    n = num_threads or max(1, usable_cores() // int(os.environ.get("LOCAL_WORLD_SIZE") or 1))
     torch.set_num_threads(n)
     return n
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (taskset, cgroup cpusets, a slurm binding), which may be
+    fewer than the machine's `os.cpu_count()`."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):   # not Linux
+        return os.cpu_count() or 1
 
 
 def keep_freed_memory() -> bool:
