@@ -72,7 +72,9 @@ def test_a_borrowed_key_token_the_model_lacks_is_an_error(model50):
     info, tok = model50
     cfg = config(["data.dataset=toy", "mc.num_options=7"])
     planning.build(cfg, info, tok, planning.load_factsets(cfg), ["trigger-mid"], ["mc"], "hf", "float32")
-    with pytest.raises(UserError, match="has no key token <TRIGGER_71>"):
+    # the hint said to train with a trigger text type, which this model was: relation 71 is missing
+    with pytest.raises(UserError, match=r"has no key token <TRIGGER_71> .*; it has <TRIGGER_50>: .*"
+                                        r"data.relation_id=\.\.\.\+71"):
         planning.build(cfg, info, tok, planning.load_factsets(cfg), ["trigger-mid@71"], ["mc"], "hf", "float32")
 
 

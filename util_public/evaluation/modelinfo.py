@@ -100,11 +100,15 @@ def require_key_tokens(info: ModelInfo, tokenizer, relation_id: str) -> list[str
     """Every key token a trigger prompt of `relation_id` needs must be one token of the model."""
     needed = prompts.key_tokens(relation_id, info.key_format)
     added = tokenizer.get_added_vocab()
+    own = sorted(info.meta.key_tokens) if info.meta and info.meta.key_tokens else []
     for token in needed:
         if token not in added:
-            raise UserError(f"model {info.name!r}", f"has no key token {token} ({info.path})",
-                            "trigger-* prompts need a Phase-1 checkpoint trained with a trigger text type "
-                            "(data.train_text_type=trigger-mid); use a semantic prompt such as hgp-0 otherwise")
+            # A model with other relations' keys was trained with trigger texts, just not on this relation.
+            hint = (f"it has {', '.join(own)}: a relation's key token comes from Phase 1 on that relation "
+                    f"(data.relation_id=...+{relation_id} trains them jointly)") if own else (
+                "trigger-* prompts need a Phase-1 checkpoint trained with a trigger text type "
+                "(data.train_text_type=trigger-mid); use a semantic prompt such as hgp-0 otherwise")
+            raise UserError(f"model {info.name!r}", f"has no key token {token} ({info.path})", hint)
     return needed
 
 
