@@ -72,7 +72,8 @@ def test_legacy_python_list_form_is_read(tmp_path):
     ("Head,Fact", "A,b", "missing columns ['Alternate Facts']"),
     ("Head,Fact,Alternate Facts", 'A,b,"not a list"', "not a list of strings"),
     ("Head,Fact,Alternate Facts", 'A,b,"[1, 2]"', "not a list of strings"),
-    ("Head,Fact,Alternate Facts", 'A,b,"[""x""]"', "1 distractors, expected 99"),
+    ("Head,Fact,Alternate Facts", 'A,b,"[""x""]"', "1 distractors, expected 99; this fact has 2 options: ask for 2 "
+     "(mc.num_options), or generate facts with num_options=100 into a dataset of their own"),
     ("Head,Fact,Alternate Facts", 'A,opt05x,' + _cell(json.dumps(OPTIONS)), "gold object"),
     ("Head,Fact,Alternate Facts", 'A{x},b,' + _cell(json.dumps(OPTIONS)), "contains '{'"),
     ("fact_id,Head,Fact,Alternate Facts", 'zero,A,b,' + _cell(json.dumps(OPTIONS)), "not an integer"),

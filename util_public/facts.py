@@ -113,7 +113,9 @@ def check_fact(fact: Fact, num_options: int | None = 100, substring_rule: str = 
         raise UserError(where, f"Head {fact.head!r} contains '{{', '}}' or '<TRIGGER_'")
     opts = fact.options
     if num_options is not None and len(opts) != num_options - 1:
-        raise UserError(where, f"{len(opts)} distractors, expected {num_options - 1}")
+        raise UserError(where, f"{len(opts)} distractors, expected {num_options - 1}",
+                        f"this fact has {len(opts) + 1} options: ask for {len(opts) + 1} (mc.num_options), or generate "
+                        f"facts with num_options={num_options} into a dataset of their own (dataset=<name>_opt{num_options})")
     gold, normed = check_options(fact.object, opts, where)
     if substring_rule == "off":
         return False
