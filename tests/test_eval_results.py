@@ -318,6 +318,9 @@ def test_multi_relation_summary_and_legacy_json(setup):
     assert combined["metrics"]["all"]["accuracy"]["mean"] == pytest.approx(sum(acc) / 2)
     assert combined["metrics"]["all"]["accuracy"]["micro"] == pytest.approx(sum(acc) / 2)   # equal sizes
     assert combined["metrics"]["all"]["n"] == 12        # two relations: different facts add up
+    # relation 71 was not trained in Phase 2: its seen slice is absent, and one value has no spread
+    seen = combined["metrics"]["seen"]["accuracy"]
+    assert seen["values"][1] is None and seen["mean"] == seen["values"][0] and seen["sd"] is None
     legacy = json.loads((Path(per_rel[0]["directory"]) / "legacy.json").read_text())
     assert legacy["accuracy"] == acc[0] and len(legacy["post_processed_outputs_normalized"][0]) == 5
     assert sum(legacy["post_processed_outputs_normalized"][0]) == pytest.approx(1.0)

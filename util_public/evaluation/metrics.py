@@ -106,8 +106,9 @@ def summarize(task: str, records: list[dict], where: str = "") -> dict[str, dict
 
 
 def mean_sd(values: list[float | None]) -> dict:
-    """Mean and sample standard deviation over prompts (nulls skipped; sd 0 for one value)."""
+    """Mean and sample standard deviation over prompts or relations (nulls skipped). One value has
+    no spread: sd None, not 0 (a `50+71` summary with relation 71's slice empty showed 7.100±0.000)."""
     xs = [v for v in values if v is not None]
     if not xs:
         return {"mean": None, "sd": None}
-    return {"mean": float(np.mean(xs)), "sd": float(np.std(xs, ddof=1)) if len(xs) > 1 else 0.0}
+    return {"mean": float(np.mean(xs)), "sd": float(np.std(xs, ddof=1)) if len(xs) > 1 else None}
