@@ -138,7 +138,8 @@ def test_a_misspelt_or_mistyped_setting_is_one_error_naming_it(bad, where):
         demo.load_config("quick", bad)
 
 
-@pytest.mark.parametrize("bad", ["eval.known_relations=[999]", "eval.test_prompts=[test-99]"])
+@pytest.mark.parametrize("bad", ["eval.known_relations=[999]", "eval.test_prompts=[test-99]",
+                                 "eval.key_prompt=trigger-midd"])
 def test_an_evaluation_setting_the_demo_cannot_use_fails_before_training(tmp_path, sp_tokenizer, isolated_roots,
                                                                          monkeypatch, bad):
     """Both failed only inside the Phase-1 model's evaluation, after all three training stages."""

@@ -34,7 +34,7 @@ from . import known, limits, paths, prompts, relspec, runinfo, textio
 from .artifacts import RunManifest
 from .atomicio import write_bytes, write_json, write_text
 from .demo_report import COLUMNS, PROBES, ROWS, plot, probe_columns, render_table, values
-from .errors import UserError, exit_on_user_error
+from .errors import UserError, exit_on_user_error, under
 from .runinfo import sha256_text
 
 RECIPES = paths.REPO_ROOT / "recipes"
@@ -278,12 +278,14 @@ def check_evaluations(cfg: DemoConfig) -> None:
     """Plan the base model's evaluations (its tokenizer, no weights; 1.4-3.7 s for the full demo on
     the 2-core AMD EPYC with AVX512_BF16) before any training: an evaluation setting they cannot use
     (a prompt or known-fact relation that does not exist) failed only in the Phase-1 model's
-    evaluation, after all three training stages. The key prompt, which the base model lacks, is
-    checked by the training stages' texts."""
+    evaluation, after all three training stages. The key prompt, whose token the base model lacks,
+    is parsed only."""
     from . import modelio
     from .evaluation import api
     from .evaluation.plan import build
 
+    with under("eval.key_prompt"):
+        prompts.parse(cfg.eval.key_prompt)
     info = api.describe(cfg.model)
     tokenizer = modelio.load_tokenizer(info.path)
     for _, overrides, names, tasks in evaluations(cfg, set()):
