@@ -99,6 +99,28 @@ def test_a_failed_request_is_one_error_line():
     server.stop_listening()
 
 
+def test_the_log_an_error_names_outlives_the_server(tmp_path):
+    """The error of a server that failed mid-run named its temporary log, which closing the backend
+    then deleted."""
+    import subprocess
+
+    from util_public import vllm_server
+
+    log = tmp_path / "mtg-vllm.log"
+    log.write_text("engine died\n")
+    stand_in = StandIn(status=500)
+    b = backend(stand_in.url)
+    b.server = vllm_server.Server(subprocess.Popen(["sleep", "30"], start_new_session=True), stand_in.url, "m",
+                                  log, temporary_log=True)
+    try:
+        with pytest.raises(UserError, match=f"its log: {log}"):
+            b._post_all([BODY])
+    finally:
+        b.server.close()
+        stand_in.stop_listening()
+    assert log.read_text() == "engine died\n"
+
+
 def test_a_failing_health_check_stops_the_requests_not_yet_sent(monkeypatch):
     """When the check failed, the worker threads went on sending the remaining requests."""
     monkeypatch.setattr(vllm, "WATCH_S", 0.2)

@@ -102,7 +102,7 @@ def get_json(url: str, timeout: float = 10) -> dict:
 
 class Server:
     """A running server; `close()` stops its whole process group (engine core included) and removes
-    a temporary log (a failed start keeps it: the error names it)."""
+    a temporary log (a failed start, or a backend error that names it, keeps it)."""
 
     def __init__(self, proc: subprocess.Popen, base_url: str, served_name: str, log_path: Path,
                  temporary_log: bool = False):

@@ -169,8 +169,12 @@ class VllmBackend:
         raise UserError(f"vllm server {self.url}", f"stopped during the evaluation: {problem}", self._log_hint())
 
     def _log_hint(self) -> str:
-        where = f"its log: {self.server.log_path}" if self.server is not None else "check the server"
-        return f"{where}; rerun the evaluation: results already written are kept"
+        """The hint of a server error; a log it names is kept (closing deleted the temporary log the
+        message had just named)."""
+        if self.server is None:
+            return "check the server; rerun the evaluation: results already written are kept"
+        self.server.temporary_log = False
+        return f"its log: {self.server.log_path}; rerun the evaluation: results already written are kept"
 
     def _rows(self, prompts: list[list[int]], **params) -> list[dict]:
         """One choice per prompt, `rows_per_call` prompts per HTTP request."""
