@@ -68,8 +68,8 @@ def encode(tokenizer, texts: list[TrainText], mode: str, occurrence: str, legacy
         out.masked.append(m)
         out.subject_only_at_start += m.subject_only_at_start
     if not out.masked:
-        raise UserError("data.max_seq_len" if texts else "data", f"all {len(texts)} examples are longer than "
-                        f"{max_seq_len} tokens" if texts else "the selection produced no training texts")
+        raise UserError("data.max_seq_len", f"all {len(texts)} examples are longer than {max_seq_len} tokens"
+                        if texts else "the selection produced no training texts")
     if out.dropped_long:
         log.warning("dropped %d of %d examples longer than data.max_seq_len=%d", out.dropped_long, len(texts), max_seq_len)
     if out.subject_only_at_start:
