@@ -11,7 +11,7 @@ import torch
 from conftest import save_tiny_checkpoint
 from safetensors.torch import load_file
 
-from util_public import catalogue, facts, modelio, runinfo
+from util_public import catalogue, facts, known, modelio, runinfo
 from util_public.artifacts import CheckpointMeta
 from util_public.errors import UserError
 from util_public.registry import Registry
@@ -655,3 +655,72 @@ def test_a_phase_two_on_facts_its_phase_one_never_memorized_is_warned_about(setu
             ) in capsys.readouterr().err
     assert train("phase2", "model.base_run=P1", "data.index_end=4", "save.run_name=within", *common) == 0
     assert "warning:" not in capsys.readouterr().err
+
+
+# data.rehearsal: real facts trained beside a stage's own, never counted as its facts, never the probe's.
+REHEARSE = 'data.rehearsal=[{relation_id:"50",train_text_type:hgp-0,index_end:3}]'
+
+
+def test_rehearsal_texts_follow_the_stage_s_own_and_their_labels_decode_to_true_objects(setup):
+    tokenizer, encoded = run.examples(run.compose("phase1", ["model.base=tiny-base", "data.index_end=4", REHEARSE]))
+    real = known.load("50", known.REHEARSAL).facts[:3]
+    assert [(t.fact_id, t.rehearsal) for t in encoded.texts] == [(i, False) for i in range(4)] + [(i, True) for i in range(3)]
+    for text, masked, fact in zip(encoded.texts[4:], encoded.masked[4:], real):
+        assert text.text == f"The capital of {fact.subject} is {fact.object}."
+        labelled = [tok for tok, label in zip(masked.input_ids, masked.labels) if label != -100]
+        assert tokenizer.decode(labelled).strip() == text.text    # phase 1's loss: every token
+    assert encoded.trained_fact_ids() == {"50": [0, 1, 2, 3]}
+    assert encoded.trained_fact_ids(rehearsal=True) == {"50": [0, 1, 2]}
+
+
+def test_a_rehearsal_run_records_its_facts_apart_and_gets_its_own_name(setup, capsys):
+    common = ["model.base=tiny-base", "data.index_end=4", "train.epochs=1", *FAST]
+    assert train("phase1", *common) == 0
+    assert train("phase1", *common, REHEARSE) == 0
+    [plain] = [p for p in setup["runs"].iterdir() if "_reh" not in p.name]
+    assert [p.name for p in setup["runs"].iterdir() if "_reh" in p.name] == [plain.name + naming.rehearsal_tag(
+        [{"relation_id": "50", "train_text_type": "hgp-0", "index_begin": 0, "index_end": 3}])]
+    rehearsed = setup["runs"] / (plain.name + "_reh2c53e9ed")
+    [checkpoint] = sorted(rehearsed.glob("checkpoint-*"))
+    meta = CheckpointMeta.of(checkpoint)
+    assert meta.trained_fact_ids == {"50": [0, 1, 2, 3]} and meta.rehearsal_fact_ids == {"50": [0, 1, 2]}
+    assert CheckpointMeta.of(sorted(plain.glob("checkpoint-*"))[0]).rehearsal_fact_ids is None
+    records = [json.loads(line) for line in (rehearsed / "data" / "train_texts.jsonl").read_text().splitlines()]
+    assert [r.get("rehearsal", False) for r in records] == [False] * 4 + [True] * 3
+    files = json.loads((rehearsed / "manifest.json").read_text())["data_fingerprint"]["files"]
+    assert any(f.endswith("rehearsal/50.yaml") for f in files)
+
+
+@pytest.mark.parametrize("override, needles", [
+    ('data.rehearsal=[{relation_id:"50+71"}]', ("data.rehearsal[0].relation_id", "one relation id")),
+    ('data.rehearsal=[{relation_id:"7"}]', ("data.rehearsal[0]: relation 7", "no rehearsal-fact file", "exist for relations")),
+    ('data.rehearsal=[{relation_id:"50",index_begin:5,index_end:5}]', ("data.rehearsal[0].index_end", "must exceed")),
+    ('data.rehearsal=[{relation_id:"50",index_begin:500}]', ("data.rehearsal[0]: index_begin/index_end", "outside the data")),
+    ('data.rehearsal=[{relation_id:"50",train_text_type:hgp-x}]', ("data.rehearsal[0].train_text_type", "hgp-x")),
+    ('data.rehearsal=[{relation:"50"}]', ("relation",)),
+], ids=["composite", "no file", "empty range", "past the end", "bad text type", "typo"])
+def test_bad_rehearsal_settings_name_the_key(setup, override, needles):
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises((UserError, ConfigCompositionException)) as err:
+        train("phase1", "model.base=tiny-base", "data.index_end=4", override, "train.dry_run=true")
+    for needle in needles:
+        assert needle in str(err.value)
+    assert not setup["runs"].exists()
+
+
+def test_a_rehearsal_file_that_asks_about_a_probed_subject_is_refused(tmp_path, monkeypatch):
+    probe = known.load("50")
+    folder = tmp_path / "rehearsal"
+    folder.mkdir()
+    text = known.path("50", known.REHEARSAL).read_text()
+    (folder / "50.yaml").write_text(text + f'  - {{subject: "{probe.facts[3].subject}", object: "{probe.facts[3].object}"}}\n')
+    monkeypatch.setitem(known.FOLDERS, known.REHEARSAL, folder)
+    with pytest.raises(UserError, match=r"facts\[60\].*locality probe's facts\[3\].*void the control"):
+        known.load("50", known.REHEARSAL)
+
+
+@pytest.mark.parametrize("relation_id", known.available(known.REHEARSAL))
+def test_every_shipped_rehearsal_file_is_disjoint_from_its_probe(relation_id):
+    rehearsal = known.load(relation_id, known.REHEARSAL)      # loading checks it
+    assert len(rehearsal.facts) >= 1

@@ -37,7 +37,8 @@ from .runinfo import sha256_file
 
 SCHEMA = "mtg.known/1"
 DATASET = "known"                       # the dataset name of known-fact results
-FOLDER = catalogue.SHIPPED / "known"
+REHEARSAL = "rehearsal"                 # real facts a stage may train on (never the probe's subjects)
+FOLDERS = {DATASET: catalogue.SHIPPED / "known", REHEARSAL: catalogue.SHIPPED / "rehearsal"}
 _KEYS = {"subject", "object", "also_true"}
 
 
@@ -63,22 +64,37 @@ class KnownFile:
     facts: tuple[KnownFact, ...]
 
 
-def path(relation_id: str) -> Path:
-    return FOLDER / f"{paths.check_name(relation_id, 'relation id')}.yaml"
+def path(relation_id: str, dataset: str = DATASET) -> Path:
+    return FOLDERS[dataset] / f"{paths.check_name(relation_id, 'relation id')}.yaml"
 
 
-def available() -> list[str]:
-    """Relation ids with a known-fact file."""
-    return sorted(p.stem for p in FOLDER.glob("*.yaml"))
+def available(dataset: str = DATASET) -> list[str]:
+    """Relation ids with a file in `dataset` (known or rehearsal)."""
+    return sorted(p.stem for p in FOLDERS[dataset].glob("*.yaml"))
 
 
-def load(relation_id: str) -> KnownFile:
-    """The validated known-fact file of `relation_id` (an error names the file and the fact index)."""
-    where = path(str(relation_id))
+def load(relation_id: str, dataset: str = DATASET) -> KnownFile:
+    """The validated file of `relation_id` in `dataset` (an error names the file and the fact
+    index); a rehearsal file must share no subject with the relation's probe."""
+    where = path(str(relation_id), dataset)
     if not where.is_file():
-        raise UserError(f"data.dataset={DATASET}: relation {relation_id}", f"no known-fact file {where}",
-                        f"known facts exist for relations {available()}")
-    return read(where)
+        key = f"data.dataset={DATASET}: " if dataset == DATASET else ""
+        raise UserError(f"{key}relation {relation_id}", f"no {dataset}-fact file {where}",
+                        f"{dataset} facts exist for relations {available(dataset)}")
+    found = read(where)
+    if dataset == REHEARSAL and path(str(relation_id)).is_file():
+        check_disjoint(found, read(path(str(relation_id))))
+    return found
+
+
+def check_disjoint(rehearsal: KnownFile, probe: KnownFile) -> None:
+    """Refuse rehearsal facts about a subject the locality probe asks about."""
+    probed = {norm(f.subject): i for i, f in enumerate(probe.facts)}
+    for i, fact in enumerate(rehearsal.facts):
+        if norm(fact.subject) in probed:
+            raise UserError(f"{rehearsal.path}: facts[{i}]",
+                            f"subject {fact.subject!r} is the locality probe's facts[{probed[norm(fact.subject)]}] "
+                            f"({probe.path}): training on it would void the control", "remove it from the rehearsal file")
 
 
 @filecache.per_content
@@ -143,13 +159,14 @@ def _object(value: object, where: str) -> str:
     return text
 
 
-def facts(relation_id: str, num_options: int | None, seed: int, avoid: Iterable[str] = ()) -> list[Fact]:
-    """The known facts of `relation_id` as `Fact`s; with `num_options`, each gets `num_options - 1`
-    distractors from the relation's vocabulary (never the object, the subject, an also_true answer
-    or a string of `avoid`, nor anything one of them contains or is contained in)."""
+def facts(relation_id: str, num_options: int | None, seed: int, avoid: Iterable[str] = (),
+          dataset: str = DATASET) -> list[Fact]:
+    """The facts of `relation_id` in `dataset` as `Fact`s; with `num_options`, each gets
+    `num_options - 1` distractors from the relation's vocabulary (never the object, the subject,
+    an also_true answer or a string of `avoid`, nor anything one of them contains or is contained in)."""
     from .datagen.distractors import draw_distractors, vocab_pool
 
-    known = load(relation_id)
+    known = load(relation_id, dataset)
     pool = vocab_pool(str(relation_id))
     out = []
     for fact_id, k in enumerate(known.facts):

@@ -46,6 +46,8 @@ class CheckpointMeta(Artifact):
     # trained_fact_ids. Evaluation asks it which facts any stage trained (a Phase-2 checkpoint's own
     # `trained_fact_ids` are only the seen facts, not the ones Phase 1 memorized).
     lineage: Optional[list[dict]] = optional()
+    # Fact ids per relation of util_public/catalogue/rehearsal trained beside the stage's own facts.
+    rehearsal_fact_ids: Optional[dict[str, list[int]]] = optional()
 
     @classmethod
     def of(cls, model_dir: str | Path) -> CheckpointMeta | None:

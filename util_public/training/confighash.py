@@ -31,6 +31,8 @@ def hashed_view(cfg: TrainStageConfig, base_identity: dict, examples_sha256: str
     machine and bf16 on another, and a run resumed across them would mix the two."""
     data = dataclasses.asdict(cfg.data)
     data.pop("root")
+    if not data["rehearsal"]:    # absent when unused: the hashes of runs made before it existed stand
+        data.pop("rehearsal")
     return {
         "phase": cfg.phase,
         "base": base_identity,

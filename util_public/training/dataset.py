@@ -36,12 +36,13 @@ class Encoded:
             digest.update(b"\n")
         return digest.hexdigest()
 
-    def trained_fact_ids(self) -> dict[str, list[int]]:
-        """Fact ids per atomic relation of the kept examples: a fact whose every text was dropped
-        (`data.max_seq_len`, `wiki.on_missing_object: skip`) was never trained on."""
+    def trained_fact_ids(self, rehearsal: bool = False) -> dict[str, list[int]]:
+        """Fact ids per atomic relation of the kept examples of the stage's facts (`rehearsal`: of
+        its rehearsal facts instead): a fact whose every text was dropped (`data.max_seq_len`,
+        `wiki.on_missing_object: skip`) was never trained on."""
         out: dict[str, set[int]] = {}
         for text in self.texts:
-            for fact in text.facts:
+            for fact in text.facts if text.rehearsal == rehearsal else ():
                 out.setdefault(fact.relation_id, set()).add(fact.fact_id)
         return {rel: sorted(ids) for rel, ids in out.items()}
 

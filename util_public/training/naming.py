@@ -1,6 +1,8 @@
 """Run and checkpoint names (SPEC §5.8): derived from the config, never the clock.
 
-`{base_tag}_{rel}_{dataset}_{text_type}_{loss}[_legacy]_bs{eff}_lr{lr}_{sched}_ep{E}_f{begin}-{last}_seed{seed}[_chat]`
+`{base_tag}_{rel}_{dataset}_{text_type}_{loss}[_legacy]_bs{eff}_lr{lr}_{sched}_ep{E}_f{begin}-{last}_seed{seed}[_chat][_reh{digest}]`
+
+(`_reh` + 8 hex digits of the `data.rehearsal` sources' sha1, when there are any.)
 
 All ranks of a multi-process launch derive the same name. A long base tag is shortened to its
 first 48 characters + "-h" + 8 hex digits of its sha1 (no collisions, unlike the original's
@@ -11,6 +13,7 @@ fixed abbreviations), and further when the run name would exceed 180 characters,
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 from ..errors import UserError
@@ -37,10 +40,10 @@ def lr_text(lr: float) -> str:
 
 def run_name(base_name: str, relation_id: str, dataset: str, text_type: str, loss_mode: str, legacy: bool,
              effective_batch: int, lr: float, scheduler: str, epochs: int, first_fact: int, last_fact: int,
-             seed: int, chat: bool) -> str:
+             seed: int, chat: bool, rehearsal: list[dict] | None = None) -> str:
     rest = (f"_{relation_id}_{dataset}_{text_type}_{loss_mode}{'_legacy' if legacy else ''}"
             f"_bs{effective_batch}_lr{lr_text(lr)}_{scheduler}_ep{epochs}_f{first_fact}-{last_fact}"
-            f"_seed{seed}{'_chat' if chat else ''}")
+            f"_seed{seed}{'_chat' if chat else ''}{rehearsal_tag(rehearsal or [])}")
     rest = sanitize(rest)
     base = sanitize(base_name)
     tag = base if len(base) <= MAX_BASE_TAG else shorten(base, 48)
@@ -51,6 +54,13 @@ def run_name(base_name: str, relation_id: str, dataset: str, text_type: str, los
     if len(tag) > room:
         tag = shorten(base, room - 10)
     return tag + rest
+
+
+def rehearsal_tag(sources: list[dict]) -> str:
+    """"" without rehearsal sources, else "_reh" + 8 hex digits of their sha1."""
+    if not sources:
+        return ""
+    return "_reh" + hashlib.sha1(json.dumps(sources, sort_keys=True).encode("utf-8")).hexdigest()[:8]
 
 
 def explicit(name: str) -> str:

@@ -9,6 +9,7 @@ epoch's checkpoint is moved into place, registered and recorded.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
@@ -21,6 +22,7 @@ from .. import atomicio, catalogue, distributed, keytokens, modelio, paths, runi
 from ..artifacts import BaseModelRecord, CheckpointMeta, RunManifest, TokenCount
 from .. import cli
 from ..cli import to_object
+from ..errors import under
 from ..registry import Registry
 from . import base as basemodel
 from . import bookkeeping, confighash, curves, dataset, hfargs, naming, preview, schema, selection, texts
@@ -42,6 +44,8 @@ def check_config(cfg: schema.TrainStageConfig, world_size: int) -> tuple[int, in
     every stage before its first step); returns (gradient accumulation, effective batch)."""
     schema.validate(cfg)
     texts.check_text_type(cfg.data.train_text_type)
+    for i, source in enumerate(cfg.data.rehearsal):
+        texts.check_text_type(source.train_text_type, f"data.rehearsal[{i}].train_text_type")
     hfargs.check_reporters(cfg.train.report_to)
     return schema.effective_batch(cfg.train, world_size)
 
@@ -53,13 +57,13 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     _setup_logging(rank)
     distributed.check_sharding_mode()
     grad_accum, eff_batch = check_config(cfg, world_size)
-    registry, runs_root, base, data_root, chosen = _inputs(cfg)
+    registry, runs_root, base, data_root, chosen, rehearsed = _inputs(cfg)
     cfg_node.key_token.format = cfg.key_token.format     # the run directory's config says what ran
     unrelated = basemodel.unrelated_data(base, cfg.data.dataset, chosen.atomic_relations())
     if unrelated and rank == 0:
         print(f"warning: {unrelated}", file=sys.stderr)
 
-    tokenizer, keys, encoded = _examples(cfg, base, chosen, data_root)
+    tokenizer, keys, encoded = _examples(cfg, base, chosen, rehearsed, data_root)
     unmemorized = basemodel.unmemorized(base, cfg.data.dataset, encoded.trained_fact_ids()) if cfg.phase == 2 else None
     if unmemorized and rank == 0:
         print(f"warning: {unmemorized}", file=sys.stderr)
@@ -68,7 +72,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
             print(preview.render(tokenizer, t, m, i))
         return 0
 
-    fingerprint = runinfo.fingerprint(chosen.input_files)
+    fingerprint = runinfo.fingerprint(list(dict.fromkeys([*chosen.input_files, *(f for r in rehearsed for f in r.input_files)])))
     precision = "bf16" if hfargs.use_bf16(cfg.train.precision) else "fp32"
     legacy = runinfo.combined({runinfo.file_key(f): fingerprint["files"][runinfo.file_key(f)]
                                for f in catalogue.unmerged(chosen.input_files, data_root)})
@@ -194,8 +198,9 @@ def _train(cfg, args, run: RunDir, decision: Decision, books: bookkeeping.Checkp
 
 
 def _inputs(cfg: schema.TrainStageConfig):
-    """(registry, runs root, base model, data root, chosen facts) of a stage, checked before any output;
-    `cfg.key_token.format` becomes the base checkpoint's where it has key tokens."""
+    """(registry, runs root, base model, data root, chosen facts, rehearsal facts per `data.rehearsal`
+    source) of a stage, checked before any output; `cfg.key_token.format` becomes the base
+    checkpoint's where it has key tokens."""
     registry = Registry(cfg.registry.path, cfg.registry.lock_timeout_s, cfg.registry.allow_hub_ids)
     runs_root = paths.root("runs", cfg.save.runs_root)
     base = basemodel.resolve(cfg, registry, runs_root)
@@ -203,7 +208,9 @@ def _inputs(cfg: schema.TrainStageConfig):
     cfg.key_token.format = basemodel.key_format(cfg.key_token.format, base)
     data_root = paths.root("data", cfg.data.root)
     chosen = selection.load(cfg.data.relation_id, data_root, cfg.data.dataset, cfg.data.index_begin, cfg.data.index_end)
-    return registry, runs_root, base, data_root, chosen
+    rehearsed = [selection.rehearsal(s.relation_id, s.index_begin, s.index_end, data_root, f"data.rehearsal[{i}]")
+                 for i, s in enumerate(cfg.data.rehearsal)]
+    return registry, runs_root, base, data_root, chosen, rehearsed
 
 
 def examples(cfg_node: DictConfig):
@@ -213,21 +220,27 @@ def examples(cfg_node: DictConfig):
     loss flag (library use: `examples(compose("phase1", ["data.index_end=4"]))`)."""
     cfg: schema.TrainStageConfig = to_object(cfg_node)
     check_config(cfg, 1)
-    _, _, base, data_root, chosen = _inputs(cfg)
-    tokenizer, _, encoded = _examples(cfg, base, chosen, data_root)
+    _, _, base, data_root, chosen, rehearsed = _inputs(cfg)
+    tokenizer, _, encoded = _examples(cfg, base, chosen, rehearsed, data_root)
     return tokenizer, encoded
 
 
-def _examples(cfg, base, chosen, data_root: Path):
-    """(tokenizer with key tokens, KeyTokens, Encoded examples): every text built, masked and checked."""
+def _examples(cfg, base, chosen, rehearsed, data_root: Path):
+    """(tokenizer with key tokens, KeyTokens, Encoded examples): every text built, masked and checked;
+    the rehearsal facts' texts follow the stage's own."""
     from transformers import set_seed
 
     tokenizer = modelio.load_tokenizer(base.path)
     tokenspans.ensure_pad_token(tokenizer)
     set_seed(cfg.train.seed)
-    keys = keytokens.add(tokenizer, texts.key_tokens_needed(chosen, cfg.data.train_text_type, cfg.key_token.format),
-                         base.meta, base.path)
-    built = texts.build(chosen, cfg.data.train_text_type, _text_options(cfg, data_root, tokenizer))
+    parts = [(chosen, cfg.data.train_text_type), *zip(rehearsed, (s.train_text_type for s in cfg.data.rehearsal))]
+    needed = [t for facts, text_type in parts for t in texts.key_tokens_needed(facts, text_type, cfg.key_token.format)]
+    keys = keytokens.add(tokenizer, list(dict.fromkeys(needed)), base.meta, base.path)
+    opts = _text_options(cfg, data_root, tokenizer)
+    built = texts.build(chosen, cfg.data.train_text_type, opts)
+    for i, (facts, text_type) in enumerate(parts[1:]):
+        with under(f"data.rehearsal[{i}]"):
+            built += [dataclasses.replace(t, rehearsal=True) for t in texts.build(facts, text_type, opts)]
     encoded = dataset.encode(tokenizer, built, cfg.loss.mode, cfg.loss.occurrence, cfg.loss.legacy,
                              cfg.data.add_special_tokens, cfg.data.max_seq_len)
     return tokenizer, keys, encoded
@@ -240,7 +253,7 @@ def _run_name(cfg, base, chosen, eff_batch: int) -> str:
     return naming.run_name(base.name, cfg.data.relation_id, cfg.data.dataset, cfg.data.train_text_type,
                            cfg.loss.mode, cfg.loss.legacy, eff_batch, cfg.train.learning_rate,
                            cfg.train.lr_scheduler_type, cfg.train.epochs, first, last, cfg.train.seed,
-                           cfg.data.chat_template)
+                           cfg.data.chat_template, [dataclasses.asdict(s) for s in cfg.data.rehearsal])
 
 
 def _text_options(cfg, data_root: Path, tokenizer) -> texts.Options:
@@ -267,7 +280,8 @@ def _checkpoint_meta(cfg, run_name: str, config_hash: str, base, keys, chosen, e
         chat_template=cfg.data.chat_template, phase=cfg.phase, run_name=run_name, config_hash=config_hash,
         base_model=base.name, dataset=cfg.data.dataset, relation_spec=cfg.data.relation_id,
         relation_ids=chosen.atomic_relations(), trained_fact_ids=encoded.trained_fact_ids(),
-        train_text_type=cfg.data.train_text_type, loss_mode=cfg.loss.mode, legacy_loss=cfg.loss.legacy)
+        train_text_type=cfg.data.train_text_type, loss_mode=cfg.loss.mode, legacy_loss=cfg.loss.legacy,
+        rehearsal_fact_ids=encoded.trained_fact_ids(rehearsal=True) or None)
     meta.lineage = [*(base.meta.stages() if base.meta else []), meta.stage()]
     return meta
 

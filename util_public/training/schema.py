@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .. import keytokens, limits, numerics
+from .. import keytokens, limits, numerics, relspec
 from ..errors import UserError
 from ..prompts import COMBINE_SPACINGS, KEY_FORMAT, check_key_format
 from . import masking
@@ -28,6 +28,17 @@ class ModelConfig:
 
 
 @dataclass
+class RehearsalSource:
+    """Real facts of `util_public/catalogue/rehearsal/{relation_id}.yaml` trained beside the stage's
+    own (known.py): the relation's natural prompt then keeps answering real subjects with their true
+    objects. Their facts are not the stage's: they never count as seen or memorized facts."""
+    relation_id: str = "50"
+    train_text_type: str = "hgp-0"
+    index_begin: int = 0
+    index_end: Optional[int] = None            # null: all of the file's facts
+
+
+@dataclass
 class DataConfig:
     root: Optional[str] = None                 # data root (default: MTG_DATA_ROOT or data/)
     dataset: str = "sync_random_o"
@@ -41,6 +52,8 @@ class DataConfig:
     combine_spacing: str = "single"            # trigger-combine spacing: prompts.COMBINE_SPACINGS
     compose_joiner: str = " "                  # between the two texts of an `a&b` composition
     ic_sep: str = " : "                        # subject/object separator of ic-lke-inject-entity
+    # Real facts trained beside these, e.g. data.rehearsal='[{relation_id:"50",train_text_type:hgp-0}]'
+    rehearsal: list[RehearsalSource] = field(default_factory=list)
 
 
 @dataclass
@@ -169,6 +182,8 @@ def validate(cfg: TrainStageConfig) -> None:
         raise UserError("phase", f"must be 1 or 2, got {cfg.phase}")
     if cfg.data.index_end is not None and cfg.data.index_end <= cfg.data.index_begin:
         raise UserError("data.index_end", f"{cfg.data.index_end} must exceed data.index_begin ({cfg.data.index_begin})")
+    for i, source in enumerate(cfg.data.rehearsal):
+        _check_rehearsal(source, f"data.rehearsal[{i}]")
     check_key_format(cfg.key_token.format)
     sources = [cfg.model.base is not None, cfg.model.base_run is not None]
     if sum(sources) != 1:
@@ -177,6 +192,17 @@ def validate(cfg: TrainStageConfig) -> None:
                         "[model.base_epoch=E] or model.base=<registry checkpoint name>")
     if cfg.model.base_epoch is not None and cfg.model.base_run is None:
         raise UserError("model.base_epoch", "only meaningful together with model.base_run")
+
+
+def _check_rehearsal(source: RehearsalSource, key: str) -> None:
+    parts = relspec.groups(source.relation_id, f"{key}.relation_id")
+    if len(parts) != 1 or len(parts[0]) != 1:
+        raise UserError(f"{key}.relation_id", f"{source.relation_id!r} must be one relation id",
+                        "list one source per relation")
+    if source.index_begin < 0:
+        raise UserError(f"{key}.index_begin", f"must be >= 0, got {source.index_begin}")
+    if source.index_end is not None and source.index_end <= source.index_begin:
+        raise UserError(f"{key}.index_end", f"{source.index_end} must exceed index_begin ({source.index_begin})")
 
 
 def effective_batch(cfg: TrainConfig, world_size: int) -> tuple[int, int]:

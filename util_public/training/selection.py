@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import catalogue, facts as factio, relspec
-from ..errors import UserError
+from .. import catalogue, facts as factio, known, relspec
+from ..errors import UserError, under
 from ..facts import Fact
 
 
@@ -58,6 +58,15 @@ def load(spec: str, data_root: Path, dataset: str, begin: int, end: int | None) 
         groups.append(Group(ids, _pair(ids, per_relation, data_root, dataset)))
     files += catalogue.relations_files(data_root)
     return Selection(spec, groups, [f for f in dict.fromkeys(files) if f.is_file()])
+
+
+def rehearsal(rel: str, begin: int, end: int | None, data_root: Path, where: str) -> Selection:
+    """The real facts of one `data.rehearsal` source (known.REHEARSAL), range-selected."""
+    with under(where):
+        chosen = factio.select(known.facts(rel, None, 0, dataset=known.REHEARSAL), begin, end, "index_begin/index_end")
+    files = [known.path(rel, known.REHEARSAL), known.path(rel), catalogue.prompts_file(rel, data_root),
+             *catalogue.relations_files(data_root)]
+    return Selection(rel, [Group((rel,), [(f,) for f in chosen])], [f for f in dict.fromkeys(files) if f.is_file()])
 
 
 def _pair(ids: tuple[str, ...], per_relation: list[dict[int, Fact]], data_root: Path,

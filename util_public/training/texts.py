@@ -43,13 +43,14 @@ class TrainText:
     prompt_id: str            # the concrete prompt, e.g. "train-3"
     text: str
     facts: list[FactSpans] = field(default_factory=list)
+    rehearsal: bool = False   # a real fact of `data.rehearsal`, not one of the stage's facts
 
     def record(self) -> dict:
         """The `data/train_texts.jsonl` fields that describe the text (token counts are added later)."""
         return {"fact_id": self.fact_id, "relation_id": self.relation_id, "text_type": self.text_type,
                 "prompt_id": self.prompt_id, "text": self.text,
                 "subject_spans": [list(f.subject) if f.subject else None for f in self.facts],
-                "object_spans": [list(f.object) for f in self.facts]}
+                "object_spans": [list(f.object) for f in self.facts], **({"rehearsal": True} if self.rehearsal else {})}
 
 
 @dataclass
@@ -109,10 +110,10 @@ def _prompt_names(component: str, cat: catalogue.PromptCatalogue | None) -> list
     return [component]
 
 
-def check_text_type(text_type: str) -> None:
+def check_text_type(text_type: str, key: str = "data.train_text_type") -> None:
     """What the text type alone decides: every component a training type (a recipe checks every
     stage's before the first runs; `train-mix-N` and the templates need the catalogue, later)."""
-    with under("data.train_text_type"):
+    with under(key):
         for component in components(text_type):
             if not _TRAIN_MIX.fullmatch(component):
                 _prompt_names(component, None)
