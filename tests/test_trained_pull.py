@@ -56,6 +56,15 @@ def test_cli_prints_one_row_per_result(tmp_path, capsys):
     assert "| m1 | mc | 5 | 0.40 | 1.00 / 0.25 (n = 1 / 4) | 3 | 1 | 0.40 | 0.60 |" in capsys.readouterr().out
 
 
+def test_rehearsal_objects_count_as_trained_when_asked(tmp_path, capsys):
+    """A wrong answer naming a rehearsed capital (london, rehearsal/50.yaml) is a trained object only with --rehearsal."""
+    csv = write_facts(tmp_path / "50.csv", [Fact(0, "50", "S0", "oslo", [])])
+    result = write_result(tmp_path / "r1", records=[record(["london", "rome", "paris"], [-1.0, -5.0, -2.0], 2)])
+    for extra, cell in (([], "| 1 | 0 |"), (["--rehearsal", "50"], "| 1 | 1 |")):
+        assert trained_pull.main(["--trained", str(csv), *extra, str(result)]) == 0
+        assert cell in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("make,needle", [
     (lambda d: d.mkdir(), "not a result directory"),
     (lambda d: write_result(d, task="ppl"), "not multiple choice or generation"),

@@ -11,14 +11,16 @@ is a trained object; the wrong answers that are trained objects (generation: the
 with one, `matching.prefix`); and for MC the trained share of the distractors (the rate a pull-free
 error would hit them) and the accuracy with the trained distractors left out of each question (the
 gold must still beat every other option strictly, as in `metrics.py`). The evaluation's
-`data.avoid_objects_of` asks fresh questions without them instead.
+`data.avoid_objects_of` asks fresh questions without them instead. With `--rehearsal REL` the objects
+of `util_public/catalogue/rehearsal/REL.yaml` count as trained too (a stage trained with
+`data.rehearsal`; docs/RESULTS.md §1.6).
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from .. import matching
+from .. import known, matching
 from ..atomicio import read_jsonl
 from ..errors import UserError, exit_on_user_error
 from ..facts import read_facts
@@ -70,8 +72,9 @@ def read_result(directory: Path) -> tuple[str, str, list[dict]]:
     return info["task"], info["model"]["name"], rows
 
 
-def table(directories: list[Path], trained_csv: Path) -> str:
+def table(directories: list[Path], trained_csv: Path, rehearsal: list[str] = ()) -> str:
     trained = {f.object for f in read_facts(trained_csv, num_options=None, substring_rule="off")}
+    trained |= {f.object for rel in rehearsal for f in known.load(rel, known.REHEARSAL).facts}
     lines = ["| model | task | n | accuracy | gold trained / not | wrong | wrong = trained object "
              "| trained share of distractors | accuracy, trained options left out |", "|" + "---|" * 9]
     for d in directories:
@@ -92,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="How far trained objects pull answers (docs/RESULTS.md §1.5).")
     parser.add_argument("results", nargs="+", type=Path, help="MC or generation result directories (summary.json, records.jsonl)")
     parser.add_argument("--trained", required=True, type=Path, help="the trained facts' CSV (its objects)")
+    parser.add_argument("--rehearsal", action="append", default=[], metavar="REL",
+                        help="count the objects of catalogue/rehearsal/REL.yaml as trained too (repeatable)")
     args = parser.parse_args(argv)
-    print(exit_on_user_error(lambda: table(args.results, args.trained)))
+    print(exit_on_user_error(lambda: table(args.results, args.trained, args.rehearsal)))
     return 0
 
 
