@@ -697,15 +697,18 @@ def test_a_rehearsal_run_records_its_facts_apart_and_gets_its_own_name(setup, ca
     ('data.rehearsal=[{relation_id:"50",index_begin:5,index_end:5}]', ("data.rehearsal[0].index_end", "must exceed")),
     ('data.rehearsal=[{relation_id:"50",index_begin:500}]', ("data.rehearsal[0]: index_begin/index_end", "outside the data")),
     ('data.rehearsal=[{relation_id:"50",train_text_type:hgp-x}]', ("data.rehearsal[0].train_text_type", "hgp-x")),
-    ('data.rehearsal=[{relation:"50"}]', ("relation",)),
-], ids=["composite", "no file", "empty range", "past the end", "bad text type", "typo"])
+    ('data.rehearsal=[{relation_id:"50",train_text_type:"hgp-0&wiki"}]',
+     ("data.rehearsal[0].train_text_type", "no wiki paragraph")),
+    ('data.rehearsal=[{relation:"50"}]', ("Key 'relation' not in 'RehearsalSource'",)),
+], ids=["composite", "no file", "empty range", "past the end", "bad text type", "wiki", "typo"])
 def test_bad_rehearsal_settings_name_the_key(setup, override, needles):
     from hydra.errors import ConfigCompositionException
 
     with pytest.raises((UserError, ConfigCompositionException)) as err:
         train("phase1", "model.base=tiny-base", "data.index_end=4", override, "train.dry_run=true")
+    message = f"{err.value} {err.value.__cause__}"     # Hydra names the unknown key in the cause
     for needle in needles:
-        assert needle in str(err.value)
+        assert needle in message
     assert not setup["runs"].exists()
 
 

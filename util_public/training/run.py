@@ -22,7 +22,7 @@ from .. import atomicio, catalogue, distributed, keytokens, modelio, paths, runi
 from ..artifacts import BaseModelRecord, CheckpointMeta, RunManifest, TokenCount
 from .. import cli
 from ..cli import to_object
-from ..errors import under
+from ..errors import UserError, under
 from ..registry import Registry
 from . import base as basemodel
 from . import bookkeeping, confighash, curves, dataset, hfargs, naming, preview, schema, selection, texts
@@ -45,7 +45,10 @@ def check_config(cfg: schema.TrainStageConfig, world_size: int) -> tuple[int, in
     schema.validate(cfg)
     texts.check_text_type(cfg.data.train_text_type)
     for i, source in enumerate(cfg.data.rehearsal):
-        texts.check_text_type(source.train_text_type, f"data.rehearsal[{i}].train_text_type")
+        key = f"data.rehearsal[{i}].train_text_type"
+        texts.check_text_type(source.train_text_type, key)
+        if "wiki" in texts.components(source.train_text_type):
+            raise UserError(key, "rehearsal facts have no wiki paragraph", "use a template type such as hgp-0 or trigger-mid")
     hfargs.check_reporters(cfg.train.report_to)
     return schema.effective_batch(cfg.train, world_size)
 
