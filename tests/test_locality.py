@@ -59,8 +59,24 @@ def test_known_questions_avoiding_a_trained_dataset(isolated_roots):
     assert plain.dataset == "known" and {o for f in plain.facts for o in f.options} & set(trained)
 
 
+def test_the_rehearsal_facts_are_questions_too(isolated_roots):
+    """eval.py scores what data.rehearsal trains (did the base model know it?), apart from the probe."""
+    trained = ["london", "minsk", "paris"]
+    write_trained(isolated_roots["data"], "mine", "50", trained)
+    shipped = known.load("50", known.REHEARSAL)
+    [plain] = planning.load_factsets(config(["data.dataset=rehearsal", "data.relation_id=50", "mc.num_options=20"]))
+    [avoiding] = planning.load_factsets(config(["data.dataset=rehearsal", "data.relation_id=50", "mc.num_options=20",
+                                                "data.avoid_objects_of=mine"]))
+    assert (plain.dataset, avoiding.dataset) == ("rehearsal", "rehearsal.untrained-mine")
+    assert known.path("50", known.REHEARSAL) in plain.sources
+    for fs in (plain, avoiding):
+        assert [(f.head, f.object) for f in fs.facts] == [(k.subject, k.object) for k in shipped.facts]
+        assert all(len(f.options) == 19 and f.object not in f.options for f in fs.facts)
+    assert not {o for f in avoiding.facts for o in f.options} & set(trained)
+
+
 @pytest.mark.parametrize("overrides,needles", [
-    (["data.avoid_objects_of=mine"], ("data.avoid_objects_of", "only the known facts", "data.dataset=sync_random_o")),
+    (["data.avoid_objects_of=mine"], ("data.avoid_objects_of", "only the real facts", "data.dataset=sync_random_o")),
     (["data.dataset=known", "data.avoid_objects_of=nope"], ("data.avoid_objects_of=nope", "no fact file")),
     (["data.dataset=known", "data.avoid_objects_of=mine", "data.relation_id=50+71"],
      ("data.avoid_objects_of=mine", "relation '71'", "no fact file")),

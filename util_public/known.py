@@ -42,10 +42,10 @@ FOLDERS = {DATASET: catalogue.SHIPPED / "known", REHEARSAL: catalogue.SHIPPED / 
 _KEYS = {"subject", "object", "also_true"}
 
 
-def untrained_dataset(trained: str) -> str:
-    """The dataset name of known-fact questions whose distractors avoid `trained`'s objects: their
+def untrained_dataset(trained: str, dataset: str = DATASET) -> str:
+    """The dataset name of `dataset`'s questions whose distractors avoid `trained`'s objects: their
     results never mix with those of the plain questions."""
-    return f"{DATASET}.untrained-{trained}"
+    return f"{dataset}.untrained-{trained}"
 
 
 @dataclass(frozen=True)

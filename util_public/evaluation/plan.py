@@ -66,18 +66,20 @@ def dataset_name(cfg: EvalConfig) -> str:
 
 def load_factsets(cfg: EvalConfig, tasks: list[str] | None = None) -> list[FactSet]:
     """Every relation's facts: the files under the data root (translations: `{dataset}_{Language}`),
-    or with `data.dataset=known` the catalogue's real facts; none when no task scores facts. Their
-    options are checked for multiple choice only, among `tasks` (default `cfg.tasks`)."""
+    or with `data.dataset=known` (the locality probe) or `rehearsal` (the facts `data.rehearsal`
+    trains) the catalogue's real facts; none when no task scores facts. Their options are checked
+    for multiple choice only, among `tasks` (default `cfg.tasks`)."""
     tasks = cfg.tasks if tasks is None else tasks
     if not any(t in FACT_TASKS for t in tasks):
         return []
-    if cfg.data.avoid_objects_of and cfg.data.dataset != known.DATASET:
-        raise UserError("data.avoid_objects_of", f"only the known facts avoid a trained dataset's objects "
+    real = cfg.data.dataset in known.FOLDERS
+    if cfg.data.avoid_objects_of and not real:
+        raise UserError("data.avoid_objects_of", f"only the real facts avoid a trained dataset's objects "
                         f"(data.dataset={cfg.data.dataset})", "evaluate data.dataset=known, or leave it unset")
     num_options = cfg.mc.num_options if "mc" in tasks else None
-    if cfg.mc.pool_relations and cfg.data.dataset != known.DATASET:
+    if cfg.mc.pool_relations and not real:
         num_options = None      # pooled questions take the first stored distractors they need (pooling checks)
-    sets = known_factsets(cfg, num_options) if cfg.data.dataset == known.DATASET else fact_files(cfg, num_options)
+    sets = known_factsets(cfg, num_options) if real else fact_files(cfg, num_options)
     return pooled(cfg, sets) if cfg.mc.pool_relations else sets
 
 
@@ -93,22 +95,24 @@ def fact_files(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
 
 
 def known_factsets(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
-    """The locality control: each relation's known facts, distractors drawn with `cfg.seed` (with
-    `data.avoid_objects_of`, never one of that dataset's objects of the relation)."""
+    """The catalogue's real facts of `data.dataset` (known: the locality control) per relation,
+    distractors drawn with `cfg.seed` (with `data.avoid_objects_of`, never one of that dataset's
+    objects of the relation)."""
     if cfg.data.language and cfg.data.language != "English":
-        raise UserError("data.language", f"{cfg.data.language}: the known facts are in English only",
-                        "evaluate data.dataset=known without data.language")
-    trained, data_root = cfg.data.avoid_objects_of, paths.root("data", cfg.data.root)
+        raise UserError("data.language", f"{cfg.data.language}: the {cfg.data.dataset} facts are in English only",
+                        f"evaluate data.dataset={cfg.data.dataset} without data.language")
+    real, trained, data_root = cfg.data.dataset, cfg.data.avoid_objects_of, paths.root("data", cfg.data.root)
     out = []
     for rel in relspec.separate(cfg.data.relation_id):
-        dataset, sources, avoid = known.DATASET, (known.path(rel), catalogue.vocab_file(rel)), []
+        dataset, avoid = real, []
+        sources = (known.path(rel, real), catalogue.vocab_file(rel))
         with under(f"data.avoid_objects_of={trained}") if trained else contextlib.nullcontext():
             if trained:
                 path = factio.relation_file(data_root, trained, rel)
                 avoid = [f.object for f in factio.load_relation(data_root, trained, rel, num_options=None,
                                                                  substring_rule="off")]
-                dataset, sources = known.untrained_dataset(trained), (*sources, path)
-            facts = known.facts(rel, num_options, cfg.seed, avoid)
+                dataset, sources = known.untrained_dataset(trained, real), (*sources, path)
+            facts = known.facts(rel, num_options, cfg.seed, avoid, real)
         out.append(FactSet(rel, dataset, None, facts, sources, trained_split=False))
     return out
 

@@ -34,14 +34,14 @@ class ModelCfg:
 @dataclass
 class DataCfg:
     root: Optional[str] = None          # data root (default: MTG_DATA_ROOT or data/)
-    dataset: str = "sync_random_o"      # `known`: the catalogue's real facts (the locality control)
+    dataset: str = "sync_random_o"      # `known`: the catalogue's real facts (the locality control); `rehearsal`: those data.rehearsal trains
     relation_id: str = "50"             # one id, or `a+b` for several relations
     index_begin: int = 0
     index_end: Optional[int] = None     # exclusive; null = every fact
     language: Optional[str] = None      # catalogue translation + `{dataset}_{Language}` facts
     seen_fact_ids: Optional[str] = "auto"   # auto (the checkpoint's Phase-2 facts), "0:50", or null
     substring_rule: str = "warn"        # the generator's substring rule does not affect scoring
-    # `known` only: a fictional dataset under the data root (the trained one) whose objects are
+    # `known`/`rehearsal` only: a fictional dataset under the data root (the trained one) whose objects are
     # never distractors, so the question measures what the model knows, not a pull towards the
     # answers it memorized (docs/RESULTS.md §1.5)
     avoid_objects_of: Optional[str] = None
