@@ -30,8 +30,8 @@ class ModelConfig:
 @dataclass
 class RehearsalSource:
     """Real facts of `util_public/catalogue/rehearsal/{relation_id}.yaml` trained beside the stage's
-    own (known.py): the relation's natural prompt then keeps answering real subjects with their true
-    objects. Their facts are not the stage's: they never count as seen or memorized facts."""
+    own (known.py), the usual remedy for what fine-tuning does to other knowledge (what it did here:
+    docs/RESULTS.md §1.6). Their facts are not the stage's: they never count as seen or memorized facts."""
     relation_id: str = "50"
     train_text_type: str = "hgp-0"
     index_begin: int = 0
