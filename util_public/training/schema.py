@@ -33,7 +33,7 @@ class RehearsalSource:
     own (known.py), the usual remedy for what fine-tuning does to other knowledge (what it did here:
     docs/RESULTS.md §1.6). Their facts are not the stage's: they never count as seen or memorized facts."""
     relation_id: str = "50"
-    train_text_type: str = "hgp-0"
+    train_text_type: str = "trigger-mid"      # in the train prompt it cost specificity (RESULTS §1.6)
     index_begin: int = 0
     index_end: Optional[int] = None            # null: all of the file's facts
 
@@ -52,7 +52,7 @@ class DataConfig:
     combine_spacing: str = "single"            # trigger-combine spacing: prompts.COMBINE_SPACINGS
     compose_joiner: str = " "                  # between the two texts of an `a&b` composition
     ic_sep: str = " : "                        # subject/object separator of ic-lke-inject-entity
-    # Real facts trained beside these, e.g. data.rehearsal='[{relation_id:"50",train_text_type:hgp-0}]'
+    # Real facts trained beside these, e.g. data.rehearsal='[{relation_id:"50",train_text_type:trigger-mid}]'
     rehearsal: list[RehearsalSource] = field(default_factory=list)
 
 
