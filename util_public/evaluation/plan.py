@@ -72,14 +72,14 @@ def load_factsets(cfg: EvalConfig, tasks: list[str] | None = None) -> list[FactS
     tasks = cfg.tasks if tasks is None else tasks
     if not any(t in FACT_TASKS for t in tasks):
         return []
-    real = cfg.data.dataset in known.FOLDERS
-    if cfg.data.avoid_objects_of and not real:
+    catalogued = cfg.data.dataset in known.FOLDERS     # known or rehearsal: the catalogue's real facts
+    if cfg.data.avoid_objects_of and not catalogued:
         raise UserError("data.avoid_objects_of", f"only the real facts avoid a trained dataset's objects "
                         f"(data.dataset={cfg.data.dataset})", "evaluate data.dataset=known, or leave it unset")
     num_options = cfg.mc.num_options if "mc" in tasks else None
-    if cfg.mc.pool_relations and not real:
+    if cfg.mc.pool_relations and not catalogued:
         num_options = None      # pooled questions take the first stored distractors they need (pooling checks)
-    sets = known_factsets(cfg, num_options) if real else fact_files(cfg, num_options)
+    sets = known_factsets(cfg, num_options) if catalogued else fact_files(cfg, num_options)
     return pooled(cfg, sets) if cfg.mc.pool_relations else sets
 
 
@@ -101,18 +101,18 @@ def known_factsets(cfg: EvalConfig, num_options: int | None) -> list[FactSet]:
     if cfg.data.language and cfg.data.language != "English":
         raise UserError("data.language", f"{cfg.data.language}: the {cfg.data.dataset} facts are in English only",
                         f"evaluate data.dataset={cfg.data.dataset} without data.language")
-    real, trained, data_root = cfg.data.dataset, cfg.data.avoid_objects_of, paths.root("data", cfg.data.root)
+    kind, trained, data_root = cfg.data.dataset, cfg.data.avoid_objects_of, paths.root("data", cfg.data.root)
     out = []
     for rel in relspec.separate(cfg.data.relation_id):
-        dataset, avoid = real, []
-        sources = (known.path(rel, real), catalogue.vocab_file(rel))
+        dataset, avoid = kind, []
+        sources = (known.path(rel, kind), catalogue.vocab_file(rel))
         with under(f"data.avoid_objects_of={trained}") if trained else contextlib.nullcontext():
             if trained:
                 path = factio.relation_file(data_root, trained, rel)
                 avoid = [f.object for f in factio.load_relation(data_root, trained, rel, num_options=None,
                                                                  substring_rule="off")]
-                dataset, sources = known.untrained_dataset(trained, real), (*sources, path)
-            facts = known.facts(rel, num_options, cfg.seed, avoid, real)
+                dataset, sources = known.untrained_dataset(trained, kind), (*sources, path)
+            facts = known.facts(rel, num_options, cfg.seed, avoid, kind)
         out.append(FactSet(rel, dataset, None, facts, sources, trained_split=False))
     return out
 
