@@ -7,7 +7,7 @@ user message with the generation prompt.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .. import catalogue, prompts
@@ -69,6 +69,35 @@ def statement(open_content: str, fact: Fact, spec: ContextSpec) -> str:
                                key_format=spec.key_format, combine_spacing=spec.combine_spacing,
                                data_root=spec.data_root)
     return f"{catalogue.substitute(tpl, fact.head)} {fact.object}."
+
+
+CALIBRATIONS = ("none", "subjectless")
+
+
+def check_calibration(mode: str, null_subject: str, test_type: str) -> None:
+    """`mc.calibration` and `mc.null_subject`, before any data load."""
+    if mode not in CALIBRATIONS:
+        raise UserError("mc.calibration", f"{mode!r} is not one of {', '.join(CALIBRATIONS)}")
+    if mode == "none":
+        return
+    if not null_subject or null_subject != null_subject.strip():
+        raise UserError("mc.null_subject", f"{null_subject!r}: the subject's stand-in must be non-empty text "
+                        "without surrounding whitespace", "use mc.null_subject=X")
+    if test_type == "open":     # the prepended statement names the subject and the answer
+        raise UserError("mc.calibration", "a subjectless question cannot follow the fact's statement "
+                        "(prompt.test_type=open)", "calibrate close questions, or set mc.calibration=none")
+
+
+def subjectless(prompt_type: str, selected: list[Fact], spec: ContextSpec, null_subject: str,
+                tokenizer=None) -> dict[int, str]:
+    """fact_id -> the context with the subject replaced by `null_subject` (`mc.calibration=subjectless`):
+    the same question about no one, so its option scores are what the model prefers whatever the
+    subject. Only a template's `{head}` can be replaced: wiki text and IC-LKE examples also hold subjects."""
+    if prompts.parse(prompt_type).family in ("wiki", "ic-lke"):
+        raise UserError("mc.calibration", f"prompt type {prompt_type!r} has no template whose subject can be "
+                        "replaced", "calibrate template prompts (hgp-0, test-*, trigger-mid), or set "
+                        "mc.calibration=none")
+    return build(prompt_type, [replace(f, head=null_subject) for f in selected], spec, tokenizer=tokenizer)
 
 
 def build(prompt_type: str, selected: list[Fact], spec: ContextSpec, *, tokenizer=None,

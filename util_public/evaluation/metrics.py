@@ -54,6 +54,14 @@ def mc_fact(scores: Sequence[ScoreRecord], gold: int, where: str = "question") -
     }
 
 
+def calibrated(scores: Sequence[ScoreRecord], null_scores: Sequence[ScoreRecord], gold: int) -> dict:
+    """Per-fact fields of `mc.calibration`: the choice by log p(option | question) minus
+    log p(option | the subjectless question), the gold correct only if it wins strictly."""
+    null = np.array([r.sum_logprob for r in null_scores], dtype=np.float64)
+    pred, correct = _choice(np.array([r.sum_logprob for r in scores], dtype=np.float64) - null, gold)
+    return {"option_null_logprobs": null.tolist(), "pred_index_calibrated": pred, "correct_calibrated": correct}
+
+
 def slices(records: list[dict]) -> dict[str, list[dict]]:
     """`all`, plus `seen`/`unseen` when the records carry a seen flag (True/False, not None)."""
     out = {"all": records}
@@ -71,6 +79,9 @@ MC_METRICS: dict[str, Callable[[list[dict]], float | int | None]] = {
     "accuracy": lambda rs: _mean([float(r["correct"]) for r in rs]),
     "prob_mass": lambda rs: _mean([r["gold_prob"] for r in rs]),
     "acc_norm": lambda rs: _mean([float(r["correct_norm"]) for r in rs]),
+    # mc.calibration only, else null: the choice after subtracting each option's subjectless score
+    "acc_calibrated": lambda rs: (_mean([float(r["correct_calibrated"]) for r in rs])
+                                  if "correct_calibrated" in rs[0] else None),
     "gold_prob_raw": lambda rs: _mean([math.exp(r["gold_logprob"]) for r in rs]),
     "mean_gold_rank": lambda rs: _mean([r["gold_rank"] for r in rs]),
     "n_ties": lambda rs: sum(bool(r["tie"]) for r in rs),

@@ -49,6 +49,7 @@ class Job:
     data_fingerprint: dict          # per-file sha256 and the combined hash
     text: textprobe.Text | None = None
     questions_sha256: str | None = None     # the contexts and facts without options: what every task asks
+    null_contexts: dict[int, str] | None = None     # MC with mc.calibration: each fact's subjectless question
 
 
 @dataclass
@@ -170,6 +171,8 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
     if task == "mc":
         payload["mc"] = {"num_options": cfg.mc.num_options, "gold_position": cfg.mc.gold_position,
                          "pool_relations": cfg.mc.pool_relations}
+        if cfg.mc.calibration != "none":
+            payload["mc"]["calibration"] = {"mode": cfg.mc.calibration, "null_subject": cfg.mc.null_subject}
         if cfg.mc.pool_relations:     # pooled records carry per-metric fields: a new metric recomputes them
             payload["mc"]["metrics"] = sorted(metrics.MC_METRICS)
     if task == "gen":    # the matchers' names and version: a new or changed matcher recomputes stored results once
@@ -226,6 +229,7 @@ def check_config(cfg: EvalConfig, tasks: list[str], backend: str) -> None:
         loss_probe.object_text("x", cfg.loss_probe.object_case)
     if "mc" in tasks:
         requests.gold_index(Fact(0, "", "s", "o", []), cfg.mc.num_options, cfg.mc.gold_position, cfg.seed)
+        contexts.check_calibration(cfg.mc.calibration, cfg.mc.null_subject, cfg.prompt.test_type)
     for name in prompt_types(cfg):
         prompts.parse(name)
 
@@ -276,6 +280,8 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
             ctxs = contexts.build(name, selected, spec, tokenizer=tokenizer, pool=pool, ic_cfg=cfg.ic_lke)
             _check_lengths(ctxs, tokenizer, bos, max_len, cfg, tasks)
             questions = _scored_sha256(ctxs, selected, options=False)
+            nulls = (contexts.subjectless(name, selected, spec, cfg.mc.null_subject, tokenizer)
+                     if "mc" in tasks and cfg.mc.calibration != "none" else None)
             for task in fact_tasks:
                 scored = _scored_sha256(ctxs, selected, options=True) if task == "mc" else questions
                 payload = _hash_payload(cfg, task, name, factset, fact_range, seen, info, scored, backend, dtype,
@@ -285,7 +291,8 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
                                                cfg.prompt.test_type, cfg.prompt.open_content,
                                                results.slice_name(*fact_range), full)
                 job = Job(task, name, prompts.parse(name).group, factset, selected, ctxs, seen, payload, full,
-                          directory, fact_range, data_fp, questions_sha256=questions)
+                          directory, fact_range, data_fp, questions_sha256=questions,
+                          null_contexts=nulls if task == "mc" else None)
                 plan.jobs.append(job)
     if "ppl" in tasks:
         plan.jobs.append(_text_job(cfg, info, tokenizer, bos, backend, dtype, max_len, root))

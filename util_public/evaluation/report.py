@@ -13,7 +13,8 @@ from ..artifacts import ResultSummary
 from ..errors import UserError
 
 HEADLINE = {"mc": "accuracy", "gen": "contains", "loss": "avg_loss", "ppl": "perplexity"}
-AXIS = {("mc", "accuracy"): "MC accuracy", ("gen", "contains"): "generation: contains gold",
+AXIS = {("mc", "accuracy"): "MC accuracy", ("mc", "acc_calibrated"): "MC accuracy, calibrated",
+        ("gen", "contains"): "generation: contains gold",
         ("gen", "prefix"): "generation: starts with gold", ("gen", "exact"): "generation: exact",
         ("loss", "avg_loss"): "loss probe: mean loss (nats)", ("ppl", "perplexity"): "text perplexity"}
 SLICES = ("all", "seen", "unseen")

@@ -64,6 +64,11 @@ class McCfg:
     gold_position: str = "last"         # last | random | index:N
     batch_size: Optional[int] = None    # questions per forward (within a token budget); null: 64 CPU, 512 GPU
     pool_relations: Optional[str] = None    # "71+105": options pooled with these relations' objects (cross-relation MC)
+    # `subjectless`: also score every option after the question with its subject replaced by
+    # `null_subject` and report `acc_calibrated`, the choice by log p(option | question) minus
+    # log p(option | that question): what the model prefers whatever the subject cancels out
+    calibration: str = "none"           # none | subjectless
+    null_subject: str = "X"
 
 
 @dataclass

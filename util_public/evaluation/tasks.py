@@ -30,6 +30,7 @@ def run_mc(job: Job, chunk: list, backend, tokenizer, cfg: EvalConfig, bos: list
         options, gold = requests.mc_options(fact, cfg.mc.num_options, cfg.mc.gold_position, cfg.seed)
         questions.append((fact, options, gold, len(reqs)))
         reqs += requests.mc_requests(tokenizer, fact, job.contexts[fact.fact_id], options, cfg.prompt.separator, bos)
+    null_at = _null_requests(job, questions, reqs, tokenizer, cfg.prompt.separator, bos)
     scores = backend.score(reqs)
     out = []
     kinds = job.factset.option_relations
@@ -44,10 +45,33 @@ def run_mc(job: Job, chunk: list, backend, tokenizer, cfg: EvalConfig, bos: list
                     "option_n_chars": [r.n_chars for r in opts],
                     "option_is_greedy": [r.is_greedy for r in opts],
                     **scored, "seen": _seen(job, fact.fact_id),
+                    **(_calibrated(job, fact, options, gold, opts, scores, null_at) if null_at else {}),
                     **(pooling.type_fields(kinds[fact.fact_id], gold, fact.relation_id, scored["pred_index"],
                                            scored["pred_index_norm"],
                                            job.prompt_type) if kinds is not None else {})})
     return out
+
+
+def _null_requests(job: Job, questions: list, reqs: list, tokenizer, separator: str, bos: list[int]) -> dict:
+    """With mc.calibration: appends to `reqs` one request per distinct (subjectless question, option)
+    of the piece, and returns where each is. The facts of one prompt type share that question, so
+    this is one more question whose options are the piece's distinct options."""
+    at: dict[tuple[str, str], int] = {}
+    if job.null_contexts is None:
+        return at
+    for fact, options, _, _ in questions:
+        context = job.null_contexts[fact.fact_id]
+        for option in options:
+            if (context, option) not in at:
+                at[(context, option)] = len(reqs)
+                reqs.append(requests.split(tokenizer, context, separator + option, bos, (context, option)))
+    return at
+
+
+def _calibrated(job: Job, fact, options: list[str], gold: int, opts: list, scores: list, null_at: dict) -> dict:
+    context = job.null_contexts[fact.fact_id]
+    nulls = [scores[null_at[(context, option)]] for option in options]
+    return {"null_context": context, **metrics.calibrated(opts, nulls, gold)}
 
 
 def run_gen(job: Job, chunk: list, backend, tokenizer, cfg: EvalConfig, bos: list[int]) -> list[dict]:

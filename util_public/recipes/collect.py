@@ -29,7 +29,7 @@ from ..errors import UserError, exit_on_user_error
 KEYS = ["experiment", "label", "model", "base_model", "stage", "phase1_text_type", "phase1_epochs",
         "phase2_text_type", "phase2_epoch", "k", "step", "learning_rate", "seed", "loss_mode", "legacy_loss", "relation", "dataset",
         "facts", "language", "prompt_type", "prompt_family", "test_type", "open_content", "slice"]
-MC = ["n", "accuracy", "stderr", "prob_mass", "acc_norm", "gold_prob_raw", "mean_gold_rank", "n_ties", "asked_type_wins",
+MC = ["n", "accuracy", "stderr", "prob_mass", "acc_norm", "acc_calibrated", "gold_prob_raw", "mean_gold_rank", "n_ties", "asked_type_wins",
       "asked_type_wins_norm"]
 GEN = ["gen_n", "exact", "prefix", "contains", "emission"]
 EXTRA = ["tokens_trained", "label_tokens_trained"]
