@@ -53,7 +53,28 @@ def test_cli_prints_one_row_per_result(tmp_path, capsys):
     csv = write_facts(tmp_path / "50.csv", [Fact(i, "50", f"S{i}", o, []) for i, o in enumerate(sorted(TRAINED))])
     result = write_result(tmp_path / "r1")
     assert trained_pull.main(["--trained", str(csv), str(result)]) == 0
-    assert "| m1 | mc | 5 | 0.40 | 1.00 / 0.25 (n = 1 / 4) | 3 | 1 | 0.40 | 0.60 |" in capsys.readouterr().out
+    assert "| m1 | mc | 5 | 0.40 | 1.00 / 0.25 (n = 1 / 4) | 3 | 1 | 0.40 | 0.60 | n/a | n/a |" in capsys.readouterr().out
+
+
+def calibrated(rec, null):
+    """`rec` with the fields of mc.calibration=subjectless for these subjectless scores."""
+    diff = [s - n for s, n in zip(rec["option_logprobs"], null)]
+    pred = record(rec["options"], diff, rec["gold_index"])
+    return {**rec, "option_null_logprobs": null, "pred_index_calibrated": pred["pred_index"],
+            "correct_calibrated": pred["correct"]}
+
+
+def test_calibrated_choices_are_counted_apart(tmp_path, capsys):
+    """oslo's lead over paris is a prior (it leads the subjectless question too): calibrated, paris wins."""
+    recs = [calibrated(RECORDS[0], [-0.5, -5.0, -3.0]),                  # right once calibrated
+            calibrated(RECORDS[1], [-2.0, -1.0, -3.0]),                   # still wrong, to an untrained object
+            calibrated(RECORDS[2], [-5.0, -4.0, 0.0])]                     # now wrong, to a trained object
+    p = trained_pull.pull("mc", recs, TRAINED)
+    assert (p["accuracy_calibrated"], p["wrong_calibrated"], p["wrong_trained_calibrated"]) == (pytest.approx(1 / 3), 2, 1)
+    assert (p["accuracy"], p["wrong_trained"]) == (pytest.approx(1 / 3), 1)       # the plain choice as before
+    csv = write_facts(tmp_path / "50.csv", [Fact(i, "50", f"S{i}", o, []) for i, o in enumerate(sorted(TRAINED))])
+    assert trained_pull.main(["--trained", str(csv), str(write_result(tmp_path / "r1", records=recs))]) == 0
+    assert "| 0.33 (2 / 1) |" in capsys.readouterr().out
 
 
 def test_rehearsal_objects_count_as_trained_when_asked(tmp_path, capsys):
@@ -75,3 +96,24 @@ def test_bad_result_directories_are_named(tmp_path, make, needle):
     with pytest.raises(UserError) as err:
         trained_pull.read_result(tmp_path / "r1")
     assert needle in err.value.message and "r1" in err.value.message
+
+
+def test_the_shift_since_the_base_model_splits_trained_and_other_distractors(tmp_path, capsys):
+    base = [{**calibrated(r, [-2.0, -2.0, -2.0]), "fact_id": i} for i, r in enumerate(RECORDS[:2])]
+    after = [{**b, "option_logprobs": [s + (4.0 if o in TRAINED else 1.0) for s, o in zip(b["option_logprobs"], b["options"])],
+              "option_null_logprobs": [-2.0 + (5.0 if o in TRAINED else 0.5) for o in b["options"]]} for b in base]
+    moved = trained_pull.shift(after, base, TRAINED)
+    assert moved == {"trained": 4.0, "untrained": 1.0, "null_trained": 5.0, "null_untrained": 0.5}
+    assert trained_pull.shift(RECORDS_WITH_IDS, RECORDS_WITH_IDS, TRAINED)["null_trained"] is None   # uncalibrated
+    csv = write_facts(tmp_path / "50.csv", [Fact(i, "50", f"S{i}", o, []) for i, o in enumerate(sorted(TRAINED))])
+    args = ["--trained", str(csv), "--base", str(write_result(tmp_path / "base", records=base))]
+    assert trained_pull.main([*args, str(write_result(tmp_path / "after", records=after))]) == 0
+    assert "| +4.00 / +1.00 (+5.00 / +0.50) |" in capsys.readouterr().out
+    other = [{**after[0], "options": ["rome", "oslo", "paris"]}, after[1]]
+    mismatch = write_result(tmp_path / "other", records=other)
+    with pytest.raises(UserError) as err:
+        trained_pull.table([mismatch], csv, base=tmp_path / "base")
+    assert all(n in err.value.message for n in (str(mismatch), "--base", "fact_id 0", "same options")), err.value.message
+
+
+RECORDS_WITH_IDS = [{**r, "fact_id": i} for i, r in enumerate(RECORDS)]

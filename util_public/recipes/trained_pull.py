@@ -13,7 +13,12 @@ error would hit them) and the accuracy with the trained distractors left out of 
 gold must still beat every other option strictly, as in `metrics.py`). The evaluation's
 `data.avoid_objects_of` asks fresh questions without them instead. With `--rehearsal REL` the objects
 of `util_public/catalogue/rehearsal/REL.yaml` count as trained too (a stage trained with
-`data.rehearsal`; docs/RESULTS.md §1.6).
+`data.rehearsal`; docs/RESULTS.md §1.6). MC results evaluated with `mc.calibration=subjectless`
+also show the calibrated choice's accuracy and how many of its wrong answers are trained objects
+(docs/RESULTS.md §1.7). With `--base DIR`, the base model's MC result on the same questions, each
+MC row adds how far training moved the distractors' log-probabilities, trained objects apart from
+the others, under the question and (calibrated results) under the subjectless question: the same
+rise in both says the pull does not depend on the subject.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ from pathlib import Path
 
 from .. import known, matching
 from ..atomicio import read_jsonl
-from ..errors import UserError, exit_on_user_error
+from ..errors import UserError, exit_on_user_error, under
 from ..facts import read_facts
 from ..textio import read_json
 
@@ -39,12 +44,39 @@ def pull(task: str, records: list[dict], trained: set[str]) -> dict:
            "wrong_trained": sum(p and not ok for p, ok in zip(picked, right)),
            "accuracy_gold_trained": _rate([ok for ok, g in zip(right, gold_trained) if g]),
            "accuracy_gold_untrained": _rate([ok for ok, g in zip(right, gold_trained) if not g]),
-           "n_gold_trained": sum(gold_trained), "distractors_trained": None, "accuracy_untrained_options": None}
+           "n_gold_trained": sum(gold_trained), "distractors_trained": None, "accuracy_untrained_options": None,
+           "accuracy_calibrated": None, "wrong_calibrated": None, "wrong_trained_calibrated": None}
     if task == "mc":
         distractors = [o for r in records for i, o in enumerate(r["options"]) if i != r["gold_index"]]
         out["distractors_trained"] = _rate([o in trained for o in distractors])
         out["accuracy_untrained_options"] = _rate([_beats_untrained(r, trained) for r in records])
+    if task == "mc" and "correct_calibrated" in records[0]:
+        wrong = [r for r in records if not r["correct_calibrated"]]
+        out["accuracy_calibrated"] = 1 - len(wrong) / len(records)
+        out["wrong_calibrated"] = len(wrong)
+        out["wrong_trained_calibrated"] = sum(r["options"][r["pred_index_calibrated"]] in trained for r in wrong)
     return out
+
+
+def shift(records: list[dict], base: list[dict], trained: set[str]) -> dict:
+    """Mean change of the distractors' log-probs since `base` (the same questions), trained objects
+    and the others apart; `null_` under the subjectless question, None where either is uncalibrated."""
+    before = {r["fact_id"]: r for r in base}
+    calibrated = "option_null_logprobs" in records[0] and "option_null_logprobs" in base[0]
+    moved: dict[str, list[float]] = {k: [] for k in ("trained", "untrained", "null_trained", "null_untrained")}
+    for r in records:
+        b = before.get(r["fact_id"])
+        if b is None or b["options"] != r["options"]:
+            raise UserError(f"fact_id {r['fact_id']}", "the base result does not ask it with the same options",
+                            "pass the base model's result for the same questions (dataset, seed, options)")
+        for i, option in enumerate(r["options"]):
+            if i == r["gold_index"]:
+                continue
+            kind = "trained" if option in trained else "untrained"
+            moved[kind].append(r["option_logprobs"][i] - b["option_logprobs"][i])
+            if calibrated:
+                moved[f"null_{kind}"].append(r["option_null_logprobs"][i] - b["option_null_logprobs"][i])
+    return {k: sum(v) / len(v) if v else None for k, v in moved.items()}
 
 
 def _beats_untrained(record: dict, trained: set[str]) -> bool:
@@ -72,19 +104,53 @@ def read_result(directory: Path) -> tuple[str, str, list[dict]]:
     return info["task"], info["model"]["name"], rows
 
 
-def table(directories: list[Path], trained_csv: Path, rehearsal: list[str] = ()) -> str:
+def table(directories: list[Path], trained_csv: Path, rehearsal: list[str] = (), base: Path | None = None) -> str:
     trained = {f.object for f in read_facts(trained_csv, num_options=None, substring_rule="off")}
     trained |= {f.object for rel in rehearsal for f in known.load(rel, known.REHEARSAL).facts}
+    base_records = _base(base)
     lines = ["| model | task | n | accuracy | gold trained / not | wrong | wrong = trained object "
-             "| trained share of distractors | accuracy, trained options left out |", "|" + "---|" * 9]
+             "| trained share of distractors | accuracy, trained options left out "
+             "| calibrated: accuracy (wrong / of them trained) "
+             "| log-prob change since base, trained / other distractors (subjectless) |", "|" + "---|" * 11]
     for d in directories:
         task, name, records = read_result(d)
         p = pull(task, records, trained)
+        with under(f"{d} against --base {base}"):
+            moved = shift(records, base_records, trained) if base_records and task == "mc" else None
         lines.append(f"| {name} | {task} | {p['n']} | {_cell(p['accuracy'])} | {_cell(p['accuracy_gold_trained'])} "
                      f"/ {_cell(p['accuracy_gold_untrained'])} (n = {p['n_gold_trained']} / "
                      f"{p['n'] - p['n_gold_trained']}) | {p['wrong']} | {p['wrong_trained']} | "
-                     f"{_cell(p['distractors_trained'])} | {_cell(p['accuracy_untrained_options'])} |")
+                     f"{_cell(p['distractors_trained'])} | {_cell(p['accuracy_untrained_options'])} | "
+                     f"{_calibrated_cell(p)} | {_shift_cell(moved)} |")
     return "\n".join(lines)
+
+
+def _base(directory: Path | None) -> list[dict] | None:
+    if directory is None:
+        return None
+    task, _, records = read_result(directory)
+    if task != "mc":
+        raise UserError(f"--base {directory}", f"a {task!r} result", "pass the base model's MC result")
+    return records
+
+
+def _shift_cell(moved: dict | None) -> str:
+    if moved is None:
+        return "n/a"
+    cell = f"{_signed(moved['trained'])} / {_signed(moved['untrained'])}"
+    if moved["null_trained"] is not None or moved["null_untrained"] is not None:
+        cell += f" ({_signed(moved['null_trained'])} / {_signed(moved['null_untrained'])})"
+    return cell
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def _calibrated_cell(p: dict) -> str:
+    if p["accuracy_calibrated"] is None:
+        return "n/a"
+    return f"{p['accuracy_calibrated']:.2f} ({p['wrong_calibrated']} / {p['wrong_trained_calibrated']})"
 
 
 def _cell(value: float | None) -> str:
@@ -97,8 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trained", required=True, type=Path, help="the trained facts' CSV (its objects)")
     parser.add_argument("--rehearsal", action="append", default=[], metavar="REL",
                         help="count the objects of catalogue/rehearsal/REL.yaml as trained too (repeatable)")
+    parser.add_argument("--base", type=Path, metavar="DIR",
+                        help="the base model's MC result on the same questions: how far training moved the distractors")
     args = parser.parse_args(argv)
-    print(exit_on_user_error(lambda: table(args.results, args.trained, args.rehearsal)))
+    print(exit_on_user_error(lambda: table(args.results, args.trained, args.rehearsal, args.base)))
     return 0
 
 
