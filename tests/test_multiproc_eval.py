@@ -14,7 +14,8 @@ from util_public.evaluation import runner
 from util_public.evaluation.schema import config
 
 ARGS = ["data.dataset=toy", "mc.num_options=5", "mc.batch_size=3", "tasks=[mc,gen,loss]", "gen.max_new_tokens=3",
-        "prompt.type=[trigger-mid,hgp-0]", "data.seen_fact_ids=0:4", "runtime.num_threads=1"]
+        "prompt.type=[trigger-mid,hgp-0]", "data.seen_fact_ids=0:4", "runtime.num_threads=1",
+        "mc.calibration=subjectless"]
 PER_RUN = {"created", "wall_time_s", "directory", "machine"}   # fields that describe when and where, not what
 
 
@@ -45,6 +46,9 @@ def test_two_ranks_split_the_questions_and_rank_zero_writes_what_one_process_wri
             assert path.read_text().replace("/one", "/two") == two[name].read_text(), name
         else:
             assert path.read_bytes() == two[name].read_bytes(), name
+    mc = [json.loads(line) for name, path in one.items() if name.startswith("mc/") and name.endswith("records.jsonl")
+          for line in path.read_text().splitlines()]
+    assert mc and all("option_null_logprobs" in r for r in mc)     # calibrated MC, sharded like the rest
     rank1 = [w for w in probe(out, 1)["writes"] if w[1].startswith(str(tmp_path)) and not w[1].startswith(str(out))]
     assert rank1 == [] and probe(out, 1)["expected_world"] == "2"
     assert probe(out, 0)["forwards"] > 0 and probe(out, 1)["forwards"] > 0     # both ranks scored

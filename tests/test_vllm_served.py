@@ -79,10 +79,10 @@ def _records(results: Path, task: str) -> dict[str, list[dict]]:
 
 
 def test_eval_entry_points_on_vllm_equal_hf(vllm_served, hf, tmp_path, isolated_roots):
-    """eval.py (mc + gen) and eval_gen.py with backend=vllm, on the key-token checkpoint, against hf."""
+    """eval.py (mc, calibrated, + gen) and eval_gen.py with backend=vllm, on the key-token checkpoint, against hf."""
     write_dataset(isolated_roots["data"], "toy", fictional_facts(4, num_options=8))
     common = [f"model.path={vllm_served.path}", "data.dataset=toy", "data.seen_fact_ids=null", "mc.num_options=8",
-              "gen.max_new_tokens=6", "model.dtype=fp32", "prompt.type=[trigger-mid,hgp-0]"]
+              "gen.max_new_tokens=6", "model.dtype=fp32", "prompt.type=[trigger-mid,hgp-0]", "mc.calibration=subjectless"]
     served = ["backend=vllm", f"vllm.base_url={vllm_served.base_url}"]
     env = {**os.environ, "MTG_RESULTS_ROOT": str(tmp_path / "vllm")}
     for script, tasks in (("eval.py", "tasks=[mc,gen]"), ("eval_gen.py", "tasks=[gen]")):
@@ -101,8 +101,9 @@ def test_eval_entry_points_on_vllm_equal_hf(vllm_served, hf, tmp_path, isolated_
         for a, b in zip(mc_v[ptype], mc_h[ptype]):
             assert a["fact_id"] == b["fact_id"] and a["pred_index"] == b["pred_index"]
             assert len(a["option_logprobs"]) == len(b["option_logprobs"]) == 8
-            assert max(abs(x - y) for x, y in zip(a["option_logprobs"], b["option_logprobs"])) <= 1e-3 * max(
-                a["option_n_tokens"])
+            for scores in ("option_logprobs", "option_null_logprobs"):    # the subjectless question's too
+                assert max(abs(x - y) for x, y in zip(a[scores], b[scores])) <= 1e-3 * max(a["option_n_tokens"])
+            assert a["null_context"] == b["null_context"] and a["pred_index_calibrated"] == b["pred_index_calibrated"]
     gen_h = _records(tmp_path / "hf", "gen")
     for results in ("vllm", "vllm_gen"):
         gen_v = _records(tmp_path / results, "gen")
