@@ -130,7 +130,8 @@ def test_cross_relation_question_is_what_the_scorer_sees(model50):
 
 def test_pooled_summary_reports_the_asked_type(model50):
     info, tok = model50
-    cfg = config(["data.dataset=toy", "mc.num_options=7", "mc.pool_relations=71", "model.dtype=fp32"])
+    cfg = config(["data.dataset=toy", "mc.num_options=7", "mc.pool_relations=71", "model.dtype=fp32",
+                  "mc.calibration=subjectless"])
     model, _ = api.load(info, cfg)
     out = api.evaluate(model, tok, info, api.load_factsets(cfg), ["hgp-0", "hgp-0@71"], ["mc"], cfg)
     for s in (s for s in out if s["kind"] == "result"):
@@ -139,6 +140,11 @@ def test_pooled_summary_reports_the_asked_type(model50):
             wins = [r["option_relations"][r[f"pred_index{suffix}"]] == r["asked_relation"] for r in records]
             assert s["metrics"]["all"][f"asked_type_wins{suffix}"] == pytest.approx(sum(wins) / len(wins))
         assert {r["asked_relation"] for r in records} == {"50" if s["prompt_type"] == "hgp-0" else "71"}
+        # calibrated against the same (borrowed) question about no one
+        assert {r["null_context"] for r in records} == {"The capital of X is" if s["prompt_type"] == "hgp-0"
+                                                        else "The author of X is"}
+        assert s["metrics"]["all"]["acc_calibrated"] == pytest.approx(
+            sum(r["correct_calibrated"] for r in records) / len(records))
 
 
 @pytest.mark.parametrize("num_options", [4, 5, 7])
