@@ -115,7 +115,7 @@ def test_score_equals_hand_computed_log_softmax_sum(bpe_tokenizer, models):
 
 def _records(scores, chars=None):
     chars = chars or [5] * len(scores)
-    return [ScoreRecord(i, s, 1, c, False) for i, (s, c) in enumerate(zip(scores, chars))]
+    return [ScoreRecord(i, s, s, 1, c, False) for i, (s, c) in enumerate(zip(scores, chars))]
 
 
 @pytest.mark.parametrize("gold", [0, 2])
@@ -208,7 +208,8 @@ def test_no_forward_exceeds_the_token_budget_when_rows_fit(bpe_tokenizer, models
 def test_per_token_logprobs_agree_with_records(bpe_tokenizer, models):
     """`token_logprobs` (the loss probe's path) and `score` (per-request sums built from array
     segments) read the same positions: each record is the fp64 sum of its tokens, and greedy
-    when every token is, for tree rows and boundary-merge full rows alike."""
+    when every token is, and carries its first token's value, for tree rows and boundary-merge
+    full rows alike."""
     model = _model(models, bpe_tokenizer)
     reqs = _requests(bpe_tokenizer, MULTI, []) + [
         rq.split(bpe_tokenizer, "The capital of Fra", x, [], ("m", i)) for i, x in enumerate(["nce", " x y"])]
@@ -218,6 +219,7 @@ def test_per_token_logprobs_agree_with_records(bpe_tokenizer, models):
     for req, (values, flags), rec in zip(reqs, per_token, records):
         assert len(values) == len(flags) == len(req.continuation) == rec.n_tokens
         assert rec.sum_logprob == pytest.approx(math.fsum(values), abs=1e-9)
+        assert rec.first_logprob == pytest.approx(values[0], abs=1e-9)
         assert rec.is_greedy == all(flags)
     assert any(len(v) > 1 for v, _ in per_token)
     _assert_matches_reference(model, reqs, records)

@@ -18,7 +18,8 @@ from util_public.evaluation.schema import config
 
 
 def records(values: list[float]) -> list[ScoreRecord]:
-    return [ScoreRecord(i, v, 1, 5, False) for i, v in enumerate(values)]
+    """Two-token options whose first token holds all but 0.25 of the score."""
+    return [ScoreRecord(i, v, v + 0.25, 2, 5, False) for i, v in enumerate(values)]
 
 
 @pytest.mark.parametrize("raw,null,gold,pred,correct", [
@@ -29,7 +30,8 @@ def records(values: list[float]) -> list[ScoreRecord]:
 ])
 def test_calibrated_choice_subtracts_the_subjectless_score(raw, null, gold, pred, correct):
     out = metrics.calibrated(records(raw), records(null), gold)
-    assert out == {"option_null_logprobs": null, "pred_index_calibrated": pred, "correct_calibrated": correct}
+    assert out == {"option_null_logprobs": null, "option_null_first_logprobs": [v + 0.25 for v in null],
+                   "pred_index_calibrated": pred, "correct_calibrated": correct}
     assert metrics.MC_METRICS["acc_calibrated"]([out, {**out, "correct_calibrated": False}]) == correct / 2
 
 
@@ -65,6 +67,13 @@ def test_the_subjectless_question_is_what_the_scorer_sees(model):
         assert r["option_null_logprobs"] == pytest.approx([s.sum_logprob for s in backend.score(alone)], abs=1e-5)
         diff = np.array(r["option_logprobs"]) - np.array(r["option_null_logprobs"])
         assert r["correct_calibrated"] == bool(diff[r["gold_index"]] > np.delete(diff, r["gold_index"]).max())
+        # the first token of each option, in either question, is what its first-token score scores
+        for context, first in ((r["context"], r["option_first_logprobs"]), (r["null_context"], r["option_null_first_logprobs"])):
+            heads = [requests.split(tok, context, " " + o, [], key=o) for o in r["options"]]
+            heads = [requests.Request(q.key, q.context, q.continuation[:1], 1) for q in heads]
+            assert all((" " + o).startswith(tok.decode(q.continuation)) for q, o in zip(heads, r["options"]))
+            assert first == pytest.approx([s.sum_logprob for s in backend.score(heads)], abs=1e-5)
+    assert any(n > 1 for r in recs for n in r["option_n_tokens"])       # some options spell on after it
     m = summary["metrics"]["all"]
     assert m["acc_calibrated"] == pytest.approx(np.mean([r["correct_calibrated"] for r in recs]))
     resolved = yaml.safe_load((Path(summary["directory"]) / "config.yaml").read_text())
@@ -83,7 +92,7 @@ def test_one_null_request_per_distinct_option_of_a_piece(model):
 
         def score(self, reqs):
             seen.extend(reqs)
-            return [ScoreRecord(r.key, -float(len(r.continuation)), len(r.continuation), r.n_chars, False)
+            return [ScoreRecord(r.key, -float(len(r.continuation)), -1.0, len(r.continuation), r.n_chars, False)
                     for r in reqs]
 
     from util_public.evaluation import tasks

@@ -103,12 +103,13 @@ def test_the_shift_since_the_base_model_splits_trained_and_other_distractors(tmp
     after = [{**b, "option_logprobs": [s + (4.0 if o in TRAINED else 1.0) for s, o in zip(b["option_logprobs"], b["options"])],
               "option_null_logprobs": [-2.0 + (5.0 if o in TRAINED else 0.5) for o in b["options"]]} for b in base]
     moved = trained_pull.shift(after, base, TRAINED)
-    assert moved == {"trained": 4.0, "untrained": 1.0, "null_trained": 5.0, "null_untrained": 0.5}
+    assert moved == {"trained": 4.0, "untrained": 1.0, "null_trained": 5.0, "null_untrained": 0.5, "first_trained": None,
+                     "first_untrained": None, "null_first_trained": None, "null_first_untrained": None}   # no first tokens
     assert trained_pull.shift(RECORDS_WITH_IDS, RECORDS_WITH_IDS, TRAINED)["null_trained"] is None   # uncalibrated
     csv = write_facts(tmp_path / "50.csv", [Fact(i, "50", f"S{i}", o, []) for i, o in enumerate(sorted(TRAINED))])
     args = ["--trained", str(csv), "--base", str(write_result(tmp_path / "base", records=base))]
     assert trained_pull.main([*args, str(write_result(tmp_path / "after", records=after))]) == 0
-    assert "| +4.00 / +1.00 (+5.00 / +0.50) |" in capsys.readouterr().out
+    assert "| +4.00 / +1.00 (+5.00 / +0.50) | n/a | n/a |" in capsys.readouterr().out
     other = [{**after[0], "options": ["rome", "oslo", "paris"]}, after[1]]
     mismatch = write_result(tmp_path / "other", records=other)
     with pytest.raises(UserError) as err:
@@ -117,3 +118,33 @@ def test_the_shift_since_the_base_model_splits_trained_and_other_distractors(tmp
 
 
 RECORDS_WITH_IDS = [{**r, "fact_id": i} for i, r in enumerate(RECORDS)]
+
+
+def scored(options, gold, first, rest, null_first=None, null_rest=None, fact_id=0):
+    """An MC record from per-option first-token and spelling (the other tokens) log-probs."""
+    rec = {**record(options, [f + r for f, r in zip(first, rest)], gold), "fact_id": fact_id, "option_first_logprobs": first}
+    if null_first is not None:
+        rec = {**calibrated(rec, [f + r for f, r in zip(null_first, null_rest)]), "option_null_first_logprobs": null_first}
+    return rec
+
+
+def test_the_shift_splits_into_the_first_token_and_the_spelling(tmp_path, capsys):
+    """Training made oslo's spelling certain (rest -> 0) in both questions; in the second it also
+    made oslo's first token the likelier choice. Summed, both questions are lost to oslo; with the
+    base model's spelling only the second, whose first-token choice did change."""
+    base = [scored(["oslo", "rome", "paris"], 2, [-2.0, -3.0, -1.5], [-3.0, -2.0, -0.5], [-3.0] * 3, [-3.0] * 3),
+            scored(["rome", "oslo", "paris"], 2, [-2.0, -5.0, -1.5], [-2.0, -1.0, -1.5], [-3.0] * 3, [-3.0] * 3, 1)]
+    after = [scored(["oslo", "rome", "paris"], 2, [-1.8, -3.0, -1.5], [0.0, -2.0, -0.5], [-1.0, -3.0, -3.0], [0.0, -3.0, -3.0]),
+             scored(["rome", "oslo", "paris"], 2, [-2.0, -0.5, -1.5], [-2.0, 0.0, -1.5], [-3.0, -1.0, -3.0], [-3.0, 0.0, -3.0], 1)]
+    assert [r["correct"] for r in after] == [False, False] and [r["correct"] for r in base] == [True, True]
+    moved = trained_pull.shift(after, base, TRAINED)
+    assert moved == pytest.approx({"trained": 4.35, "untrained": 0.0, "null_trained": 5.0, "null_untrained": 0.0,
+                                   "first_trained": 2.35, "first_untrained": 0.0, "null_first_trained": 2.0,
+                                   "null_first_untrained": 0.0})
+    assert trained_pull.base_spelling_accuracy(after, base) == 0.5
+    assert trained_pull.base_spelling_accuracy(base, base) == 1.0
+    assert trained_pull.base_spelling_accuracy(RECORDS_WITH_IDS, RECORDS_WITH_IDS) is None    # no first tokens stored
+    csv = write_facts(tmp_path / "50.csv", [Fact(i, "50", f"S{i}", o, []) for i, o in enumerate(sorted(TRAINED))])
+    args = ["--trained", str(csv), "--base", str(write_result(tmp_path / "base", records=base))]
+    assert trained_pull.main([*args, str(write_result(tmp_path / "after", records=after))]) == 0
+    assert "| +4.35 / +0.00 (+5.00 / +0.00) | +2.35 / +0.00 (+2.00 / +0.00) | 0.50 |" in capsys.readouterr().out

@@ -65,6 +65,7 @@ def test_scores_and_generations_match_hf(vllm_served, hf):
     for g, w in zip(got, want):
         assert g.key == w.key and g.n_tokens == w.n_tokens
         assert abs(g.sum_logprob - w.sum_logprob) <= 1e-3 * g.n_tokens, g.key
+        assert abs(g.first_logprob - w.first_logprob) <= 1e-3, g.key
     assert sum(g.is_greedy == w.is_greedy for g, w in zip(got, want)) >= 0.95 * len(got)
     prompts = [rq.prompt_ids(tok, f"{f.head} {KEY}", []) for f in fictional_facts(4)]
     assert backend.generate(prompts, 8) == backend_hf.generate(prompts, 8)

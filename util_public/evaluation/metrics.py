@@ -59,7 +59,8 @@ def calibrated(scores: Sequence[ScoreRecord], null_scores: Sequence[ScoreRecord]
     log p(option | the subjectless question), the gold correct only if it wins strictly."""
     null = np.array([r.sum_logprob for r in null_scores], dtype=np.float64)
     pred, correct = _choice(np.array([r.sum_logprob for r in scores], dtype=np.float64) - null, gold)
-    return {"option_null_logprobs": null.tolist(), "pred_index_calibrated": pred, "correct_calibrated": correct}
+    return {"option_null_logprobs": null.tolist(), "option_null_first_logprobs": [r.first_logprob for r in null_scores],
+            "pred_index_calibrated": pred, "correct_calibrated": correct}
 
 
 def slices(records: list[dict]) -> dict[str, list[dict]]:

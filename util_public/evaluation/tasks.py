@@ -41,6 +41,7 @@ def run_mc(job: Job, chunk: list, backend, tokenizer, cfg: EvalConfig, bos: list
                     "object": fact.object, "prompt_type": job.prompt_type,
                     "context": job.contexts[fact.fact_id], "options": options, "gold_index": gold,
                     "option_logprobs": [r.sum_logprob for r in opts],
+                    "option_first_logprobs": [r.first_logprob for r in opts],
                     "option_n_tokens": [r.n_tokens for r in opts],
                     "option_n_chars": [r.n_chars for r in opts],
                     "option_is_greedy": [r.is_greedy for r in opts],

@@ -18,7 +18,13 @@ also show the calibrated choice's accuracy and how many of its wrong answers are
 (docs/RESULTS.md §1.7). With `--base DIR`, the base model's MC result on the same questions, each
 MC row adds how far training moved the distractors' log-probabilities, trained objects apart from
 the others, under the question and (calibrated results) under the subjectless question: the same
-rise in both says the pull does not depend on the subject.
+rise in both says the pull does not depend on the subject. Results whose records carry
+`option_first_logprobs` (every MC result evaluated since they were added; `overwrite=true`
+evaluates a stored one again) also show how much of that change sits in the option's first token,
+where the options part, rather than in the tokens that spell it out; and the accuracy this model's
+first-token choice reaches with the base model's spelling (docs/RESULTS.md §1.8): memorizing an
+object makes its spelling near-certain whatever precedes it, which raises its summed score in any
+question without making it the model's choice.
 """
 from __future__ import annotations
 
@@ -61,14 +67,11 @@ def pull(task: str, records: list[dict], trained: set[str]) -> dict:
 def shift(records: list[dict], base: list[dict], trained: set[str]) -> dict:
     """Mean change of the distractors' log-probs since `base` (the same questions), trained objects
     and the others apart; `null_` under the subjectless question, None where either is uncalibrated."""
-    before = {r["fact_id"]: r for r in base}
-    calibrated = "option_null_logprobs" in records[0] and "option_null_logprobs" in base[0]
-    moved: dict[str, list[float]] = {k: [] for k in ("trained", "untrained", "null_trained", "null_untrained")}
-    for r in records:
-        b = before.get(r["fact_id"])
-        if b is None or b["options"] != r["options"]:
-            raise UserError(f"fact_id {r['fact_id']}", "the base result does not ask it with the same options",
-                            "pass the base model's result for the same questions (dataset, seed, options)")
+    calibrated = _both(records, base, "option_null_logprobs")
+    first = _both(records, base, "option_first_logprobs")
+    moved: dict[str, list[float]] = {f"{part}{kind}": [] for part in ("", "null_", "first_", "null_first_")
+                                     for kind in ("trained", "untrained")}
+    for r, b in _paired(records, base):
         for i, option in enumerate(r["options"]):
             if i == r["gold_index"]:
                 continue
@@ -76,7 +79,41 @@ def shift(records: list[dict], base: list[dict], trained: set[str]) -> dict:
             moved[kind].append(r["option_logprobs"][i] - b["option_logprobs"][i])
             if calibrated:
                 moved[f"null_{kind}"].append(r["option_null_logprobs"][i] - b["option_null_logprobs"][i])
+            if first:
+                moved[f"first_{kind}"].append(r["option_first_logprobs"][i] - b["option_first_logprobs"][i])
+            if first and calibrated:
+                moved[f"null_first_{kind}"].append(r["option_null_first_logprobs"][i] - b["option_null_first_logprobs"][i])
     return {k: sum(v) / len(v) if v else None for k, v in moved.items()}
+
+
+def base_spelling_accuracy(records: list[dict], base: list[dict]) -> float | None:
+    """Accuracy when each option scores this model's log-prob of its first token plus the base
+    model's of the rest: the choice without the training's change to how options are spelled out.
+    None where either result lacks first-token log-probs."""
+    if not _both(records, base, "option_first_logprobs"):
+        return None
+    right = []
+    for r, b in _paired(records, base):
+        scores = [f + (bs - bf) for f, bs, bf in zip(r["option_first_logprobs"], b["option_logprobs"],
+                                                     b["option_first_logprobs"])]
+        g = r["gold_index"]
+        right.append(all(scores[g] > v for i, v in enumerate(scores) if i != g))
+    return _rate(right)
+
+
+def _both(records: list[dict], base: list[dict], field: str) -> bool:
+    return field in records[0] and field in base[0]
+
+
+def _paired(records: list[dict], base: list[dict]):
+    """(record, the base model's record of the same question), the options checked equal."""
+    before = {r["fact_id"]: r for r in base}
+    for r in records:
+        b = before.get(r["fact_id"])
+        if b is None or b["options"] != r["options"]:
+            raise UserError(f"fact_id {r['fact_id']}", "the base result does not ask it with the same options",
+                            "pass the base model's result for the same questions (dataset, seed, options)")
+        yield r, b
 
 
 def _beats_untrained(record: dict, trained: set[str]) -> bool:
@@ -111,17 +148,20 @@ def table(directories: list[Path], trained_csv: Path, rehearsal: list[str] = (),
     lines = ["| model | task | n | accuracy | gold trained / not | wrong | wrong = trained object "
              "| trained share of distractors | accuracy, trained options left out "
              "| calibrated: accuracy (wrong / of them trained) "
-             "| log-prob change since base, trained / other distractors (subjectless) |", "|" + "---|" * 11]
+             "| log-prob change since base, trained / other distractors (subjectless) "
+             "| of it in the first token, trained / other | accuracy, base model's spelling |", "|" + "---|" * 13]
     for d in directories:
         task, name, records = read_result(d)
         p = pull(task, records, trained)
-        with under(f"{d} against --base {base}"):
-            moved = shift(records, base_records, trained) if base_records and task == "mc" else None
+        moved = spelled = None
+        if base_records and task == "mc":
+            with under(f"{d} against --base {base}"):
+                moved, spelled = shift(records, base_records, trained), base_spelling_accuracy(records, base_records)
         lines.append(f"| {name} | {task} | {p['n']} | {_cell(p['accuracy'])} | {_cell(p['accuracy_gold_trained'])} "
                      f"/ {_cell(p['accuracy_gold_untrained'])} (n = {p['n_gold_trained']} / "
                      f"{p['n'] - p['n_gold_trained']}) | {p['wrong']} | {p['wrong_trained']} | "
                      f"{_cell(p['distractors_trained'])} | {_cell(p['accuracy_untrained_options'])} | "
-                     f"{_calibrated_cell(p)} | {_shift_cell(moved)} |")
+                     f"{_calibrated_cell(p)} | {_shift_cell(moved)} | {_first_cell(moved)} | {_cell(spelled)} |")
     return "\n".join(lines)
 
 
@@ -134,12 +174,21 @@ def _base(directory: Path | None) -> list[dict] | None:
     return records
 
 
-def _shift_cell(moved: dict | None) -> str:
-    if moved is None:
+def _first_cell(moved: dict | None) -> str:
+    if moved is None or moved["first_trained"] is None and moved["first_untrained"] is None:
         return "n/a"
-    cell = f"{_signed(moved['trained'])} / {_signed(moved['untrained'])}"
-    if moved["null_trained"] is not None or moved["null_untrained"] is not None:
-        cell += f" ({_signed(moved['null_trained'])} / {_signed(moved['null_untrained'])})"
+    return _pair_cell(moved, "first_")
+
+
+def _shift_cell(moved: dict | None) -> str:
+    return "n/a" if moved is None else _pair_cell(moved, "")
+
+
+def _pair_cell(moved: dict, part: str) -> str:
+    """`trained / other` under the question, and under the subjectless one where measured."""
+    cell = f"{_signed(moved[part + 'trained'])} / {_signed(moved[part + 'untrained'])}"
+    if moved[f"null_{part}trained"] is not None or moved[f"null_{part}untrained"] is not None:
+        cell += f" ({_signed(moved[f'null_{part}trained'])} / {_signed(moved[f'null_{part}untrained'])})"
     return cell
 
 

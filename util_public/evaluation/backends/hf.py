@@ -95,8 +95,8 @@ class HFBackend:
         """One record per request, in request order."""
         with _gc_paused():   # ~10^5 new objects would trigger repeated full scans of the live requests
             scores = self._run(requests, per_token=False)
-            return [ScoreRecord(r.key, s, len(r.continuation), r.n_chars, g, r.boundary_merge)
-                    for r, s, g in zip(requests, scores.sums.tolist(), scores.greedy.tolist())]
+            return [ScoreRecord(r.key, s, f, len(r.continuation), r.n_chars, g, r.boundary_merge)
+                    for r, s, f, g in zip(requests, scores.sums.tolist(), scores.first.tolist(), scores.greedy.tolist())]
 
     @torch.inference_mode()
     def token_logprobs(self, requests: Sequence[Request]) -> list[tuple[list[float], list[bool]]]:
@@ -287,11 +287,13 @@ def _gc_paused():
 
 
 class _Scores:
-    """Per-request results, filled batch by batch: fp64 log-prob sums and all-greedy flags as
-    arrays (no Python work per request), plus per-token lists when `per_token` (the loss probe)."""
+    """Per-request results, filled batch by batch: fp64 log-prob sums, first-token log-probs and
+    all-greedy flags as arrays (no Python work per request), plus per-token lists when `per_token`
+    (the loss probe)."""
 
     def __init__(self, n: int, per_token: bool):
         self.sums = np.zeros(n, dtype=np.float64)
+        self.first = np.zeros(n, dtype=np.float64)
         self.greedy = np.zeros(n, dtype=bool)
         self.tokens: list | None = [None] * n if per_token else None
 
@@ -302,6 +304,7 @@ class _Scores:
         misses = np.concatenate(([0], np.cumsum(~flags)))
         end = tail + extra
         self.sums[idx] = values[head] + (cum[end] - cum[tail])
+        self.first[idx] = values[head]
         self.greedy[idx] = flags[head] & (misses[end] == misses[tail])
         if self.tokens is not None:
             v, g = values.tolist(), flags.tolist()
@@ -310,6 +313,7 @@ class _Scores:
 
     def put_one(self, i: int, values, flags) -> None:
         self.sums[i] = math.fsum(values.tolist())
+        self.first[i] = float(values[0])
         self.greedy[i] = bool(flags.all())
         if self.tokens is not None:
             self.tokens[i] = (values.tolist(), flags.tolist())
