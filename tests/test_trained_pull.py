@@ -109,7 +109,9 @@ def test_the_shift_since_the_base_model_splits_trained_and_other_distractors(tmp
     csv = write_facts(tmp_path / "50.csv", [Fact(i, "50", f"S{i}", o, []) for i, o in enumerate(sorted(TRAINED))])
     args = ["--trained", str(csv), "--base", str(write_result(tmp_path / "base", records=base))]
     assert trained_pull.main([*args, str(write_result(tmp_path / "after", records=after))]) == 0
-    assert "| +4.00 / +1.00 (+5.00 / +0.50) | n/a | n/a |" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "| +4.00 / +1.00 (+5.00 / +0.50) | n/a | n/a |" in out.out
+    assert f"{tmp_path / 'after'} predates option_first_logprobs" in out.err and "output.overwrite=true" in out.err
     other = [{**after[0], "options": ["rome", "oslo", "paris"]}, after[1]]
     mismatch = write_result(tmp_path / "other", records=other)
     with pytest.raises(UserError) as err:

@@ -19,7 +19,7 @@ also show the calibrated choice's accuracy and how many of its wrong answers are
 MC row adds how far training moved the distractors' log-probabilities, trained objects apart from
 the others, under the question and (calibrated results) under the subjectless question: the same
 rise in both says the pull does not depend on the subject. Results whose records carry
-`option_first_logprobs` (every MC result evaluated since they were added; `overwrite=true`
+`option_first_logprobs` (every MC result evaluated since they were added; `output.overwrite=true`
 evaluates a stored one again) also show how much of that change sits in the option's first token,
 where the options part, rather than in the tokens that spell it out; and the accuracy this model's
 first-token choice reaches with the base model's spelling (docs/RESULTS.md §1.8): memorizing an
@@ -29,6 +29,7 @@ question without making it the model's choice.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .. import known, matching
@@ -157,6 +158,10 @@ def table(directories: list[Path], trained_csv: Path, rehearsal: list[str] = (),
         if base_records and task == "mc":
             with under(f"{d} against --base {base}"):
                 moved, spelled = shift(records, base_records, trained), base_spelling_accuracy(records, base_records)
+            if spelled is None:
+                lacking = d if "option_first_logprobs" not in records[0] else base
+                print(f"note: {lacking} predates option_first_logprobs: no first-token split for {name}; "
+                      "evaluate it again with output.overwrite=true", file=sys.stderr)
         lines.append(f"| {name} | {task} | {p['n']} | {_cell(p['accuracy'])} | {_cell(p['accuracy_gold_trained'])} "
                      f"/ {_cell(p['accuracy_gold_untrained'])} (n = {p['n_gold_trained']} / "
                      f"{p['n'] - p['n_gold_trained']}) | {p['wrong']} | {p['wrong_trained']} | "
