@@ -6,22 +6,15 @@ MC boundary rule, and position 0 (never predicted) is left out.
 """
 from __future__ import annotations
 
-from ..errors import UserError
 from ..facts import Fact
+from . import objectcase
 from .requests import Request, split
-
-
-def object_text(obj: str, case: str) -> str:
-    if case == "as_is":
-        return obj
-    if case == "title":
-        return obj.title()
-    raise UserError("loss_probe.object_case", f"{case!r} is neither as_is nor title")
 
 
 def probe_request(tokenizer, fact: Fact, context: str, separator: str, bos: list[int], case: str) -> tuple[Request, int]:
     """A request scoring every token after the first, and the index where s2 starts."""
-    parts = split(tokenizer, context, separator + object_text(fact.object, case), bos, fact.fact_id)
+    parts = split(tokenizer, context, separator + objectcase.written(fact.object, case, "loss_probe.object_case"), bos,
+                  fact.fact_id)
     ids = parts.context + parts.continuation
     whole = Request(fact.fact_id, ids[:1], ids[1:], parts.n_chars, parts.boundary_merge)
     return whole, len(parts.context)
@@ -39,6 +32,7 @@ def record(fact: Fact, context: str, separator: str, case: str, request: Request
     s1 = [t["loss"] for t in tokens if t["token_type"] == "s1"]
     s2 = [t["loss"] for t in tokens if t["token_type"] == "s2"]
     return {"fact_id": fact.fact_id, "relation_id": fact.relation_id, "s1": context,
-            "s2": separator + object_text(fact.object, case), "s1_loss": sum(s1) / len(s1) if s1 else None,
+            "s2": separator + objectcase.written(fact.object, case, "loss_probe.object_case"),
+            "s1_loss": sum(s1) / len(s1) if s1 else None,
             "s2_loss": sum(s2) / len(s2), "boundary_merge": request.boundary_merge, "token_losses": tokens,
             "seen": seen}

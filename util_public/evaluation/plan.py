@@ -17,7 +17,7 @@ from .. import facts as factio
 from ..errors import UserError, under
 from ..facts import Fact
 from ..runinfo import fingerprint, sha256_text
-from . import contexts, ic_lke, loss_probe, metrics, modelinfo, pooling, requests, results, textprobe
+from . import contexts, ic_lke, metrics, modelinfo, objectcase, pooling, requests, results, textprobe
 from .modelinfo import ModelInfo
 from .schema import FACT_TASKS, LIMITS, TASKS, EvalConfig, prompt_types
 
@@ -173,6 +173,8 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
                          "pool_relations": cfg.mc.pool_relations}
         if cfg.mc.calibration != "none":
             payload["mc"]["calibration"] = {"mode": cfg.mc.calibration, "null_subject": cfg.mc.null_subject}
+        if cfg.mc.object_case != "as_is":
+            payload["mc"]["object_case"] = cfg.mc.object_case
         if cfg.mc.pool_relations:     # pooled records carry per-metric fields: a new metric recomputes them
             payload["mc"]["metrics"] = sorted(metrics.MC_METRICS)
     if task == "gen":    # the matchers' names and version: a new or changed matcher recomputes stored results once
@@ -180,6 +182,8 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
                           "matching": matching.VERSION}
     if task == "loss":
         payload["loss_probe"] = dataclasses.asdict(cfg.loss_probe)
+        if cfg.loss_probe.object_case == "title":    # a changed rule recomputes those results once
+            payload["loss_probe"]["title_rule"] = objectcase.TITLE_RULE
     if prompts.parse(prompt_type).family == "ic-lke" or (p.test_type == "open" and p.open_content == "ic-lke"):
         payload["ic_lke"] = dataclasses.asdict(cfg.ic_lke)
     return payload
@@ -226,10 +230,11 @@ def check_config(cfg: EvalConfig, tasks: list[str], backend: str) -> None:
     contexts.check_test_type(contexts.ContextSpec("", None, test_type=cfg.prompt.test_type,
                                                   open_content=cfg.prompt.open_content))
     if "loss" in tasks:
-        loss_probe.object_text("x", cfg.loss_probe.object_case)
+        objectcase.written("x", cfg.loss_probe.object_case, "loss_probe.object_case")
     if "mc" in tasks:
         requests.gold_index(Fact(0, "", "s", "o", []), cfg.mc.num_options, cfg.mc.gold_position, cfg.seed)
         contexts.check_calibration(cfg.mc.calibration, cfg.mc.null_subject, cfg.prompt.test_type)
+        objectcase.written("x", cfg.mc.object_case, "mc.object_case")
     for name in prompt_types(cfg):
         prompts.parse(name)
 

@@ -69,6 +69,9 @@ class McCfg:
     # log p(option | that question): what the model prefers whatever the subject cancels out
     calibration: str = "none"           # none | subjectless
     null_subject: str = "X"
+    # How the options are written where they are scored: as_is (as stored: lower-case) | title
+    # (objectcase.py); records hold the options as scored
+    object_case: str = "as_is"
 
 
 @dataclass
@@ -89,7 +92,7 @@ class IcLkeCfg:
 
 @dataclass
 class LossProbeCfg:
-    object_case: str = "as_is"          # as_is | title (the original title-cased objects)
+    object_case: str = "as_is"          # as_is | title (objectcase.py; the original title-cased objects)
 
 
 @dataclass

@@ -6,7 +6,7 @@ position. A text job (`ppl`) is one piece. `shards.py` runs the pieces (on one r
 """
 from __future__ import annotations
 
-from . import generation, loss_probe, metrics, pooling, requests, textprobe
+from . import generation, loss_probe, metrics, objectcase, pooling, requests, textprobe
 from .backends.protocol import Backend
 from .plan import Job
 from .schema import EvalConfig
@@ -28,6 +28,7 @@ def run_mc(job: Job, chunk: list, backend, tokenizer, cfg: EvalConfig, bos: list
     questions, reqs = [], []
     for fact in chunk:
         options, gold = requests.mc_options(fact, cfg.mc.num_options, cfg.mc.gold_position, cfg.seed)
+        options = [objectcase.written(o, cfg.mc.object_case, "mc.object_case") for o in options]
         questions.append((fact, options, gold, len(reqs)))
         reqs += requests.mc_requests(tokenizer, fact, job.contexts[fact.fact_id], options, cfg.prompt.separator, bos)
     null_at = _null_requests(job, questions, reqs, tokenizer, cfg.prompt.separator, bos)

@@ -43,10 +43,10 @@ def pull(task: str, records: list[dict], trained: set[str]) -> dict:
     """Counts and rates of one MC or generation result's records against the trained objects."""
     right = [bool(r["correct"] if task == "mc" else r["prefix"]) for r in records]
     if task == "mc":
-        picked = [r["options"][r["pred_index"]] in trained for r in records]
+        picked = [_trained(r["options"][r["pred_index"]], trained) for r in records]
     else:
         picked = [any(matching.prefix(r["response"], t) for t in trained) for r in records]
-    gold_trained = [r["object"] in trained for r in records]
+    gold_trained = [_trained(r["object"], trained) for r in records]
     out = {"n": len(records), "accuracy": _rate(right), "wrong": right.count(False),
            "wrong_trained": sum(p and not ok for p, ok in zip(picked, right)),
            "accuracy_gold_trained": _rate([ok for ok, g in zip(right, gold_trained) if g]),
@@ -55,13 +55,13 @@ def pull(task: str, records: list[dict], trained: set[str]) -> dict:
            "accuracy_calibrated": None, "wrong_calibrated": None, "wrong_trained_calibrated": None}
     if task == "mc":
         distractors = [o for r in records for i, o in enumerate(r["options"]) if i != r["gold_index"]]
-        out["distractors_trained"] = _rate([o in trained for o in distractors])
+        out["distractors_trained"] = _rate([_trained(o, trained) for o in distractors])
         out["accuracy_untrained_options"] = _rate([_beats_untrained(r, trained) for r in records])
     if task == "mc" and "correct_calibrated" in records[0]:
         wrong = [r for r in records if not r["correct_calibrated"]]
         out["accuracy_calibrated"] = 1 - len(wrong) / len(records)
         out["wrong_calibrated"] = len(wrong)
-        out["wrong_trained_calibrated"] = sum(r["options"][r["pred_index_calibrated"]] in trained for r in wrong)
+        out["wrong_trained_calibrated"] = sum(_trained(r["options"][r["pred_index_calibrated"]], trained) for r in wrong)
     return out
 
 
@@ -76,7 +76,7 @@ def shift(records: list[dict], base: list[dict], trained: set[str]) -> dict:
         for i, option in enumerate(r["options"]):
             if i == r["gold_index"]:
                 continue
-            kind = "trained" if option in trained else "untrained"
+            kind = "trained" if _trained(option, trained) else "untrained"
             moved[kind].append(r["option_logprobs"][i] - b["option_logprobs"][i])
             if calibrated:
                 moved[f"null_{kind}"].append(r["option_null_logprobs"][i] - b["option_null_logprobs"][i])
@@ -119,7 +119,13 @@ def _paired(records: list[dict], base: list[dict]):
 
 def _beats_untrained(record: dict, trained: set[str]) -> bool:
     scores, gold = record["option_logprobs"], record["gold_index"]
-    return all(scores[gold] > scores[i] for i, o in enumerate(record["options"]) if i != gold and o not in trained)
+    return all(scores[gold] > scores[i] for i, o in enumerate(record["options"]) if i != gold and not _trained(o, trained))
+
+
+def _trained(option: str, trained: set[str]) -> bool:
+    """`trained` holds the trained objects case-folded: options scored in title case
+    (`mc.object_case=title`) are the same objects."""
+    return option.casefold() in trained
 
 
 def _rate(flags: list[bool]) -> float | None:
@@ -143,8 +149,8 @@ def read_result(directory: Path) -> tuple[str, str, list[dict]]:
 
 
 def table(directories: list[Path], trained_csv: Path, rehearsal: list[str] = (), base: Path | None = None) -> str:
-    trained = {f.object for f in read_facts(trained_csv, num_options=None, substring_rule="off")}
-    trained |= {f.object for rel in rehearsal for f in known.load(rel, known.REHEARSAL).facts}
+    trained = {f.object.casefold() for f in read_facts(trained_csv, num_options=None, substring_rule="off")}
+    trained |= {f.object.casefold() for rel in rehearsal for f in known.load(rel, known.REHEARSAL).facts}
     base_records = _base(base)
     lines = ["| model | task | n | accuracy | gold trained / not | wrong | wrong = trained object "
              "| trained share of distractors | accuracy, trained options left out "
