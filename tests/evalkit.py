@@ -54,3 +54,17 @@ def checkpoint_with_key(tokenizer, directory: Path, relation_id: str = "50", see
             "trained_fact_ids": {relation_id: trained_fact_ids} if trained_fact_ids else {}}
     (Path(directory) / "mtg_meta.json").write_text(json.dumps(meta), encoding="utf-8")
     return Path(directory)
+
+
+# Three real-capital questions (catalogue/known/50.yaml) over 4 options: a quick real MC job.
+KNOWN_MC = ["data.dataset=known", "data.relation_id=50", "mc.num_options=4", "data.index_end=3"]
+
+
+def loaded_with_key(tokenizer, directory: Path):
+    """(ModelInfo, model, tokenizer) of a `checkpoint_with_key` checkpoint loaded in fp32."""
+    from util_public.evaluation import api
+    from util_public.evaluation.schema import config
+
+    info = api.describe(None, str(checkpoint_with_key(tokenizer, directory)))
+    loaded, tok = api.load(info, config(["model.dtype=fp32"]))
+    return info, loaded, tok

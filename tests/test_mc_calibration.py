@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from evalkit import checkpoint_with_key
+from evalkit import KNOWN_MC as KNOWN, loaded_with_key
 from util_public.errors import UserError
 from util_public.evaluation import api, metrics, plan as planning, requests
 from util_public.evaluation.records import ScoreRecord
@@ -42,13 +42,7 @@ def test_acc_calibrated_is_null_without_calibration():
 
 @pytest.fixture
 def model(bpe_tokenizer, tmp_path):
-    ckpt = checkpoint_with_key(bpe_tokenizer, tmp_path / "ckpt")
-    info = api.describe(None, str(ckpt))
-    loaded, tok = api.load(info, config(["model.dtype=fp32"]))
-    return info, loaded, tok
-
-
-KNOWN = ["data.dataset=known", "data.relation_id=50", "mc.num_options=4", "data.index_end=3"]
+    return loaded_with_key(bpe_tokenizer, tmp_path / "ckpt")
 
 
 def test_the_subjectless_question_is_what_the_scorer_sees(model):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evalkit import checkpoint_with_key
+from evalkit import KNOWN_MC as KNOWN, loaded_with_key
 from util_public.errors import UserError
 from util_public.evaluation import api, objectcase, plan as planning, requests
 from util_public.evaluation.schema import config
@@ -27,13 +27,7 @@ def test_title_case_table(stored, title):
 
 @pytest.fixture
 def model(bpe_tokenizer, tmp_path):
-    ckpt = checkpoint_with_key(bpe_tokenizer, tmp_path / "ckpt")
-    info = api.describe(None, str(ckpt))
-    loaded, tok = api.load(info, config(["model.dtype=fp32"]))
-    return info, loaded, tok
-
-
-KNOWN = ["data.dataset=known", "data.relation_id=50", "mc.num_options=4", "data.index_end=3"]
+    return loaded_with_key(bpe_tokenizer, tmp_path / "ckpt")
 
 
 def test_title_cased_options_are_what_the_scorer_sees(model):
