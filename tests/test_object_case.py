@@ -72,6 +72,5 @@ def test_trained_pull_recognises_title_cased_trained_objects(tmp_path):
     rec = {"fact_id": 0, "options": ["Oslo", "Rome", "Port of Spain"], "option_logprobs": [-1.0, -5.0, -2.0],
            "gold_index": 2, "pred_index": 0, "correct": False, "object": "port of spain"}
     csv = write_facts(tmp_path / "50.csv", [Fact(0, "50", "S0", "oslo", [])])
-    trained = {f.object.casefold() for f in trained_pull.read_facts(csv, num_options=None, substring_rule="off")}
-    p = trained_pull.pull("mc", [rec], trained)
+    p = trained_pull.pull("mc", [rec], trained_pull.trained_objects(csv))
     assert (p["wrong"], p["wrong_trained"], p["distractors_trained"], p["accuracy_untrained_options"]) == (1, 1, 0.5, 1.0)

@@ -148,9 +148,16 @@ def read_result(directory: Path) -> tuple[str, str, list[dict]]:
     return info["task"], info["model"]["name"], rows
 
 
+def trained_objects(trained_csv: Path, rehearsal: list[str] = ()) -> set[str]:
+    """The objects of the trained facts (and of `rehearsal` relations' rehearsal files), case-folded
+    as `_trained` compares them."""
+    trained = {f.object for f in read_facts(trained_csv, num_options=None, substring_rule="off")}
+    trained |= {f.object for rel in rehearsal for f in known.load(rel, known.REHEARSAL).facts}
+    return {o.casefold() for o in trained}
+
+
 def table(directories: list[Path], trained_csv: Path, rehearsal: list[str] = (), base: Path | None = None) -> str:
-    trained = {f.object.casefold() for f in read_facts(trained_csv, num_options=None, substring_rule="off")}
-    trained |= {f.object.casefold() for rel in rehearsal for f in known.load(rel, known.REHEARSAL).facts}
+    trained = trained_objects(trained_csv, rehearsal)
     base_records = _base(base)
     lines = ["| model | task | n | accuracy | gold trained / not | wrong | wrong = trained object "
              "| trained share of distractors | accuracy, trained options left out "
