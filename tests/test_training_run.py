@@ -5,6 +5,7 @@ import dataclasses
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -521,28 +522,51 @@ def test_full_state_none_drops_optimizer_state_once_complete(setup, monkeypatch)
     assert steps == [1, 2, 2, 3, 4, 4]        # one step record per step, and each epoch's record, once
 
 
+def _safetensors_full_disk():
+    from safetensors import SafetensorError
+
+    return SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+# (where the disk fails, the error as that writer raises it, the reason the message must quote)
 WRITE_FAILURES = [
-    (OSError(28, "No space left on device"), "No space left on device"),
+    ("state", OSError(28, "No space left on device"), "No space left on device"),
     # torch.save's zip writer on a full disk (seen on a 0.5B run): no errno reaches Python
-    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3951822848 vs 3951822740"),
+    ("state", RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 3951822848 vs 3951822740"),
      "unexpected pos 3951822848"),
-    (RuntimeError("PytorchStreamWriter failed writing file data/3: file write failed"), "PytorchStreamWriter failed"),
+    ("state", RuntimeError("PytorchStreamWriter failed writing file data/3: file write failed"),
+     "PytorchStreamWriter failed"),
+    # safetensors' own type, a bare Exception (the demo on a full disk printed its traceback)
+    ("state", _safetensors_full_disk(), "No space left on device (os error 28)"),
+    # after the trainer's writes: completing the staged directory (fsync reports delayed allocation)
+    ("finalize", OSError(28, "No space left on device"), "No space left on device"),
 ]
 
 
-@pytest.mark.parametrize("error, reason", WRITE_FAILURES, ids=["enospc", "zip-pos", "zip-writer"])
-def test_a_failed_checkpoint_write_names_the_checkpoint_and_the_rerun_resumes(setup, monkeypatch, error, reason):
+def _fail_at_step_4(monkeypatch, where, error):
+    """Make the checkpoint of step 4 fail in `where`; returns the undo."""
     from transformers import Trainer
 
-    save_state = Trainer._save_optimizer_and_scheduler
+    from util_public.training import rundir
 
-    def full_disk_at_step_4(self, output_dir):
-        if self.state.global_step == 4:
+    owner, name = (Trainer, "_save_optimizer_and_scheduler") if where == "state" else (rundir, "_fsync_tree")
+    real = getattr(owner, name)
+
+    def failing(*args):        # the last argument: the staged checkpoint-<step> directory
+        if Path(args[-1]).name == "checkpoint-4":
             raise error
-        save_state(self, output_dir)
+        return real(*args)
 
+    monkeypatch.setattr(owner, name, failing)
+    return lambda: monkeypatch.setattr(owner, name, real)
+
+
+@pytest.mark.parametrize("where, error, reason", WRITE_FAILURES,
+                         ids=["enospc", "zip-pos", "zip-writer", "safetensors", "finalize-enospc"])
+def test_a_failed_checkpoint_write_names_the_checkpoint_and_the_rerun_resumes(setup, monkeypatch, where, error,
+                                                                             reason):
     common = ["model.base=tiny-base", "data.index_end=4", "train.epochs=3", "save.run_name=full", *FAST]
-    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", full_disk_at_step_4)
+    undo = _fail_at_step_4(monkeypatch, where, error)
     with pytest.raises(UserError) as failed:
         train("phase1", *common)
     run_dir = setup["runs"] / "full"
@@ -551,7 +575,7 @@ def test_a_failed_checkpoint_write_names_the_checkpoint_and_the_rerun_resumes(se
     assert reason in message
     assert re.search(r"; \d+\.\d GiB free on its disk\)", message) and "rerunning resumes" in message
     assert sorted(p.name for p in run_dir.glob("checkpoint-*")) == ["checkpoint-2"]     # nothing half-written
-    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", save_state)      # space freed
+    undo()                                                                              # space freed
     steps = executed_steps(monkeypatch)
     assert train("phase1", *common) == 0
     assert steps == [2, 3, 4, 5]              # resumed after step 2: only steps 3-6 ran

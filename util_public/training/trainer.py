@@ -5,6 +5,7 @@ sampling, distributed launch, resume via `resume_from_checkpoint`) is the stock 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -72,18 +73,14 @@ class MtgTrainer(Trainer):
         saved, self.args.save_only_model = self.args.save_only_model, self.args.save_only_model or model_only
         staged = Path(self._get_output_dir(trial)) / f"checkpoint-{self.state.global_step}"
         try:
-            super()._save_checkpoint(model, trial)
-        except (OSError, RuntimeError) as err:
-            if not is_disk_failure(err):
-                raise
-            raise disk_failure(staged, err, "the checkpoint",
-                               "free disk space or save less (save.every_epoch=false, save.dtype=bf16); "
-                               "rerunning resumes from the last complete checkpoint") from err
+            with _disk_failure_names(staged):
+                super()._save_checkpoint(model, trial)
         finally:
             self.args.save_only_model = saved
         self.accelerator.wait_for_everyone()
         if self.args.should_save and self.finalize_checkpoint is not None:
-            self.finalize_checkpoint(staged, self.state)
+            with _disk_failure_names(staged):      # its dtype pass and fsync write to the disk too
+                self.finalize_checkpoint(staged, self.state)
         self.accelerator.wait_for_everyone()
 
     def _save(self, output_dir=None, state_dict=None) -> None:
@@ -136,3 +133,18 @@ def bf16_copies(state_dict: dict) -> dict:
             copies[view] = tensor.detach().to(torch.bfloat16)
         out[name] = copies[view]
     return out
+
+
+@contextlib.contextmanager
+def _disk_failure_names(staged: Path):
+    """A full or read-only disk while writing checkpoint `staged` becomes one message naming it.
+    Each writer reports it in its own type: OSError, torch.save's RuntimeError, and safetensors'
+    SafetensorError, a bare Exception (caught too narrowly, it reached the user as a traceback)."""
+    try:
+        yield
+    except Exception as err:
+        if not is_disk_failure(err):
+            raise
+        raise disk_failure(staged, err, "the checkpoint",
+                           "free disk space or save less (save.every_epoch=false, save.dtype=bf16); "
+                           "rerunning resumes from the last complete checkpoint") from err
