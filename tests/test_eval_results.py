@@ -439,3 +439,29 @@ def test_the_result_hash_covers_every_file_that_changes_answers(tmp_path, name, 
     before = ModelInfo("m", str(tmp_path)).identity
     (tmp_path / name).write_text('{"eos_token_id": 5}')
     assert (ModelInfo("m", str(tmp_path)).identity != before) == changes
+
+
+def test_a_result_reused_after_an_edit_is_undone_is_the_one_the_tables_show(setup):
+    """Template A, edited to B, then back to A: the third evaluation reuses A's stored result, and
+    the tables (summarize.py, collect.py) must show it, not B's, which was written later."""
+    info, model, tok, root = setup
+    cfg = config(OPTS)
+    template = _catalogue_copy(Path(os.environ["MTG_DATA_ROOT"]))
+    original = template.read_text()
+
+    def shown() -> str:
+        (summary,) = [s for s in report.find_summaries([root]) if s.prompt_type == "hgp-0"]
+        return summary.questions_sha256
+
+    def evaluate() -> dict:
+        (out,) = api.evaluate(model, tok, info, api.load_factsets(cfg)[:1], ["hgp-0"], ["mc"], cfg)
+        return out
+
+    first = evaluate()
+    template.write_text(original.replace('0: "The capital of {head} is"', '0: "The capital city of {head} is"', 1))
+    edited = evaluate()
+    assert edited["directory"] != first["directory"] and shown() == edited["questions_sha256"]
+    template.write_text(original)
+    again = evaluate()
+    assert again["directory"] == first["directory"] and again["used"] > edited["created"]
+    assert shown() == first["questions_sha256"]

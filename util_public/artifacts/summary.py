@@ -48,6 +48,9 @@ class ResultSummary(Artifact):
     config_hash: Optional[str] = None
     git: Any = None
     created: Optional[str] = None
+    # The latest evaluation that asked for this result and found it stored (a cache hit): tables show,
+    # per coordinates, the result used last, not the one written last (`current`).
+    used: Optional[str] = optional()
     machine: Optional[dict] = optional()             # where it was computed (runinfo.machine)
     model: ModelRecord = field(default_factory=ModelRecord)
     family: Optional[str] = optional()              # `{family}-all` aggregates
@@ -78,6 +81,10 @@ class ResultSummary(Artifact):
     def is_fact_result(self) -> bool:
         """A concrete result over a slice of facts (not an aggregate, not a text probe)."""
         return self.fact_range is not None
+
+    @property
+    def last_used(self) -> str:
+        return self.used or self.created or ""
 
     def metric(self, slice_: str, name: str) -> Any:
         return (self.metrics.get(slice_) or {}).get(name)
@@ -132,13 +139,14 @@ def _read_settled(path: Path) -> dict | None:
 
 def current(found: list[tuple[Path, ResultSummary]]) -> list[tuple[Path, ResultSummary]]:
     """The results one table shows, in path order: per experiment (the folder of the nearest
-    `recipe.json`: recipes evaluate the same models apart), task and coordinates the newest (two
-    would be indistinguishable rows; the older is named), and only results that asked the questions
-    the newest result at their coordinates asked (after a template was edited and mc rerun, the old
+    `recipe.json`: recipes evaluate the same models apart), task and coordinates the one written or
+    reused last (two would be indistinguishable rows; the older is named: after a template was
+    edited and edited back, the first result, reused, is the current one), and only results that
+    asked the questions the newest result at their coordinates asked (after a template was edited and mc rerun, the old
     gen result would be read as the new prompt's; it is named and left out)."""
     newest: dict[tuple, tuple[Path, ResultSummary]] = {}
     experiment = {path: _experiment(path) for path, _ in found}
-    for path, summary in sorted(found, key=lambda f: f[1].created or ""):
+    for path, summary in sorted(found, key=lambda f: f[1].last_used):
         # an aggregate records no fact range; its directory name starts with the slice (f2-3-<hash>)
         facts = None if summary.fact_range else path.parent.name.rsplit("-", 1)[0]
         key = (experiment[path], summary.task, *summary.coordinates(), facts)
@@ -147,7 +155,7 @@ def current(found: list[tuple[Path, ResultSummary]]) -> list[tuple[Path, ResultS
                   "(other settings, same root): the newer one is kept", file=sys.stderr)
         newest[key] = (path, summary)
     questions = {}
-    for path, summary in sorted(newest.values(), key=lambda f: f[1].created or ""):
+    for path, summary in sorted(newest.values(), key=lambda f: f[1].last_used):
         if summary.questions_sha256:
             questions[experiment[path], summary.coordinates()] = summary.questions_sha256
     kept = []

@@ -151,7 +151,7 @@ def execute(the_plan: Plan, backend: Backend, tokenizer, info: ModelInfo, cfg: E
     for job in the_plan.jobs:
         summary = fresh.get(id(job))
         if summary is None:
-            summary = results.cached_summary(job.directory, job.config_hash)
+            summary = results.mark_used(job.directory, results.cached_summary(job.directory, job.config_hash))
             print(f"cached: {job.directory}", file=sys.stderr)
             if cfg.output.write_legacy_json:     # not in the hash: asked for later, made from the records
                 _add_legacy_json(job, summary)

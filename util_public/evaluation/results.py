@@ -9,6 +9,7 @@ same full config hash is reused unless `output.overwrite`.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -69,6 +70,13 @@ def now() -> str:
     evaluations in one process finish within a second (ISO strings still sort in time order, an
     older stamp in seconds before a newer one with a fraction)."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def mark_used(directory: Path, summary: ResultSummary) -> ResultSummary:
+    """A stored result reused now (`ResultSummary.used`, rewritten atomically)."""
+    summary = dataclasses.replace(summary, used=now())
+    summary.write(Path(directory) / SUMMARY_FILE)
+    return summary
 
 
 def new_summary(task: str, full_hash: str, **fields) -> ResultSummary:
