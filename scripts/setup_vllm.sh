@@ -39,11 +39,12 @@ key=$(printf '%s\n%s\n' "$spec" "$(declare -f build)" | sha256sum | cut -c1-16)
 ENV=${MTG_VLLM_ENV:-${XDG_CACHE_HOME:-$HOME/.cache}/mtg/vllm-$flavor-$key}
 if [ "${1:-}" = --path ]; then echo "$ENV"; exit 0; fi
 ready="$ENV/.mtg-vllm-ready"
-[ -f "$ready" ] && exit 0
+built() { [ -f "$ready" ] && [ -x "$ENV/bin/python" ]; }   # a stamp beside a dangling interpreter: rebuild
+built && exit 0
 mkdir -p "$(dirname "$ENV")"
 exec 9>"$ENV.lock"
 flock 9                                   # a parallel run (another worktree, a CI job) waits and reuses it
-[ -f "$ready" ] && exit 0
+built && exit 0
 echo "setup_vllm: building $ENV ($spec; ~3.5 GB, ~5 min)" >&2
 start=$SECONDS
 trap 'echo "error: $ENV: the vLLM environment did not build (see above); fix the cause and rerun this script" >&2; exit 2' ERR

@@ -25,7 +25,7 @@ from conftest import save_tiny_checkpoint
 from evalkit import checkpoint_with_key, fictional_facts
 from hardening_kit import REPO, Roots, snapshot, start_driver
 
-from util_public import atomicio, catalogue, facts
+from util_public import atomicio, catalogue, facts, vllm_env
 from util_public.errors import exit_on_user_error
 
 SCRIPTS = {"gen": REPO / "data_generation" / "generate.py", "train": REPO / "training" / "train.py",
@@ -230,6 +230,12 @@ def _pickled(ctx: Ctx) -> Path:
     (target / "model.safetensors").unlink()
     (target / "pytorch_model.bin").write_bytes(b"not to be unpickled")
     return target
+
+
+def _ready_stamp_only(env: Path) -> None:
+    """A vLLM environment folder whose ready stamp outlived its interpreter (half deleted)."""
+    env.mkdir()
+    (env / vllm_env.READY).touch()
 
 
 def _damaged(ctx: Ctx, source: Path, file: str, cut: bool = True) -> Path:
@@ -606,6 +612,10 @@ CASES = [
     Case("eval-config-appended-typo", "eval", ev("+mc.num_option=5"), ("mc.num_option", "not a key"), via="entry"),
     Case("eval-vllm-missing", "eval", ev("backend=vllm"), ("backend=vllm", "setup_vllm.sh", "backend=hf"),
          patch=lambda mp, ctx: (mp.setenv("MTG_VLLM_ENV", str(ctx.base / "no-vllm")),
+                                mp.delenv("MTG_VLLM_PYTHON", raising=False))),
+    Case("eval-vllm-damaged", "eval", lambda c: _ready_stamp_only(c.base / "half-vllm") or ev("backend=vllm")(c),
+         ("{base}/half-vllm", "is damaged", "bin/python is missing", "setup_vllm.sh"),     # a stamp, no interpreter
+         patch=lambda mp, ctx: (mp.setenv("MTG_VLLM_ENV", str(ctx.base / "half-vllm")),
                                 mp.delenv("MTG_VLLM_PYTHON", raising=False))),
     Case("eval-unknown-task", "eval", ev("tasks=[mc,bogus]"), ("tasks", "unknown task 'bogus'")),
     Case("eval-range-outside-data", "eval", ev("data.index_begin=40", "data.index_end=50"),

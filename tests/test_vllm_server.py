@@ -139,3 +139,21 @@ def test_without_an_environment_the_error_names_the_setup_command(tmp_path, monk
         vllm_env.require("backend=vllm")
     assert f"no environment at {tmp_path / 'none'}" in err.value.message
     assert "bash scripts/setup_vllm.sh" in err.value.message and "backend=hf" in err.value.message
+
+
+def test_an_interpreter_that_cannot_run_is_one_error_line_and_leaves_no_log(tmp_path, monkeypatch):
+    """Executable on disk but not a program this machine runs (a copy from another platform)."""
+    broken = tmp_path / "python"
+    broken.write_bytes(b"\x7fELF not really")
+    broken.chmod(0o755)
+    monkeypatch.setenv("MTG_VLLM_PYTHON", str(broken))
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    vllm_server.tempfile.tempdir = None          # TMPDIR is read once per process
+    try:
+        with pytest.raises(UserError) as err:
+            vllm_server.start(SETTINGS, timeout_s=5)
+    finally:
+        vllm_server.tempfile.tempdir = None
+    assert err.value.message.startswith(f"error: backend: vLLM interpreter {broken}: cannot be started (Exec format error)")
+    assert "setup_vllm.sh" in err.value.message and list((tmp_path / "tmp").iterdir()) == []

@@ -56,8 +56,11 @@ def find() -> VllmEnv | None:
         return VllmEnv(sys.executable, _is_cpu_build(sys.executable))
     env = built_env_dir()
     if (env / READY).is_file():
-        python = str(env / "bin" / "python")
-        return VllmEnv(python, _is_cpu_build(python))
+        python = env / "bin" / "python"
+        if not os.access(python, os.X_OK):     # a half-deleted environment, or one moved: its links dangle
+            raise UserError(f"backend: vLLM environment {env}", f"is damaged ({python} is missing or not executable)",
+                            "run `bash scripts/setup_vllm.sh` again: it rebuilds a damaged environment")
+        return VllmEnv(str(python), _is_cpu_build(str(python)))
     return None
 
 

@@ -188,9 +188,16 @@ def start(s: Settings, timeout_s: float = 600, log_path: Path | None = None) -> 
         log_path = Path(name)
     print(f"vllm: starting a server for {s.model_path} on 127.0.0.1:{port} (log {log_path})", file=sys.stderr)
     t0 = time.monotonic()
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(stopped_with_this_process(command(env, s, port)), stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, env=environment(env, s), start_new_session=True)
+    try:
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(stopped_with_this_process(command(env, s, port)), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, env=environment(env, s),
+                                    start_new_session=True)
+    except OSError as exc:      # the interpreter vanished or cannot run here (`find` checked it moments ago)
+        if temporary:
+            log_path.unlink(missing_ok=True)
+        raise UserError(f"backend: vLLM interpreter {env.python}", f"cannot be started ({exc.strerror or exc})",
+                        vllm_env.SETUP_HINT) from None
     server = Server(proc, f"http://127.0.0.1:{port}/v1", s.served_name, log_path, temporary)
     try:
         server.wait_ready(timeout_s)
