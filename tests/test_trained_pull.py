@@ -12,7 +12,8 @@ TRAINED = {"oslo", "lima"}
 
 def record(options, scores, gold):
     pred = max(range(len(options)), key=lambda i: (scores[i], i != gold))    # a tie goes to the other option
-    return {"options": options, "option_logprobs": scores, "gold_index": gold, "pred_index": pred,
+    return {"context": "The capital of Vrania is", "options": options, "option_logprobs": scores, "gold_index": gold,
+            "pred_index": pred,
             "correct": pred == gold and scores.count(scores[gold]) == 1, "object": options[gold]}
 
 
@@ -112,11 +113,27 @@ def test_the_shift_since_the_base_model_splits_trained_and_other_distractors(tmp
     out = capsys.readouterr()
     assert "| +4.00 / +1.00 (+5.00 / +0.50) | n/a | n/a |" in out.out
     assert f"{tmp_path / 'after'} predates option_first_logprobs" in out.err and "output.overwrite=true" in out.err
-    other = [{**after[0], "options": ["rome", "oslo", "paris"]}, after[1]]
-    mismatch = write_result(tmp_path / "other", records=other)
+
+
+# A result that does not ask the base result's questions -> what the refusal says.
+NOT_THE_BASE_QUESTIONS = {
+    "other options": ({"options": ["rome", "oslo", "paris"]}, "same options"),
+    # another dataset reuses the fact ids and its options may coincide: the question tells them apart
+    "another subject": ({"context": "The capital of Stordistan is"},
+                        "asks another question ('The capital of Vrania is', here 'The capital of Stordistan is')"),
+}
+
+
+@pytest.mark.parametrize("change", list(NOT_THE_BASE_QUESTIONS))
+def test_a_base_result_of_other_questions_is_refused(tmp_path, change):
+    edit, says = NOT_THE_BASE_QUESTIONS[change]
+    base = [{**r, "fact_id": i} for i, r in enumerate(RECORDS[:2])]
+    csv = write_facts(tmp_path / "50.csv", [Fact(i, "50", f"S{i}", o, []) for i, o in enumerate(sorted(TRAINED))])
+    write_result(tmp_path / "base", records=base)
+    mismatch = write_result(tmp_path / "other", records=[{**base[0], **edit}, base[1]])
     with pytest.raises(UserError) as err:
         trained_pull.table([mismatch], csv, base=tmp_path / "base")
-    assert all(n in err.value.message for n in (str(mismatch), "--base", "fact_id 0", "same options")), err.value.message
+    assert all(n in err.value.message for n in (str(mismatch), "--base", "fact_id 0", says)), err.value.message
 
 
 RECORDS_WITH_IDS = [{**r, "fact_id": i} for i, r in enumerate(RECORDS)]

@@ -107,13 +107,17 @@ def _both(records: list[dict], base: list[dict], field: str) -> bool:
 
 
 def _paired(records: list[dict], base: list[dict]):
-    """(record, the base model's record of the same question), the options checked equal."""
+    """(record, the base model's record of the same question), the question and options checked
+    equal (a fact_id names a row of a dataset, not a question: another dataset reuses the ids)."""
     before = {r["fact_id"]: r for r in base}
+    hint = "pass the base model's result for the same questions (dataset, seed, prompt, options)"
     for r in records:
         b = before.get(r["fact_id"])
         if b is None or b["options"] != r["options"]:
-            raise UserError(f"fact_id {r['fact_id']}", "the base result does not ask it with the same options",
-                            "pass the base model's result for the same questions (dataset, seed, options)")
+            raise UserError(f"fact_id {r['fact_id']}", "the base result does not ask it with the same options", hint)
+        if b["context"] != r["context"]:
+            raise UserError(f"fact_id {r['fact_id']}",
+                            f"the base result asks another question ({b['context']!r}, here {r['context']!r})", hint)
         yield r, b
 
 
