@@ -687,6 +687,15 @@ CASES += [
     Case("limit-eval-threads", "eval", ev("runtime.num_threads=0"), ("runtime.num_threads", "must be >= 1")),
     Case("limit-train-beta2", "train", tr("train.adam_beta2=1.5"), ("train.adam_beta2", "must be >= 0, < 1")),
     Case("limit-train-threads", "train", tr("train.num_threads=-2"), ("train.num_threads", "must be >= 1")),
+    # inf passes every lower bound (YAML reads 1e400 as inf): a learning rate of inf trained to NaN
+    Case("limit-train-lr-inf", "train", tr("train.learning_rate=inf"), ("train.learning_rate", "must be a finite number",
+                                                                       "got inf"), via="entry"),
+    Case("limit-train-lr-overflow", "train", tr("train.learning_rate=1e400"), ("train.learning_rate", "got inf")),
+    Case("limit-train-eps-inf", "train", tr("train.adam_epsilon=inf"), ("train.adam_epsilon", "finite")),
+    Case("limit-train-clip-inf", "train", tr("train.max_grad_norm=inf"), ("train.max_grad_norm", "finite")),
+    Case("limit-train-epochs-huge", "train", tr("train.epochs=99999999999"), ("train.epochs", "<= 100000"),
+         via="entry"),     # each epoch's checkpoint name is checked first: memory ran out
+    Case("limit-gen-top-p-inf", "gen", gen("llm.top_p=inf"), ("llm.top_p", "finite")),
     Case("limit-gen-top-p", "gen", gen("llm.top_p=0"), ("llm.top_p", "must be > 0, <= 1, got 0")),
     # seeds: numpy's legacy seeding (transformers' set_seed) takes 0 .. 2**32 - 1; a traceback before
     Case("limit-gen-seed", "gen", gen("seed=-1"), ("seed", "must be >= 0, <= 4294967295, got -1"), via="entry"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -751,3 +752,23 @@ def test_a_rehearsal_file_that_asks_about_a_probed_subject_is_refused(tmp_path, 
 def test_every_shipped_rehearsal_file_is_disjoint_from_its_probe(relation_id):
     rehearsal = known.load(relation_id, known.REHEARSAL)      # loading checks it
     assert len(rehearsal.facts) >= 1
+
+
+def test_a_diverged_run_stops_at_the_first_non_finite_loss(setup):
+    """An absurd (finite) learning rate makes the weights huge at the first step with a learning
+    rate (warmup starts at 0), and the next forward overflows. The stock Trainer logged such losses
+    as the mean of the earlier ones and the run registered a model that answers NaN; now the first
+    non-finite loss or gradient norm stops the run before that step's checkpoint, and the message names the
+    checkpoint whose weights gave it."""
+    with pytest.raises(UserError) as failed:
+        train("phase1", "model.base=tiny-base", "data.index_end=4", "train.epochs=3", "train.learning_rate=1e30",
+              "save.run_name=diverged", *FAST)
+    message = failed.value.message
+    assert re.fullmatch(r"error: train: the (loss|grad norm) is (nan|inf) at step 3: training diverged; nothing of this step is "
+                        r"saved \(a checkpoint of step 2, if one was saved, holds the weights that gave it\); "
+                        r"lower train.learning_rate.+", message), message
+    run_dir = setup["runs"] / "diverged"
+    assert manifest(run_dir)["status"] == "failed" and not (run_dir / "DONE").exists()
+    assert [p.name for p in run_dir.glob("checkpoint-*")] == ["checkpoint-2"]      # the epoch before: kept
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["type"] == "step"] == [1, 2]        # strict JSON: no NaN record

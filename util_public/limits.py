@@ -6,6 +6,7 @@ outside its limit is a `UserError` naming the key: `error: gen.max_new_tokens: m
 """
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
@@ -34,11 +35,15 @@ def _rules(text: str) -> list[tuple[str, float]]:
 
 
 def check(cfg: Any, table: dict[str, str]) -> None:
-    """Every key of `table` whose value is set satisfies its limits."""
+    """Every key of `table` whose value is set is a finite number within its limits (`inf`, and
+    `1e400`, which YAML reads as inf, pass every lower bound: a learning rate of inf trained a model
+    to NaN)."""
     for key, text in table.items():
         value = value_at(cfg, key)
         if value is None:
             continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(key, f"must be a finite number ({text}), got {value}")
         for op, bound in _rules(text):
             if not _OPS[op](value, bound):
                 raise UserError(key, f"must be {text}, got {value}")

@@ -1,7 +1,9 @@
-"""Trainer callbacks: metrics.jsonl, per-epoch saving/stopping, and a quiet progress bar."""
+"""Trainer callbacks: a diverged run stopped, metrics.jsonl, per-epoch saving/stopping, and a quiet
+progress bar."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -9,8 +11,26 @@ import torch
 from transformers import ProgressCallback, TrainerCallback
 
 from .. import atomicio
+from ..errors import UserError
 
 log = logging.getLogger("mtg.training")
+
+
+class FiniteLoss(TrainerCallback):
+    """Stop at the first logged loss or gradient norm that is not a finite number. The Trainer logs
+    before it saves, and every epoch's last step is logged (`MetricsLog`), so no checkpoint is saved
+    after a non-finite gradient has been applied; every rank sees the same, gathered values. The
+    loss of step N comes from the weights after step N-1: a checkpoint of that step holds them."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        for name in ("loss", "grad_norm"):
+            value = (logs or {}).get(name)
+            if value is not None and not math.isfinite(float(value)):
+                step = state.global_step
+                raise UserError("train", f"the {name.replace('_', ' ')} is {float(value)} at step {step}: training "
+                                f"diverged; nothing of this step is saved (a checkpoint of step {step - 1}, if one "
+                                "was saved, holds the weights that gave it)",
+                                "lower train.learning_rate, or keep train.max_grad_norm clipping on")
 
 
 class MetricsLog(TrainerCallback):

@@ -57,6 +57,9 @@ def training_arguments(cfg: TrainStageConfig, output_dir: Path, grad_accum: int,
         report_to=_report_to(t.report_to), disable_tqdm=False, remove_unused_columns=False,
         dataloader_num_workers=t.dataloader_num_workers, ddp_timeout=t.ddp_timeout_s,
         ddp_find_unused_parameters=False,   # every parameter takes part in each forward
+        # The stock filter logs a non-finite loss as the mean of the earlier ones: a run whose weights
+        # had all become NaN logged 0.0000 and registered its checkpoint. `callbacks.FiniteLoss` stops it.
+        logging_nan_inf_filter=False,
     )
     fields = {f.name for f in dataclasses.fields(TrainingArguments)}
     if t.gradient_checkpointing:   # renamed in transformers 5

@@ -165,7 +165,7 @@ def _train(cfg, args, run: RunDir, decision: Decision, books: bookkeeping.Checkp
     trainer = MtgTrainer(model=model, args=args, train_dataset=dataset.TrainDataset(encoded.masked),
                          data_collator=PadCollator(tokenspans.pad_id(tokenizer), label_index=head_at_labels),
                          processing_class=tokenizer,
-                         callbacks=[epochs, callbacks.MetricsLog(run.metrics_path, encoded.tokens,
+                         callbacks=[epochs, callbacks.FiniteLoss(), callbacks.MetricsLog(run.metrics_path, encoded.tokens,
                                                                  encoded.label_tokens)],
                          lm_head_at_labels=head_at_labels,
                          finalize_checkpoint=finalize, final_state=cfg.save.full_state != "none",

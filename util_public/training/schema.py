@@ -164,7 +164,9 @@ LIMITS = {
     "train.learning_rate": "> 0", "train.warmup_steps": ">= 0", "train.weight_decay": ">= 0",
     "train.adam_beta1": ">= 0, < 1", "train.adam_beta2": ">= 0, < 1", "train.adam_epsilon": "> 0",
     "train.max_grad_norm": "> 0", "train.per_device_train_batch_size": ">= 1",
-    "train.gradient_accumulation_steps": ">= 1", "train.effective_batch_size": ">= 1", "train.epochs": ">= 1",
+    "train.gradient_accumulation_steps": ">= 1", "train.effective_batch_size": ">= 1",
+    # each epoch's checkpoint name is checked before the run starts: 1e11 epochs exhausted memory
+    "train.epochs": ">= 1, <= 100000",
     "train.logging_steps": ">= 1", "train.num_threads": ">= 1", "train.dataloader_num_workers": ">= 0",
     "train.ddp_timeout_s": ">= 1",
     "train.stop_after_epochs": ">= 1", "train.preview_masks": ">= 0", "model.base_epoch": ">= 1",
