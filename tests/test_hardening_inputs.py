@@ -232,6 +232,13 @@ def _pickled(ctx: Ctx) -> Path:
     return target
 
 
+def _dangling_link(ctx: Ctx) -> None:
+    """The fact file's name is a symbolic link into a folder that does not exist."""
+    link = ctx.data / "sync_random_o" / "50.csv"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(ctx.base / "elsewhere" / "missing" / "50.csv")
+
+
 def _ready_stamp_only(env: Path) -> None:
     """A vLLM environment folder whose ready stamp outlived its interpreter (half deleted)."""
     env.mkdir()
@@ -415,6 +422,8 @@ CASES = [
     Case("gen-output-parent-is-file", "gen",
          lambda c: [f"output_dir={_blocker(c)}/sub", "relation_ids=[50]", "num_facts=3"],
          ("output_dir: {base}/blocker/sub/sync_random_o", "not writable"), via="entry"),
+    Case("gen-output-dangling-link", "gen", lambda c: _dangling_link(c) or gen()(c),     # it created /nonexistent/
+         ("{data}/sync_random_o/50.csv: is a symbolic link to {base}/elsewhere/missing/50.csv, which does not exist",)),
     Case("gen-output-under-proc", "gen",
          lambda c: ["output_dir=/proc/mtg-hardening", "relation_ids=[50]", "num_facts=3"],
          ("/proc/mtg-hardening", "not writable")),

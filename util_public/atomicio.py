@@ -54,7 +54,13 @@ def is_staging(name: str) -> bool:
 def _target(path: str | os.PathLike) -> Path:
     """The file to replace: a symbolic link's target (so the link and other links to it stay)."""
     path = Path(path)
-    return Path(os.path.realpath(path)) if path.is_symlink() else path
+    if not path.is_symlink():
+        return path
+    target = Path(os.path.realpath(path))
+    if not target.exists():     # writing through it would create folders wherever it points
+        raise UserError(str(path), f"is a symbolic link to {target}, which does not exist",
+                        "remove the link, or create the file it points to")
+    return target
 
 
 def check_writable_dir(path: str | os.PathLike, key: str = "output") -> Path:
