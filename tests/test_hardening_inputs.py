@@ -759,6 +759,12 @@ CASES += [
     # damaged checkpoints: refused before any output, without loading the weights
     Case("damaged-eval-config-cut-off", "eval", lambda c: ev(f"model.path={_damaged(c, c.keyed, 'config.json')}")(c),
          ("{base}/damaged/config.json", "not valid JSON"), via="entry"),
+    Case("damaged-eval-generation-config-cut-off", "eval",     # was skipped: generation ran without its EOS ids
+         lambda c: ev("tasks=[gen]", f"model.path={_damaged(c, c.keyed, 'generation_config.json')}")(c),
+         ("{base}/damaged/generation_config.json", "not valid JSON")),
+    Case("damaged-eval-tokenizer-config-cut-off", "eval",
+         lambda c: ev(f"model.path={_damaged(c, c.keyed, 'tokenizer_config.json')}")(c),
+         ("{base}/damaged/tokenizer_config.json", "not valid JSON")),
     Case("damaged-eval-weights-cut-off", "eval",
          lambda c: ev(f"model.path={_damaged(c, c.keyed, 'model.safetensors')}")(c),
          ("{base}/damaged/model.safetensors", "damaged weights")),

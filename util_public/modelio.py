@@ -94,6 +94,10 @@ def check_checkpoint(model_dir: str | Path) -> None:
                         "re-save the model with save_pretrained(..., safe_serialization=True)" if pickles
                         else "point at a directory with config.json and *.safetensors")
     textio.read_json(Path(model_dir) / "config.json", dict, DAMAGED_HINT)
+    for name in RESULT_FILES:       # the JSON among them: a loader that skips a file it cannot parse
+        path = Path(model_dir) / name       # (generation_config.json: its EOS ids) would answer otherwise
+        if name != "config.json" and name.endswith(".json") and path.is_file():
+            textio.read_json(path, dict, DAMAGED_HINT)
     for path in weights:
         try:
             with safe_open(str(path), framework="pt"):
