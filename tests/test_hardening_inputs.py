@@ -629,6 +629,10 @@ CASES = [
     Case("eval-unknown-task", "eval", ev("tasks=[mc,bogus]"), ("tasks", "unknown task 'bogus'")),
     Case("eval-range-outside-data", "eval", ev("data.index_begin=40", "data.index_end=50"),
          ("relation 50", "outside the data", "fact_ids 0..5")),
+    Case("eval-range-with-gaps", "eval", ev("data.index_end=6", mutate=cell(5, "fact_id", "9")),   # scored 5 of 6
+         ("relation 50", "fact range [0, 6) holds 5 of its 6 fact_ids (missing 5)", "without gaps")),
+    Case("train-range-with-gaps", "train", tr(mutate=cell(5, "fact_id", "9")),
+         ("data.relation_id 50", "fact range [0, 6) holds 5 of its 6 fact_ids (missing 5)")),
     Case("eval-read-only-results", "eval", ev(), ("{results}/mc/hgp-0/keyed/toy/50/close/", "Read-only file system"),
          patch=raise_on_fsync(errno.EROFS)),
     Case("eval-no-prompt-selected", "eval", ev("prompt.type=[]"), ("prompt.type", "selects no prompt"), via="entry"),

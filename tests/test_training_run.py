@@ -596,12 +596,13 @@ def test_a_checkpoint_error_that_is_not_a_write_failure_is_not_relabelled(setup,
 def test_relation_syntax_loads_each_relation(setup):
     other = [facts.Fact(i, "71", f"Book {i}", f"writer {i}", ["x"]) for i in (0, 1, 2, 4)]
     facts.write_facts(facts.relation_file(setup["data"], "sync_random_o", "71"), other)
-    together = load_selection("50+71", setup["data"], "sync_random_o", 0, 5)
-    assert {g.name: [f.fact_id for f, in g.rows] for g in together.groups} == {"50": list(range(5)),
-                                                                                "71": [0, 1, 2, 4]}
+    together = load_selection("50+71", setup["data"], "sync_random_o", 0, 3)
+    assert {g.name: [f.fact_id for f, in g.rows] for g in together.groups} == {"50": [0, 1, 2], "71": [0, 1, 2]}
     assert [g.name for g in together.groups] == ["50", "71"]
-    with pytest.raises(UserError, match=r"relation 71 lacks fact_ids \[3\]"):
-        load_selection("50&71", setup["data"], "sync_random_o", 0, 5)
+    with pytest.raises(UserError, match=r"data.relation_id 71: .*\[0, 5\) holds 4 of its 5 fact_ids \(missing 3\)"):
+        load_selection("50+71", setup["data"], "sync_random_o", 0, 5)   # never silently fewer facts
+    with pytest.raises(UserError, match=r"relation 71 lacks fact_ids \[3, 5, 6"):      # all facts: no range to check
+        load_selection("50&71", setup["data"], "sync_random_o", 0, None)
     with pytest.raises(UserError, match=r"data.relation_id 71: .*\[0, 6\) lies outside the data"):
         load_selection("50+71", setup["data"], "sync_random_o", 0, 6)   # never silently fewer facts
     paired = load_selection("50&71", setup["data"], "sync_random_o", 0, 3)

@@ -282,5 +282,11 @@ def select(facts: list[Fact], begin: int, end: int | None, where: str) -> list[F
                     key=lambda f: f.fact_id)
     if not chosen:
         raise UserError(where, f"fact range [{begin}, {end}) selects no facts ({span})")
+    if end is not None and len(chosen) < end - begin:      # fact_ids with gaps (a filtered file)
+        have = {f.fact_id for f in chosen}
+        missing = [i for i in range(begin, end) if i not in have]
+        shown = ", ".join(map(str, missing[:8])) + (", ..." if len(missing) > 8 else "")
+        raise UserError(where, f"fact range [{begin}, {end}) holds {len(chosen)} of its {end - begin} fact_ids "
+                               f"(missing {shown})", "choose a range without gaps, or renumber the facts")
     return chosen
 
