@@ -755,6 +755,10 @@ CASES += [
          ("relation id '../../outside/50'", "invalid name"), via="entry"),
     Case("name-train-base-run-escapes", "train", p2("model.base_run=../x", "train.dry_run=true"),
          ("model.base_run '../x'", "invalid name"), config="phase2"),
+    # an explicit run name is used as given or refused: `../escape` became the hidden folder `.-escape`
+    Case("name-train-run-name-escapes", "train", tr("save.run_name=../escape"),
+         ("save.run_name", "'../escape' is not a run name", "[A-Za-z0-9._+-]")),
+    Case("name-train-run-name-nested", "train", tr("save.run_name=a/b"), ("save.run_name", "'a/b' is not a run name")),
     Case("name-import-dataset-escapes", "gen", lambda c: [*imp()(c), "import.datasets=[../../x]"],
          ("import.datasets '../../x'", "invalid name"), via="entry"),
     Case("name-gen-dataset-escapes", "gen", gen("dataset=../x"), ("dataset '../x'", "invalid name")),

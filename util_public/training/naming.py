@@ -64,10 +64,12 @@ def rehearsal_tag(sources: list[dict]) -> str:
 
 
 def explicit(name: str) -> str:
-    clean = sanitize(name)
-    if not clean or len(clean) > MAX_RUN_NAME or clean in (".", ".."):
-        raise UserError("save.run_name", f"{name!r} must give 1..{MAX_RUN_NAME} safe characters")
-    return clean
+    """`save.run_name` as given, or refused: rewriting it would hide the run where nobody looks
+    (`../escape` became the hidden folder `.-escape`)."""
+    if not name or len(name) > MAX_RUN_NAME or name in (".", "..") or sanitize(name) != name:
+        raise UserError("save.run_name", f"{name!r} is not a run name",
+                        f"use 1..{MAX_RUN_NAME} characters from [A-Za-z0-9._+-], without '..'")
+    return name
 
 
 def checkpoint_name(run: str, step: int) -> str:
