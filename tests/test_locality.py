@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from evalkit import checkpoint_with_key
-from util_public import known
+from util_public import known, paths
 from util_public.errors import UserError
 from util_public.evaluation import api, plan as planning, requests, textprobe
 from util_public.evaluation.schema import config
@@ -168,6 +168,28 @@ def test_perplexity_is_the_hand_computed_mean_nll(phase2_model, isolated_roots):
     assert m["perplexity"] == pytest.approx(math.exp(nll), rel=1e-5)
     assert summary["text"]["sha256"] == sha256_file(Path(known.catalogue.SHIPPED) / "text" / "general.txt")
     assert Path(summary["directory"]).relative_to(isolated_roots["results"]).parts[:3] == ("ppl", "general", "ckpt")
+
+
+# a text file's name -> the results folder name it gets (the file's own name was refused: 't ok' invalid)
+TEXT_FILE_NAMES = {"t ok.txt": "t-ok", "ünï.txt": "uni", "Übung 2 (v1).md": "Ubung-2-v1", "..x..txt": "x",
+                   "日本.txt": "text", "plain_name.txt": "plain_name"}
+
+
+@pytest.mark.parametrize("file_name", list(TEXT_FILE_NAMES))
+def test_a_text_files_results_folder_name_is_safe(file_name):
+    name = textprobe.result_name(Path("/any") / file_name)
+    assert name == TEXT_FILE_NAMES[file_name] and paths.check_name(name, "ppl.text") == name
+
+
+def test_a_text_file_of_any_name_is_scored(phase2_model, isolated_roots, tmp_path):
+    info, model, tok = phase2_model
+    text = tmp_path / "dir with spaces é" / "t ok é.txt"
+    text.parent.mkdir()
+    text.write_text("A short text about rivers and hills.\n", encoding="utf-8")
+    cfg = config(["tasks=[ppl]", f"ppl.text='{text}'"])
+    [summary] = api.evaluate(model, tok, info, planning.load_factsets(cfg), [], ["ppl"], cfg)
+    assert Path(summary["directory"]).relative_to(isolated_roots["results"]).parts[:2] == ("ppl", "t-ok-e")
+    assert summary["text"]["path"] == str(text)
 
 
 def test_long_texts_are_scored_in_windows_covering_every_token_once(bpe_tokenizer):

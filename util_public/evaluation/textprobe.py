@@ -17,6 +17,8 @@ Perplexity compares models that share a tokenizer (the demo's four rows do).
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +50,16 @@ def load(name_or_path: str) -> Text:
     content = textio.read_text(path).strip()
     if not content:
         raise UserError(f"ppl.text: {path}", "the text is empty")
-    return Text(path.stem, path, sha256_file(path), content)
+    return Text(path.stem if not looks_like_path else result_name(path), path, sha256_file(path), content)
+
+
+def result_name(path: Path) -> str:
+    """The results folder name of a text file: its stem with accents dropped and every other
+    character a folder name should not hold as `-` (`t ok é.txt` -> `t-ok-e`); the text's hash in
+    the folder name keeps two files of one name apart."""
+    ascii_stem = unicodedata.normalize("NFKD", path.stem).encode("ascii", "ignore").decode()
+    name = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._+=~@-]+", "-", ascii_stem)).strip(".-")[:100]
+    return name or "text"
 
 
 def available() -> list[str]:
