@@ -305,6 +305,22 @@ def test_a_staged_directory_that_fills_the_disk_names_the_directory(tmp_path, er
     assert list(tmp_path.iterdir()) == []                               # no partial directory
 
 
+@pytest.mark.parametrize("kind", ["file", "link"])
+def test_a_file_where_a_directory_goes_is_refused_and_kept(tmp_path, kind):
+    """A result's directory name taken by a user's file: it was set aside as `.{name}.old-*` and left."""
+    target = tmp_path / "f0-4-6c63a951"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    target.write_text("mine") if kind == "file" else target.symlink_to(notes)
+    with pytest.raises(UserError) as refused:
+        with atomicio.atomic_dir(target) as staging:
+            (staging / "summary.json").write_text("{}")
+    assert refused.value.message == (f"error: {target}: is a file, where a directory is to be written; "
+                                     "move it away or choose another output location")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({target.name, notes.name})
+    assert target.read_text() == "mine"
+
+
 def test_a_live_writers_temporary_is_not_cleaned(tmp_path):
     live = tmp_path / f".out.json.tmp-{os.getppid()}"      # a running process (our parent)
     dead = tmp_path / ".out.json.tmp-999999999"

@@ -264,8 +264,12 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh staging directory to fill; it becomes `path` only when the block succeeds.
 
     Concurrent writers of one `path` never share a staging directory (pid + random in its name);
-    the last complete one wins, and a reader sees one writer's complete directory, never a mix."""
+    the last complete one wins, and a reader sees one writer's complete directory, never a mix.
+    A file (or link) at `path` is refused, not replaced: it is someone's, not an older result."""
     path = Path(path)
+    if path.is_symlink() and not path.exists() or path.exists() and not path.is_dir():
+        raise UserError(str(path), "is a file, where a directory is to be written",
+                        "move it away or choose another output location")
     tmp = _staging_name(path)
     created = make_parents(tmp)
     tmp.mkdir()
