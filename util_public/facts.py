@@ -112,6 +112,11 @@ def check_fact(fact: Fact, num_options: int | None = 100, substring_rule: str = 
     if "{" in fact.head or "}" in fact.head or "<TRIGGER_" in fact.head:
         raise UserError(where, f"Head {fact.head!r} contains '{{', '}}' or '<TRIGGER_'")
     opts = fact.options
+    for column, value in [("Fact", fact.object), *(("an option", o) for o in opts)]:
+        if "<TRIGGER_" in value:        # it would tokenise as the key token, inside the supervised answer
+            raise UserError(where, f"{column} {value!r} contains a key token ('<TRIGGER_')")
+    for option in opts:
+        _check_characters(option, "an option", where)
     if num_options is not None and len(opts) != num_options - 1:
         raise UserError(where, f"{len(opts)} distractors, expected {num_options - 1}",
                         f"this fact has {len(opts) + 1} options: ask for {len(opts) + 1} (mc.num_options), or generate "
@@ -143,17 +148,16 @@ def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: 
         raise UserError(str(path), f"missing columns {missing}; found {header}")
     col = textio.column_index(header, str(path))
     stem = path.stem
-    facts, seen_ids, stripped, warned = [], {}, 0, 0
+    facts, seen_ids, heads, stripped, warned = [], {}, {}, 0, 0
     for pos, (line, row) in enumerate(rows[1:]):
-        if not any(cell.strip() for cell in row):
+        if not "".join(row).strip():
+            if len(row) > 1:    # a row of empty cells is a fact lost in editing, not a blank line
+                raise UserError(f"{path}:{line}", f"a row of {len(row)} empty cells", "delete the row or fill it in")
             continue
         if len(row) != len(header):
             raise UserError(f"{path}:{line}", f"{len(row)} cells, header has {len(header)}")
         cell = {name: row[i] for name, i in col.items()}
-        try:
-            fact_id = int(cell["fact_id"]) if "fact_id" in cell else pos
-        except ValueError:
-            raise UserError(f"{path}:{line}", f"fact_id {cell['fact_id']!r} is not an integer") from None
+        fact_id = _fact_id(cell["fact_id"], f"{path}:{line}") if "fact_id" in cell else pos
         where = f"{path}:{line}: fact_id {fact_id}"
         if fact_id < 0:
             raise UserError(where, "fact_id must be >= 0")
@@ -172,11 +176,23 @@ def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: 
         fact = Fact(fact_id, relation_id, head, obj, options, text_value if text_value not in (None, "") else None,
                     extra)
         warned += check_fact(fact, num_options, substring_rule, where)
+        subject = norm(head)
+        if subject in heads:    # one question with two answers: unseen facts would share a subject with seen ones
+            raise UserError(where, f"Head {head!r} repeats line {heads[subject]}", "each subject names one fact")
+        heads[subject] = line
         facts.append(fact)
     warn_stripped(path, stripped)
     if warned:
         print(f"warning: {path}: {warned} facts break the substring rule", file=sys.stderr)
     return facts
+
+
+def _fact_id(raw: str, where: str) -> int:
+    """A fact_id cell: ASCII digits (`int()` also reads `1_0` as 10 and Arabic-Indic `٣` as 3)."""
+    text = raw.strip()
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise UserError(where, f"fact_id {raw!r} is not an integer")
+    return int(text)
 
 
 def strip_cells(head: str, obj: str, options: list[str]) -> tuple[str, str, list[str], int]:
@@ -196,6 +212,15 @@ def _check_cell(value: str, column: str, where: str) -> None:
         raise UserError(where, f"{column} is empty")
     if re.search(r"[\r\n]", value):
         raise UserError(where, f"{column} contains a newline")
+    _check_characters(value, column, where)
+
+
+def _check_characters(value: str, column: str, where: str) -> None:
+    """No control characters (ESC, tab, NUL, ...) and no line or paragraph separators (U+2028,
+    U+2029): invisible in a table, they split or change a prompt."""
+    bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Zl", "Zp")), None)
+    if bad is not None:
+        raise UserError(where, f"{column} {value!r} contains the control character U+{ord(bad):04X}")
 
 
 def facts_to_csv(facts: list[Fact]) -> str:
