@@ -25,7 +25,7 @@ from conftest import save_tiny_checkpoint
 from evalkit import checkpoint_with_key, fictional_facts
 from hardening_kit import REPO, Roots, snapshot, start_driver
 
-from util_public import atomicio, catalogue, facts, vllm_env
+from util_public import atomicio, catalogue, facts, modelio, vllm_env
 from util_public.errors import exit_on_user_error
 
 SCRIPTS = {"gen": REPO / "data_generation" / "generate.py", "train": REPO / "training" / "train.py",
@@ -365,6 +365,10 @@ def fsync_fails_after(n: int, err: int):
     return patch
 
 
+def _must_not_load(*args, **kwargs):
+    raise AssertionError("a model was loaded before the inputs were checked")
+
+
 def repr_args(ctx: Ctx, *extra: str) -> list[str]:
     dataset(ctx)
     return ["relations=50", "dataset=toy", "index_end=4", "families=[hgp-0]", f"output_dir={ctx.results}/repr",
@@ -657,6 +661,8 @@ CASES = [
     Case("repr-no-models", "repr", lambda c: repr_args(c, "models=[]"), ("models", "is empty")),
     Case("repr-key-position-on-semantic-prompts", "repr", lambda c: repr_args(c, f"models=[{c.keyed}]", "position=key"),
          ("position", "key: prompt hgp-0 (family hgp-0, relation 50) has no key token", "position=last")),
+    Case("repr-unknown-prompt-index", "repr", lambda c: repr_args(c, f"models=[{c.keyed}]", "families=[hgp-99]"),
+         ("hgp-99", "no such prompt"), patch=lambda mp, ctx: mp.setattr(modelio, "load_causal_lm", _must_not_load)),
     Case("repr-no-families", "repr", lambda c: repr_args(c, f"models=[{c.keyed}]", "families=[]"),
          ("families", "selects no prompt for relation 50")),
     # summarize

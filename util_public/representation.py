@@ -60,7 +60,7 @@ def _key_position(ids: list[int], key_id: int) -> int:
     return len(ids) - 1 - ids[::-1].index(key_id)
 
 
-def _templates(rel: str, family: str, key_format: str, data_root: Path | None) -> list[tuple[str, str]]:
+def templates(rel: str, family: str, key_format: str, data_root: Path | None) -> list[tuple[str, str]]:
     """(name, template) of every prompt of `family` for `rel`, from the data root's catalogue where
     it has one, as training and evaluation read them."""
     cat = catalogue.prompts(rel, data_root)
@@ -76,7 +76,7 @@ def check_position(position: str, relations: list[str], families: list[str], key
     for rel in relations if position == "key" else []:
         key_token = prompts.key_tokens(rel, key_format)[-1]
         for family in families:
-            for name, tpl in _templates(rel, family, key_format, data_root):
+            for name, tpl in templates(rel, family, key_format, data_root):
                 if key_token not in tpl:
                     raise UserError("position", f"key: prompt {name} (family {family}, relation {rel}) has no key "
                                     f"token {key_token}", f"use position=last, or prompts that hold {key_token} "
@@ -97,11 +97,11 @@ def collect(model, tokenizer, facts_by_relation: dict[str, list[Fact]], families
                                        for f in facts], bos)
         got.key[rel] = _states(model, key_rows, [_key_position(row, key_id) for row in key_rows], batch_size, pad)
         for family in families:
-            templates = _templates(rel, family, key_format, data_root)
-            rows = _tokens(tokenizer, [catalogue.substitute(tpl, f.head) for f in facts for _, tpl in templates], bos)
+            named = templates(rel, family, key_format, data_root)
+            rows = _tokens(tokenizer, [catalogue.substitute(tpl, f.head) for f in facts for _, tpl in named], bos)
             pos = [_key_position(row, key_id) if position == "key" else len(row) - 1 for row in rows]
             states = _states(model, rows, pos, batch_size, pad)
-            got.family.setdefault(family, {})[rel] = states.reshape(len(facts), len(templates), *states.shape[1:])
+            got.family.setdefault(family, {})[rel] = states.reshape(len(facts), len(named), *states.shape[1:])
     return got
 
 

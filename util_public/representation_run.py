@@ -61,11 +61,10 @@ def _models(names: list[str]) -> dict[str, ModelInfo]:
 
 
 def _check_prompts(relations: list[str], families: list[str], data_root: Path) -> None:
-    """Every family expands for every relation (what `representation.collect` will build), and
-    selects at least one prompt."""
+    """Every family's templates exist for every relation (what `representation.collect` will
+    build: `hgp-99` was refused only after the first model had loaded), and select at least one."""
     for rel in relations:
-        cat = catalogue.prompts(rel, data_root)
-        if not [p for family in families for p in prompts.expand(family, cat)]:
+        if not [t for family in families for t in representation.templates(rel, family, prompts.KEY_FORMAT, data_root)]:
             raise UserError("families", f"{families} selects no prompt for relation {rel}",
                             "e.g. families=[hgp-0,test-*]")
 
