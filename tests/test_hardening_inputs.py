@@ -508,6 +508,15 @@ CASES = [
     Case("type-gen-relation-vocab-number", "gen",
          then(gen(), lambda c: _relation_50(c, {"name": "capital", "object_type": "city", "vocab": 5})),
          ("{data}/relations.yaml: relations: 50: vocab", "must be a string or null, found an integer 5")),
+    Case("type-gen-relation-derived-from-number", "gen",       # a TypeError traceback deep in generation
+         then(gen(), lambda c: _relation_50(c, {"name": "capital", "vocab": None, "derived_from": 105})),
+         ("{data}/relations.yaml: relations: 50: derived_from", "must be a string or a list or null, found an integer")),
+    Case("type-gen-relation-derived-from-list-of-numbers", "gen",
+         then(gen(), lambda c: _relation_50(c, {"name": "capital", "vocab": None, "derived_from": [105, "21"]})),
+         ("{data}/relations.yaml: relations: 50: derived_from: 0", "must be a string, found an integer")),
+    Case("type-gen-relation-unknown-subject-kind", "gen",      # named neither the file nor the relation
+         then(gen(), lambda c: _relation_50(c, {"name": "capital", "vocab": None, "subject_kind": "wizard"})),
+         ("{data}/relations.yaml: relations: 50: subject_kind", "unknown kind 'wizard'", "known kinds")),
     Case("gen-import-header-only-over-existing", "gen",
          then(lambda c: [*import_source(c, []), "on_exists=overwrite"], existing_csv),
          ("{src}", "no rows below the header"), via="entry"),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 
 from . import filecache, paths, textio
+from .datagen.names import KINDS
 from .errors import UserError
 from .runinfo import sha256_file
 
@@ -34,7 +35,8 @@ _SHAPES = ("hgp and mmp are {index: template} or a list of templates; train, tes
 # The fields of a relation entry that the stages read, with their YAML types (the rest are notes).
 _NULLABLE = (str, type(None))
 _RELATION_FIELDS = {"pid": _NULLABLE, "name": _NULLABLE, "subject_type": _NULLABLE, "object_type": _NULLABLE,
-                    "subject_kind": _NULLABLE, "example_heads": (list, type(None)), "vocab": _NULLABLE}
+                    "subject_kind": _NULLABLE, "example_heads": (list, type(None)), "vocab": _NULLABLE,
+                    "derived_from": (str, list, type(None)), "derive_kind": _NULLABLE}
 _RELATION_SHAPE = 'write relations: {"<id>": {pid: P36, name: capital, vocab: vocab/<id>.txt, ...}}'
 
 
@@ -87,10 +89,17 @@ def _relations(path: Path) -> dict:
                             "'+' joins relations in data.relation_id (12+21+50); rename the relation")
         textio.require_fields(textio.require(entry, dict, f"{where}: {rid}", _RELATION_SHAPE), _RELATION_FIELDS,
                               f"{where}: {rid}", hint=_RELATION_SHAPE)
-        for i, head in enumerate(entry.get("example_heads") or []):
-            textio.require(head, str, f"{where}: {rid}: example_heads: {i}")
+        for key in ("example_heads", "derived_from"):
+            for i, value in enumerate(entry.get(key) if isinstance(entry.get(key), list) else []):
+                textio.require(value, str, f"{where}: {rid}: {key}: {i}")
+        _check_subject_kind(entry.get("subject_kind"), f"{where}: {rid}: subject_kind")
         table[rid] = entry
     return table
+
+
+def _check_subject_kind(kind: str | None, where: str) -> None:
+    if kind is not None and kind not in KINDS:
+        raise UserError(where, f"unknown kind {kind!r}", f"known kinds: {list(KINDS)}")
 
 
 def relations(data_root: Path | None = None) -> dict[str, dict]:
