@@ -538,6 +538,10 @@ CASES = [
     Case("train-registry-entry-nowhere", "train",
          then(tr("model.base=ghost"), _ghost),
          ("{registry}: ghost", "{base}/nowhere", "does not exist"), via="entry"),
+    Case("eval-registry-relative-path-gone", "eval",     # it was reported as a hub id not available offline
+         then(ev("model.path=null", "model.name=ck-gone"),
+              lambda c: registry(c, {"ck-gone": {"path": "ck/gone", "kind": "checkpoint"}})),
+         ("{registry}: ck-gone", "path {base}/ck/gone does not exist", "prune-missing")),
     Case("train-registry-not-json", "train", then(tr(), lambda c: c.registry.write_text('{"tiny-base": ')),
          ("{registry}", "not valid JSON")),
     Case("train-config-typo", "train", tr("train.learnig_rate=1"), ("learnig_rate",), via="entry", code=None),

