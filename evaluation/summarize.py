@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import util_public  # noqa: E402,F401
 from util_public import atomicio, packages, paths  # noqa: E402
 from util_public.artifacts import none_found  # noqa: E402
-from util_public.errors import exit_on_user_error  # noqa: E402
+from util_public.errors import UserError, exit_on_user_error  # noqa: E402
 from util_public.evaluation import report  # noqa: E402
 
 
@@ -24,6 +24,8 @@ def main(argv=None) -> int:
     parser.add_argument("--png", default=None, help="also write a grouped bar chart to this PNG file")
     args = parser.parse_args(argv)
     if args.png:         # before any reading: the chart needs matplotlib and a writable file
+        if Path(args.png).suffix.lower() != ".png":       # PNG bytes under chart.svg or out.txt
+            raise UserError(f"--png {args.png}", "does not end in .png", "the chart is a PNG image: name it *.png")
         packages.require("matplotlib", "--png", "pip install matplotlib")
         atomicio.check_writable_file(args.png, "--png")
     roots = args.paths or [str(paths.root("results"))]

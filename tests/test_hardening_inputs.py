@@ -755,6 +755,9 @@ CASES += [
     # unwritable paths
     Case("unwritable-eval-results-under-proc", "eval", ev("output.root=/proc/mtg-results"),
          ("output.root: /proc/mtg-results", "not writable")),
+    Case("summ-png-named-svg", "summ",          # PNG bytes were written under chart.svg
+         lambda c: [*_summary_file(c, {"task": "mc", "metrics": {}}), "--png", f"{c.base}/chart.svg"],
+         ("--png {base}/chart.svg", "does not end in .png")),
     Case("unwritable-summ-png-under-a-file", "summ",
          lambda c: [*_summary_file(c, {"task": "mc", "metrics": {}}), "--png", f"{_blocker(c)}/chart.png"],
          ("--png: {base}/blocker/chart.png", "cannot be written")),
