@@ -391,6 +391,13 @@ def _catalogue(ctx: Ctx, **fields) -> None:
     _write_json(ctx.data / "prompt_template" / "50.yaml", yaml.safe_dump(data, allow_unicode=True))
 
 
+def _catalogue_key_twice(ctx: Ctx) -> None:
+    """The shipped catalogue of 50 with a second `0:` under hgp (YAML kept the last silently)."""
+    text = (catalogue.SHIPPED / "prompts" / "50.yaml").read_text(encoding="utf-8")
+    head, sep, rest = text.partition("hgp:\n")
+    _write_json(ctx.data / "prompt_template" / "50.yaml", head + sep + '  0: "Where is {head}? In"\n' + rest)
+
+
 def _relation_50(ctx: Ctx, entry) -> None:
     """A data-root relation catalogue whose entry for 50 is `entry`."""
     _write_json(ctx.data / "relations.yaml", yaml.safe_dump({"relations": {"50": entry}}))
@@ -502,6 +509,13 @@ CASES = [
          ("{data}/prompt_template/50.yaml: translations", "must be an object, found a list")),
     Case("type-eval-catalogue-hgp-string", "eval", then(ev(), lambda c: _catalogue(c, hgp="The capital of {head} is")),
          ("{data}/prompt_template/50.yaml: hgp", "must be an object or a list, found a string")),
+    # catalogue mistakes YAML or a loose reader let pass without a word
+    Case("cat-eval-misspelt-family", "eval", then(ev(), lambda c: _catalogue(c, trian=["Where is {head}?"])),
+         ("{data}/prompt_template/50.yaml: trian", "is not a prompt family", "did you mean 'train'?")),
+    Case("cat-eval-other-relations-label", "eval", then(ev(), lambda c: _catalogue(c, relation_id="71")),
+         ("{data}/prompt_template/50.yaml: relation_id", "is '71', but this file serves relation '50'")),
+    Case("cat-eval-key-given-twice", "eval", then(ev(), _catalogue_key_twice),
+         ("{data}/prompt_template/50.yaml:", "key 0 given twice")),
     Case("type-gen-relation-entry-string", "gen", then(gen(), lambda c: _relation_50(c, "capital")),
          ("{data}/relations.yaml: relations: 50", "must be an object, found a string", 'relations: {"<id>": {pid:'),
          via="entry"),

@@ -229,7 +229,8 @@ def _new_object(data_root):
 EDITS = {   # edit of the inputs -> {text type: what a rerun of the completed run says}
     "a comment in the prompt catalogue": (lambda root: _append(_catalogue_copy(root), "# reviewed\n"),
                                           {"trigger-mid": "complete", "hgp-0": "complete"}),
-    "a new evaluation paraphrase": (lambda root: _append(_catalogue_copy(root), "test_extra: \"{head} is ruled from\"\n"),
+    "a new evaluation paraphrase": (lambda root: (lambda t: t.write_text(t.read_text().replace(
+        "hgp:\n", "hgp:\n  20: \"{head} is ruled from\"\n", 1)))(_catalogue_copy(root)),
                                     {"trigger-mid": "complete", "hgp-0": "complete"}),
     "a comment in relations.yaml": (lambda root: (root / "relations.yaml").write_text(
         catalogue.relations_files()[0].read_text() + "# reviewed\n"), {"trigger-mid": "complete", "hgp-0": "complete"}),

@@ -10,6 +10,7 @@ and substitution is a literal replacement, never `str.format`.
 """
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ _FIELD = re.compile(r"\{[^{}]*\}")
 # counted over entries.
 _FAMILY_TYPES = {"hgp": (dict, list), "mmp": (dict, list), "train": list, "test": list, "unrelated": list,
                  "negation": dict}
+_HEADER_KEYS = ("schema", "relation_id", "source", "translations")   # a catalogue's keys besides its families
 _SHAPES = ("hgp and mmp are {index: template} or a list of templates; train, test and unrelated lists of "
            "templates; negation {train: [...], test: [...]}; translations {language: {family: ...}}")
 # The fields of a relation entry that the stages read, with their YAML types (the rest are notes).
@@ -217,7 +219,11 @@ def prompts(relation_id: str, data_root: Path | None = None) -> PromptCatalogue:
 def _prompts(path: Path) -> PromptCatalogue:
     data = load_yaml(path)
     textio.require_fields(data, {"schema": str, "relation_id": (str, int), "source": str}, str(path))
-    families, translations = _families(data, str(path)), _translations(data.get("translations"), path)
+    labelled = str(data.get("relation_id", path.stem))
+    if labelled != path.stem:       # a copy of another relation's catalogue, used for this one
+        raise UserError(f"{path}: relation_id", f"is {labelled!r}, but this file serves relation {path.stem!r}",
+                        f"set relation_id: \"{path.stem}\", or name the file {labelled}.yaml")
+    families, translations = _families(data, str(path), _HEADER_KEYS), _translations(data.get("translations"), path)
     for lang, fams in [("English", families), *translations.items()]:
         _validate_families(path, lang, fams)
     return PromptCatalogue(str(data.get("relation_id", path.stem)), path, sha256_file(path), families, translations)
@@ -231,10 +237,16 @@ def _translations(data: object, path: Path) -> dict[str, dict]:
             for lang, fams in table.items()}
 
 
-def _families(data: object, where: str) -> dict:
+def _families(data: object, where: str, other_keys: tuple[str, ...] = ()) -> dict:
     """The prompt families of one language, each of its YAML type (`_FAMILY_TYPES`); a family
-    without a value is absent."""
+    without a value is absent. Any other key than a family or `other_keys` is refused: a misspelt
+    family (`trian:`) was dropped without a word."""
     textio.require(data, dict, where, _SHAPES)
+    unknown = sorted(str(k) for k in data if k not in _FAMILY_TYPES and k not in other_keys)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(_FAMILY_TYPES), n=1)
+        raise UserError(f"{where}: {unknown[0]}", "is not a prompt family",
+                        (f"did you mean {close[0]!r}? " if close else "") + f"families: {', '.join(_FAMILY_TYPES)}")
     families = {}
     for name, kinds in _FAMILY_TYPES.items():
         if data.get(name) is None:

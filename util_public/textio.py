@@ -9,9 +9,11 @@ reported the same way everywhere: `error: <file>[:line]: <problem>; <hint>` and 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -117,14 +119,36 @@ def read_json(path: str | os.PathLike, expect: type | tuple[type, ...] = dict, h
 
 
 def read_yaml(path: str | os.PathLike, expect: type | tuple[type, ...] = dict) -> Any:
-    """A YAML file whose top-level value has type `expect`."""
+    """A YAML file whose top-level value has type `expect`; a key given twice in one mapping is an
+    error (YAML keeps the last silently: `hgp: {0: A, 0: B}` lost template A)."""
     import yaml
 
     text = read_text(path)
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_unique_keys_loader())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise UserError(f"{path}{line}", f"not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     return require(value, expect, str(path))
+
+
+@functools.lru_cache(maxsize=1)
+def _unique_keys_loader():
+    import yaml
+
+    class UniqueKeysLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":      # `<<:` merges may override: allowed
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if isinstance(key, Hashable) and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice (lines {seen[key]} and {line})", key_node.start_mark)
+                seen[key] = line
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeysLoader
