@@ -25,62 +25,24 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
-
-from hydra.errors import HydraException
-from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
+from typing import Callable
 
 from .. import atomicio, launcher, paths, relspec, textio
 from ..artifacts import RunManifest
-from ..cli import to_object
+from ..cli import checked_config
 from ..errors import UserError, exit_on_user_error, under
 from ..facts import load_relation, relation_file
 from ..runinfo import sha256_file
 from . import collect
 from .plan import ModelRef, Step, model_refs, read
 
-# What Hydra and OmegaConf raise for an override they cannot apply (a wrong type, an unknown key or
-# preset, broken override syntax): a traceback from them would not say which plan step it came from.
-COMPOSE_ERRORS = (HydraException, OmegaConfBaseException)
+# A setting no config can take came from a recipe parameter.
 FIX_HINT = "fix the recipe parameter that sets it (`bash recipes/E<n>_*.sh --help` lists them); nothing has run"
 
 
 def quoted(key: str, value: str) -> str:
     """A Hydra override whose value may hold characters the grammar reserves (`~` in run names)."""
     return f"{key}='{value}'"
-
-
-def checked_config(overrides: list[str], compose_fn: Callable[[list[str]], DictConfig],
-                   typed: Callable[[DictConfig], Any] = to_object) -> Any:
-    """`typed(compose_fn(overrides))` (the composition refuses keys the schema lacks, as the entry
-    points do). An override that Hydra or OmegaConf cannot apply is a UserError naming it."""
-    def build(some: list[str]) -> Any:
-        return typed(compose_fn(some))
-
-    try:
-        return build(overrides)
-    except COMPOSE_ERRORS as exc:
-        problem = str(exc.__cause__ or exc).splitlines()[0]
-    # Their messages name the override in several ways, or not at all (a missing preset): bisect for
-    # the shortest failing prefix instead; its last override is the bad one. A composition can take
-    # 0.3 s, so not one per override.
-    good, bad = 0, len(overrides)
-    while bad - good > 1:
-        middle = (good + bad) // 2
-        good, bad = (good, middle) if _fails(build, overrides[:middle]) else (middle, bad)
-    raise UserError(overrides[bad - 1], problem, FIX_HINT)
-
-
-def _fails(build: Callable[[list[str]], Any], overrides: list[str]) -> bool:
-    """Whether `overrides` fail to compose (another complaint, such as a missing key, is not that)."""
-    try:
-        build(overrides)
-    except COMPOSE_ERRORS:
-        return True
-    except UserError:
-        return False
-    return False
 
 
 def launch_command(config_name: str, overrides: list[str]) -> list[str] | None:
@@ -220,7 +182,7 @@ class Executor:
         derive = any(o.startswith("mode=") for o in step.overrides)   # a derivation names its own outputs
         overrides = [f"dataset={step.args[0]}", *([] if derive else [f"relation_ids=[{','.join(rels)}]"]),
                      *step.overrides]
-        return checked_config(overrides, gen_schema.compose, gen_schema.load)
+        return checked_config(overrides, gen_schema.compose, gen_schema.load, hint=FIX_HINT)
 
     def _language(self, step: Step) -> None:
         """Reuse the English facts under `{dataset}_{Language}` (only the prompts change language),
@@ -278,7 +240,8 @@ class Executor:
     def _train_config(self, step: Step, run_name: Callable[[str], str]):
         """The typed training config of a training step (base runs named by `run_name`)."""
         from ..training import run as train_run
-        return checked_config(self._train_overrides(step, run_name), lambda o: train_run.compose(step.args[1], o))
+        return checked_config(self._train_overrides(step, run_name), lambda o: train_run.compose(step.args[1], o),
+                              hint=FIX_HINT)
 
     @staticmethod
     def _dry_run(config_name: str, overrides: list[str]) -> dict:
@@ -328,7 +291,7 @@ class Executor:
         """The typed evaluation config of these overrides."""
         from ..evaluation import schema as eval_schema
 
-        return checked_config(overrides, eval_schema.compose)
+        return checked_config(overrides, eval_schema.compose, hint=FIX_HINT)
 
     def resolve(self, refs: list[ModelRef]) -> list[str]:
         """Registry names of the referenced checkpoints (epochs from the runs' manifests)."""
