@@ -46,6 +46,8 @@
 # repository root after `mkdir -p runs` (slurm opens the --output file before the job starts); on a
 # GPU cluster set MTG_TORCH_SPEC to a CUDA torch for scripts/setup.sh, or SKIP_SETUP=1
 # PY=/path/to/python with an environment that already holds requirements.txt.
+# Both phases' settings are checked first, in a plan too (`python -m util_public.training.check`:
+# types, choices, limits, the batch on these ranks, the prompts in the catalogue).
 # Rerunning skips completed stages and resumes interrupted ones. Phase 2 may start from
 # any per-epoch Phase-1 checkpoint: PHASE2_BASE_EPOCH=E. The registered checkpoints are listed last.
 set -euo pipefail
@@ -142,6 +144,35 @@ if [ "$PLAN_ONLY" = 1 ] && mtg_registry_missing; then
   DRY=(env MTG_MODELS_JSON=models.json "$PY")   # what the registry will start as (a plan writes nothing)
 fi
 
+# ---- stages --------------------------------------------------------------------------------------
+P1_ARGS=(--config-name phase1 "model.base='$BASE_MODEL'" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME"
+         "data.train_text_type=$PHASE1_TEXT_TYPE" "data.index_end=$PHASE1_FACTS" "train.epochs=$PHASE1_EPOCHS"
+         "train.learning_rate=$LR" "train.lr_scheduler_type=$SCHED" "train.seed=$SEED"
+         "train.per_device_train_batch_size=$PER_DEVICE_BATCH" "train.effective_batch_size=$EFFECTIVE_BATCH")
+[ "$PER_DEVICE_BATCH" -gt 1 ] && P1_ARGS+=("train.group_by_length=true")
+P1_ARGS+=("${EXTRA1[@]}")
+
+field() { "$PY" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
+p2_args() {  # p2_args PHASE1_RUN_NAME: Phase 2's arguments (into P2_ARGS)
+  P2_ARGS=(--config-name phase2 "model.base_run='$1'" "model.base_epoch=$PHASE2_BASE_EPOCH"
+           "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" "data.train_text_type=$PHASE2_TEXT_TYPE"
+           "data.index_end=$PHASE2_K" "loss.mode=$PHASE2_LOSS" "train.epochs=$PHASE2_EPOCHS"
+           "train.learning_rate=$PHASE2_LR" "train.lr_scheduler_type=$SCHED" "train.seed=$SEED"
+           "train.per_device_train_batch_size=$PHASE2_PER_DEVICE_BATCH"
+           "train.effective_batch_size=$PHASE2_EFFECTIVE_BATCH")
+  [ "$PHASE2_PER_DEVICE_BATCH" -gt 1 ] && P2_ARGS+=("train.group_by_length=true")
+  P2_ARGS+=("${EXTRA2[@]}")
+}
+
+# Both stages' settings, checked on the ranks they will run on before anything trains (a Phase-2
+# typo stopped the pipeline only after Phase 1 had trained; a plan printed it and exited 0).
+p2_args '<phase-1 run name>'
+for stage in P1_ARGS P2_ARGS; do
+  declare -n args=$stage
+  "$PY" -m util_public.training.check --world-size "$WORLD" "${args[@]}"
+done
+unset -n args
+
 # ---- data ----------------------------------------------------------------------------------------
 DATA_ROOT=${MTG_DATA_ROOT:-data}
 # Not `mapfile < <(...)`: a process substitution's failure goes unnoticed, and the Phase-1 dry run
@@ -158,16 +189,7 @@ if [ ${#MISSING[@]} -gt 0 ]; then
   run_step "$PY" data_generation/generate.py "relation_ids=[$LIST]" "dataset=$DATA_NAME"   # $PY, set up above
 fi
 
-# ---- stages --------------------------------------------------------------------------------------
-P1_ARGS=(--config-name phase1 "model.base='$BASE_MODEL'" "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME"
-         "data.train_text_type=$PHASE1_TEXT_TYPE" "data.index_end=$PHASE1_FACTS" "train.epochs=$PHASE1_EPOCHS"
-         "train.learning_rate=$LR" "train.lr_scheduler_type=$SCHED" "train.seed=$SEED"
-         "train.per_device_train_batch_size=$PER_DEVICE_BATCH" "train.effective_batch_size=$EFFECTIVE_BATCH")
-[ "$PER_DEVICE_BATCH" -gt 1 ] && P1_ARGS+=("train.group_by_length=true")
-P1_ARGS+=("${EXTRA1[@]}")
-
-field() { "$PY" -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
-
+# ---- training ------------------------------------------------------------------------------------
 if [ "$PLAN_ONLY" = 1 ] && [ ${#MISSING[@]} -gt 0 ]; then
   P1_NAME='<phase-1 run name>'   # the dry run that names it needs the data
 else
@@ -178,14 +200,7 @@ fi
 echo "pipeline: phase 1 -> $P1_NAME" >&2
 launch_step training/train.py "${P1_ARGS[@]}"
 
-P2_ARGS=(--config-name phase2 "model.base_run='$P1_NAME'" "model.base_epoch=$PHASE2_BASE_EPOCH"
-         "data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" "data.train_text_type=$PHASE2_TEXT_TYPE"
-         "data.index_end=$PHASE2_K" "loss.mode=$PHASE2_LOSS" "train.epochs=$PHASE2_EPOCHS"
-         "train.learning_rate=$PHASE2_LR" "train.lr_scheduler_type=$SCHED" "train.seed=$SEED"
-         "train.per_device_train_batch_size=$PHASE2_PER_DEVICE_BATCH"
-         "train.effective_batch_size=$PHASE2_EFFECTIVE_BATCH")
-[ "$PHASE2_PER_DEVICE_BATCH" -gt 1 ] && P2_ARGS+=("train.group_by_length=true")
-P2_ARGS+=("${EXTRA2[@]}")
+p2_args "$P1_NAME"
 # Every evaluation stays within the facts Phase 1 memorized: "unseen" means memorized, not trained in Phase 2.
 evaluations() {  # evaluations PHASE1_CHECKPOINT PHASE2_CHECKPOINT
   local common=("data.relation_id=$RELATION_ID" "data.dataset=$DATA_NAME" "data.index_end=$PHASE1_FACTS" "tasks=[gen,mc]")

@@ -286,6 +286,27 @@ def test_a_script_of_environment_parameters_refuses_arguments(script, stubs, iso
     assert not calls.exists() and not (tmp_path / "recipe").exists()
 
 
+# A Phase-2 setting no Phase 2 can take -> what the pipeline says before anything runs (it trained
+# Phase 1 first; a plan printed it and exited 0).
+LATE_SETTINGS = {
+    "PHASE2_LOSS=bogus": "error: loss.mode: 'bogus' is not one of normal, s-o, o, r",
+    "PHASE2_TEXT_TYPE=hgp-99": "error: data.train_text_type: hgp-99: no such prompt in",
+    "EXTRA_ARGS_PHASE2=train.learnig_rate=1": "error: train.learnig_rate=1: Key 'learnig_rate' not in 'TrainConfig'",
+    "PHASE2_TEXT_TYPE=test-*": "error: data.train_text_type: 'test-*' is an evaluation-only prompt type",
+}
+
+
+@pytest.mark.parametrize("setting, plan_only", [*((s, "1") for s in LATE_SETTINGS), ("PHASE2_LOSS=bogus", "0")])
+def test_phase_two_settings_are_checked_before_phase_one_trains(setting, plan_only, pipeline_env, isolated_roots):
+    env, calls = pipeline_env
+    variable, value = setting.split("=", 1)
+    done = bash("pipeline_llama_custome.sh", {**env, "CUDA_VISIBLE_DEVICES": "", "PLAN_ONLY": plan_only,
+                                              "MEMCHECK": "0", variable: value})
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1 and errors[0].startswith(LATE_SETTINGS[setting]), done.stderr
+    assert done.stdout == "" and not isolated_roots["runs"].exists() and not calls.exists()
+
+
 def test_a_bad_relation_id_is_said_once(stubs, isolated_roots):
     """relspec's refusal stops the pipeline (a process substitution hid it: the dry run said it again)."""
     env = {**job_env(stubs), "SKIP_SETUP": "1", "PLAN_ONLY": "1", "PY": sys.executable, "RELATION_ID": "50+",

@@ -35,6 +35,8 @@ def under(key: str) -> Iterator[None]:
     try:
         yield
     except UserError as err:
+        if err.where == key or err.where.startswith(f"{key}: "):     # named already
+            raise
         raise UserError(f"{key}: {err.where}", err.problem, err.hint) from None
 
 

@@ -23,7 +23,8 @@ COMBINE_SPACINGS = ("single", "original")    # trigger-combine keys joined by a 
 CATALOGUE_FAMILIES = ("hgp", "mmp", "train", "test", "unrelated", "NegTrain", "NegTest")
 BUILTIN = ("trigger-mid", "trigger-begin", "trigger-combine", "subject", "wiki", "ic-lke")
 NOT_BORROWABLE = ("trigger-combine", "subject", "wiki", "ic-lke")    # no single relation's template
-_INDEXED = re.compile(r"(only-hgp|only-mmp|hgp|mmp|train|test|unrelated|NegTrain|NegTest)-(\d+|\*)")
+# One spelling per prompt: `hgp-00` read as hgp-0 but named its run apart (and \d took other scripts' digits).
+_INDEXED = re.compile(r"(only-hgp|only-mmp|hgp|mmp|train|test|unrelated|NegTrain|NegTest)-(0|[1-9][0-9]*|\*)")
 
 
 @dataclass(frozen=True)

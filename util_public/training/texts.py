@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .. import catalogue, prompts, seeding
+from .. import catalogue, prompts, relspec, seeding
 from ..errors import UserError, under
 from ..facts import Fact, wiki_prefix
 from . import occurrences
@@ -71,6 +71,8 @@ def components(text_type: str) -> list[str]:
     parts = [p.strip() for p in text_type.split("&")]
     if any(not p for p in parts):
         raise UserError("data.train_text_type", f"{text_type!r} has an empty part")
+    if len(set(parts)) < len(parts):        # each fact's text would be trained twice per epoch
+        raise UserError("data.train_text_type", f"{text_type!r} names a type twice", "list each type once")
     for part in parts:
         _prompt_names(part, None)   # validates the name before any data is read
     return parts
@@ -117,6 +119,20 @@ def check_text_type(text_type: str, key: str = "data.train_text_type") -> None:
         for component in components(text_type):
             if not _TRAIN_MIX.fullmatch(component):
                 _prompt_names(component, None)
+
+
+def check_templates(text_type: str, relation_id: str, data_root: Path, key_format: str = prompts.KEY_FORMAT) -> None:
+    """Every template `build` will look up for `text_type` exists in each relation's catalogue,
+    checked without the facts (a stage planned before its data exists)."""
+    parts = components(text_type)
+    for rel in relspec.atomic(relation_id):
+        with under("data.relation_id"):
+            cat = catalogue.prompts(rel, data_root) if any(needs_catalogue(p) for p in parts) else None
+        with under("data.train_text_type"):
+            for part in parts:
+                for prompt_id in _prompt_names(part, cat):
+                    if prompt_id not in ("wiki", IC_LKE_TYPE):
+                        prompts.template(prompt_id, rel, cat, key_format=key_format)
 
 
 def needs_catalogue(component: str) -> bool:
