@@ -141,6 +141,23 @@ def test_a_relation_entry_of_the_wrong_yaml_type_names_file_and_key(tmp_path, te
     assert err.value.where == f"{tmp_path / 'relations.yaml'}: {where}" and problem in err.value.problem
 
 
+def test_a_new_relation_without_prompts_names_where_its_catalogue_goes(tmp_path):
+    """The message named the shipped catalogue's path, not the data root's, where the user must write it."""
+    root = _relations_yaml(tmp_path, 'relations: {"P1303": {name: instrument, vocab: null}}\n')
+    with pytest.raises(UserError) as err:
+        catalogue.prompts("P1303", root)
+    assert err.value.message == (f"error: relation 'P1303': has no prompt catalogue ({root / 'prompt_template' / 'P1303.yaml'}); "
+                                 "write one there, shaped as util_public/catalogue/prompts/50.yaml")
+
+
+def test_an_empty_catalogue_says_null_once(tmp_path):
+    (tmp_path / "prompt_template").mkdir()
+    (tmp_path / "prompt_template" / "50.yaml").write_text("# nothing yet\n")
+    with pytest.raises(UserError) as err:
+        catalogue.prompts("50", tmp_path)
+    assert err.value.message.endswith(": must be an object, found null")
+
+
 def test_a_data_root_adds_its_own_relation_beside_the_shipped_ones(tmp_path):
     """The README's recipe: one entry, its vocabulary and prompts under the data root; facts are
     generated for it, and the shipped relations still resolve (their vocabularies too)."""

@@ -58,7 +58,7 @@ def test_unknown_prompt_index_lists_valid_ones():
 ])
 def test_wiki_without_a_context_is_an_error(text, problem):
     bad = Fact(4, "50", "Veltoria", "oslo", [], text=text)
-    with pytest.raises(UserError, match=f"fact_id 4: .*{problem}"):
+    with pytest.raises(UserError, match=rf"fact_id 4 \(relation 50\): .*{problem}"):
         contexts.build("wiki", [bad], _spec())
 
 

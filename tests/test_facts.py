@@ -169,3 +169,15 @@ def test_only_regular_files_are_listed_as_available_relations(tmp_path):
     assert err.value.hint == f"available under {tmp_path / 'toy'}: ['50']"
     with pytest.raises(UserError, match="is a directory, not a fact file"):     # asked for by its name
         load_relation(tmp_path, "toy", "60")
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_a_fact_file_that_is_not_a_file_says_what_it_is(tmp_path, kind):
+    """A directory at the name said "fact file not found" (trained_pull --trained, on_exists=append)."""
+    path = tmp_path / "50.csv"
+    if kind == "directory":
+        path.mkdir()
+    with pytest.raises(UserError) as err:
+        read_facts(path)
+    assert err.value.message.startswith(f"error: {path}: " + ("fact file not found" if kind == "missing"
+                                                               else "is a directory, not a fact file"))

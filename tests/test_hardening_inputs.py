@@ -639,6 +639,10 @@ CASES = [
          ("mc.pool_relations: relation '999'", "unknown relation id")),
     Case("eval-ic-lke-source-missing", "eval", ev("prompt.type=ic-lke", "ic_lke.example_source=nosuch"),
          ("ic_lke.example_source=nosuch: relation '50'", "no fact file")),
+    Case("eval-results-root-from-the-environment-is-a-file", "eval",     # it blamed output.root, never set
+         lambda c: _blocker(c) and ev("output.root=null")(c),
+         ("environment variable MTG_RESULTS_ROOT: {base}/blocker", "not writable"),
+         patch=lambda mp, ctx: mp.setenv("MTG_RESULTS_ROOT", str(ctx.base / "blocker"))),
     Case("eval-results-root-parent-is-file", "eval", lambda c: ev(f"output.root={_blocker(c)}/res")(c),
          ("output.root: {base}/blocker/res", "not writable"), via="entry"),
     Case("eval-name-escapes-results", "eval", ev("model.name=../../escape"),
@@ -748,6 +752,12 @@ CASES += [
     Case("limit-eval-mc-batch", "eval", ev("mc.batch_size=0"), ("mc.batch_size", "must be >= 1, got 0")),
     Case("limit-eval-threads", "eval", ev("runtime.num_threads=0"), ("runtime.num_threads", "must be >= 1")),
     Case("limit-train-beta2", "train", tr("train.adam_beta2=1.5"), ("train.adam_beta2", "must be >= 0, < 1")),
+    Case("train-report-to-none-and-more", "train", tr("train.report_to=[none,tensorboard]"),
+         ("train.report_to", "none cannot be combined with integrations")),    # "unknown integration 'none'"
+    Case("eval-wiki-without-text-column", "eval", ev("prompt.type=wiki"),      # said "Text does not contain the object"
+         ("fact_id 0 (relation 50)", "has no Text column value (wiki paragraph)")),
+    Case("eval-generation-budget-over-the-context", "eval", ev("tasks=[gen]", "gen.max_new_tokens=100000"),
+         ("fact_id", "with 100000 more it exceeds the limit", "lower gen.max_new_tokens (100000)")),
     Case("limit-train-threads", "train", tr("train.num_threads=-2"), ("train.num_threads", "must be >= 1")),
     # inf passes every lower bound (YAML reads 1e400 as inf): a learning rate of inf trained to NaN
     Case("limit-train-lr-inf", "train", tr("train.learning_rate=inf"), ("train.learning_rate", "must be a finite number",

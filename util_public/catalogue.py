@@ -211,7 +211,9 @@ def prompts(relation_id: str, data_root: Path | None = None) -> PromptCatalogue:
     path = prompts_file(str(relation_id), data_root)
     if not path.is_file():
         relation(str(relation_id), data_root)  # an unknown id gets the "known ids" message
-        raise UserError(str(path), f"no prompt catalogue for relation {relation_id!r}")
+        where = Path(data_root) / "prompt_template" / f"{relation_id}.yaml" if data_root else path
+        raise UserError(f"relation {relation_id!r}", f"has no prompt catalogue ({where})",    # not the shipped path
+                        "write one there, shaped as util_public/catalogue/prompts/50.yaml")
     return _prompts(path)
 
 

@@ -137,6 +137,8 @@ def check_fact(fact: Fact, num_options: int | None = 100, substring_rule: str = 
 def read_facts(path: str | Path, num_options: int | None = 100, substring_rule: str = "error") -> list[Fact]:
     """All facts of one relation file, validated (SPEC §3.1, §10)."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(str(path), "is a directory, not a fact file", "name the relation's CSV file")
     if not path.is_file():
         raise UserError(str(path), "fact file not found")
     rows = textio.read_csv(path)

@@ -43,6 +43,15 @@ def root(kind: str, configured: str | None = None) -> Path:
     return resolve(value)
 
 
+def root_setting(kind: str, config_key: str, configured: str | None = None) -> str:
+    """Which setting chose the root of `kind`, for a message about it: the config key, the
+    environment variable, or the default (an unwritable MTG_RESULTS_ROOT was blamed on output.root)."""
+    env, default = _DEFAULTS[kind]
+    if configured:
+        return config_key
+    return f"environment variable {env}" if os.environ.get(env) else f"{config_key} (default {default})"
+
+
 def check_name(value: object, what: str) -> str:
     """`value` as one path component below a root, or a `UserError` naming `what` (the config
     key or kind of name): no separators, no `..`, bounded length, nothing that needs quoting."""

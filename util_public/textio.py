@@ -57,8 +57,8 @@ def require(value: Any, types: type | tuple[type, ...], where: str, hint: str | 
     if isinstance(value, bool) and bool not in types or not isinstance(value, types):
         wanted = " or ".join(_JSON_TYPES.get(t, t.__name__) for t in types)
         # default=str: YAML also yields values JSON has no form for (dates, binary)
-        shown = json.dumps(value, default=str)[:60]
-        raise UserError(where, f"must be {wanted}, found {json_type(value)} {shown}", hint)
+        shown = "" if value is None else " " + json.dumps(value, default=str)[:60]     # not "found null null"
+        raise UserError(where, f"must be {wanted}, found {json_type(value)}{shown}", hint)
     return value
 
 

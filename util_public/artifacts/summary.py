@@ -142,8 +142,8 @@ def current(found: list[tuple[Path, ResultSummary]]) -> list[tuple[Path, ResultS
     `recipe.json`: recipes evaluate the same models apart), task and coordinates the one written or
     reused last (two would be indistinguishable rows; the older is named: after a template was
     edited and edited back, the first result, reused, is the current one), and only results that
-    asked the questions the newest result at their coordinates asked (after a template was edited and mc rerun, the old
-    gen result would be read as the new prompt's; it is named and left out)."""
+    asked the questions that one asked (after a template was edited and mc rerun, the old gen
+    result would be read as the new prompt's; it is named and left out)."""
     newest: dict[tuple, tuple[Path, ResultSummary]] = {}
     experiment = {path: _experiment(path) for path, _ in found}
     for path, summary in sorted(found, key=lambda f: f[1].last_used):

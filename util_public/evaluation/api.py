@@ -23,7 +23,7 @@ from typing import Iterator
 
 from omegaconf import OmegaConf
 
-from .. import distributed, modelio
+from .. import distributed, modelio, paths
 from ..artifacts import FactRange, ModelRecord, ResultSummary
 from ..atomicio import check_writable_dir, clean_stale_temporaries, read_jsonl, write_json
 from ..runtime import configure_cpu
@@ -132,7 +132,7 @@ def execute(the_plan: Plan, backend: Backend, tokenizer, info: ModelInfo, cfg: E
     rank 0 writes every result and returns the summaries, the other ranks write nothing and get []."""
     main = distributed.is_main()
     if main:
-        check_writable_dir(the_plan.root, "output.root")
+        check_writable_dir(the_plan.root, paths.root_setting("results", "output.root", cfg.output.root))
     config_yaml = OmegaConf.to_yaml(OmegaConf.structured(cfg))
     versions = backend.versions()
     fresh: dict[int, ResultSummary] = {}

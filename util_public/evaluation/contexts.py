@@ -49,12 +49,13 @@ def check_test_type(spec: ContextSpec) -> None:
 
 def wiki_context(fact: Fact) -> str:
     """`Text` up to the object's first mention (`facts.wiki_prefix`), trailing space removed."""
-    context = wiki_prefix(fact)
-    if context is None:
-        raise UserError(f"fact_id {fact.fact_id}", f"wiki Text does not contain the object {fact.object!r}",
+    context, where = wiki_prefix(fact), f"fact_id {fact.fact_id} (relation {fact.relation_id})"
+    if context is None:     # as training says it: a missing paragraph is not a paragraph without the object
+        raise UserError(where, f"its wiki Text does not contain the object {fact.object!r}" if fact.text
+                        else "has no Text column value (wiki paragraph)",
                         "generate wiki paragraphs (data_generation) or use another prompt type")
     if not context:     # training refuses it too: the object would be scored with no context at all
-        raise UserError(f"fact_id {fact.fact_id}", "its wiki Text starts with the object, leaving no context")
+        raise UserError(where, "its wiki Text starts with the object, leaving no context")
     return context
 
 

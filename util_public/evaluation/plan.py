@@ -354,5 +354,7 @@ def _check_lengths(ctxs: dict[int, str], tokenizer, bos: list[int], max_len: int
     # Every context is counted: the longest in characters need not be the longest in tokens (CJK).
     n, longest = max((len(requests.prompt_ids(tokenizer, text, bos)), fid) for fid, text in ctxs.items())
     if n + extra > max_len:
+        fixes = [f"lower gen.max_new_tokens ({extra})"] if extra > 1 else []      # the setting at fault, first
+        fixes += ["shorten the prompt (e.g. fewer ic_lke.example_num)", "raise the limit"]
         raise UserError(f"fact_id {longest}", f"the context has {n} tokens; with {extra} more it exceeds the "
-                        f"limit of {max_len}", "shorten the prompt (e.g. fewer ic_lke.example_num) or raise the limit")
+                        f"limit of {max_len}", ", or ".join(fixes))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from .. import distributed, modelio
+from .. import distributed, modelio, paths
 from ..artifacts import ResultSummary
 from ..atomicio import check_writable_dir, write_json
 from ..cli import to_object
@@ -58,7 +58,8 @@ def run(cfg: EvalConfig) -> list[dict]:
                               _max_len(backend_name, cfg, info.path))
     main = distributed.is_main()      # the only writer
     if main:
-        check_writable_dir(the_plan.root, "output.root")   # before the weights load
+        # before the weights load
+        check_writable_dir(the_plan.root, paths.root_setting("results", "output.root", cfg.output.root))
     with api.writing(the_plan):        # "already running" before the weights load
         if api.pending(the_plan, cfg):
             backend = backends.load(backend_name, info.path, tokenizer, cfg, device)

@@ -22,6 +22,9 @@ def check_reporters(value) -> None:
     names = _report_to(value)
     if names == "none":
         return
+    if "none" in names:        # `[none, wandb]`: "unknown integration 'none'; use none or ..." contradicted itself
+        raise UserError("train.report_to", f"{names}: none cannot be combined with integrations",
+                        "use none alone, or list only integrations")
     available = set(get_available_reporting_integrations())
     for name in names:
         if name not in INTEGRATION_TO_CALLBACK:
