@@ -615,6 +615,12 @@ CASES = [
          ("train.lr_scheduler_type", "'cosin' is not one of", "cosine"), via="entry"),
     Case("train-key-format-other-field", "train", tr("key_token.format='<T_{relation_id}_{x}>'"),
          ("key_token.format", "{relation_id} alone", "KeyError")),
+    Case("train-key-format-bare", "train", tr("key_token.format='{relation_id}'"),     # "50" became a special token
+         ("key_token.format", "'{relation_id}' must be one bracketed word")),
+    Case("train-key-format-spaced", "train", tr("key_token.format='<the {relation_id}>'"),
+         ("key_token.format", "must be one bracketed word")),
+    Case("eval-csv-no-distractors", "eval", ev(mutate=cell(2, "Alternate Facts", "[]")),     # hinted "ask for 1"
+         ("{data}/toy/50.csv:4: fact_id 2", "0 distractors", "at least one distractor")),
     Case("train-key-format-positional", "train", tr("key_token.format='<T_{0}>'"),
          ("key_token.format", "{relation_id} alone")),
     # evaluation

@@ -119,6 +119,7 @@ def check_fact(fact: Fact, num_options: int | None = 100, substring_rule: str = 
         _check_characters(option, "an option", where)
     if num_options is not None and len(opts) != num_options - 1:
         raise UserError(where, f"{len(opts)} distractors, expected {num_options - 1}",
+                        "a question needs at least one distractor: fill in its 'Alternate Facts'" if not opts else
                         f"this fact has {len(opts) + 1} options: ask for {len(opts) + 1} (mc.num_options), or generate "
                         f"facts with num_options={num_options} into a dataset of their own (dataset=<name>_opt{num_options})")
     gold, normed = check_options(fact.object, opts, where)

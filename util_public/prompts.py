@@ -110,6 +110,11 @@ def check_key_format(key_format: str, where: str = "key_token.format") -> None:
                         f"e.g. {KEY_FORMAT}") from None
     if probe.count("\0") != 1:
         raise UserError(where, f"{key_format!r} must contain '{{relation_id}}' once", f"e.g. {KEY_FORMAT}")
+    # A special token matches wherever its text occurs: `{relation_id}` alone made "50" one, inside
+    # subjects, prompts and answers. A bracketed word without spaces occurs in no natural text.
+    if not re.fullmatch(r"<[^<>\s]+>", probe.replace("\0", "x")):
+        raise UserError(where, f"{key_format!r} must be one bracketed word, as <...{{relation_id}}...>",
+                        f"e.g. {KEY_FORMAT}: a special token is matched wherever its text occurs")
 
 
 def checkpoint_key_format(meta) -> str:
