@@ -619,6 +619,8 @@ CASES = [
          ("key_token.format", "'{relation_id}' must be one bracketed word")),
     Case("train-key-format-spaced", "train", tr("key_token.format='<the {relation_id}>'"),
          ("key_token.format", "must be one bracketed word")),
+    Case("eval-seen-range-past-the-data", "eval", ev("data.seen_fact_ids=0:500"),     # taken as given
+         ("data.seen_fact_ids=0:500", "names fact_ids relation 50 lacks (6-499)")),
     Case("eval-csv-no-distractors", "eval", ev(mutate=cell(2, "Alternate Facts", "[]")),     # hinted "ask for 1"
          ("{data}/toy/50.csv:4: fact_id 2", "0 distractors", "at least one distractor")),
     Case("train-key-format-positional", "train", tr("key_token.format='<T_{0}>'"),

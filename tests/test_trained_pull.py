@@ -54,7 +54,17 @@ def test_cli_prints_one_row_per_result(tmp_path, capsys):
     csv = write_facts(tmp_path / "50.csv", [Fact(i, "50", f"S{i}", o, []) for i, o in enumerate(sorted(TRAINED))])
     result = write_result(tmp_path / "r1")
     assert trained_pull.main(["--trained", str(csv), str(result)]) == 0
-    assert "| m1 | mc | 5 | 0.40 | 1.00 / 0.25 (n = 1 / 4) | 3 | 1 | 0.40 | 0.60 | n/a | n/a |" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "| m1 | mc | 5 | 0.40 | 1.00 / 0.25 (n = 1 / 4) | 3 | 1 | 0.40 | 0.60 | n/a | n/a |" in out.out
+    assert "note" not in out.err
+
+
+def test_a_trained_file_whose_objects_are_never_options_is_noted(tmp_path, capsys):
+    """Another relation's trained facts gave a table of zeros without a word."""
+    csv = write_facts(tmp_path / "71.csv", [Fact(0, "71", "Book", "writer", [])])
+    result = write_result(tmp_path / "r1")
+    assert trained_pull.main(["--trained", str(csv), str(result)]) == 0
+    assert f"note: no option of {result} is an object of {csv}" in capsys.readouterr().err
 
 
 def calibrated(rec, null):

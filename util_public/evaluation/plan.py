@@ -15,7 +15,7 @@ from pathlib import Path
 from .. import catalogue, known, limits, matching, modelio, paths, prompts, relspec
 from .. import facts as factio
 from ..errors import UserError, under
-from ..facts import Fact
+from ..facts import Fact, id_ranges
 from ..runinfo import fingerprint, sha256_text
 from . import contexts, ic_lke, metrics, modelinfo, objectcase, pooling, requests, results, textprobe
 from .modelinfo import ModelInfo
@@ -269,6 +269,7 @@ def build(cfg: EvalConfig, info: ModelInfo, tokenizer, factsets: list[FactSet], 
         concrete = expand(names or prompt_types(cfg), cat, cfg.data.language, rel, data_root)
         seen = modelinfo.seen_fact_ids(cfg.data.seen_fact_ids, info, rel, cfg.data.dataset,
                                        [f.fact_id for f in selected]) if factset.trained_split else None
+        _check_seen_within_data(cfg.data.seen_fact_ids, seen, factset)
         spec = contexts.ContextSpec(rel, cat, cfg.data.language, cfg.prompt.separator, cfg.prompt.test_type,
                                     cfg.prompt.open_content, cfg.prompt.chat_template, spacing, info.key_format,
                                     data_root)
@@ -343,6 +344,16 @@ def _check_key_tokens(name: str, cfg: EvalConfig, info: ModelInfo, tokenizer, re
     for used in (name, opened):
         if used and prompts.parse(used).family.startswith("trigger-"):
             modelinfo.require_key_tokens(info, tokenizer, prompts.relation_of(used, relation_id))
+
+
+def _check_seen_within_data(setting, seen: set[int] | None, factset) -> None:
+    """An explicit seen range names facts of the data (`0:500` on 100 facts was taken as given)."""
+    if seen is None or str(setting).strip() == "auto":
+        return
+    lacking = sorted(seen - {f.fact_id for f in factset.facts})
+    if lacking:
+        raise UserError(f"data.seen_fact_ids={setting}", f"names fact_ids relation {factset.relation_id} lacks "
+                        f"({id_ranges(lacking)})", "the seen facts are the ones Phase 2 trained, within the data")
 
 
 def _check_lengths(ctxs: dict[int, str], tokenizer, bos: list[int], max_len: int | None, cfg: EvalConfig,

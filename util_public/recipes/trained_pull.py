@@ -170,6 +170,9 @@ def table(directories: list[Path], trained_csv: Path, rehearsal: list[str] = (),
              "| of it in the first token, trained / other | accuracy, base model's spelling |", "|" + "---|" * 13]
     for d in directories:
         task, name, records = read_result(d)
+        if task == "mc" and not any(_trained(o, trained) for r in records for o in r["options"]):
+            print(f"note: no option of {d} is an object of {trained_csv} (another relation's facts?): "
+                  "nothing here can be pulled by them", file=sys.stderr)
         p = pull(task, records, trained)
         moved = spelled = None
         if base_records and task == "mc":
