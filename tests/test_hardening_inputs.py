@@ -604,6 +604,9 @@ CASES = [
          ("{data}/toy/50.csv:8", "a row of 5 empty cells")),
     Case("train-csv-relation-mismatch", "train", tr(mutate=cell(2, "relation_id", "71")),
          ("{data}/toy/50.csv:4: fact_id 2", "relation_id '71'")),
+    Case("train-dry-run-runs-root-is-a-file", "train",      # answered "fresh"; the real run then refused
+         lambda c: tr("train.dry_run=true", f"save.runs_root={_blocker(c)}")(c),
+         ("save.runs_root: {base}/blocker", "is a file, not a folder")),
     Case("train-registry-unwritable", "train", tr(), ("registry: {registry}", "Read-only file system"),
          patch=raise_on_fsync(errno.EROFS)),
     Case("train-registry-is-a-directory", "train", lambda c: then(tr(f"model.base={c.base}/tiny"), _registry_dir)(c),
@@ -721,6 +724,9 @@ CASES += [
          ("{data}/toy/50.csv:4", "not valid UTF-8", "iconv"), via="entry"),
     Case("enc-eval-utf16-facts", "eval", then(ev(), lambda c: recode(c.data / "toy" / "50.csv", "utf-16")),
          ("{data}/toy/50.csv", "UTF-16")),
+    Case("enc-eval-utf16le-facts-without-bom", "eval",      # read as columns 'f\x00a\x00c\x00t...'
+         then(ev(), lambda c: recode(c.data / "toy" / "50.csv", "utf-16-le")),
+         ("{data}/toy/50.csv:1", "contains NUL bytes: UTF-16 without a byte-order mark")),
     Case("enc-eval-latin1-catalogue", "eval",
          then(ev(), _latin1_catalogue), ("{data}/prompt_template/50.yaml:1", "not valid UTF-8")),
     Case("enc-train-latin1-registry", "train", then(tr(), _latin1_registry), ("{registry}:1", "not valid UTF-8")),

@@ -37,6 +37,12 @@ def read_text(path: str | os.PathLike) -> str:
         raise UserError(str(path), f"cannot read ({exc.strerror or exc})") from None
     if data.startswith(_UTF16_BOMS):
         raise UserError(str(path), "is UTF-16 encoded, expected UTF-8", "save the file as UTF-8")
+    nul = data.find(b"\0")
+    if nul >= 0:      # valid UTF-8, but no text holds NUL: UTF-16 without a byte-order mark read as mangled columns
+        line = data.count(b"\n", 0, nul) + 1
+        raise UserError(f"{path}:{line}",
+                        "contains NUL bytes: UTF-16 without a byte-order mark, or not a text file",
+                        "save the file as UTF-8")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
