@@ -63,15 +63,19 @@ def _target(path: str | os.PathLike) -> Path:
     return target
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """`path`, or the nearest of its parents that exists (where its missing folders would be made)."""
+    path = Path(path)
+    return next(p for p in (path, *path.parents) if p.exists())
+
+
 def check_writable_dir(path: str | os.PathLike, key: str = "output") -> Path:
     """Prove, before any heavy work starts, that `path` can be created and written to.
 
     Nothing is left behind: the probe is a file in the nearest existing folder, removed again,
     and missing folders are created only when an output is actually written."""
     path = Path(path)
-    existing = path
-    while not existing.exists() and existing.parent != existing:
-        existing = existing.parent
+    existing = nearest_existing(path)
     try:
         if not existing.is_dir():
             raise NotADirectoryError(0, f"{existing} is not a directory")
@@ -138,8 +142,7 @@ def is_disk_failure(exc: BaseException) -> bool:
 def disk_failure(path: Path, exc: BaseException, what: str = "", hint: str = _DISK_HINT) -> UserError:
     """The error of a large write that `is_disk_failure`, with the free space left where it went."""
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    free = shutil.disk_usage(existing).free / 2**30
+    free = shutil.disk_usage(nearest_existing(path)).free / 2**30
     return UserError(str(path), f"cannot write{' ' + what if what else ''} ({reason}; {free:.1f} GiB free on its disk)",
                      hint)
 
@@ -267,7 +270,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     the last complete one wins, and a reader sees one writer's complete directory, never a mix.
     A file (or link) at `path` is refused, not replaced: it is someone's, not an older result."""
     path = Path(path)
-    if path.is_symlink() and not path.exists() or path.exists() and not path.is_dir():
+    _target(path)       # a dangling link is refused as for a file
+    if path.exists() and not path.is_dir():
         raise UserError(str(path), "is a file, where a directory is to be written",
                         "move it away or choose another output location")
     tmp = _staging_name(path)

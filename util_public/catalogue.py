@@ -228,7 +228,7 @@ def _prompts(path: Path) -> PromptCatalogue:
     families, translations = _families(data, str(path), _HEADER_KEYS), _translations(data.get("translations"), path)
     for lang, fams in [("English", families), *translations.items()]:
         _validate_families(path, lang, fams)
-    return PromptCatalogue(str(data.get("relation_id", path.stem)), path, sha256_file(path), families, translations)
+    return PromptCatalogue(labelled, path, sha256_file(path), families, translations)
 
 
 def _translations(data: object, path: Path) -> dict[str, dict]:

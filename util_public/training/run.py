@@ -87,7 +87,7 @@ def train_stage(cfg_node: DictConfig, overrides: list[str]) -> int:
     steps = hfargs.steps_per_epoch(len(encoded.masked), cfg.train.per_device_train_batch_size, grad_accum, world_size)
     saved_at = [steps * epoch for epoch in range(1, cfg.train.epochs + 1)]
     if cfg.train.dry_run:   # what the real run would refuse, read without writing: the run directory, the names
-        existing = next(p for p in (runs_root, *runs_root.parents) if p.exists())
+        existing = atomicio.nearest_existing(runs_root)
         if not existing.is_dir():       # the real run refuses it; the dry run answered "fresh"
             raise UserError(f"save.runs_root: {runs_root}", f"{existing} is a file, not a folder",
                             "choose another runs root")

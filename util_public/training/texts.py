@@ -127,7 +127,7 @@ def check_templates(text_type: str, relation_id: str, data_root: Path, key_forma
     parts = components(text_type)
     for rel in relspec.atomic(relation_id):
         with under("data.relation_id"):
-            cat = catalogue.prompts(rel, data_root) if any(needs_catalogue(p) for p in parts) else None
+            cat = _catalogue(rel, parts, data_root)
         with under("data.train_text_type"):
             for part in parts:
                 for prompt_id in _prompt_names(part, cat):
@@ -160,7 +160,7 @@ def build(selection: Selection, text_type: str, opts: Options) -> list[TrainText
     for group in selection.groups:
         if IC_LKE_TYPE in parts and len(group.relation_ids) > 1:
             raise UserError("data.train_text_type", f"{IC_LKE_TYPE} cannot be combined with the composition {group.name}")
-        cats = {rel: _catalogue(rel, parts, opts) for rel in group.relation_ids}
+        cats = {rel: _catalogue(rel, parts, opts.data_root) for rel in group.relation_ids}
         for row in group.rows:
             for part in parts:
                 for prompt_id in _prompt_names(part, cats[group.relation_ids[0]]):
@@ -173,8 +173,8 @@ def build(selection: Selection, text_type: str, opts: Options) -> list[TrainText
     return out
 
 
-def _catalogue(rel: str, parts: list[str], opts: Options) -> catalogue.PromptCatalogue | None:
-    return catalogue.prompts(rel, opts.data_root) if any(needs_catalogue(p) for p in parts) else None
+def _catalogue(rel: str, parts: list[str], data_root: Path | None) -> catalogue.PromptCatalogue | None:
+    return catalogue.prompts(rel, data_root) if any(needs_catalogue(p) for p in parts) else None
 
 
 def _compose(group: Group, row: tuple[Fact, ...], part: str, prompt_id: str,
