@@ -179,3 +179,20 @@ def test_vocabulary_words_keep_their_spelling_and_only_lose_their_case(words):
     from util_public.datagen.vocab import prepare
 
     assert prepare(words) == SPELLINGS[words]
+
+
+@pytest.mark.parametrize("source", ["catalogue", "synthetic"])
+def test_title_case_writes_the_same_facts_capitalised(source):
+    """`objects.case=title` changes how objects are written, never which: the lower-case dataset's
+    heads, objects and options in order, each object title-cased (what a model usually reads)."""
+    from util_public.objectcase import title
+
+    for case in ("as_is", "title"):
+        generate("relation_ids=[50]", "num_facts=25", "num_options=12", f"objects.vocab_source={source}",
+                 f"objects.case={case}", f"dataset={case}")
+    lower, titled = read_facts(csv_path(dataset="as_is"), 12), read_facts(csv_path(dataset="title"), 12)
+    assert [f.head for f in titled] == [f.head for f in lower]
+    assert [(f.object, f.options) for f in titled] == [(title(f.object), [title(o) for o in f.options]) for f in lower]
+    assert any(f.object != title(f.object) for f in lower)      # the lower-case file really differed
+    [run_info] = json.loads((root("data") / "title" / "manifest.json").read_text())["runs"].values()
+    assert run_info["config"]["objects"]["case"] == "title"

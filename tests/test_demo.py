@@ -4,7 +4,7 @@ import json
 import pytest
 
 from conftest import save_tiny_checkpoint
-from util_public import demo, runinfo
+from util_public import demo, objectcase, runinfo
 from util_public.errors import UserError
 from util_public.facts import read_facts
 from util_public.registry import Registry
@@ -81,7 +81,8 @@ def test_recipes_load_and_bad_settings_are_user_errors():
     with pytest.raises(UserError, match="unknown probes"):
         demo.load_config("quick", ["eval.probes=[known,ppl]"])
     for bad, message in [("seed=-1", "seed: must be >= 0"), ("data_seed=4294967296", "data_seed: must be"),
-                         ("threads=0", "threads: must be >= 1"), ("num_options=1", "num_options: must be >= 2")]:
+                         ("threads=0", "threads: must be >= 1"), ("num_options=1", "num_options: must be >= 2"),
+                         ("object_case=upper", r"demo_quick.yaml: object_case: 'upper' is not one of as_is, title")]:
         with pytest.raises(UserError, match=message):      # before the first stage runs, not inside it
             demo.load_config("quick", [bad])
 
@@ -101,17 +102,21 @@ def test_the_demo_passes_its_batch_sizes_to_every_evaluation(settings, expected)
                                                                ("catalogue", 20, 0, "sync_random_o_opt20"),
                                                                ("synthetic", 100, 0, "sync_synthetic_o"),
                                                                ("synthetic", 20, 0, "sync_synthetic_o_opt20"),
-                                                               ("catalogue", 20, 3, "sync_random_o_opt20_seed3")])
+                                                               ("catalogue", 20, 3, "sync_random_o_opt20_seed3"),
+                                                               ("catalogue", 20, 3, "sync_random_o_opt20_title_seed3")])
 def test_each_object_source_option_count_and_data_seed_has_its_own_dataset(objects, options, data_seed, name,
                                                                           isolated_roots):
+    case = "title" if "_title" in name else "as_is"
     cfg = demo.load_config("quick", [f"objects={objects}", f"num_options={options}", "num_facts=6", "k=3",
-                                     f"data_seed={data_seed}"])
+                                     f"data_seed={data_seed}", f"object_case={case}"])
     assert demo.dataset(cfg) == name
     demo.ensure_facts(cfg)
     facts = read_facts(isolated_roots["data"] / name / "50.csv", num_options=options)
     real = set((demo.paths.REPO_ROOT / "util_public/catalogue/vocab/50.txt").read_text().split("\n"))
     assert len(facts) == 6 and all(len(f.options) == options - 1 for f in facts)
-    assert all((f.object in real) == (objects == "catalogue") for f in facts)
+    assert all((f.object.lower() in real) == (objects == "catalogue") for f in facts)
+    assert all((f.object == objectcase.title(f.object.lower())) == (case == "title") for f in facts)
+    assert all(f"mc.object_case={case}" in overrides for _, overrides, _, _ in demo.evaluations(cfg, {"50"}))
 
 
 def test_a_changed_data_setting_gets_its_facts_and_runs(isolated_roots):

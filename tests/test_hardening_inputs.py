@@ -454,6 +454,7 @@ CASES = [
     Case("gen-config-appended-typo", "gen", gen("+objects.vocab_sourse=file"),
          ("objects.vocab_sourse", "not a key"), via="entry"),
     Case("gen-bad-choice", "gen", gen("on_exists=sometimes"), ("on_exists", "sometimes")),
+    Case("gen-bad-object-case", "gen", gen("objects.case=upper"), ("objects.case", "upper", "as_is")),
     Case("import-missing-column", "gen", imp(rows=[r[::2] for r in GOOD], header=("Head", "Alternate Facts")),
          ("{src}", "missing columns ['Fact']"), via="entry"),
     Case("import-unterminated-options", "gen", imp(1, 2, "['oslo', 'kyiv'"),

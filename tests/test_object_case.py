@@ -9,7 +9,8 @@ import pytest
 
 from evalkit import KNOWN_MC as KNOWN, loaded_with_key
 from util_public.errors import UserError
-from util_public.evaluation import api, objectcase, plan as planning, requests
+from util_public import objectcase
+from util_public.evaluation import api, plan as planning, requests
 from util_public.evaluation.schema import config
 from util_public.facts import Fact, write_facts
 from util_public.recipes import trained_pull

@@ -30,7 +30,7 @@ from typing import List, Optional
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import known, limits, paths, prompts, relspec, runinfo, textio
+from . import known, limits, objectcase, paths, prompts, relspec, runinfo, textio
 from .artifacts import RunManifest
 from .atomicio import write_bytes, write_json, write_text
 from .demo_report import COLUMNS, PROBES, ROWS, plot, probe_columns, render_table, values
@@ -75,6 +75,9 @@ class DemoConfig:
     k: int = 50                         # Phase 2 trains the train prompt on facts 0..k-1
     num_options: int = 100              # gold + distractors per fact (generated and scored)
     objects: str = "catalogue"          # catalogue: real objects of the type (real capitals); synthetic: invented names
+    # as_is: objects in the vocabulary's lower case (SPEC §4.3); title: "Port of Spain" in the facts
+    # trained and in every question asked, the known facts' options included (docs/RESULTS.md §1.8)
+    object_case: str = "as_is"
     data_seed: int = 0
     seed: int = 42                      # training seed of both phases
     threads: int = 2
@@ -103,6 +106,7 @@ def load_config(variant: str, overrides: list[str] | None = None) -> DemoConfig:
     if cfg.objects not in OBJECT_SOURCES:
         raise UserError(f"{path}: objects", f"unknown object source {cfg.objects!r}",
                         f"use one of {', '.join(OBJECT_SOURCES)}")
+    objectcase.written("x", cfg.object_case, f"{path}: object_case")     # refuses an unknown case
     if not 0 < cfg.k < cfg.num_facts:
         raise UserError(str(path), f"k={cfg.k} must lie in 1..num_facts-1 ({cfg.num_facts})",
                         "unseen facts are k..num_facts-1")
@@ -135,12 +139,13 @@ def use_private_roots(out: Path) -> Path:
 
 
 def dataset(cfg: DemoConfig) -> str:
-    """The paper's dataset name for real objects, 100 options and data seed 0; invented objects,
-    other option counts and other data seeds get their own dataset folders (the subjects do not
-    depend on the first two). The name is in every run name's digest and result path, so a changed
+    """The paper's dataset name for real objects, 100 options, lower case and data seed 0; invented
+    objects, other option counts, title case and other data seeds get their own dataset folders (the
+    subjects do not depend on the first three). The name is in every run name's digest and result path, so a changed
     data setting trains and scores anew (a rerun with another data seed reused the old facts)."""
     name = OBJECT_SOURCES[cfg.objects]
     name = name if cfg.num_options == 100 else f"{name}_opt{cfg.num_options}"
+    name = name if cfg.object_case == "as_is" else f"{name}_{cfg.object_case}"
     return name if cfg.data_seed == 0 else f"{name}_seed{cfg.data_seed}"
 
 
@@ -157,6 +162,7 @@ def ensure_facts(cfg: DemoConfig) -> None:
     gen = schema.load(schema.compose([f"relation_ids=[{','.join(missing)}]", f"num_facts={cfg.num_facts}",
                                       f"dataset={dataset(cfg)}", f"objects.vocab_source={cfg.objects}",
                                       f"num_options={cfg.num_options}", f"seed={cfg.data_seed}",
+                                      f"objects.case={cfg.object_case}",
                                       "on_exists=overwrite"]))
     run.run(gen)
 
@@ -246,7 +252,7 @@ def evaluations(cfg: DemoConfig, keys: set[str]) -> list[tuple[str, list[str], l
     e = cfg.eval
     base = [f"data.relation_id={cfg.relation_id}", f"data.dataset={dataset(cfg)}", f"data.seen_fact_ids=0:{cfg.k}",
             f"model.dtype={e.dtype}", f"backend={e.backend}", f"mc.num_options={cfg.num_options}",
-            f"gen.max_new_tokens={e.gen_max_new_tokens}",
+            f"gen.max_new_tokens={e.gen_max_new_tokens}", f"mc.object_case={cfg.object_case}",
             *([f"mc.batch_size={e.mc_batch_size}"] if e.mc_batch_size else []),
             *([f"gen.batch_size={e.gen_batch_size}"] if e.gen_batch_size else [])]
     every = [*base, "data.index_begin=0", f"data.index_end={cfg.num_facts}"]

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .. import limits, paths
+from .. import limits, objectcase, paths
 from ..errors import UserError
 
 PAPER_RELATIONS = ["12", "21", "50", "71", "105"]
@@ -47,6 +47,9 @@ class ObjectsCfg:
     vocab_file: Optional[str] = None        # one object per line (vocab_source: file)
     trex_mc_path: Optional[str] = None      # root holding trex_MC/R{id}/*.csv (vocab_source: trex_mc)
     vocab_size: int = 200                   # entries built by the synthetic and llm sources
+    # How objects and options are written in the facts: as_is (the vocabulary's lower case, SPEC §4.3)
+    # | title ("Port of Spain"; util_public/objectcase.py). Generate and derive chain; the same facts either way.
+    case: str = "as_is"
 
 
 @dataclass
@@ -147,6 +150,7 @@ _CHOICES = {
     "on_exists": ("error", "overwrite", "append"),
     "subjects.source": ("offline", "llm", "file"),
     "objects.vocab_source": ("catalogue", "trex_mc", "file", "synthetic", "llm"),
+    "objects.case": objectcase.CASES,
     "wiki.source": ("template", "llm"),
     "wiki.on_missing_object": ("error", "skip"),
     "llm.client": ("openai", "azure"),

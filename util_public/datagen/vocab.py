@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .. import catalogue, paths, textio
+from .. import catalogue, objectcase, paths, textio
 from ..errors import UserError
 from ..facts import norm, visible
 from ..seeding import stream
@@ -72,10 +72,19 @@ def synthetic(object_type: str, size: int, seed: int, relation_id: str) -> list[
 
 def build(cfg: GenConfig, relation_id: str, data_root: Path,
           llm_objects: Callable[[str, int], list[str]] | None = None) -> Vocabulary:
-    """The object vocabulary of `relation_id` from `objects.vocab_source`.
+    """The object vocabulary of `relation_id` from `objects.vocab_source`, written as `objects.case`
+    says. Case changes no choice: the words keep their order, and every comparison (duplicates,
+    substring conflicts, the subject/object rule) is case-insensitive, so a title-case dataset holds
+    the lower-case dataset's facts, capitalised.
 
     `llm_objects(relation_id, n)` is supplied by callers that hold an LLM connection.
     """
+    lowered = _lowercase_vocabulary(cfg, relation_id, data_root, llm_objects)
+    return Vocabulary([objectcase.written(w, cfg.objects.case, "objects.case") for w in lowered.words], lowered.source)
+
+
+def _lowercase_vocabulary(cfg: GenConfig, relation_id: str, data_root: Path,
+                          llm_objects: Callable[[str, int], list[str]] | None) -> Vocabulary:
     source = cfg.objects.vocab_source
     if source == "catalogue":
         path = catalogue.vocab_file(relation_id, data_root)

@@ -7,7 +7,7 @@ MC boundary rule, and position 0 (never predicted) is left out.
 from __future__ import annotations
 
 from ..facts import Fact
-from . import objectcase
+from .. import objectcase
 from .requests import Request, split
 
 

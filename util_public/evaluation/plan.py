@@ -12,12 +12,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import catalogue, known, limits, matching, modelio, paths, prompts, relspec
+from .. import catalogue, known, limits, matching, modelio, objectcase, paths, prompts, relspec
 from .. import facts as factio
 from ..errors import UserError, under
 from ..facts import Fact, id_ranges
 from ..runinfo import fingerprint, sha256_text
-from . import contexts, ic_lke, metrics, modelinfo, objectcase, pooling, requests, results, textprobe
+from . import contexts, ic_lke, metrics, modelinfo, pooling, requests, results, textprobe
 from .modelinfo import ModelInfo
 from .schema import FACT_TASKS, LIMITS, TASKS, EvalConfig, prompt_types
 

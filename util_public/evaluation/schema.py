@@ -70,7 +70,7 @@ class McCfg:
     calibration: str = "none"           # none | subjectless
     null_subject: str = "X"
     # How the options are written where they are scored: as_is (as stored: lower-case) | title
-    # (objectcase.py); records hold the options as scored
+    # (util_public/objectcase.py); records hold the options as scored
     object_case: str = "as_is"
 
 
@@ -92,7 +92,7 @@ class IcLkeCfg:
 
 @dataclass
 class LossProbeCfg:
-    object_case: str = "as_is"          # as_is | title (objectcase.py; the original title-cased objects)
+    object_case: str = "as_is"          # as_is | title (util_public/objectcase.py; the original title-cased objects)
 
 
 @dataclass

@@ -6,7 +6,8 @@ position. A text job (`ppl`) is one piece. `shards.py` runs the pieces (on one r
 """
 from __future__ import annotations
 
-from . import generation, loss_probe, metrics, objectcase, pooling, requests, textprobe
+from .. import objectcase
+from . import generation, loss_probe, metrics, pooling, requests, textprobe
 from .backends.protocol import Backend
 from .plan import Job
 from .schema import EvalConfig

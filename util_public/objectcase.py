@@ -9,7 +9,7 @@ docs/RESULTS.md §1.8). `title` capitalises every word and every hyphenated part
 """
 from __future__ import annotations
 
-from ..errors import UserError
+from .errors import UserError
 
 CASES = ("as_is", "title")
 TITLE_RULE = 2      # in the loss probe's result hash; 1 was str.title ("Port Of Spain", "Saint George'S")
