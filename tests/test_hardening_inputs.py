@@ -741,6 +741,9 @@ CASES += [
     # JSON types: registry, run manifests, checkpoint metadata, result summaries
     Case("type-registry-path-not-string", "train", then(tr(), lambda c: registry(c, {"tiny-base": {"path": 5}})),
          ("{registry}: tiny-base: path", "must be a string, found an integer 5"), via="entry"),
+    Case("type-registry-unknown-kind", "train",      # it was resolved as a path entry: "neither 'path' nor 'hub_id'"
+         then(tr(), lambda c: registry(c, {"tiny-base": {"kind": "embeded", "cache_dir": "smollm2-135m"}})),
+         ("{registry}: tiny-base: kind", "'embeded' is not one of base, checkpoint, embedded", "did you mean 'embedded'")),
     Case("type-registry-is-a-list", "eval", then(ev("model.path=null", "model.name=keyed"),
                                                  lambda c: c.registry.write_text("[]")),
          ("{registry}", "must be an object, found a list")),

@@ -35,6 +35,8 @@ from . import atomicio, locking, paths, textio
 from .errors import UserError
 
 _ENTRY_FIELDS = {"path": str, "hub_id": str, "kind": str, "cache_dir": str}
+# `embedded` changes how the entry resolves; `base` and `checkpoint` (what training registers) label it.
+KINDS = ("base", "checkpoint", "embedded")
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -78,7 +80,12 @@ class Registry:
             entry = textio.require_fields(dict(raw_value), _ENTRY_FIELDS, where)
         else:
             raise UserError(where, "entry must be a path, [folder, parent] or an object")
-        if entry.get("kind") == "embedded":
+        kind = entry.get("kind")
+        if kind is not None and kind not in KINDS:      # "embeded" resolved as a path entry without a path
+            close = difflib.get_close_matches(kind, KINDS, n=1)
+            raise UserError(f"{where}: kind", f"{kind!r} is not one of {', '.join(KINDS)}",
+                            f"did you mean {close[0]!r}?" if close else None)
+        if kind == "embedded":
             entry["path"] = str(paths.root("model_cache") / check_name(entry.get("cache_dir", name)))
         elif "path" not in entry and "hub_id" not in entry:
             raise UserError(f"{self.path}: {name}", "entry has neither 'path' nor 'hub_id'")
