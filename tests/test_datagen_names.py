@@ -51,6 +51,27 @@ def test_taken_and_conflict_free():
     assert not any(a in b for i, a in enumerate(low) for j, b in enumerate(low) if i != j)
 
 
+@pytest.mark.parametrize("held, key, conflict", [
+    (["vrania"], "vrania", True),                 # equal
+    (["vrania"], "ania", True),                   # key inside a held name
+    (["ania"], "vrania", True),                   # a held name inside key
+    (["vr"], "vrania", True), (["vrania"], "ia", True),   # shorter than one 3-character piece
+    (["vrania"], "vranid", False), (["vrania", "dronia"], "ronian", False),
+    (["aniax", "bania"], "ania", True),           # found in a bucket that is not the first piece's
+    (["the glass bell"], "glass", True), (["glass"], "the glass bell", True), ([], "x", False),
+])
+def test_substring_index_agrees_with_the_pairwise_rule(held, key, conflict):
+    assert names.SubstringIndex(held).conflicts(key) is conflict
+    assert any(key in h or h in key for h in held) is conflict      # the rule it replaces
+
+
+def test_substring_index_on_generated_names_matches_brute_force():
+    made = [norm(m) for m in names.generate("book", 300, stream(3, "subjects", "x"), lambda n: True)]
+    index = names.SubstringIndex(made[:150])
+    for key in made[150:] + [m[2:9] for m in made[:150]] + [m + "s" for m in made[:20]]:
+        assert index.conflicts(key) == any(key in h or h in key for h in made[:150]), key
+
+
 @pytest.mark.parametrize("name, problem", [
     ("ab", "length"), ("x" * 41, "length"), ("Bad_Name", "characters"), ("Name{x}", "characters"),
     ("2019-12-02", "no letter"), (" Padded", "characters"),
