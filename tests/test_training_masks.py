@@ -106,6 +106,30 @@ def test_first_versus_all_occurrences(tokenizer):
     assert do_mask(tokenizer, t, "s-o", occurrence="primary").labels[0] == IGNORE
 
 
+def _hgp(head, obj):
+    [t] = texts.build(Selection("50", [Group(("50",), [(Fact(3, "50", head, obj, ["oslo"]),)])], []), "hgp-0",
+                      texts.Options())
+    return t
+
+
+@pytest.mark.parametrize("head, obj", [("Singapore", "Singapore"), ("Singapore City", "Singapore")])
+@pytest.mark.parametrize("mode", ["s-o", "o", "r"])
+def test_an_object_found_inside_the_subject_is_refused_under_search(tokenizer, head, obj, mode):
+    """Search found "Singapore" first in the subject: s-o trained the subject and never the answer."""
+    t = _hgp(head, obj)
+    with pytest.raises(UserError, match=f"fact_id 3 .*the object '{obj}' is found inside the subject '{head}'.*"
+                                        "loss.occurrence=primary"):
+        do_mask(tokenizer, t, mode)
+    runs = labelled_runs(tokenizer, do_mask(tokenizer, t, mode, occurrence="primary"))
+    expected = {"s-o": [head, obj], "o": [obj], "r": ["The capital of", "is", "."]}[mode]
+    assert [r for r in runs if r] == expected
+
+
+@pytest.mark.parametrize("mode, expected", [("s-o", ["Kong", "Hong Kong"]), ("o", ["Hong Kong"])])
+def test_a_subject_inside_the_object_is_not_refused(tokenizer, mode, expected):
+    assert labelled_runs(tokenizer, do_mask(tokenizer, _hgp("Kong", "Hong Kong"), mode)) == expected
+
+
 def test_occurrence_boundaries():
     assert occurrences.find("Parisian Paris.", "Paris") == [(9, 14)]
     assert occurrences.find("xParis Paris", "Paris") == [(7, 12)]

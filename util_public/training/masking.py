@@ -67,11 +67,13 @@ def _subject_object_tokens(tokenizer, enc, text: TrainText, mode: str, occurrenc
     for fact in text.facts:
         objects = _occurrences(text.text, fact, "object", occurrence, specials)
         _require(objects, tokenizer, text, fact, "object")
-        for span in (objects if mode == "o" else objects[:1]):
+        objects = objects if mode == "o" else objects[:1]
+        subjects = _occurrences(text.text, fact, "subject", occurrence, specials)
+        _check_apart(objects, subjects[:1], tokenizer, text, fact)
+        for span in objects:
             picked |= _tokens(enc, span, tokenizer, text, fact, "object")
         if mode == "o":
             continue
-        subjects = _occurrences(text.text, fact, "subject", occurrence, specials)
         _require(subjects, tokenizer, text, fact, "subject")
         tokens = _tokens(enc, subjects[0], tokenizer, text, fact, "subject")
         at_start += tokens == {0}
@@ -85,6 +87,19 @@ def _occurrences(full: str, fact: FactSpans, kind: str, occurrence: str, special
         return [span] if span else []
     needle = fact.subject_text if kind == "subject" else full[span[0]:span[1]]
     return occurrences.find(full, needle, specials)
+
+
+def _check_apart(objects: list[Span], subject: list[Span], tokenizer, text: TrainText, fact: FactSpans) -> None:
+    """A searched O occurrence inside the S occurrence the loss takes (a Head equal to its object,
+    "Singapore" -> "Singapore", or containing it) would train the subject's tokens as the answer and,
+    under `s-o`, leave the appended object out. Only search (`original`) can pick it; `primary` cannot."""
+    for o_start, o_end in objects:
+        for s_start, s_end in subject:
+            if o_start < s_end and s_start < o_end:
+                raise UserError(_where(text, tokenizer, fact),
+                                f"the object {text.text[o_start:o_end]!r} is found inside the subject "
+                                f"{fact.subject_text!r} in {text.text!r}, so its searched occurrence is the subject's",
+                                "set loss.occurrence=primary (the appended object's own span)")
 
 
 def _require(found: list[Span], tokenizer, text: TrainText, fact: FactSpans, kind: str) -> None:
