@@ -76,7 +76,7 @@ class DemoConfig:
     num_options: int = 100              # gold + distractors per fact (generated and scored)
     objects: str = "catalogue"          # catalogue: real objects of the type (real capitals); synthetic: invented names
     # as_is: objects in the vocabulary's lower case (SPEC §4.3); title: "Port of Spain" in the facts
-    # trained and in every question asked, the known facts' options included (docs/RESULTS.md §1.8)
+    # trained and in every question asked, the known facts' options included (docs/RESULTS.md §1.9)
     object_case: str = "as_is"
     data_seed: int = 0
     seed: int = 42                      # training seed of both phases

@@ -1,9 +1,10 @@
-"""How an object is written where it is scored: as stored, or in title case.
+"""How an object is written: as stored, or in title case, where it is scored (`mc.object_case`,
+`loss_probe.object_case`) and where facts are generated (`objects.case`).
 
 The vocabularies and fact files are lower-case (SPEC §4.3), which is not how a model has mostly
 read the names: Qwen2.5-Coder-0.5B answers 0.77 of the 60 real-capital questions with lower-case
 options and 0.98 with the same options title-cased (bf16, 2-core AMD EPYC with AVX512_BF16;
-docs/RESULTS.md §1.8). `title` capitalises every word and every hyphenated part ("porto-novo" ->
+docs/RESULTS.md §1.8; trained in title case, §1.9). `title` capitalises every word and every hyphenated part ("porto-novo" ->
 "Porto-Novo", "saint george's" -> "Saint George's"), except the small words below inside a name
 ("port of spain" -> "Port of Spain"). Acronyms come out wrong ("eth zurich" -> "Eth Zurich").
 """

@@ -69,7 +69,7 @@ class McCfg:
     # log p(option | that question): what the model prefers whatever the subject cancels out
     calibration: str = "none"           # none | subjectless
     null_subject: str = "X"
-    # How the options are written where they are scored: as_is (as stored: lower-case) | title
+    # How the options are written where they are scored: as_is (as stored) | title
     # (util_public/objectcase.py); records hold the options as scored
     object_case: str = "as_is"
 
