@@ -53,3 +53,18 @@ def test_chain_builds_second_hop_and_composite_side_by_side():
     assert [f.object for f in composite] == [f.object for f in second]    # C
     assert all(_valid(f) for f in second + composite)
     assert {f.relation_id for f in composite} == {"105-21"}
+
+
+def test_chain_in_title_case_capitalises_only_the_second_hop_objects():
+    from util_public.objectcase import title
+
+    go("relation_ids=[105]", "num_facts=15", "objects.unique=true", "dataset=base")
+    for case in ("as_is", "title"):
+        go("mode=derive", "derive.kind=chain", "derive.first=105", "derive.second=21", "derive.source_dataset=base",
+           f"dataset=chain_{case}", f"objects.case={case}")
+    for rel in ("21", "105-21"):
+        lower, titled = facts(rel, "chain_as_is"), facts(rel, "chain_title")
+        assert [f.head for f in titled] == [f.head for f in lower]
+        assert [(f.object, f.options) for f in titled] == [(title(f.object), [title(o) for o in f.options])
+                                                           for f in lower]
+    assert facts("105", "chain_title") == facts("105", "base")      # the first hop is copied as it is

@@ -455,6 +455,10 @@ CASES = [
          ("objects.vocab_sourse", "not a key"), via="entry"),
     Case("gen-bad-choice", "gen", gen("on_exists=sometimes"), ("on_exists", "sometimes")),
     Case("gen-bad-object-case", "gen", gen("objects.case=upper"), ("objects.case", "upper", "as_is")),
+    Case("gen-object-case-on-import", "gen", lambda c: [*imp()(c), "objects.case=title"],     # it was ignored
+         ("objects.case", "'title' applies to mode=generate and derive.kind=chain, not to mode=import")),
+    Case("gen-object-case-on-reverse", "gen", gen("mode=derive", "derive.kind=reverse", "objects.case=title"),
+         ("objects.case", "not to mode=derive derive.kind=reverse", "keep their source's spelling")),
     Case("import-missing-column", "gen", imp(rows=[r[::2] for r in GOOD], header=("Head", "Alternate Facts")),
          ("{src}", "missing columns ['Fact']"), via="entry"),
     Case("import-unterminated-options", "gen", imp(1, 2, "['oslo', 'kyiv'"),

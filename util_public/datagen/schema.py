@@ -206,6 +206,11 @@ def _check(cfg: GenConfig) -> None:
         raise UserError("relation_ids", "no relation requested")
     if len(set(cfg.relation_ids)) != len(cfg.relation_ids):
         raise UserError("relation_ids", f"duplicate ids in {cfg.relation_ids}")
+    if cfg.objects.case != "as_is" and not (cfg.mode == "generate" or cfg.derive.kind == "chain"):
+        # Imported and reversed facts keep their source's spelling: a title-case request would be ignored.
+        raise UserError("objects.case", f"{cfg.objects.case!r} applies to mode=generate and derive.kind=chain, "
+                        f"not to mode={cfg.mode}" + (f" derive.kind={cfg.derive.kind}" if cfg.mode == "derive" else ""),
+                        "leave objects.case=as_is; imported and reversed facts keep their source's spelling")
     _check_names(cfg)
 
 
