@@ -793,6 +793,8 @@ CASES += [
     Case("limit-gen-top-p", "gen", gen("llm.top_p=0"), ("llm.top_p", "must be > 0, <= 1, got 0")),
     # seeds: numpy's legacy seeding (transformers' set_seed) takes 0 .. 2**32 - 1; a traceback before
     Case("limit-gen-seed", "gen", gen("seed=-1"), ("seed", "must be >= 0, <= 4294967295, got -1"), via="entry"),
+    Case("limit-gen-num-facts", "gen", gen("num_facts=1000000000000"),       # a MemoryError traceback
+         ("num_facts", "must be >= 1, <= 1000000, got 1000000000000")),
     Case("limit-train-seed", "train", tr("train.seed=4294967296"), ("train.seed", "must be >= 0, <= 4294967295")),
     Case("limit-eval-seed", "eval", ev("seed=-3"), ("seed", "must be >= 0, <= 4294967295, got -3")),
     Case("limit-eval-ic-lke-seed", "eval", ev("ic_lke.seed=-1"), ("ic_lke.seed", "must be >= 0")),
