@@ -196,3 +196,14 @@ def test_title_case_writes_the_same_facts_capitalised(source):
     assert any(f.object != title(f.object) for f in lower)      # the lower-case file really differed
     [run_info] = json.loads((root("data") / "title" / "manifest.json").read_text())["runs"].values()
     assert run_info["config"]["objects"]["case"] == "title"
+
+
+def test_title_case_refuses_two_objects_it_would_write_alike(tmp_path):
+    vocab = tmp_path / "v.txt"
+    vocab.write_text("\n".join(["ıstanbul", "istanbul", *_words(20)]) + "\n", encoding="utf-8")
+    generate("relation_ids=[50]", "num_facts=3", "num_options=5", "objects.vocab_source=file",
+             f"objects.vocab_file={vocab}", "dataset=lower")               # as stored: two objects
+    with pytest.raises(UserError, match="objects.case=title writes 'istanbul' and 'ıstanbul' alike \\('Istanbul'\\)"):
+        generate("relation_ids=[50]", "num_facts=3", "num_options=5", "objects.vocab_source=file",
+                 f"objects.vocab_file={vocab}", "objects.case=title", "dataset=title")
+    assert not csv_path(dataset="title").exists()

@@ -80,7 +80,15 @@ def build(cfg: GenConfig, relation_id: str, data_root: Path,
     `llm_objects(relation_id, n)` is supplied by callers that hold an LLM connection.
     """
     lowered = _lowercase_vocabulary(cfg, relation_id, data_root, llm_objects)
-    return Vocabulary([objectcase.written(w, cfg.objects.case, "objects.case") for w in lowered.words], lowered.source)
+    words = [objectcase.written(w, cfg.objects.case, "objects.case") for w in lowered.words]
+    first: dict[str, str] = {}
+    for before, after in zip(lowered.words, words):       # "ıstanbul" and "istanbul" both write "Istanbul"
+        other = first.setdefault(norm(after), before)
+        if other != before:
+            raise UserError(f"relation {relation_id}: vocabulary {lowered.source}",
+                            f"objects.case={cfg.objects.case} writes {other!r} and {before!r} alike ({after!r})",
+                            "remove one of them from the vocabulary, or use objects.case=as_is")
+    return Vocabulary(words, lowered.source)
 
 
 def _lowercase_vocabulary(cfg: GenConfig, relation_id: str, data_root: Path,

@@ -173,8 +173,9 @@ def _hash_payload(cfg: EvalConfig, task: str, prompt_type: str, factset: FactSet
                          "pool_relations": cfg.mc.pool_relations}
         if cfg.mc.calibration != "none":
             payload["mc"]["calibration"] = {"mode": cfg.mc.calibration, "null_subject": cfg.mc.null_subject}
-        if cfg.mc.object_case != "as_is":
+        if cfg.mc.object_case != "as_is":    # a changed rule recomputes those results once
             payload["mc"]["object_case"] = cfg.mc.object_case
+            payload["mc"]["title_rule"] = objectcase.TITLE_RULE
         if cfg.mc.pool_relations:     # pooled records carry per-metric fields: a new metric recomputes them
             payload["mc"]["metrics"] = sorted(metrics.MC_METRICS)
     if task == "gen":    # the matchers' names and version: a new or changed matcher recomputes stored results once
