@@ -125,6 +125,23 @@ def test_an_object_found_inside_the_subject_is_refused_under_search(tokenizer, h
     assert [r for r in runs if r] == expected
 
 
+def test_an_ic_lke_shot_sharing_the_object_is_refused_for_s_o_not_for_o(tokenizer):
+    """43 of 100 generated facts share a capital: s-o trained the shot's "ottawa", never the fact's own."""
+    facts = [Fact(0, "50", "Brania", "ottawa", ["oslo"]), Fact(1, "50", "Veloria", "ottawa", ["oslo"]),
+             Fact(2, "50", "Kora", "rome", ["oslo"])]
+    built = texts.build(Selection("50", [Group(("50",), [(f,) for f in facts])], []), "ic-lke-inject-entity",
+                        texts.Options())
+    veloria = next(t for t in built if t.fact_id == 1)
+    assert veloria.text.index("Brania : ottawa") < veloria.text.index("Veloria : ottawa.")
+    for mode in ("s-o", "r"):
+        with pytest.raises(UserError, match="fact_id 1 .*the object 'ottawa' is found before the subject 'Veloria'"):
+            do_mask(tokenizer, veloria, mode)
+    assert labelled_runs(tokenizer, do_mask(tokenizer, veloria, "s-o", occurrence="primary"))[-2:] == ["Veloria", "ottawa"]
+    assert labelled_runs(tokenizer, do_mask(tokenizer, veloria, "o")).count("ottawa") == 2    # every occurrence
+    kora = next(t for t in built if t.fact_id == 2)             # an object no shot shares: searched as before
+    assert labelled_runs(tokenizer, do_mask(tokenizer, kora, "s-o"))[-2:] == ["Kora", "rome"]
+
+
 @pytest.mark.parametrize("mode, expected", [("s-o", ["Kong", "Hong Kong"]), ("o", ["Hong Kong"])])
 def test_a_subject_inside_the_object_is_not_refused(tokenizer, mode, expected):
     assert labelled_runs(tokenizer, do_mask(tokenizer, _hgp("Kong", "Hong Kong"), mode)) == expected

@@ -69,7 +69,7 @@ def _subject_object_tokens(tokenizer, enc, text: TrainText, mode: str, occurrenc
         _require(objects, tokenizer, text, fact, "object")
         objects = objects if mode == "o" else objects[:1]
         subjects = _occurrences(text.text, fact, "subject", occurrence, specials)
-        _check_apart(objects, subjects[:1], tokenizer, text, fact)
+        _check_apart(objects, subjects[:1], mode, tokenizer, text, fact)
         for span in objects:
             picked |= _tokens(enc, span, tokenizer, text, fact, "object")
         if mode == "o":
@@ -89,16 +89,23 @@ def _occurrences(full: str, fact: FactSpans, kind: str, occurrence: str, special
     return occurrences.find(full, needle, specials)
 
 
-def _check_apart(objects: list[Span], subject: list[Span], tokenizer, text: TrainText, fact: FactSpans) -> None:
-    """A searched O occurrence inside the S occurrence the loss takes (a Head equal to its object,
-    "Singapore" -> "Singapore", or containing it) would train the subject's tokens as the answer and,
-    under `s-o`, leave the appended object out. Only search (`original`) can pick it; `primary` cannot."""
+def _check_apart(objects: list[Span], subject: list[Span], mode: str, tokenizer, text: TrainText,
+                 fact: FactSpans) -> None:
+    """Search (`original`) can pick an O occurrence that is not this fact's answer: one inside the S
+    occurrence the loss takes (a Head equal to its object, "Singapore" -> "Singapore", or containing
+    it), which trains the subject's tokens as the answer, or, for `s-o` and `r`, one before it (an
+    ic-lke shot "Brania : ottawa" before "Veloria : ottawa."), which leaves this fact's answer out.
+    `primary` takes the appended O itself, so it is always after S."""
     for o_start, o_end in objects:
         for s_start, s_end in subject:
-            if o_start < s_end and s_start < o_end:
+            inside = o_start < s_end and s_start < o_end
+            if inside or (mode != "o" and o_start < s_start):
+                found = (f"inside the subject {fact.subject_text!r}, so the subject's tokens would be trained as "
+                         "the answer" if inside else
+                         f"before the subject {fact.subject_text!r} (at character {o_start}), so loss.mode={mode} "
+                         "would train that occurrence instead of this fact's answer")
                 raise UserError(_where(text, tokenizer, fact),
-                                f"the object {text.text[o_start:o_end]!r} is found inside the subject "
-                                f"{fact.subject_text!r} in {text.text!r}, so its searched occurrence is the subject's",
+                                f"the object {text.text[o_start:o_end]!r} is found {found}, in {text.text!r}",
                                 "set loss.occurrence=primary (the appended object's own span)")
 
 
