@@ -163,6 +163,20 @@ def test_the_wiki_cut_is_found_in_the_paragraph_itself(paragraph, obj, prefix):
     assert contexts.wiki_context(fact) == prefix
 
 
+@pytest.mark.parametrize("head, paragraph, prefix", [
+    ("Singapore City", "The island of Singapore City lies in Asia. Its capital is Singapore.",
+     "The island of Singapore City lies in Asia. Its capital is"),             # was cut to "The island of"
+    ("Singapore", "Singapore is a city-state whose capital is Singapore.",
+     "Singapore is a city-state whose capital is"),                            # was cut before everything
+])
+def test_the_wiki_cut_skips_the_object_inside_the_subject(head, paragraph, prefix):
+    from util_public.evaluation import contexts
+
+    fact = Fact(0, "50", head, "singapore", ["x"], text=paragraph)
+    [t] = build("wiki", rows=[(fact,)])
+    assert t.text == f"{prefix} singapore." and contexts.wiki_context(fact) == prefix
+
+
 def test_wiki_without_the_object():
     missing = Fact(3, "50", "Veloria", "lisbon", ["x"], text="Veloria is a small land.")
     with pytest.raises(UserError, match="fact_id 3"):

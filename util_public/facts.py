@@ -281,9 +281,14 @@ def mentions(text: str, phrase: str) -> list[int]:
 
 def wiki_prefix(fact: Fact) -> str | None:
     """The fact's `Text` up to the first mention of its object, trailing space removed: the wiki
-    prompt of training and evaluation (None: the object is not mentioned)."""
-    first = mentions(fact.text or "", fact.object)[:1]
-    return fact.text[:first[0]].rstrip() if first else None
+    prompt of training and evaluation (None: the object is not mentioned). A mention inside the
+    subject's first mention is not the object's ("The island of Singapore City ..." for Singapore
+    City -> Singapore was cut to "The island of", and a Head equal to its object cut before itself)."""
+    text = fact.text or ""
+    subject = mentions(text, fact.head)[:1]
+    own = range(subject[0], subject[0] + len(fact.head)) if subject else range(0)
+    first = [i for i in mentions(text, fact.object) if i not in own][:1]
+    return text[:first[0]].rstrip() if first else None
 
 
 def id_ranges(ids: list[int]) -> str:
