@@ -58,7 +58,7 @@ def test_taken_and_conflict_free():
     (["vr"], "vrania", True), (["vrania"], "ia", True),   # shorter than one 3-character piece
     (["vrania"], "vranid", False), (["vrania", "dronia"], "ronian", False),
     (["aniax", "bania"], "ania", True),           # found in a bucket that is not the first piece's
-    (["the glass bell"], "glass", True), (["glass"], "the glass bell", True), ([], "x", False),
+    (["the glass bell"], "glass", True), (["glass"], "the glass bell", True), ([], "x", False), ([""], "x", True),
 ])
 def test_substring_index_agrees_with_the_pairwise_rule(held, key, conflict):
     assert names.SubstringIndex(held).conflicts(key) is conflict

@@ -876,6 +876,9 @@ CASES += [
     Case("hidden-gold-nfd", "gen", imp(2, 2, '["ro\u0301me", "oslo"]', rows=[*GOOD[:2], ["Durnhal", "róme", '[]']]),
          ("{src}:4: fact_id 2", "gold object")),
     Case("hidden-gold-zero-width", "gen", imp(2, 2, '["ro\u200bme", "oslo"]'), ("{src}:4: fact_id 2", "gold object")),
+    Case("hidden-invisible-head", "gen", imp(1, 0, "\u200b\u00ad"),     # it compared as "", inside every name
+         ("{src}:3: fact_id 1", "Head is empty but for invisible characters")),
+    Case("hidden-invisible-option", "gen", imp(0, 2, '["\u200b", "kyiv"]'), ("{src}:2: fact_id 0", "option is empty")),
     Case("hidden-gold-doubled-space", "gen", imp(1, 2, '["new  lima", "oslo"]', rows=[
         GOOD[0], ["Ostrin", "new lima", '[]'], GOOD[2]]), ("{src}:3: fact_id 1", "gold object")),
     Case("hidden-duplicate-options-nfd", "eval",

@@ -91,8 +91,8 @@ def check_options(gold: str, options: list[str], where: str) -> tuple[str, list[
     """No empty option, no two options equal, the gold not among them, all compared in `norm`
     form (so "Zürich" composed and decomposed, "new\u200byork" and "new  york" are caught).
     Returns the normal forms of the gold and of the options."""
-    if any(not o.strip() for o in options):
-        raise UserError(where, "an option is empty")
+    if any(not norm(o) for o in options):        # "\u200b" alone is empty once compared
+        raise UserError(where, "an option is empty (or only invisible characters)")
     normed = [norm(o) for o in options]
     counts = collections.Counter(normed)
     dups = sorted(o for o, n in counts.items() if n > 1)
@@ -211,8 +211,8 @@ def warn_stripped(path: Path, count: int) -> None:
 
 
 def _check_cell(value: str, column: str, where: str) -> None:
-    if not value:
-        raise UserError(where, f"{column} is empty")
+    if not norm(value):     # a zero-width space and a soft hyphen alone compared as "", every name's substring
+        raise UserError(where, f"{column} is empty" + (f" but for invisible characters ({value!r})" if value else ""))
     if re.search(r"[\r\n]", value):
         raise UserError(where, f"{column} contains a newline")
     _check_characters(value, column, where)
