@@ -129,3 +129,13 @@ def test_the_cli_lists_checks_and_prunes_only_what_is_missing(tmp_path, capsys):
     assert capsys.readouterr().out == "removed: gone\n"
     assert sorted(json.loads(reg.file.read_text())) == ["emb", "here", "hub"]     # the rest kept as they were
     assert registry.main(["check", *args]) == 0
+
+
+@pytest.mark.parametrize("command", ["list", "check", "prune-missing"])
+def test_the_cli_refuses_a_registry_file_that_does_not_exist(tmp_path, command):
+    """`check --registry r.json` (a name relative to another folder) printed "0 entries, 0 missing", exit 0."""
+    from util_public import registry
+
+    with pytest.raises(UserError, match=f"registry {tmp_path / 'none.json'}: no such file"):
+        registry.main([command, "--registry", str(tmp_path / "none.json")])
+    assert not (tmp_path / "none.json").exists()

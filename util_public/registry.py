@@ -235,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registry", default=None, help="path of models.json (default: $MTG_MODELS_JSON, else the repository's)")
     args = parser.parse_args(argv)
     reg = Registry(args.registry)
+    if not reg.path.exists():       # `check` printed "0 entries, 0 missing" and passed
+        raise UserError(f"registry {reg.path}", "no such file",
+                        "relative --registry paths start at the repository root" if args.registry else
+                        "set MTG_MODELS_JSON or --registry to an existing models.json")
     entries = reg.entries()
     if args.command == "list":
         for name, entry in sorted(entries.items()):
