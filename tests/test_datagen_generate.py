@@ -103,6 +103,17 @@ def test_on_exists_error_overwrite_append(vocab_file):
     assert [f.fact_id for f in read_facts(csv_path())] == [0, 1, 2]
 
 
+@pytest.mark.parametrize("first, then", [("as_is", "title"), ("title", "as_is")])
+def test_appending_the_other_spelling_is_refused(vocab_file, first, then):
+    generate(*file_args(vocab_file, "num_facts=5", f"objects.case={first}"))
+    before = csv_path().read_bytes()
+    with pytest.raises(UserError, match=rf"50.csv: fact_id 0: its object '.+', like every object there, is not written as objects.case={then}"):
+        generate(*file_args(vocab_file, "num_facts=5", f"objects.case={then}", "on_exists=append"))
+    assert csv_path().read_bytes() == before
+    generate(*file_args(vocab_file, "num_facts=5", f"objects.case={first}", "on_exists=append"))    # its own: fine
+    assert len(read_facts(csv_path())) == 10
+
+
 def test_unique_objects(vocab_file):
     generate(*file_args(vocab_file, "num_facts=150", "objects.unique=true", "num_options=5"))
     objects = [f.object for f in read_facts(csv_path(), num_options=5)]

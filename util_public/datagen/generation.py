@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import catalogue, packages, paths, textio
+from .. import catalogue, objectcase, packages, paths, textio
 from ..atomicio import check_writable_dir
 from ..errors import UserError
 from ..facts import Fact, norm, relation_file
@@ -58,6 +58,7 @@ class Generator:
                                 f"generate {' and '.join(sources)}, then mode=derive derive.kind={meta.get('derive_kind')}")
             path = relation_file(self.data_root, c.dataset, rel)
             jobs.append(RelationJob(rel, meta, path, existing_facts(path, c.on_exists, c.num_options)))
+            _check_same_case(jobs[-1], c.objects.case)
         if c.subjects.source == "file":
             if not c.subjects.file:
                 raise UserError("subjects.file", "must be set when subjects.source=file")
@@ -194,3 +195,17 @@ class Generator:
             f.text = text
             out.append(f)
         return out
+
+
+def _check_same_case(job: RelationJob, case: str) -> None:
+    """Appending writes new objects as `case` does; a file whose objects are all in the other
+    spelling would end up with both, which training and scoring read as different names. (A file of
+    mixed spellings, such as imported real names, is appended to as it is.)"""
+    low = [f.object.lower() for f in job.existing]
+    other = [f for f, lo in zip(job.existing, low)
+             if (f.object != lo if case == "as_is" else f.object == lo != objectcase.title(lo))]
+    if other and len(other) == len(job.existing):
+        raise UserError(f"{job.path}: fact_id {other[0].fact_id}",
+                        f"its object {other[0].object!r}, like every object there, is not written as "
+                        f"objects.case={case} writes objects",
+                        "append with the file's own spelling (objects.case), or generate into a new dataset")
