@@ -107,7 +107,8 @@ def test_on_exists_error_overwrite_append(vocab_file):
 def test_appending_the_other_spelling_is_refused(vocab_file, first, then):
     generate(*file_args(vocab_file, "num_facts=5", f"objects.case={first}"))
     before = csv_path().read_bytes()
-    with pytest.raises(UserError, match=rf"50.csv: fact_id 0: its object '.+', like every object there, is not written as objects.case={then}"):
+    with pytest.raises(UserError, match=rf"50.csv: fact_id 0: its object '.+', like every object there, "
+                                        rf"is not written as objects.case={then}"):
         generate(*file_args(vocab_file, "num_facts=5", f"objects.case={then}", "on_exists=append"))
     assert csv_path().read_bytes() == before
     generate(*file_args(vocab_file, "num_facts=5", f"objects.case={first}", "on_exists=append"))    # its own: fine

@@ -136,7 +136,8 @@ def test_an_ic_lke_shot_sharing_the_object_is_refused_for_s_o_not_for_o(tokenize
     for mode in ("s-o", "r"):
         with pytest.raises(UserError, match="fact_id 1 .*the object 'ottawa' is found before the subject 'Veloria'"):
             do_mask(tokenizer, veloria, mode)
-    assert labelled_runs(tokenizer, do_mask(tokenizer, veloria, "s-o", occurrence="primary"))[-2:] == ["Veloria", "ottawa"]
+    primary = do_mask(tokenizer, veloria, "s-o", occurrence="primary")
+    assert labelled_runs(tokenizer, primary)[-2:] == ["Veloria", "ottawa"]
     assert labelled_runs(tokenizer, do_mask(tokenizer, veloria, "o")).count("ottawa") == 2    # every occurrence
     kora = next(t for t in built if t.fact_id == 2)             # an object no shot shares: searched as before
     assert labelled_runs(tokenizer, do_mask(tokenizer, kora, "s-o"))[-2:] == ["Kora", "rome"]

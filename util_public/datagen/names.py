@@ -216,7 +216,8 @@ class SubstringIndex:
         return {key[i:i + self.GRAM] for i in range(len(key) - self.GRAM + 1)}
 
     def conflicts(self, key: str) -> bool:
-        if "" in self._names or any(key[i:j] in self._names for i in range(len(key)) for j in range(i + 1, len(key) + 1)):
+        pieces = (key[i:j] for i in range(len(key)) for j in range(i + 1, len(key) + 1))
+        if "" in self._names or any(p in self._names for p in pieces):
             return True         # a held name inside key (or equal to it; "" is inside every key)
         grams = self._grams(key)
         # A held name containing key contains every piece of key: scan the smallest bucket only.
