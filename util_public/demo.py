@@ -141,8 +141,9 @@ def use_private_roots(out: Path) -> Path:
 def dataset(cfg: DemoConfig) -> str:
     """The paper's dataset name for real objects, 100 options, lower case and data seed 0; invented
     objects, other option counts, title case and other data seeds get their own dataset folders (the
-    subjects do not depend on the first three). The name is in every run name's digest and result path, so a changed
-    data setting trains and scores anew (a rerun with another data seed reused the old facts)."""
+    subjects do not depend on the first three). The name is in every run name's digest and result
+    path, so a changed data setting trains and scores anew (a rerun with another data seed reused
+    the old facts)."""
     name = OBJECT_SOURCES[cfg.objects]
     name = name if cfg.num_options == 100 else f"{name}_opt{cfg.num_options}"
     name = name if cfg.object_case == "as_is" else f"{name}_{cfg.object_case}"

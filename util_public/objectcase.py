@@ -6,9 +6,8 @@ read the names: Qwen2.5-Coder-0.5B answers 0.77 of the 60 real-capital questions
 options and 0.98 with the same options title-cased (bf16, 2-core AMD EPYC with AVX512_BF16;
 docs/RESULTS.md §1.8; trained in title case, §1.9). `title` capitalises every word and every
 hyphenated part ("porto-novo" -> "Porto-Novo", "saint george's" -> "Saint George's"), except the
-small words below inside a name
-("port of spain" -> "Port of Spain", "newcastle upon tyne" -> "Newcastle upon Tyne"), and
-capitalises after "Mc", "O'" and an inner full stop ("McGill", "O'Keeffe", "D.C."). Acronyms
+small words below inside a name ("port of spain" -> "Port of Spain", "newcastle upon tyne" ->
+"Newcastle upon Tyne"), and capitalises after "Mc", "O'" and an inner full stop ("McGill", "O'Keeffe", "D.C."). Acronyms
 and other inner capitals come out wrong ("eth zurich" -> "Eth Zurich", "dicaprio" -> "Dicaprio").
 """
 from __future__ import annotations

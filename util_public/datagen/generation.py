@@ -201,9 +201,11 @@ def _check_same_case(job: RelationJob, case: str) -> None:
     """Appending writes new objects as `case` does; a file whose objects are all in the other
     spelling would end up with both, which training and scoring read as different names. (A file of
     mixed spellings, such as imported real names, is appended to as it is.)"""
-    low = [f.object.lower() for f in job.existing]
-    other = [f for f, lo in zip(job.existing, low)
-             if (f.object != lo if case == "as_is" else f.object == lo != objectcase.title(lo))]
+    def other_spelling(obj: str) -> bool:
+        low = obj.lower()
+        return obj != low if case == "as_is" else obj == low != objectcase.title(low)
+
+    other = [f for f in job.existing if other_spelling(f.object)]
     if other and len(other) == len(job.existing):
         raise UserError(f"{job.path}: fact_id {other[0].fact_id}",
                         f"its object {other[0].object!r}, like every object there, is not written as "

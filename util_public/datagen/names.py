@@ -202,7 +202,7 @@ class SubstringIndex:
     """Names (in `norm` form) held so that "is one of them inside `key`, or `key` inside one of
     them?" costs O(len(key)**2) set look-ups plus one scan of the names sharing `key`'s rarest
     3-character piece, instead of a pass over every name: checking each of 50,000 subjects against all
-    accepted ones was quadratic (over 120 s)."""
+    accepted ones was quadratic (over 120 s on the 2-core AMD EPYC; docs/PERFORMANCE.md)."""
 
     GRAM = 3
 

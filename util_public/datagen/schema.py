@@ -188,7 +188,7 @@ def load(cfg: DictConfig) -> GenConfig:
 
 
 # num_facts: one run builds its facts in memory (50,000 facts with 99 distractors: 17.7 s, 386 MB on
-# 2 cores); a million is ~8 GB, and 10**12 was a MemoryError traceback. More: append further runs.
+# the 2-core AMD EPYC of docs/PERFORMANCE.md); a million is ~8 GB, and 10**12 was a MemoryError traceback. More: append further runs.
 LIMITS = {
     "num_facts": ">= 1, <= 1000000", "num_options": ">= 2", "objects.vocab_size": ">= 1", "wiki.max_attempts": ">= 1",
     "llm.temperature": ">= 0", "llm.top_p": "> 0, <= 1", "llm.max_tokens": ">= 1", "llm.timeout_s": "> 0",
